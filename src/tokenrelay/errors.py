@@ -1,0 +1,143 @@
+"""Error hierarchy with the stable error codes of the wire protocol (DESIGN.md §3).
+
+Every error that reaches a client carries a `code` from `ErrorCode`, a `message` that says what
+went wrong, a `suggestion` that says how to fix it, and whether retrying may help. Errors found
+before a stream starts become plain HTTP errors (`http_status`); errors after it started become
+one terminal `error` event.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    SESSION_NOT_FOUND = "SESSION_NOT_FOUND"
+    RATE_LIMIT = "RATE_LIMIT"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    PROVIDER_ERROR = "PROVIDER_ERROR"
+    PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
+    PROVIDER_AUTH = "PROVIDER_AUTH"
+    PROVIDER_RATE_LIMIT = "PROVIDER_RATE_LIMIT"
+    CONTEXT_TOO_LONG = "CONTEXT_TOO_LONG"
+    TIMEOUT = "TIMEOUT"
+    CANCELLED = "CANCELLED"
+    STREAM_NOT_FOUND = "STREAM_NOT_FOUND"
+    BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+_HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.VALIDATION_ERROR: 422,
+    ErrorCode.SESSION_NOT_FOUND: 404,
+    ErrorCode.RATE_LIMIT: 429,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.PROVIDER_ERROR: 502,
+    ErrorCode.PROVIDER_UNAVAILABLE: 503,
+    ErrorCode.PROVIDER_AUTH: 502,
+    ErrorCode.PROVIDER_RATE_LIMIT: 429,
+    ErrorCode.CONTEXT_TOO_LONG: 400,
+    ErrorCode.TIMEOUT: 504,
+    ErrorCode.CANCELLED: 499,
+    ErrorCode.STREAM_NOT_FOUND: 404,
+    ErrorCode.BACKEND_UNAVAILABLE: 503,
+    ErrorCode.INTERNAL_ERROR: 500,
+}
+
+_DEFAULT_RETRYABLE = frozenset(
+    {
+        ErrorCode.RATE_LIMIT,
+        ErrorCode.PROVIDER_UNAVAILABLE,
+        ErrorCode.PROVIDER_RATE_LIMIT,
+        ErrorCode.TIMEOUT,
+        ErrorCode.BACKEND_UNAVAILABLE,
+    }
+)
+
+
+def http_status_for(code: ErrorCode) -> int:
+    return _HTTP_STATUS[code]
+
+
+class TokenRelayError(Exception):
+    """Base of every error we report. Subclasses fix the code; callers give message + fix."""
+
+    code: ErrorCode = ErrorCode.INTERNAL_ERROR
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        suggestion: str = "",
+        retryable: bool | None = None,
+        retry_after_s: float | None = None,
+        details: Any = None,
+        code: ErrorCode | None = None,
+    ) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.message = message
+        self.suggestion = suggestion
+        self.retryable = self.code in _DEFAULT_RETRYABLE if retryable is None else retryable
+        self.retry_after_s = retry_after_s
+        self.details = details
+
+    @property
+    def http_status(self) -> int:
+        return http_status_for(self.code)
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "code": self.code.value,
+            "message": self.message,
+            "suggestion": self.suggestion,
+            "retryable": self.retryable,
+        }
+        if self.retry_after_s is not None:
+            body["retry_after_s"] = self.retry_after_s
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+class ValidationError(TokenRelayError):
+    code = ErrorCode.VALIDATION_ERROR
+
+
+class SessionNotFound(TokenRelayError):
+    code = ErrorCode.SESSION_NOT_FOUND
+
+
+class StreamNotFound(TokenRelayError):
+    code = ErrorCode.STREAM_NOT_FOUND
+
+
+class ProviderError(TokenRelayError):
+    """Raised by provider adapters; pick the code that matches the upstream failure."""
+
+    code = ErrorCode.PROVIDER_ERROR
+
+
+class StreamTimeout(TokenRelayError):
+    code = ErrorCode.TIMEOUT
+
+
+class StreamCancelled(TokenRelayError):
+    code = ErrorCode.CANCELLED
+
+
+class BackendUnavailable(TokenRelayError):
+    code = ErrorCode.BACKEND_UNAVAILABLE
+
+
+def internal_error(exc: BaseException) -> TokenRelayError:
+    """Wrap an unexpected exception without leaking its text to clients."""
+    return TokenRelayError(
+        "internal error while producing the answer",
+        suggestion="retry; if it keeps happening, check the server log for the trace id",
+        code=ErrorCode.INTERNAL_ERROR,
+        retryable=True,
+    )

@@ -1,0 +1,199 @@
+"""Wire events (DESIGN.md §3) and their SSE encoding.
+
+Each event is a pydantic model whose `type` is its discriminator. The stream log stores events
+as `Envelope`s: the sequence number, the type and the JSON text, encoded once. The SSE encoding
+is a pure function of an envelope. JSON keeps non-ASCII text as is (Korean stays Korean).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from tokenrelay.errors import TokenRelayError
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class MetadataEvent(_Event):
+    type: Literal["metadata"] = "metadata"
+    stream_id: str
+    session_id: str
+    message_id: str
+    trace_id: str
+    provider: str
+    model: str
+
+
+class SourceDocument(BaseModel):
+    id: str
+    title: str
+    snippet: str
+    score: float
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class SourcesEvent(_Event):
+    type: Literal["sources"] = "sources"
+    documents: list[SourceDocument]
+
+
+class StatusEvent(_Event):
+    type: Literal["status"] = "status"
+    message: str
+
+
+class ProgressEvent(_Event):
+    type: Literal["progress"] = "progress"
+    step: str
+    message: str
+    progress: float = Field(ge=0, le=100)
+
+
+class TokenEvent(_Event):
+    type: Literal["token"] = "token"
+    content: str
+    index: int
+
+
+class ToolCallEvent(_Event):
+    type: Literal["tool_call"] = "tool_call"
+    call_id: str
+    tool: str
+    args: dict[str, Any]
+
+
+class ToolProgressEvent(_Event):
+    type: Literal["tool_progress"] = "tool_progress"
+    call_id: str
+    tool: str
+    message: str
+
+
+class ToolResultEvent(_Event):
+    type: Literal["tool_result"] = "tool_result"
+    call_id: str
+    tool: str
+    result: Any = None
+    error: str | None = None
+
+
+class CompleteEvent(_Event):
+    type: Literal["complete"] = "complete"
+    result: dict[str, Any]
+
+
+class UsageInfo(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class DoneEvent(_Event):
+    type: Literal["done"] = "done"
+    session_id: str
+    message_id: str
+    finish_reason: str
+    usage: UsageInfo
+    total_chunks: int
+    ttft_s: float | None
+    processing_time_s: float
+    history_length: int
+
+
+class ErrorEvent(_Event):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    suggestion: str = ""
+    retryable: bool = False
+    retry_after_s: float | None = None
+
+    @classmethod
+    def from_error(cls, err: TokenRelayError) -> ErrorEvent:
+        return cls(
+            code=err.code.value,
+            message=err.message,
+            suggestion=err.suggestion,
+            retryable=err.retryable,
+            retry_after_s=err.retry_after_s,
+        )
+
+
+Event = Annotated[
+    MetadataEvent
+    | SourcesEvent
+    | StatusEvent
+    | ProgressEvent
+    | TokenEvent
+    | ToolCallEvent
+    | ToolProgressEvent
+    | ToolResultEvent
+    | CompleteEvent
+    | DoneEvent
+    | ErrorEvent,
+    Field(discriminator="type"),
+]
+
+TERMINAL_TYPES = frozenset({"done", "error"})
+
+event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def parse_event(data: str | bytes) -> Event:
+    """Parse the JSON of one `data:` payload into its typed event."""
+    return event_adapter.validate_json(data)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One numbered event in a stream log: JSON encoded once, sent many times."""
+
+    seq: int
+    type: str
+    data: str
+
+    @property
+    def terminal(self) -> bool:
+        return self.type in TERMINAL_TYPES
+
+
+def envelope(seq: int, event: _Event) -> Envelope:
+    return Envelope(seq=seq, type=event.type, data=event.model_dump_json())  # type: ignore[attr-defined]
+
+
+def event_id(stream_id: str, seq: int) -> str:
+    return f"{stream_id}:{seq}"
+
+
+def parse_event_id(value: str) -> tuple[str, int]:
+    """Split `<stream_id>:<seq>`; raises ValueError when it is not of that form."""
+    stream_id, sep, seq = value.strip().rpartition(":")
+    if not sep or not stream_id or not seq.isdigit():
+        raise ValueError(f"not a tokenrelay event id: {value!r}")
+    return stream_id, int(seq)
+
+
+def encode_sse(
+    stream_id: str,
+    env: Envelope,
+    *,
+    event_names: bool = True,
+    retry_ms: int | None = None,
+) -> bytes:
+    """Encode one envelope as an SSE frame. JSON text never holds a raw newline, so one
+    `data:` line always suffices and no payload can inject SSE fields."""
+    parts = [f"id: {stream_id}:{env.seq}\n"]
+    if event_names:
+        parts.append(f"event: {env.type}\n")
+    parts.append(f"data: {env.data}\n")
+    if retry_ms is not None:
+        parts.append(f"retry: {retry_ms}\n")
+    parts.append("\n")
+    return "".join(parts).encode("utf-8")
+
+
+PING_FRAME = b": ping\n\n"
