@@ -17,7 +17,6 @@ import uvicorn
 from fastapi import FastAPI
 
 from tokenrelay.config import Settings
-from tokenrelay.server.app import create_app
 
 
 def free_port() -> int:
@@ -48,6 +47,8 @@ def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
 @contextlib.asynccontextmanager
 async def run_server(settings: Settings) -> AsyncIterator[LiveServer]:
     """Run the app under a real uvicorn server on a free loopback port, in this loop."""
+    from tokenrelay.server.app import create_app
+
     app = create_app(settings)
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
