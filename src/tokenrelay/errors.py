@@ -25,6 +25,7 @@ class ErrorCode(StrEnum):
     TIMEOUT = "TIMEOUT"
     CANCELLED = "CANCELLED"
     STREAM_NOT_FOUND = "STREAM_NOT_FOUND"
+    DOCUMENT_NOT_FOUND = "DOCUMENT_NOT_FOUND"
     BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
@@ -42,6 +43,7 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.TIMEOUT: 504,
     ErrorCode.CANCELLED: 499,
     ErrorCode.STREAM_NOT_FOUND: 404,
+    ErrorCode.DOCUMENT_NOT_FOUND: 404,
     ErrorCode.BACKEND_UNAVAILABLE: 503,
     ErrorCode.INTERNAL_ERROR: 500,
 }
@@ -113,6 +115,10 @@ class SessionNotFound(TokenRelayError):
 
 class StreamNotFound(TokenRelayError):
     code = ErrorCode.STREAM_NOT_FOUND
+
+
+class DocumentNotFound(TokenRelayError):
+    code = ErrorCode.DOCUMENT_NOT_FOUND
 
 
 class ProviderError(TokenRelayError):
