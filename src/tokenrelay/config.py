@@ -52,19 +52,40 @@ class Settings(BaseSettings):
     local_n_ctx: int = Field(default=2048, ge=256)
     local_n_threads: int | None = None
     local_seed: int = 0
+    local_n_seq_max: int = Field(default=4, ge=1, le=64)  # sequences batched together
+    local_n_batch: int = Field(default=512, ge=32)  # tokens per decode step (prefill chunks)
 
     # -- remote providers (see docs/providers.md)
-    openai_api_key: SecretStr | None = Field(default=None, validation_alias=_env("openai_api_key", "OPENAI_API_KEY"))
-    openai_base_url: str | None = Field(default=None, validation_alias=_env("openai_base_url", "OPENAI_BASE_URL"))
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("openai_api_key", "OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=_env("openai_base_url", "OPENAI_BASE_URL")
+    )
     openai_model: str = "gpt-4o-mini"
-    anthropic_api_key: SecretStr | None = Field(default=None, validation_alias=_env("anthropic_api_key", "ANTHROPIC_API_KEY"))
-    anthropic_base_url: str | None = Field(default=None, validation_alias=_env("anthropic_base_url", "ANTHROPIC_BASE_URL"))
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("anthropic_api_key", "ANTHROPIC_API_KEY")
+    )
+    anthropic_base_url: str | None = Field(
+        default=None, validation_alias=_env("anthropic_base_url", "ANTHROPIC_BASE_URL")
+    )
     anthropic_model: str = "claude-sonnet-4-5"
-    gemini_api_key: SecretStr | None = Field(default=None, validation_alias=_env("gemini_api_key", "GEMINI_API_KEY", "GOOGLE_API_KEY"))
+    gemini_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("gemini_api_key", "GEMINI_API_KEY", "GOOGLE_API_KEY")
+    )
     gemini_base_url: str | None = Field(default=None, validation_alias=_env("gemini_base_url"))
     gemini_model: str = "gemini-2.5-flash"
     provider_timeout_s: float = Field(default=60.0, gt=0)
     provider_max_retries: int = Field(default=2, ge=0, le=10)
+
+    # -- retrieval (RAG over the user's documents, see docs/retrieval.md)
+    rag_enabled: bool = False  # per request: options.rag = {"top_k": ..., "min_score": ...}
+    rag_top_k: int = Field(default=5, ge=1, le=50)
+    rag_min_score: float = Field(default=0.0, ge=0)  # BM25 score floor; 0 keeps every match
+    rag_rerank: bool = True  # coverage/proximity rerank of the BM25 top candidates
+    rag_chunk_chars: int = Field(default=800, ge=100, le=20_000)
+    rag_chunk_overlap: int = Field(default=120, ge=0, le=5_000)
+    rag_max_upload_bytes: int = Field(default=20_000_000, ge=1)
 
     # -- shared backends (for several replicas)
     database_url: str | None = None  # postgresql://... ; None: SQLite in data_dir

@@ -1,0 +1,78 @@
+"""Prometheus metrics, one registry per app so that several apps can live in one process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_GAP_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.active_streams = Gauge(
+            "tokenrelay_active_streams", "Streams whose generation is running", registry=r
+        )
+        self.streams = Counter(
+            "tokenrelay_streams",
+            "Finished streams by outcome and error code",
+            ["outcome", "code"],
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "tokenrelay_time_to_first_token_seconds",
+            "From stream start to the first token",
+            ["provider"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.token_gap = Histogram(
+            "tokenrelay_inter_token_gap_seconds",
+            "Gap between consecutive token events",
+            ["provider"],
+            buckets=_GAP_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "tokenrelay_completion_tokens", "Completion tokens produced", ["provider"], registry=r
+        )
+        self.stream_duration = Histogram(
+            "tokenrelay_stream_duration_seconds",
+            "Whole stream duration",
+            ["provider"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.provider_errors = Counter(
+            "tokenrelay_provider_errors",
+            "Provider failures by provider and code",
+            ["provider", "code"],
+            registry=r,
+        )
+        self.cancel_latency = Histogram(
+            "tokenrelay_cancel_latency_seconds",
+            "From a cancel (explicit or disconnect) to the generation having stopped",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.disconnects = Counter(
+            "tokenrelay_disconnects", "Clients that went away before the end", registry=r
+        )
+        self.resumes = Counter("tokenrelay_resumes", "Stream reads resumed from an id", registry=r)
+        self.tool_calls = Counter(
+            "tokenrelay_tool_calls",
+            "Tool calls by tool and outcome",
+            ["tool", "outcome"],
+            registry=r,
+        )
+        self.retrieval_latency = Histogram(
+            "tokenrelay_retrieval_seconds",
+            "Document search latency",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

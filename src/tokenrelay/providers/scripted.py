@@ -1,0 +1,161 @@
+"""A deterministic provider for tests, demos and benchmarks.
+
+Per request, `options.scripted` (validated by `ScriptedOptions`) chooses the reply text, how many
+pieces it is streamed in, the pause before each piece, and a failure or a stall after k pieces.
+It keeps counters (`stats`) so that tests can see, over HTTP, that cancellation reached it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tokenrelay.config import Settings
+from tokenrelay.errors import ErrorCode, ProviderError
+from tokenrelay.providers.base import (
+    Finish,
+    ProviderEvent,
+    ProviderRequest,
+    TextDelta,
+    ToolCall,
+    ToolCallPart,
+    Usage,
+)
+
+
+class ScriptedToolCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    id: str | None = None
+
+
+class ScriptedOptions(BaseModel):
+    """`options.scripted` of a chat request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reply: str | None = Field(default=None, max_length=1_000_000)
+    tokens: int | None = Field(default=None, ge=1, le=100_000)
+    delay_ms: float = Field(default=0.0, ge=0, le=60_000)
+    error_after: int | None = Field(default=None, ge=0)
+    error_code: ErrorCode = ErrorCode.PROVIDER_ERROR
+    stall_after: int | None = Field(default=None, ge=0)
+    # asked for in the first round only; the reply text follows once tool results come back
+    tool_calls: list[ScriptedToolCall] = Field(default_factory=list)
+
+
+_PIECE = re.compile(r"\s*\S+\s*")
+
+
+def default_reply(question: str) -> str:
+    return f"This is tokenrelay's scripted answer to: {question}"
+
+
+def split_pieces(text: str, tokens: int | None) -> list[str]:
+    """Split `text` into stream pieces: by words, or into exactly `tokens` pieces.
+
+    With more pieces than characters, the text is repeated until every piece has one.
+    Joining the pieces always gives back the (possibly repeated) text exactly.
+    """
+    if tokens is None:
+        pieces = _PIECE.findall(text)
+        return pieces or ([text] if text else [])
+    if not text:
+        text = "."
+    base = text
+    while len(text) < tokens:
+        text = f"{text} {base}"
+    size, extra = divmod(len(text), tokens)
+    pieces: list[str] = []
+    start = 0
+    for i in range(tokens):
+        end = start + size + (1 if i < extra else 0)
+        pieces.append(text[start:end])
+        start = end
+    return pieces
+
+
+def _word_count(request: ProviderRequest) -> int:
+    return sum(len(m.content.split()) for m in request.messages)
+
+
+@dataclass
+class ScriptedStats:
+    """What the provider saw; read by tests and benchmarks."""
+
+    started: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    cancel_times: list[float] = field(default_factory=list)
+
+
+class ScriptedProvider:
+    name = "scripted"
+    default_model = "scripted-1"
+
+    def __init__(self) -> None:
+        self.stats = ScriptedStats()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ScriptedProvider:
+        return cls()
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
+        opts = ScriptedOptions.model_validate(request.extra.get("scripted") or {})
+        self.stats.started += 1
+        try:
+            if opts.tool_calls and not any(m.role == "tool" for m in request.messages):
+                for i, call in enumerate(opts.tool_calls):
+                    call_id = call.id or f"call_{i}"
+                    yield ToolCallPart(ToolCall(call_id, call.name, dict(call.arguments)))
+                yield Usage(
+                    prompt_tokens=_word_count(request), completion_tokens=len(opts.tool_calls)
+                )
+                yield Finish("tool_calls")
+                self.stats.completed += 1
+                return
+            question = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+            text = opts.reply if opts.reply is not None else default_reply(question)
+            planned = split_pieces(text, opts.tokens)
+            pieces = planned if request.max_tokens is None else planned[: request.max_tokens]
+            delay = opts.delay_ms / 1000.0
+            for sent, piece in enumerate(pieces):
+                await self._before_piece(opts, sent, delay)
+                yield TextDelta(piece)
+            await self._before_piece(opts, len(pieces), 0.0)
+            yield Usage(prompt_tokens=_word_count(request), completion_tokens=len(pieces))
+            yield Finish("length" if len(pieces) < len(planned) else "stop")
+            self.stats.completed += 1
+        except asyncio.CancelledError:
+            self.stats.cancelled += 1
+            self.stats.cancel_times.append(time.monotonic())
+            raise
+        except GeneratorExit:
+            self.stats.cancelled += 1
+            self.stats.cancel_times.append(time.monotonic())
+            raise
+        except ProviderError:
+            self.stats.failed += 1
+            raise
+
+    @staticmethod
+    async def _before_piece(opts: ScriptedOptions, sent: int, delay: float) -> None:
+        if opts.error_after is not None and sent >= opts.error_after:
+            raise ProviderError(
+                f"scripted failure after {sent} pieces",
+                suggestion="this failure was asked for by options.scripted.error_after",
+                code=opts.error_code,
+            )
+        if opts.stall_after is not None and sent >= opts.stall_after:
+            await asyncio.Event().wait()  # stall until cancelled
+        if delay > 0:
+            await asyncio.sleep(delay)

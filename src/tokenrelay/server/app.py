@@ -1,0 +1,106 @@
+"""`create_app(settings)`: the FastAPI app, its lifespan and its error mapping."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from tokenrelay import __version__
+from tokenrelay.config import Settings
+from tokenrelay.errors import TokenRelayError, ValidationError, internal_error
+from tokenrelay.server.routes import chat, health, sessions, streams
+from tokenrelay.services import Services
+
+logger = logging.getLogger("tokenrelay.server")
+
+
+def _json_safe_errors(errors: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg")), "type": e.get("type")}
+        for e in errors
+    ]
+
+
+def _describe(errors: list[dict[str, Any]]) -> str:
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request", "type": ""}
+    if first["type"] == "json_invalid":
+        return "request body is not valid JSON"
+    where = ".".join(p for p in first["loc"] if p not in ("body", "query", "path"))
+    if first["type"] == "extra_forbidden":
+        return f"unknown field {where!r}"
+    return f"{where}: {first['msg']}" if where else first["msg"]
+
+
+def error_response(exc: TokenRelayError) -> JSONResponse:
+    headers: dict[str, str] = {}
+    if exc.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, int(exc.retry_after_s + 0.999)))
+    return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def on_ours(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, TokenRelayError)
+        return error_response(exc)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = _json_safe_errors(list(exc.errors()))
+        return error_response(
+            ValidationError(
+                _describe(errors),
+                suggestion="fix the request as described; see /docs for the schema",
+                details=errors,
+            )
+        )
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(internal_error(exc))
+
+    app.add_exception_handler(TokenRelayError, on_ours)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def _include_optional_routers(app: FastAPI) -> None:
+    """Routers of layers that may not be installed in every deployment."""
+    for module_name in ("tokenrelay.server.routes.documents",):
+        if importlib.util.find_spec(module_name) is not None:
+            module = importlib.import_module(module_name)
+            app.include_router(module.router)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await Services.open(settings)
+        app.state.services = services
+        app.state.documents = services.documents
+        try:
+            # build the default provider now, so a bad configuration fails at start with its fix
+            services.providers.get(settings.provider)
+            yield
+        finally:
+            await services.aclose()
+
+    app = FastAPI(
+        title="tokenrelay",
+        version=__version__,
+        description="Stream LLM answers over Server-Sent Events.",
+        lifespan=lifespan,
+    )
+    _install_error_handlers(app)
+    for module in (chat, streams, sessions, health):
+        app.include_router(module.router)
+    _include_optional_routers(app)
+    return app

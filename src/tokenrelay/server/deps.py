@@ -1,0 +1,98 @@
+"""Request-scoped helpers shared by the routes: services, trace ids, turn preparation."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from fastapi import Request
+
+from tokenrelay.errors import SessionNotFound, ValidationError
+from tokenrelay.events import parse_event_id
+from tokenrelay.pipelines.chat import ChatTurn
+from tokenrelay.server.schemas import ChatRequest
+from tokenrelay.services import Services
+
+_TRACE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def trace_id_for(request: Request) -> str:
+    """Keep the caller's X-Trace-ID when it is sane, otherwise make one."""
+    given = request.headers.get("x-trace-id")
+    if given and _TRACE_ID.match(given):
+        return given
+    return uuid.uuid4().hex
+
+
+def owner_of(request: Request) -> str | None:
+    """The API key's owner id once authentication is on (None: no keys configured)."""
+    owner: str | None = getattr(request.state, "owner", None)
+    return owner
+
+
+def check_message(text: str, max_chars: int) -> str:
+    if not text.strip():
+        raise ValidationError(
+            "message is empty", suggestion="send a message with at least one visible character"
+        )
+    if len(text) > max_chars:
+        raise ValidationError(
+            f"message is {len(text)} characters long; the limit is {max_chars}",
+            suggestion="shorten the message or split it over several turns",
+        )
+    return text
+
+
+async def prepare_turn(
+    services: Services, body: ChatRequest, *, trace_id: str, owner: str | None
+) -> ChatTurn:
+    """Validate everything that can be checked before the stream starts (→ plain HTTP errors)."""
+    settings = services.settings
+    message = check_message(body.message, settings.max_message_chars)
+    options = body.options
+    provider = options.provider or settings.provider
+    services.providers.check(provider)
+    if body.session_id is not None and (
+        await services.sessions.get_session(body.session_id, owner=owner) is None
+    ):
+        raise SessionNotFound(
+            f"no session {body.session_id!r}",
+            suggestion="leave session_id out to start a new conversation",
+        )
+    return ChatTurn(
+        stream_id=uuid.uuid4().hex,
+        trace_id=trace_id,
+        message=message,
+        provider=provider,
+        session_id=body.session_id,
+        model=options.model,
+        temperature=options.temperature,
+        max_tokens=options.max_tokens,
+        owner=owner,
+        extra=options.provider_extra(),
+    )
+
+
+def resume_position(request: Request, stream_id: str | None = None) -> tuple[str, int] | None:
+    """(stream_id, seq) from Last-Event-ID (header, or `last_event_id` query for EventSource)."""
+    raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    if not raw:
+        return None
+    try:
+        sid, seq = parse_event_id(raw)
+    except ValueError as exc:
+        raise ValidationError(
+            f"Last-Event-ID {raw!r} is not of the form <stream_id>:<seq>",
+            suggestion="send back the id of the last event you received, unchanged",
+        ) from exc
+    if stream_id is not None and sid != stream_id:
+        raise ValidationError(
+            "Last-Event-ID belongs to another stream",
+            suggestion=f"resume stream {stream_id} with one of its own event ids",
+        )
+    return sid, seq

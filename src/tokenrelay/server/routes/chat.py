@@ -1,0 +1,114 @@
+"""Chat endpoints: SSE (POST and EventSource GET) and the non-streaming JSON form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from tokenrelay.errors import ErrorCode, http_status_for
+from tokenrelay.pipelines.chat import chat_pipeline
+from tokenrelay.server.deps import (
+    get_services,
+    owner_of,
+    prepare_turn,
+    resume_position,
+    trace_id_for,
+)
+from tokenrelay.server.schemas import ID_PATTERN, ChatOptions, ChatRequest
+from tokenrelay.server.sse import stream_response
+from tokenrelay.server.streams_access import check_stream_access
+from tokenrelay.services import Services
+
+router = APIRouter(tags=["chat"])
+
+
+async def _start(services: Services, body: ChatRequest, request: Request) -> tuple[str, str]:
+    trace_id = trace_id_for(request)
+    turn = await prepare_turn(services, body, trace_id=trace_id, owner=owner_of(request))
+    await services.runner.start(
+        turn.stream_id,
+        chat_pipeline(services, turn),
+        owner=turn.owner,
+        session_id=turn.session_id,
+    )
+    return turn.stream_id, trace_id
+
+
+def _event_names(services: Services, asked: bool | None) -> bool:
+    return services.settings.event_names if asked is None else asked
+
+
+@router.post("/api/chat/stream", summary="Stream an answer as Server-Sent Events")
+async def chat_stream_post(body: ChatRequest, request: Request) -> Response:
+    services = get_services(request)
+    stream_id, trace_id = await _start(services, body, request)
+    return stream_response(
+        services, stream_id, event_names=_event_names(services, body.event_names), trace_id=trace_id
+    )
+
+
+@router.get("/api/chat/stream", summary="Stream an answer (EventSource); resumes on Last-Event-ID")
+async def chat_stream_get(
+    request: Request,
+    message: str = Query(..., description="the user's message"),
+    session_id: str | None = Query(default=None, pattern=ID_PATTERN),
+    provider: str | None = Query(default=None, max_length=64),
+    model: str | None = Query(default=None, max_length=200),
+    event_names: bool | None = Query(default=None),
+) -> Response:
+    services = get_services(request)
+    names = _event_names(services, event_names)
+    position = resume_position(request)
+    if position is not None:  # an EventSource reconnecting: continue its stream, don't ask again
+        stream_id, seq = position
+        await check_stream_access(services, stream_id, owner_of(request))
+        services.metrics.resumes.inc()
+        return stream_response(
+            services, stream_id, after_seq=seq, event_names=names, trace_id=trace_id_for(request)
+        )
+    body = ChatRequest(
+        message=message,
+        session_id=session_id,
+        options=ChatOptions(provider=provider, model=model),
+        event_names=event_names,
+    )
+    stream_id, trace_id = await _start(services, body, request)
+    return stream_response(services, stream_id, event_names=names, trace_id=trace_id)
+
+
+@router.post("/api/chat", summary="The whole answer as JSON, from the same pipeline")
+async def chat_json(body: ChatRequest, request: Request) -> Response:
+    services = get_services(request)
+    stream_id, trace_id = await _start(services, body, request)
+    result: dict[str, Any] = {"stream_id": stream_id, "trace_id": trace_id}
+    parts: list[str] = []
+    services.runner.attach(stream_id)
+    finished = False
+    try:
+        async for env in services.log.read(stream_id):
+            event = orjson.loads(env.data)
+            kind = event.pop("type")
+            if kind == "token":
+                parts.append(event["content"])
+            elif kind == "metadata":
+                result.update(event)
+            elif kind == "done":
+                finished = True
+                result.update(event)
+            elif kind == "error":
+                finished = True
+                code = ErrorCode(event["code"])
+                body_out = {**event, "stream_id": stream_id, "partial_content": "".join(parts)}
+                headers = {"X-Trace-ID": trace_id}
+                if event.get("retry_after_s") is not None:
+                    headers["Retry-After"] = str(int(event["retry_after_s"] + 0.999))
+                return JSONResponse(body_out, status_code=http_status_for(code), headers=headers)
+            elif kind in ("sources", "complete"):
+                result[kind] = event.get("documents", event.get("result"))
+    finally:
+        services.runner.detach(stream_id, finished=finished)
+    result["content"] = "".join(parts)
+    return JSONResponse(result, headers={"X-Trace-ID": trace_id})

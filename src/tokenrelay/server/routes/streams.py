@@ -1,0 +1,45 @@
+"""Stream endpoints: resume from Last-Event-ID, and cancel."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from tokenrelay.server.deps import get_services, owner_of, resume_position, trace_id_for
+from tokenrelay.server.schemas import ID_PATTERN
+from tokenrelay.server.sse import stream_response
+from tokenrelay.server.streams_access import check_stream_access
+
+router = APIRouter(tags=["streams"])
+
+
+@router.get("/api/streams/{stream_id}", summary="Replay a stream from Last-Event-ID and follow it")
+async def resume_stream(
+    request: Request,
+    stream_id: str = Path(pattern=ID_PATTERN),
+    event_names: bool | None = Query(default=None),
+) -> Response:
+    services = get_services(request)
+    await check_stream_access(services, stream_id, owner_of(request))
+    position = resume_position(request, stream_id)
+    after = position[1] if position else 0
+    if position:
+        services.metrics.resumes.inc()
+    names = services.settings.event_names if event_names is None else event_names
+    return stream_response(
+        services, stream_id, after_seq=after, event_names=names, trace_id=trace_id_for(request)
+    )
+
+
+@router.post("/api/streams/{stream_id}/cancel", summary="Stop a stream's generation")
+async def cancel_stream(request: Request, stream_id: str = Path(pattern=ID_PATTERN)) -> Response:
+    services = get_services(request)
+    info = await check_stream_access(services, stream_id, owner_of(request))
+    cancelled = await services.runner.cancel(stream_id, "request")
+    return JSONResponse(
+        {
+            "stream_id": stream_id,
+            "cancelled": cancelled,
+            "finished": info.finished and not cancelled,
+        }
+    )

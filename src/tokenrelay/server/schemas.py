@@ -1,0 +1,38 @@
+"""Request bodies of the native API. Unknown fields are errors, so typos never pass silently."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tokenrelay.providers.scripted import ScriptedOptions
+
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+
+
+class ChatOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str | None = Field(default=None, max_length=64, description="provider name")
+    model: str | None = Field(default=None, max_length=200)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, ge=1, le=32768)
+    scripted: ScriptedOptions | None = None
+
+    def provider_extra(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.scripted is not None:
+            extra["scripted"] = self.scripted.model_dump(exclude_unset=True)
+        return extra
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = Field(description="the user's message, 1 to max_message_chars characters")
+    session_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    options: ChatOptions = Field(default_factory=ChatOptions)
+    event_names: bool | None = Field(
+        default=None, description="false leaves out `event:` lines (EventSource.onmessage)"
+    )

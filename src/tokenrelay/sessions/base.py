@@ -1,0 +1,85 @@
+"""Session storage protocol and records.
+
+A turn is written in two steps: `start_turn` stores the user's message and a placeholder for
+the answer (status `streaming`) in one transaction; `finish_turn` stores the answer with its
+final status: `complete`, `interrupted` (cancelled, timed out, disconnected) or `failed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+MessageStatus = Literal["complete", "streaming", "interrupted", "failed"]
+StoredRole = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    id: str
+    session_id: str
+    role: StoredRole
+    content: str
+    status: MessageStatus
+    created_at: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    id: str
+    created_at: float
+    updated_at: float
+    title: str | None
+    owner: str | None
+    message_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStart:
+    session_id: str
+    user_message_id: str
+    assistant_message_id: str
+    history: list[StoredMessage]  # messages before this turn, oldest first
+
+
+class SessionStore(Protocol):
+    async def start_turn(
+        self, session_id: str | None, user_text: str, *, owner: str | None = None
+    ) -> TurnStart:
+        """Create the session when `session_id` is None; raise SessionNotFound if unknown."""
+        ...
+
+    async def add_message(
+        self,
+        session_id: str,
+        role: StoredRole,
+        content: str,
+        *,
+        status: MessageStatus = "complete",
+        metadata: dict[str, Any] | None = None,
+    ) -> str: ...
+
+    async def finish_turn(
+        self,
+        message_id: str,
+        content: str,
+        status: MessageStatus,
+        metadata: dict[str, Any] | None = None,
+    ) -> int:
+        """Store the answer; returns how many messages the session now holds."""
+        ...
+
+    async def get_session(
+        self, session_id: str, *, owner: str | None = None
+    ) -> SessionInfo | None: ...
+
+    async def list_sessions(
+        self, *, owner: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[SessionInfo]: ...
+
+    async def messages(self, session_id: str) -> list[StoredMessage]: ...
+
+    async def delete_session(self, session_id: str, *, owner: str | None = None) -> bool: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,192 @@
+"""The stream runner: runs a pipeline as a task of its own and writes its events to the log.
+
+Generation is not tied to any connection. Readers attach and detach; when the last reader of a
+running stream goes away, the stream is cancelled after `disconnect_grace_s` unless a reader
+comes back. Every stream ends with exactly one terminal event (`done` or `error`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from tokenrelay.errors import (
+    ErrorCode,
+    StreamCancelled,
+    StreamTimeout,
+    TokenRelayError,
+    internal_error,
+)
+from tokenrelay.events import TERMINAL_TYPES, ErrorEvent
+from tokenrelay.metrics import Metrics
+from tokenrelay.streams.log import StreamLog
+
+logger = logging.getLogger("tokenrelay.runner")
+
+CANCEL_REASONS: dict[str, TokenRelayError] = {
+    "request": StreamCancelled(
+        "the stream was cancelled", suggestion="send the message again to get a new answer"
+    ),
+    "disconnect": StreamCancelled(
+        "the client disconnected, so generation was stopped",
+        suggestion="raise TOKENRELAY_DISCONNECT_GRACE_S to let clients reconnect and resume",
+    ),
+    "shutdown": TokenRelayError(
+        "this server is shutting down",
+        suggestion="reconnect with Last-Event-ID to resume, or resend the message",
+        code=ErrorCode.BACKEND_UNAVAILABLE,
+        retryable=True,
+    ),
+}
+
+
+@dataclass(slots=True)
+class _Running:
+    task: asyncio.Task[None]
+    readers: int = 0
+    grace: asyncio.TimerHandle | None = None
+    cancel_reason: str | None = None
+    cancel_at: float = 0.0
+
+
+class StreamRunner:
+    def __init__(
+        self,
+        log: StreamLog,
+        *,
+        deadline_s: float,
+        disconnect_grace_s: float,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._log = log
+        self._deadline_s = deadline_s
+        self._grace_s = disconnect_grace_s
+        self._metrics = metrics or Metrics()
+        self._running: dict[str, _Running] = {}
+        self.accepting = True
+
+    @property
+    def active(self) -> int:
+        return len(self._running)
+
+    def is_running(self, stream_id: str) -> bool:
+        return stream_id in self._running
+
+    async def start(
+        self,
+        stream_id: str,
+        pipeline: AsyncIterator[Any],
+        *,
+        owner: str | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        await self._log.create(stream_id, owner=owner, session_id=session_id)
+        task = asyncio.create_task(self._run(stream_id, pipeline), name=f"stream-{stream_id}")
+        self._running[stream_id] = _Running(task)
+        self._metrics.active_streams.inc()
+
+    def attach(self, stream_id: str) -> None:
+        running = self._running.get(stream_id)
+        if running is None:
+            return
+        running.readers += 1
+        if running.grace is not None:
+            running.grace.cancel()
+            running.grace = None
+
+    def detach(self, stream_id: str, *, finished: bool) -> None:
+        running = self._running.get(stream_id)
+        if running is None:
+            return
+        running.readers -= 1
+        if finished or running.readers > 0:
+            return
+        self._metrics.disconnects.inc()
+        if self._grace_s <= 0:
+            self._cancel(running, "disconnect")
+        else:
+            running.grace = asyncio.get_running_loop().call_later(
+                self._grace_s, self._grace_expired, stream_id
+            )
+
+    def _grace_expired(self, stream_id: str) -> None:
+        running = self._running.get(stream_id)
+        if running is not None and running.readers <= 0:
+            self._cancel(running, "disconnect")
+
+    async def cancel(self, stream_id: str, reason: str = "request") -> bool:
+        """Cancel a running stream; True if it was running here."""
+        running = self._running.get(stream_id)
+        if running is None:
+            return False
+        self._cancel(running, reason)
+        await asyncio.wait({running.task})
+        return True
+
+    def _cancel(self, running: _Running, reason: str) -> None:
+        if running.cancel_reason is None:
+            running.cancel_reason = reason
+            running.cancel_at = time.monotonic()
+            running.task.cancel()
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Stop accepting; let running streams finish for `grace_s`, then cancel the rest."""
+        self.accepting = False
+        tasks = [r.task for r in self._running.values()]
+        if tasks and grace_s > 0:
+            await asyncio.wait(tasks, timeout=grace_s)
+        for running in list(self._running.values()):
+            self._cancel(running, "shutdown")
+        remaining = [r.task for r in self._running.values()]
+        if remaining:
+            await asyncio.wait(remaining, timeout=10)
+
+    async def _run(self, stream_id: str, pipeline: AsyncIterator[Any]) -> None:
+        terminal = False
+        failure: TokenRelayError | None = None
+        try:
+            try:
+                async with asyncio.timeout(self._deadline_s):
+                    async for event in pipeline:
+                        await self._log.append(stream_id, event)
+                        if event.type in TERMINAL_TYPES:
+                            terminal = True
+                            break
+            finally:
+                close = getattr(pipeline, "aclose", None)
+                if close is not None:
+                    await asyncio.shield(close())
+        except TimeoutError:
+            failure = StreamTimeout(
+                f"the answer took longer than the {self._deadline_s:g} s limit",
+                suggestion="ask for a shorter answer, or raise TOKENRELAY_STREAM_DEADLINE_S",
+            )
+        except asyncio.CancelledError:
+            running = self._running.get(stream_id)
+            reason = running.cancel_reason if running else None
+            if reason is None:  # cancelled from outside the runner: the loop is going away
+                reason = "shutdown"
+            failure = CANCEL_REASONS[reason]
+            if running is not None:
+                self._metrics.cancel_latency.observe(time.monotonic() - running.cancel_at)
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        except TokenRelayError as exc:
+            failure = exc
+        except Exception as exc:
+            logger.exception("stream %s failed", stream_id)
+            failure = internal_error(exc)
+        finally:
+            self._running.pop(stream_id, None)
+            self._metrics.active_streams.dec()
+        if not terminal:
+            failure = failure or internal_error(RuntimeError("pipeline ended without done"))
+            self._metrics.streams.labels("error", failure.code.value).inc()
+            await self._log.append(stream_id, ErrorEvent.from_error(failure))
+        else:
+            self._metrics.streams.labels("done", "").inc()
