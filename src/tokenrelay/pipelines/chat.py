@@ -88,11 +88,9 @@ async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any
         status = "interrupted"
         raise
     except BaseException as exc:
-        code = getattr(exc, "code", None)
-        metrics.provider_errors.labels(
-            provider.name, str(getattr(code, "value", "INTERNAL_ERROR"))
-        ).inc()
-        status = "interrupted" if code is not None and code.value == "TIMEOUT" else "failed"
+        code = str(getattr(getattr(exc, "code", None), "value", "INTERNAL_ERROR"))
+        metrics.provider_errors.labels(provider.name, code).inc()
+        status = "interrupted" if code == "TIMEOUT" else "failed"
         raise
     finally:
         metadata = {

@@ -66,8 +66,8 @@ def split_pieces(text: str, tokens: int | None) -> list[str]:
     Joining the pieces always gives back the (possibly repeated) text exactly.
     """
     if tokens is None:
-        pieces = _PIECE.findall(text)
-        return pieces or ([text] if text else [])
+        words: list[str] = _PIECE.findall(text)
+        return words or ([text] if text else [])
     if not text:
         text = "."
     base = text

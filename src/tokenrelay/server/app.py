@@ -35,7 +35,8 @@ def _describe(errors: list[dict[str, Any]]) -> str:
     where = ".".join(p for p in first["loc"] if p not in ("body", "query", "path"))
     if first["type"] == "extra_forbidden":
         return f"unknown field {where!r}"
-    return f"{where}: {first['msg']}" if where else first["msg"]
+    message = str(first["msg"])
+    return f"{where}: {message}" if where else message
 
 
 def error_response(exc: TokenRelayError) -> JSONResponse:

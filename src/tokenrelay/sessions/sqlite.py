@@ -259,5 +259,6 @@ def _dump(metadata: dict[str, Any] | None) -> str:
 def _session_not_found(session_id: str) -> SessionNotFound:
     return SessionNotFound(
         f"no session {session_id!r}",
-        suggestion="leave session_id out to start a new conversation, or list yours at GET /api/sessions",
+        suggestion="leave session_id out to start a new conversation,"
+        " or list yours at GET /api/sessions",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeVar
 
@@ -33,7 +34,8 @@ async def with_idle_timeout(source: AsyncIterator[T], seconds: float) -> AsyncGe
             except TimeoutError as exc:
                 raise StreamTimeout(
                     f"the model produced no output for {seconds:g} s",
-                    suggestion="retry, or raise TOKENRELAY_IDLE_TIMEOUT_S if the model is slow to start",
+                    suggestion="retry, or raise TOKENRELAY_IDLE_TIMEOUT_S"
+                    " if the model is slow to start",
                 ) from exc
             yield item
     finally:
@@ -83,8 +85,6 @@ async def coalesce_text(
     finally:
         if pending is not None and not pending.done():
             pending.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                 await pending
-            except (asyncio.CancelledError, StopAsyncIteration):
-                pass
         await aclose_quietly(source)
