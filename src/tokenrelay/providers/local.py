@@ -1,0 +1,249 @@
+"""The `local` provider: the bundled SmolLM2-135M-Instruct (or any GGUF) run by llama.cpp.
+
+Behaviour:
+
+* The model loads once, lazily, off the event loop (`load()` is thread-safe and idempotent).
+* The prompt is the model's own chat template (GGUF `tokenizer.chat_template`) over the
+  request messages; it is tokenised off the loop and counted for real (`Usage.prompt_tokens`).
+  A prompt that leaves no room for `max_tokens` in one sequence's context raises
+  CONTEXT_TOO_LONG.
+* Generation runs on the engine thread (`llama_engine.LlamaEngine`): continuous batching of up
+  to `n_seq_max` sequences, FIFO admission beyond that, one token per sequence per step.
+* Cancellation: when the consuming task is cancelled or the generator is closed, the job's
+  cancel flag is set and the engine drops the sequence before its next token. Observe it with
+  `provider.cancelled_count` / `provider.stats` (`EngineStats`).
+* `Finish` is "stop" (end-of-turn token), "length" (max_tokens) or "tool_calls"; `Usage` carries
+  the real prompt and generated token counts.
+* Structured output and tool calls are grammar-constrained, see `llama_structured`.
+* Options in `request.extra["local"]`: `{"seed": int}` to override the configured seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from tokenrelay.config import Settings
+from tokenrelay.errors import ErrorCode, ProviderError
+from tokenrelay.providers.base import (
+    ChatMessage,
+    Finish,
+    ProviderEvent,
+    ProviderRequest,
+    TextDelta,
+    ToolCallPart,
+    Usage,
+)
+from tokenrelay.providers.chat_template import CHATML_TEMPLATE, render_chat
+from tokenrelay.providers.llama_engine import (
+    EngineDone,
+    EngineEvent,
+    EngineFailed,
+    EngineStats,
+    EngineText,
+    Job,
+    LlamaEngine,
+)
+from tokenrelay.providers.llama_runtime import LlamaRuntime, RuntimeConfig
+from tokenrelay.providers.llama_structured import (
+    Constraint,
+    constraint_for,
+    parse_tool_reply,
+    with_instructions,
+)
+from tokenrelay.providers.model_files import resolve_model_path
+
+DEFAULT_TEMPERATURE = 0.2  # SmolLM2's recommended sampling temperature
+
+
+def default_threads() -> tuple[int, int]:
+    """(generation, batch) threads like llama-cpp-python: half the cores, all the cores."""
+    cores = os.cpu_count() or 2
+    return max(1, cores // 2), cores
+
+
+class LocalProvider:
+    name = "local"
+    default_model = "SmolLM2-135M-Instruct"
+
+    def __init__(
+        self,
+        *,
+        model_path: Path | None = None,
+        n_ctx: int = 2048,
+        n_seq_max: int = 4,
+        n_batch: int = 512,
+        n_threads: int | None = None,
+        n_threads_batch: int | None = None,
+        flash_attn: bool | None = None,
+        seed: int = 0,
+        max_tokens: int = 256,
+        temperature: float | None = None,
+    ) -> None:
+        gen_threads, batch_threads = default_threads()
+        self._config_args: dict[str, Any] = {
+            "n_ctx_per_seq": n_ctx,
+            "n_seq_max": n_seq_max,
+            "n_batch": n_batch,
+            "n_threads": n_threads or gen_threads,
+            "n_threads_batch": n_threads_batch or n_threads or batch_threads,
+            "flash_attn": flash_attn,
+        }
+        self._model_path = model_path
+        self.seed = seed
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self._engine: LlamaEngine | None = None
+        self._template = CHATML_TEMPLATE
+        self._load_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalProvider:
+        return cls(
+            model_path=settings.local_model_path,
+            n_ctx=settings.local_n_ctx,
+            n_seq_max=settings.local_n_seq_max,
+            n_batch=settings.local_n_batch,
+            n_threads=settings.local_n_threads,
+            seed=settings.local_seed,
+            max_tokens=settings.max_tokens,
+            temperature=settings.temperature,
+        )
+
+    # -- lifecycle
+
+    def load(self) -> LlamaEngine:
+        """Load the model and start the engine once. Blocking: call it off the event loop."""
+        with self._load_lock:
+            if self._engine is None:
+                path = resolve_model_path(self._model_path)
+                runtime = LlamaRuntime.load(RuntimeConfig(model_path=path, **self._config_args))
+                self._template = runtime.chat_template() or CHATML_TEMPLATE
+                self._engine = LlamaEngine(runtime)
+            return self._engine
+
+    async def aclose(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await asyncio.to_thread(engine.close)
+
+    @property
+    def stats(self) -> EngineStats:
+        """Engine counters (submitted, cancelled, completed, recent sequences...)."""
+        return self.load().stats
+
+    @property
+    def cancelled_count(self) -> int:
+        return self.stats.cancelled
+
+    # -- prompt
+
+    def format_prompt(self, messages: Sequence[ChatMessage]) -> str:
+        return render_chat(self._template, messages)
+
+    def tokenize_prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """The prompt's token ids (what `Usage.prompt_tokens` counts). Blocking."""
+        engine = self.load()
+        return engine.runtime.tokenize(self.format_prompt(messages))
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of plain text, e.g. for history budgets. Blocking."""
+        return len(self.load().runtime.tokenize(text))
+
+    # -- generation
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
+        constraint = constraint_for(request.response_format, request.tools, request.tool_choice)
+        messages = request.messages
+        if constraint is not None:
+            messages = with_instructions(messages, constraint.instructions)
+        engine = self._engine
+        if engine is None:
+            engine = await asyncio.to_thread(self.load)
+        prompt = await asyncio.to_thread(self.tokenize_prompt, messages)
+        max_tokens = request.max_tokens or self.max_tokens
+        _check_fits(len(prompt), max_tokens, engine.n_ctx_per_seq)
+
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
+
+        def sink(event: EngineEvent) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        job = Job(
+            prompt=prompt,
+            max_tokens=max_tokens,
+            temperature=self._temperature(request),
+            seed=_seed(request, self.seed),
+            sink=sink,
+            grammar=constraint.grammar if constraint is not None else None,
+        )
+        engine.submit(job)
+        finished = False
+        try:
+            async for event in _events(queue, constraint):
+                if isinstance(event, Finish):
+                    finished = True
+                yield event
+        finally:
+            if not finished:
+                engine.cancel(job)
+
+    def _temperature(self, request: ProviderRequest) -> float:
+        for value in (request.temperature, self.temperature):
+            if value is not None:
+                return value
+        return DEFAULT_TEMPERATURE
+
+
+async def _events(
+    queue: asyncio.Queue[EngineEvent], constraint: Constraint | None
+) -> AsyncIterator[ProviderEvent]:
+    """Engine events -> provider events; tool mode buffers the JSON reply (see module doc)."""
+    tool_mode = constraint is not None and constraint.tool_mode
+    buffered: list[str] = []
+    while True:
+        event = await queue.get()
+        if isinstance(event, EngineText):
+            if tool_mode:
+                buffered.append(event.text)
+            else:
+                yield TextDelta(event.text)
+        elif isinstance(event, EngineDone):
+            reason: Any = event.reason
+            if tool_mode:
+                reply = parse_tool_reply("".join(buffered))
+                if isinstance(reply, str):
+                    yield TextDelta(reply)
+                else:
+                    yield ToolCallPart(reply)
+                    reason = "tool_calls"
+            yield Usage(event.prompt_tokens, event.completion_tokens)
+            yield Finish(reason)
+            return
+        else:
+            assert isinstance(event, EngineFailed)
+            raise event.error
+
+
+def _check_fits(prompt_tokens: int, max_tokens: int, n_ctx: int) -> None:
+    if prompt_tokens + max_tokens > n_ctx:
+        raise ProviderError(
+            f"the prompt has {prompt_tokens} tokens; with max_tokens={max_tokens} it needs "
+            f"{prompt_tokens + max_tokens} but the local model's context holds {n_ctx}",
+            suggestion="shorten the conversation or documents, lower max_tokens, "
+            "or raise TOKENRELAY_LOCAL_N_CTX",
+            code=ErrorCode.CONTEXT_TOO_LONG,
+            retryable=False,
+        )
+
+
+def _seed(request: ProviderRequest, default: int) -> int:
+    options = request.extra.get("local")
+    if isinstance(options, dict) and isinstance(options.get("seed"), int):
+        return int(options["seed"])
+    return default
