@@ -1,0 +1,89 @@
+"""The DocumentStore protocol and the records it stores and returns.
+
+A `Document` is what the user loaded (title, source, metadata, full text); its `Chunk`s are
+what is indexed and retrieved. Ids are content hashes (see `chunking.py`), so loading the same
+content again finds the same ids and replaces instead of duplicating.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    id: str
+    document_id: str
+    ordinal: int  # position in the document, 0-based
+    text: str  # the passage itself
+    heading: str = ""  # heading path, e.g. "Seoul > Palaces > Gyeongbokgung"
+    start: int = 0  # character offset of the passage in the document text
+    end: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    id: str
+    title: str
+    source: str = ""  # file path, URL or "" for pasted text
+    metadata: dict[str, Any] = field(default_factory=dict)
+    content_hash: str = ""  # sha256 of the text: unchanged re-ingest is a no-op
+    char_count: int = 0
+    chunk_count: int = 0
+    created_at: float = 0.0  # unix seconds
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    id: str  # chunk id
+    document_id: str
+    title: str  # document title
+    snippet: str  # a short passage around the best match, for the `sources` event
+    score: float  # higher is better; BM25 (optionally reranked)
+    metadata: dict[str, Any] = field(default_factory=dict)  # document metadata + source, heading
+    text: str = ""  # the whole chunk, for the prompt context
+    heading: str = ""
+
+    def to_source(self) -> dict[str, Any]:
+        """The wire form of one entry of the `sources` event (DESIGN.md §3)."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "snippet": self.snippet,
+            "score": round(self.score, 4),
+            "metadata": self.metadata,
+        }
+
+
+UpsertStatus = Literal["created", "updated", "unchanged"]
+
+
+@runtime_checkable
+class DocumentStore(Protocol):
+    """Where documents and their chunks live; SQLite FTS5 or PostgreSQL full-text."""
+
+    async def upsert(self, document: Document, chunks: list[Chunk]) -> UpsertStatus:
+        """Insert or replace `document` and all its chunks in one transaction."""
+        ...
+
+    async def search(self, query: str, top_k: int = 5, min_score: float = 0.0) -> list[SearchHit]:
+        """Best chunks for `query`, best first, at most `top_k`, each scoring >= min_score."""
+        ...
+
+    async def list_documents(self, limit: int = 100, offset: int = 0) -> list[Document]: ...
+
+    async def get_document(self, document_id: str) -> Document | None: ...
+
+    async def get_chunks(self, document_id: str) -> list[Chunk]: ...
+
+    async def delete_document(self, document_id: str) -> bool:
+        """True when something was deleted."""
+        ...
+
+    async def count(self) -> tuple[int, int]:
+        """(documents, chunks)."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,359 @@
+"""DocumentStore on PostgreSQL: tsvector full-text, BM25 in Python, pg_trgm as fuzzy fallback.
+
+Tables live in one schema (default `public`), all prefixed `rag_`, versioned by
+`retrieval_schema_version`:
+- rag_chunks.tsv = head terms (weight A) || body terms (weight B), built with
+  array_to_tsvector from our own analysed terms (analysis.py), so no PostgreSQL text-search
+  configuration touches them; a GIN index serves `tsv @@ query`.
+- rag_terms (term -> number of chunks holding it) and rag_stats (chunks, total terms) are kept
+  in the same transaction as every write, so BM25 needs no scan of the corpus at query time.
+- pg_trgm GIN indexes on chunk text and document title: when full-text finds fewer than top_k
+  chunks (a typo, a spelling the analyser does not know), trigram word similarity fills in.
+
+Search: the 200 best full-text matches by ts_rank are rescored with FTS5-compatible BM25
+(bm25.py), then reranked like the SQLite store (rerank.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tokenrelay.errors import BackendUnavailable
+from tokenrelay.retrieval.analysis import analyze, query_terms
+from tokenrelay.retrieval.base import Chunk, Document, SearchHit, UpsertStatus
+from tokenrelay.retrieval.bm25 import bm25
+from tokenrelay.retrieval.rerank import candidate_count, finalize
+
+# asyncpg ships no type information; these aliases document what is meant
+Connection = Any  # Connection
+Pool = Any  # Pool
+
+CANDIDATES = 200
+MAX_QUERY_TERMS = 32
+TRIGRAM_THRESHOLD = 0.3
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _import_asyncpg() -> Any:
+    try:
+        import asyncpg  # type: ignore[import-untyped]
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise BackendUnavailable(
+            "PostgreSQL documents need the asyncpg package",
+            suggestion="pip install 'tokenrelay[postgres]', or unset TOKENRELAY_DATABASE_URL",
+        ) from e
+    return asyncpg
+
+
+async def _v1(conn: Connection) -> None:
+    await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public")
+    await conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS rag_documents (
+            id TEXT PRIMARY KEY,
+            title TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT '',
+            metadata JSONB NOT NULL DEFAULT '{}',
+            content_hash TEXT NOT NULL,
+            char_count INTEGER NOT NULL DEFAULT 0,
+            chunk_count INTEGER NOT NULL DEFAULT 0,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS rag_documents_created ON rag_documents (created_at);
+        CREATE INDEX IF NOT EXISTS rag_documents_title_trgm
+            ON rag_documents USING gin (title public.gin_trgm_ops);
+        CREATE TABLE IF NOT EXISTS rag_chunks (
+            seq BIGSERIAL PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            document_id TEXT NOT NULL REFERENCES rag_documents (id) ON DELETE CASCADE,
+            ordinal INTEGER NOT NULL,
+            heading TEXT NOT NULL DEFAULT '',
+            text TEXT NOT NULL,
+            start_offset INTEGER NOT NULL DEFAULT 0,
+            end_offset INTEGER NOT NULL DEFAULT 0,
+            head_terms TEXT[] NOT NULL,
+            body_terms TEXT[] NOT NULL,
+            tsv TSVECTOR NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS rag_chunks_document ON rag_chunks (document_id, ordinal);
+        CREATE INDEX IF NOT EXISTS rag_chunks_tsv ON rag_chunks USING gin (tsv);
+        CREATE INDEX IF NOT EXISTS rag_chunks_text_trgm
+            ON rag_chunks USING gin (text public.gin_trgm_ops);
+        CREATE TABLE IF NOT EXISTS rag_terms (term TEXT PRIMARY KEY, df INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS rag_stats (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            chunks BIGINT NOT NULL,
+            terms BIGINT NOT NULL
+        );
+        INSERT INTO rag_stats (id, chunks, terms) VALUES (1, 0, 0) ON CONFLICT DO NOTHING;
+        """
+    )
+
+
+# Ordered: MIGRATIONS[i] brings the schema from version i to i + 1. Append, never edit.
+MIGRATIONS: tuple[Callable[[Connection], Awaitable[None]], ...] = (_v1,)
+
+_MIGRATION_LOCK = 0x7265_7472  # pg_advisory_xact_lock key: one migrating replica at a time
+
+
+async def migrate(conn: Connection) -> int:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        await conn.execute("CREATE TABLE IF NOT EXISTS retrieval_schema_version (version INT)")
+        version = await conn.fetchval("SELECT version FROM retrieval_schema_version")
+        if version is None:
+            await conn.execute("INSERT INTO retrieval_schema_version (version) VALUES (0)")
+            version = 0
+        for step in MIGRATIONS[version:]:
+            await step(conn)
+            version += 1
+            await conn.execute("UPDATE retrieval_schema_version SET version = $1", version)
+    return int(version)
+
+
+def _tsquery(terms: list[str]) -> str:
+    """`'a' | 'b'`: quoted lexemes are taken literally by the tsquery input parser."""
+    return " | ".join("'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t in terms)
+
+
+def _document(row: Any) -> Document:
+    metadata = row["metadata"]
+    return Document(
+        id=row["id"],
+        title=row["title"],
+        source=row["source"],
+        metadata=json.loads(metadata) if isinstance(metadata, str) else dict(metadata),
+        content_hash=row["content_hash"],
+        char_count=row["char_count"],
+        chunk_count=row["chunk_count"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+_DOC_COLUMNS = (
+    "id, title, source, metadata, content_hash, char_count, chunk_count, created_at, updated_at"
+)
+
+
+class PostgresDocumentStore:
+    def __init__(self, pool: Pool, *, rerank: bool = True, schema: str = "public") -> None:
+        self._pool = pool
+        self.rerank = rerank
+        self.schema = schema
+
+    @classmethod
+    async def open(
+        cls, dsn: str, *, rerank: bool = True, schema: str = "public", max_size: int = 10
+    ) -> PostgresDocumentStore:
+        """Connect, create `schema` if needed and migrate. `schema` must be a plain identifier."""
+        if not _SCHEMA_NAME.match(schema):
+            raise ValueError(f"invalid schema name {schema!r}")
+        asyncpg = _import_asyncpg()
+
+        async def init(conn: Connection) -> None:
+            await conn.set_type_codec(
+                "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+            )
+
+        try:
+            # a server setting, not SET: the pool's RESET ALL on release must not undo it
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=1,
+                max_size=max_size,
+                init=init,
+                server_settings={"search_path": f"{schema}, public"},
+            )
+        except (OSError, asyncpg.PostgresError) as e:
+            raise BackendUnavailable(
+                f"cannot connect to PostgreSQL for documents: {e}",
+                suggestion="check TOKENRELAY_DATABASE_URL and that the server is up",
+            ) from e
+        async with pool.acquire() as conn:
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            await migrate(conn)
+        return cls(pool, rerank=rerank, schema=schema)
+
+    async def upsert(self, document: Document, chunks: list[Chunk]) -> UpsertStatus:
+        analysed = [(analyze(f"{document.title}\n{c.heading}"), analyze(c.text)) for c in chunks]
+        async with self._pool.acquire() as conn, conn.transaction():
+            old = await conn.fetchrow(
+                "SELECT content_hash, created_at, metadata, title FROM rag_documents"
+                " WHERE id = $1 FOR UPDATE",
+                document.id,
+            )
+            if (
+                old is not None
+                and old["content_hash"] == document.content_hash
+                and old["metadata"] == document.metadata
+                and old["title"] == document.title
+            ):
+                return "unchanged"
+            created_at = old["created_at"] if old is not None else None
+            await self._delete_rows(conn, document.id)
+            await conn.execute(
+                f"INSERT INTO rag_documents ({_DOC_COLUMNS})"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7,"
+                " COALESCE($8, extract(epoch from now())), extract(epoch from now()))",
+                document.id,
+                document.title,
+                document.source,
+                document.metadata,
+                document.content_hash,
+                document.char_count,
+                len(chunks),
+                created_at,
+            )
+            await conn.executemany(
+                "INSERT INTO rag_chunks (id, document_id, ordinal, heading, text, start_offset,"
+                " end_offset, head_terms, body_terms, tsv) VALUES ($1, $2, $3, $4, $5, $6, $7,"
+                " $8, $9, setweight(array_to_tsvector($8), 'A')"
+                " || setweight(array_to_tsvector($9), 'B'))",
+                [
+                    (c.id, c.document_id, c.ordinal, c.heading, c.text, c.start, c.end, h, b)
+                    for c, (h, b) in zip(chunks, analysed, strict=True)
+                ],
+            )
+            await self._add_stats(conn, analysed, sign=1)
+        return "created" if old is None else "updated"
+
+    @staticmethod
+    async def _add_stats(
+        conn: Connection, analysed: list[tuple[list[str], list[str]]], *, sign: int
+    ) -> None:
+        if not analysed:
+            return
+        df: Counter[str] = Counter()
+        total = 0
+        for head, body in analysed:
+            df.update(set(head) | set(body))
+            total += len(head) + len(body)
+        terms = sorted(df)  # one lock order for every writer: no deadlocks between upserts
+        await conn.execute(
+            "INSERT INTO rag_terms (term, df) SELECT * FROM unnest($1::text[], $2::int[])"
+            " ON CONFLICT (term) DO UPDATE SET df = rag_terms.df + excluded.df",
+            terms,
+            [sign * df[t] for t in terms],
+        )
+        await conn.execute(
+            "UPDATE rag_stats SET chunks = chunks + $1, terms = terms + $2 WHERE id = 1",
+            sign * len(analysed),
+            sign * total,
+        )
+
+    async def _delete_rows(self, conn: Connection, document_id: str) -> bool:
+        rows = await conn.fetch(
+            "DELETE FROM rag_chunks WHERE document_id = $1 RETURNING head_terms, body_terms",
+            document_id,
+        )
+        await self._add_stats(conn, [(r["head_terms"], r["body_terms"]) for r in rows], sign=-1)
+        status = await conn.execute("DELETE FROM rag_documents WHERE id = $1", document_id)
+        return bool(status.endswith(" 1"))
+
+    async def search(self, query: str, top_k: int = 5, min_score: float = 0.0) -> list[SearchHit]:
+        terms = query_terms(query)[:MAX_QUERY_TERMS]
+        if not terms or top_k <= 0:
+            return []
+        async with self._pool.acquire() as conn:
+            stats = await conn.fetchrow("SELECT chunks, terms FROM rag_stats WHERE id = 1")
+            df_rows = await conn.fetch(
+                "SELECT term, df FROM rag_terms WHERE term = ANY($1::text[])", terms
+            )
+            rows = await conn.fetch(
+                """
+                SELECT c.id, c.document_id, c.heading, c.text, c.head_terms, c.body_terms,
+                       d.title, d.source, d.metadata
+                FROM rag_chunks c JOIN rag_documents d ON d.id = c.document_id
+                WHERE c.tsv @@ $1::tsquery
+                ORDER BY ts_rank(c.tsv, $1::tsquery) DESC, c.seq
+                LIMIT $2
+                """,
+                _tsquery(terms),
+                CANDIDATES,
+            )
+            fuzzy = []
+            if len(rows) < top_k:
+                fuzzy = await conn.fetch(
+                    """
+                    SELECT c.id, c.document_id, c.heading, c.text, d.title, d.source, d.metadata,
+                           GREATEST(public.word_similarity($1, c.text),
+                                    public.word_similarity($1, d.title)) AS sim
+                    FROM rag_chunks c JOIN rag_documents d ON d.id = c.document_id
+                    WHERE $1 OPERATOR(public.<%) c.text OR $1 OPERATOR(public.<%) d.title
+                    ORDER BY sim DESC LIMIT $2
+                    """,
+                    query,
+                    candidate_count(top_k),
+                )
+        n_chunks = int(stats["chunks"]) if stats else 0
+        avg_len = (int(stats["terms"]) / n_chunks) if stats and n_chunks else 0.0
+        df = {r["term"]: int(r["df"]) for r in df_rows}
+        scored = sorted(
+            (
+                (bm25(terms, r["head_terms"], r["body_terms"], df, n_chunks, avg_len), r)
+                for r in rows
+            ),
+            key=lambda pair: pair[0],
+            reverse=True,
+        )[: candidate_count(top_k) if self.rerank else top_k]
+        candidates = [self._hit(r, score) for score, r in scored]
+        seen = {hit.id for hit in candidates}
+        candidates += [self._hit(r, float(r["sim"])) for r in fuzzy if r["id"] not in seen]
+        return finalize(terms, candidates, top_k=top_k, min_score=min_score, use_rerank=self.rerank)
+
+    @staticmethod
+    def _hit(row: Any, score: float) -> SearchHit:
+        metadata = row["metadata"]
+        meta = json.loads(metadata) if isinstance(metadata, str) else dict(metadata)
+        return SearchHit(
+            id=row["id"],
+            document_id=row["document_id"],
+            title=row["title"],
+            snippet="",
+            score=score,
+            metadata={**meta, "source": row["source"], "heading": row["heading"]},
+            text=row["text"],
+            heading=row["heading"],
+        )
+
+    async def list_documents(self, limit: int = 100, offset: int = 0) -> list[Document]:
+        rows = await self._pool.fetch(
+            f"SELECT {_DOC_COLUMNS} FROM rag_documents ORDER BY created_at, id LIMIT $1 OFFSET $2",
+            limit,
+            offset,
+        )
+        return [_document(r) for r in rows]
+
+    async def get_document(self, document_id: str) -> Document | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_DOC_COLUMNS} FROM rag_documents WHERE id = $1", document_id
+        )
+        return _document(row) if row is not None else None
+
+    async def get_chunks(self, document_id: str) -> list[Chunk]:
+        rows = await self._pool.fetch(
+            "SELECT id, document_id, ordinal, text, heading, start_offset, end_offset"
+            " FROM rag_chunks WHERE document_id = $1 ORDER BY ordinal",
+            document_id,
+        )
+        return [Chunk(*tuple(r)) for r in rows]
+
+    async def delete_document(self, document_id: str) -> bool:
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await self._delete_rows(conn, document_id)
+
+    async def count(self) -> tuple[int, int]:
+        row = await self._pool.fetchrow(
+            "SELECT (SELECT count(*) FROM rag_documents) AS d,"
+            " (SELECT count(*) FROM rag_chunks) AS c"
+        )
+        return (int(row["d"]), int(row["c"])) if row else (0, 0)
+
+    async def close(self) -> None:
+        await self._pool.close()
