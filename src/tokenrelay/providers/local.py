@@ -126,10 +126,15 @@ class LocalProvider:
                 self._engine = LlamaEngine(runtime)
             return self._engine
 
-    async def aclose(self) -> None:
-        engine, self._engine = self._engine, None
+    def close(self) -> None:
+        """Stop the engine thread and free the model. Blocking; `aclose` from async code."""
+        with self._load_lock:
+            engine, self._engine = self._engine, None
         if engine is not None:
-            await asyncio.to_thread(engine.close)
+            engine.close()
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
 
     @property
     def stats(self) -> EngineStats:
