@@ -79,7 +79,9 @@ def live_server(
 
 
 def postgres_url() -> str | None:
-    return os.environ.get("TOKENRELAY_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    return os.environ.get(
+        "TOKENRELAY_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
+    )
 
 
 def redis_url() -> str | None:
