@@ -1,0 +1,241 @@
+"""/api/documents: load, list, read, delete and search the user's documents (RAG).
+
+POST accepts three bodies:
+- JSON `{text, title?, source?, metadata?, id?}`
+- multipart/form-data with a `file` part (.txt .md .html .pdf) and optional `title`, `source`
+  and `metadata` (JSON text) fields; parsed with the standard library's email parser
+- the raw file bytes with `?filename=guide.md` (e.g. `curl --data-binary @guide.md`)
+"""
+
+from __future__ import annotations
+
+import json
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from tokenrelay.config import Settings
+from tokenrelay.errors import BackendUnavailable, DocumentNotFound, ValidationError
+from tokenrelay.retrieval.base import Document, DocumentStore
+from tokenrelay.retrieval.ingest import IngestResult, ingest_bytes, ingest_text
+
+router = APIRouter(prefix="/api/documents", tags=["documents"])
+
+
+class TextDocumentIn(BaseModel):
+    text: str = Field(min_length=1)
+    title: str = ""
+    source: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    id: str | None = Field(default=None, max_length=200)
+
+
+def get_store(request: Request) -> DocumentStore:
+    store = getattr(request.app.state, "documents", None)
+    if store is None:
+        raise BackendUnavailable(
+            "the document store is not available on this server",
+            suggestion="check the server log; documents need SQLite FTS5 or PostgreSQL",
+        )
+    return store  # type: ignore[no-any-return]
+
+
+def _settings(request: Request) -> Settings:
+    found = getattr(request.app.state, "settings", None) or getattr(
+        getattr(request.app.state, "services", None), "settings", None
+    )
+    return found if isinstance(found, Settings) else Settings()
+
+
+def document_json(doc: Document) -> dict[str, Any]:
+    return {
+        "id": doc.id,
+        "title": doc.title,
+        "source": doc.source,
+        "metadata": doc.metadata,
+        "char_count": doc.char_count,
+        "chunk_count": doc.chunk_count,
+        "created_at": doc.created_at,
+        "updated_at": doc.updated_at,
+    }
+
+
+def _result_json(result: IngestResult) -> dict[str, Any]:
+    return {**document_json(result.document), "status": result.status}
+
+
+def _metadata_field(raw: str | None) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValidationError(
+            f"metadata is not JSON: {e}", suggestion='send metadata as a JSON object, e.g. {"a": 1}'
+        ) from e
+    if not isinstance(value, dict):
+        raise ValidationError("metadata must be a JSON object", suggestion='e.g. {"team": "docs"}')
+    return value
+
+
+def parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], list[Message]]:
+    """(text fields, file parts) of a multipart/form-data body."""
+    message = BytesParser(policy=HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode() + body
+    )
+    if not message.is_multipart():
+        raise ValidationError("malformed multipart body", suggestion="send a 'file' form field")
+    fields: dict[str, str] = {}
+    files: list[Message] = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if part.get_filename():
+            files.append(part)
+        elif isinstance(name, str):
+            payload = part.get_payload(decode=True)
+            fields[name] = payload.decode("utf-8") if isinstance(payload, bytes) else ""
+    return fields, files
+
+
+def _too_large(size: int, limit: int) -> ValidationError:
+    return ValidationError(
+        f"upload of {size} bytes is over the limit of {limit}",
+        suggestion="split the document or raise TOKENRELAY_RAG_MAX_UPLOAD_BYTES",
+    )
+
+
+@router.post("", status_code=201)
+async def create_document(
+    request: Request,
+    filename: str | None = Query(default=None, description="name of a raw-body upload"),
+    store: DocumentStore = Depends(get_store),
+) -> JSONResponse:
+    settings = _settings(request)
+    chunking = {
+        "chunk_chars": settings.rag_chunk_chars,
+        "chunk_overlap": settings.rag_chunk_overlap,
+    }
+    content_type = request.headers.get("content-type", "")
+    body = await request.body()
+    if len(body) > settings.rag_max_upload_bytes:
+        raise _too_large(len(body), settings.rag_max_upload_bytes)
+
+    if content_type.startswith("application/json") and filename is None:
+        try:
+            payload = TextDocumentIn.model_validate_json(body)
+        except ValueError as e:
+            raise ValidationError(
+                f"invalid document: {e}",
+                suggestion='send {"text": "...", "title": "...", "metadata": {}}',
+            ) from e
+        result = await ingest_text(
+            store,
+            payload.text,
+            payload.title,
+            payload.source,
+            payload.metadata,
+            document_id=payload.id,
+            **chunking,
+        )
+    elif content_type.startswith("multipart/form-data"):
+        fields, files = parse_multipart(content_type, body)
+        if len(files) != 1:
+            raise ValidationError(
+                f"expected one file in the form, got {len(files)}",
+                suggestion="send exactly one 'file' field (curl -F file=@guide.md)",
+            )
+        part = files[0]
+        data = part.get_payload(decode=True)
+        result = await ingest_bytes(
+            store,
+            data if isinstance(data, bytes) else b"",
+            part.get_filename() or "upload.txt",
+            _metadata_field(fields.get("metadata")),
+            title=fields.get("title", ""),
+            source=fields.get("source", ""),
+            **chunking,
+        )
+    elif filename:
+        result = await ingest_bytes(
+            store,
+            body,
+            filename,
+            chunk_chars=settings.rag_chunk_chars,
+            chunk_overlap=settings.rag_chunk_overlap,
+        )
+    else:
+        raise ValidationError(
+            f"unsupported content type {content_type or '(none)'}",
+            suggestion="send JSON {text, title}, a multipart 'file', or raw bytes with ?filename=",
+        )
+    status = 200 if result.status == "unchanged" else 201
+    return JSONResponse(_result_json(result), status_code=status)
+
+
+@router.get("")
+async def list_documents(
+    limit: int = Query(default=100, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0),
+    store: DocumentStore = Depends(get_store),
+) -> dict[str, Any]:
+    docs = await store.list_documents(limit=limit, offset=offset)
+    documents, chunks = await store.count()
+    return {
+        "documents": [document_json(d) for d in docs],
+        "total": documents,
+        "total_chunks": chunks,
+    }
+
+
+@router.get("/search")
+async def search_documents(
+    q: str = Query(min_length=1, max_length=2000),
+    top_k: int = Query(default=5, ge=1, le=50),
+    min_score: float = Query(default=0.0, ge=0),
+    store: DocumentStore = Depends(get_store),
+) -> dict[str, Any]:
+    hits = await store.search(q, top_k=top_k, min_score=min_score)
+    return {"query": q, "hits": [{**h.to_source(), "document_id": h.document_id} for h in hits]}
+
+
+async def _existing(store: DocumentStore, document_id: str) -> Document:
+    doc = await store.get_document(document_id)
+    if doc is None:
+        raise DocumentNotFound(
+            f"no document {document_id}",
+            suggestion="list the documents with GET /api/documents",
+        )
+    return doc
+
+
+@router.get("/{document_id}")
+async def get_document(
+    document_id: str,
+    chunks: bool = Query(default=False, description="include the chunks"),
+    store: DocumentStore = Depends(get_store),
+) -> dict[str, Any]:
+    doc = await _existing(store, document_id)
+    out = document_json(doc)
+    if chunks:
+        out["chunks"] = [
+            {"id": c.id, "ordinal": c.ordinal, "heading": c.heading, "text": c.text}
+            for c in await store.get_chunks(document_id)
+        ]
+    return out
+
+
+@router.delete("/{document_id}")
+async def delete_document(
+    document_id: str, store: DocumentStore = Depends(get_store)
+) -> dict[str, Any]:
+    if not await store.delete_document(document_id):
+        raise DocumentNotFound(
+            f"no document {document_id}",
+            suggestion="list the documents with GET /api/documents",
+        )
+    return {"id": document_id, "deleted": True}
