@@ -217,22 +217,30 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert p.request_params(HELLO)["max_tokens"] == 99
 
 
-async def test_cancel_closes_the_upstream_connection() -> None:
+@pytest.mark.parametrize("how", ["cancel", "aclose"])
+async def test_stopping_early_closes_the_upstream_connection(how: str) -> None:
+    """Cancelling the consumer, or closing the generator, closes the upstream response at once."""
     async with WireServer(lambda _: Reply(load("anthropic", "text"), hold_after=4)) as server:
         p = AnthropicProvider(api_key="sk-ant-test", base_url=server.url, max_retries=0)
+        stream = p.stream(HELLO)
         first = asyncio.Event()
 
         async def consume() -> None:
-            async for event in p.stream(HELLO):
+            async for event in stream:
                 if isinstance(event, TextDelta):
                     first.set()
 
-        task = asyncio.create_task(consume())
-        await asyncio.wait_for(first.wait(), timeout=30)
-        await asyncio.wait_for(server.held.wait(), timeout=30)
-        assert not server.closed_while_held.is_set()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        if how == "cancel":
+            task = asyncio.create_task(consume())
+            await asyncio.wait_for(first.wait(), timeout=30)
+            await asyncio.wait_for(server.held.wait(), timeout=30)
+            assert not server.closed_while_held.is_set()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        else:
+            assert isinstance(await anext(stream), TextDelta)
+            assert not server.closed_while_held.is_set()
+            await stream.aclose()  # type: ignore[attr-defined]
         await asyncio.wait_for(server.closed_while_held.wait(), timeout=30)
         await p.aclose()
