@@ -102,6 +102,7 @@ class DoneEvent(_Event):
     ttft_s: float | None
     processing_time_s: float
     history_length: int
+    sources: list[SourceDocument] | None = None  # the documents the answer was grounded in
 
 
 class ErrorEvent(_Event):

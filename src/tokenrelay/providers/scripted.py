@@ -104,6 +104,7 @@ class ScriptedProvider:
 
     def __init__(self) -> None:
         self.stats = ScriptedStats()
+        self.last_request: ProviderRequest | None = None  # what the model was sent, for tests
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScriptedProvider:
@@ -112,6 +113,7 @@ class ScriptedProvider:
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         opts = ScriptedOptions.model_validate(request.extra.get("scripted") or {})
         self.stats.started += 1
+        self.last_request = request
         try:
             if opts.tool_calls and not any(m.role == "tool" for m in request.messages):
                 for i, call in enumerate(opts.tool_calls):

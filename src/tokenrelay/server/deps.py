@@ -10,7 +10,8 @@ from fastapi import Request
 from tokenrelay.errors import SessionNotFound, ValidationError
 from tokenrelay.events import parse_event_id
 from tokenrelay.pipelines.chat import ChatTurn
-from tokenrelay.server.schemas import ChatRequest
+from tokenrelay.pipelines.retrieval_step import RagRequest
+from tokenrelay.server.schemas import ChatOptions, ChatRequest, RagOptions
 from tokenrelay.services import Services
 
 _TRACE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -65,6 +66,7 @@ async def prepare_turn(
             suggestion="leave session_id out to start a new conversation",
         )
     return ChatTurn(
+        rag=rag_request(services, options),
         stream_id=uuid.uuid4().hex,
         trace_id=trace_id,
         message=message,
@@ -75,6 +77,19 @@ async def prepare_turn(
         max_tokens=options.max_tokens,
         owner=owner,
         extra=options.provider_extra(),
+    )
+
+
+def rag_request(services: Services, options: ChatOptions) -> RagRequest | None:
+    """Retrieval for this turn: asked for per request, or on by default in the settings."""
+    settings = services.settings
+    asked = options.rag
+    if asked is False or (asked is None and not settings.rag_enabled):
+        return None
+    chosen = asked if isinstance(asked, RagOptions) else RagOptions()
+    return RagRequest(
+        top_k=chosen.top_k or settings.rag_top_k,
+        min_score=chosen.min_score if chosen.min_score is not None else settings.rag_min_score,
     )
 
 

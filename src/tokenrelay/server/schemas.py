@@ -11,6 +11,15 @@ from tokenrelay.providers.scripted import ScriptedOptions
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 
 
+class RagOptions(BaseModel):
+    """Ground the answer in the user's documents (see docs/retrieval.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    top_k: int | None = Field(default=None, ge=1, le=50)
+    min_score: float | None = Field(default=None, ge=0.0)
+
+
 class ChatOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -19,6 +28,9 @@ class ChatOptions(BaseModel):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     max_tokens: int | None = Field(default=None, ge=1, le=32768)
     scripted: ScriptedOptions | None = None
+    rag: RagOptions | bool | None = Field(
+        default=None, description="retrieval: an object, true (server defaults) or false (off)"
+    )
 
     def provider_extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}

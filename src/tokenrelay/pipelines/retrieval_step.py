@@ -1,0 +1,59 @@
+"""The retrieval step of the chat pipeline: search the user's documents for this turn."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tokenrelay.services import Services
+from tokenrelay.sessions.base import StoredMessage
+
+logger = logging.getLogger("tokenrelay.retrieval")
+
+
+@dataclass(frozen=True)
+class RagRequest:
+    top_k: int
+    min_score: float
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    hits: list[Any]  # retrieval.base.SearchHit
+    sources: list[dict[str, Any]]  # the `documents` of the sources event
+    system_prompt: str
+
+
+async def retrieve(
+    services: Services, question: str, history: list[StoredMessage], rag: RagRequest
+) -> Retrieved | None:
+    """Search for the question (expanded from the last turns for follow-ups).
+
+    None when there is no document store or the search failed: the answer then goes on without
+    documents, never a crash.
+    """
+    store = services.documents
+    if store is None:
+        return None
+    from tokenrelay.retrieval.prompting import build_system_prompt, sources_payload
+    from tokenrelay.retrieval.query import expand_query
+
+    turns: list[tuple[str, str]] = [
+        (m.role, m.content) for m in history if m.role in ("user", "assistant")
+    ]
+    query = expand_query(question, turns)
+    started = time.monotonic()
+    try:
+        hits = await store.search(query, top_k=rag.top_k, min_score=rag.min_score)
+    except Exception:
+        logger.exception("document search failed")
+        return None
+    finally:
+        services.metrics.retrieval_latency.observe(time.monotonic() - started)
+    return Retrieved(
+        hits=list(hits),
+        sources=sources_payload(hits),
+        system_prompt=build_system_prompt(services.settings.system_prompt, hits),
+    )
