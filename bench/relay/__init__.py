@@ -1,0 +1,1 @@
+"""Side-by-side relay benchmark: tokenrelay against hand-written SSE baselines and a floor."""

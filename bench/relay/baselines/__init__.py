@@ -1,0 +1,1 @@
+"""Baseline servers that stream the same events as tokenrelay's scripted provider."""
