@@ -7,8 +7,8 @@ import base64
 from collections.abc import AsyncIterator
 
 import pytest
-from remote_wire import Replayer, Reply, WireServer, load, mock_client
 
+from tests.providers.remote_wire import Replayer, Reply, WireServer, load, mock_client
 from tokenrelay.config import Settings
 from tokenrelay.errors import ErrorCode, ProviderError
 from tokenrelay.providers.base import (
