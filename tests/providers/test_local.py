@@ -26,6 +26,7 @@ from tokenrelay.providers.base import (
     Usage,
 )
 from tokenrelay.providers.local import LocalProvider
+from tokenrelay.providers.model_files import bundled_model_path
 
 pytestmark = pytest.mark.model
 
@@ -96,6 +97,21 @@ async def test_usage_counts_are_the_real_token_counts(local_provider: LocalProvi
     runtime = local_provider.load().runtime
     generated = b"".join(runtime.piece(t) for t in record.tokens).decode("utf-8")
     assert generated == text_of(events)
+
+
+async def test_greedy_output_matches_llama_cpp_python_directly(
+    local_provider: LocalProvider,
+) -> None:
+    # the model's chat template, our tokenisation and our sampling give the very tokens the
+    # library's own high-level API gives for the same rendered prompt
+    from llama_cpp import Llama
+
+    request = ask("What is the capital of France?", max_tokens=12)
+    prompt = local_provider.format_prompt(request.messages)
+    llm = Llama(model_path=str(bundled_model_path()), n_ctx=N_CTX, verbose=False)
+    direct: Any = llm.create_completion(prompt, max_tokens=12, temperature=0.0)
+    ours = text_of(await collect(local_provider, request))
+    assert ours == direct["choices"][0]["text"]
 
 
 async def test_end_of_turn_finishes_with_stop(local_provider: LocalProvider) -> None:

@@ -43,6 +43,7 @@ class RuntimeConfig:
     n_threads: int = 1
     n_threads_batch: int = 1
     flash_attn: bool | None = None  # None: llama.cpp decides (auto)
+    kv_unified: bool = False  # False: every sequence owns n_ctx_per_seq KV cells
     verbose: bool = False
 
 
@@ -143,7 +144,7 @@ class LlamaRuntime:
                 if config.flash_attn
                 else llama.LLAMA_FLASH_ATTN_TYPE_DISABLED
             )
-        cparams.kv_unified = False  # each sequence gets its own n_ctx_per_seq cells
+        cparams.kv_unified = config.kv_unified
         cparams.no_perf = True
         ctx = llama.llama_init_from_model(model, cparams)
         if not ctx:

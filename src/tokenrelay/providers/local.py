@@ -7,6 +7,8 @@ Behaviour:
   request messages; it is tokenised off the loop and counted for real (`Usage.prompt_tokens`).
   A prompt that leaves no room for `max_tokens` in one sequence's context raises
   CONTEXT_TOO_LONG.
+* Same numerics as llama-cpp-python's `Llama` defaults (flash attention off), so greedy output
+  matches `Llama.create_completion(temperature=0)` token for token.
 * Generation runs on the engine thread (`llama_engine.LlamaEngine`): continuous batching of up
   to `n_seq_max` sequences, FIFO admission beyond that, one token per sequence per step.
 * Cancellation: when the consuming task is cancelled or the generator is closed, the job's
@@ -61,7 +63,11 @@ DEFAULT_TEMPERATURE = 0.2  # SmolLM2's recommended sampling temperature
 
 
 def default_threads() -> tuple[int, int]:
-    """(generation, batch) threads like llama-cpp-python: half the cores, all the cores."""
+    """(generation, batch) threads like llama-cpp-python: half the cores, all the cores.
+
+    llama.cpp uses the batch count for any step with more than one token (prefill, and decode
+    steps with several sequences). Set TOKENRELAY_LOCAL_N_THREADS to use one count for both.
+    """
     cores = os.cpu_count() or 2
     return max(1, cores // 2), cores
 
@@ -79,7 +85,7 @@ class LocalProvider:
         n_batch: int = 512,
         n_threads: int | None = None,
         n_threads_batch: int | None = None,
-        flash_attn: bool | None = None,
+        flash_attn: bool | None = False,
         seed: int = 0,
         max_tokens: int = 256,
         temperature: float | None = None,
