@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tokenrelay.config import Settings
 from tokenrelay.errors import ErrorCode
 from tokenrelay.providers._errors import (
     Upstream,
@@ -14,7 +15,13 @@ from tokenrelay.providers._errors import (
     status_from,
     upstream_error,
 )
-from tokenrelay.providers._formats import JsonFormat, arguments_text, json_format, settle_finish
+from tokenrelay.providers._formats import (
+    JsonFormat,
+    arguments_text,
+    configured_model,
+    json_format,
+    settle_finish,
+)
 from tokenrelay.providers._toolcalls import ToolCallAccumulator, parse_arguments
 from tokenrelay.providers.base import ToolCall
 
@@ -166,3 +173,10 @@ def test_settle_finish() -> None:
     assert settle_finish("stop", called_tools=True) == "tool_calls"
     assert settle_finish("stop", called_tools=False) == "stop"
     assert settle_finish("length", called_tools=True) == "length"
+
+
+def test_model_setting_applies_to_the_configured_provider() -> None:
+    settings = Settings(provider="openai", model="llama3.1:8b")
+    assert configured_model(settings, "openai", "gpt-4o-mini") == "llama3.1:8b"
+    assert configured_model(settings, "gemini", "gemini-2.5-flash") == "gemini-2.5-flash"
+    assert configured_model(Settings(provider="openai"), "openai", "gpt-4o-mini") == "gpt-4o-mini"

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from tokenrelay.config import Settings
 from tokenrelay.providers._toolcalls import RAW_ARGUMENTS_KEY
 from tokenrelay.providers.base import FinishReason
 
@@ -53,3 +54,10 @@ def settle_finish(reason: FinishReason, *, called_tools: bool) -> FinishReason:
     if called_tools and reason == "stop":
         return "tool_calls"
     return reason
+
+
+def configured_model(settings: Settings, provider: str, own: str) -> str:
+    """`--model` (TOKENRELAY_MODEL) applies to the configured provider; else its own setting."""
+    if settings.provider == provider and settings.model:
+        return settings.model
+    return own

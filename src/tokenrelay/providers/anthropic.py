@@ -28,7 +28,7 @@ from tokenrelay.providers._errors import (
     stream_cut,
     upstream_error,
 )
-from tokenrelay.providers._formats import json_format, settle_finish
+from tokenrelay.providers._formats import configured_model, json_format, settle_finish
 from tokenrelay.providers._toolcalls import ToolCallAccumulator
 from tokenrelay.providers.base import (
     ChatMessage,
@@ -99,7 +99,7 @@ class AnthropicProvider:
         return cls(
             api_key=key.get_secret_value() if key is not None else None,
             base_url=settings.anthropic_base_url,
-            model=settings.anthropic_model,
+            model=configured_model(settings, "anthropic", settings.anthropic_model),
             max_tokens=settings.max_tokens,
             timeout_s=settings.provider_timeout_s,
             max_retries=settings.provider_max_retries,

@@ -39,7 +39,7 @@ from tokenrelay.providers._errors import (
     stream_cut,
     upstream_error,
 )
-from tokenrelay.providers._formats import json_format, settle_finish
+from tokenrelay.providers._formats import configured_model, json_format, settle_finish
 from tokenrelay.providers._toolcalls import new_call_id
 from tokenrelay.providers.base import (
     ChatMessage,
@@ -152,7 +152,7 @@ class GeminiProvider:
         return cls(
             api_key=key.get_secret_value() if key is not None else None,
             base_url=settings.gemini_base_url,
-            model=settings.gemini_model,
+            model=configured_model(settings, "gemini", settings.gemini_model),
             timeout_s=settings.provider_timeout_s,
             max_retries=settings.provider_max_retries,
         )

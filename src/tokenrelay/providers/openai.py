@@ -26,7 +26,12 @@ from tokenrelay.providers._errors import (
     stream_cut,
     upstream_error,
 )
-from tokenrelay.providers._formats import arguments_text, json_format, settle_finish
+from tokenrelay.providers._formats import (
+    arguments_text,
+    configured_model,
+    json_format,
+    settle_finish,
+)
 from tokenrelay.providers._toolcalls import ToolCallAccumulator
 from tokenrelay.providers.base import (
     ChatMessage,
@@ -107,7 +112,7 @@ class OpenAIProvider:
         return cls(
             api_key=key.get_secret_value() if key is not None else None,
             base_url=settings.openai_base_url,
-            model=settings.openai_model,
+            model=configured_model(settings, "openai", settings.openai_model),
             timeout_s=settings.provider_timeout_s,
             max_retries=settings.provider_max_retries,
         )
