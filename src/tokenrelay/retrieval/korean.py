@@ -134,10 +134,14 @@ def _has_final_consonant(syllable: str) -> bool:
     return (ord(syllable) - _HANGUL_FIRST) % 28 != 0
 
 
+_SUFFIX_SET = frozenset(_SUFFIXES)
+_SUFFIX_LENGTHS = tuple(sorted({len(s) for s in _SUFFIXES}, reverse=True))
+
+
 def _strip_once(word: str) -> str:
-    for suffix in _SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 2:
-            return word[: -len(suffix)]
+    for n in _SUFFIX_LENGTHS:  # longest first: 에서는 before 는
+        if len(word) - n >= 2 and word[-n:] in _SUFFIX_SET:
+            return word[:-n]
     if len(word) >= 3:
         last, before = word[-1], word[-2]
         if last == _SUBJECT_AFTER_CLOSED and _has_final_consonant(before):

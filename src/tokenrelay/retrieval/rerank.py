@@ -8,7 +8,7 @@ multiplies the BM25 score by
 - proximity: how tightly the matched terms sit together (the shortest window holding all of
   the chunk's distinct matched terms, compared with the number of those terms).
 
-It only reorders the top candidates (default 4 x top_k, at least 20), so it costs a few
+It only reorders the top candidates (3 x top_k, at least 10), so it costs a few
 hundred microseconds, and it keeps BM25's scale, so `min_score` means the same thing with and
 without it.
 """
@@ -28,7 +28,7 @@ PROXIMITY_WEIGHT = 0.3
 
 def candidate_count(top_k: int) -> int:
     """How many BM25 candidates a store fetches for the rerank stage."""
-    return max(20, 4 * top_k)
+    return max(10, 3 * top_k)
 
 
 def _shortest_window(positions: dict[str, list[int]]) -> int:

@@ -158,7 +158,8 @@ class SqliteDocumentStore:
                 return "unchanged"
             created_at = old[1] if old is not None else (document.created_at or now)
             try:
-                await self._delete_rows(document.id)
+                if old is not None:
+                    await self._delete_rows(document.id)
                 await self._db.execute(
                     f"INSERT INTO rag_documents ({_DOC_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
                     (
