@@ -107,6 +107,9 @@ async def test_error_inside_the_upstream_stream_ends_with_an_error_event(
         ) as srv,
     ):
         result = await chat_stream(srv.url, {"message": "Say hello"})
+        session_id = result.events[0].json["session_id"]
+        async with httpx.AsyncClient(base_url=srv.url) as client:
+            history = (await client.get(f"/api/sessions/{session_id}")).json()["messages"]
     assert result.types[0] == "metadata"
     assert result.types[-1] == "error"
     assert "done" not in result.types
@@ -116,6 +119,7 @@ async def test_error_inside_the_upstream_stream_ends_with_an_error_event(
     assert error["retryable"] is True
     assert error["suggestion"]
     assert len(upstream.requests) == 1  # no retry once tokens were sent
+    assert history[-1]["content"] == result.text  # the partial answer is kept
 
 
 HOLD_AFTER = {"openai": 3, "anthropic": 4, "gemini": 1}  # events sent before the upstream stalls
