@@ -230,8 +230,9 @@ class GeminiProvider:
                         thought_signature=self._signatures.get(call.id),
                     )
                 )
-            role = "model" if m.role == "assistant" else "user"
-            out.append(types.Content(role=role, parts=parts or [types.Part(text="")]))
+            if parts:  # Gemini refuses a turn without parts
+                role = "model" if m.role == "assistant" else "user"
+                out.append(types.Content(role=role, parts=parts))
         return out
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
