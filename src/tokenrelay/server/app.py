@@ -11,11 +11,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sse_starlette.sse import AppStatus
 
 from tokenrelay import __version__
 from tokenrelay.config import Settings
 from tokenrelay.errors import TokenRelayError, ValidationError, internal_error
-from tokenrelay.server.routes import chat, health, sessions, streams
+from tokenrelay.server.routes import chat, health, openai_compat, sessions, streams, web
 from tokenrelay.services import Services
 
 logger = logging.getLogger("tokenrelay.server")
@@ -81,6 +82,8 @@ def _include_optional_routers(app: FastAPI) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    # we drain ourselves on SIGTERM (server/serve.py): streams must not be cut by the library
+    AppStatus.disable_automatic_graceful_drain()  # type: ignore[no-untyped-call]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     _install_error_handlers(app)
-    for module in (chat, streams, sessions, health):
+    for module in (chat, streams, sessions, health, openai_compat, web):
         app.include_router(module.router)
     _include_optional_routers(app)
     return app

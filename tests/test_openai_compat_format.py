@@ -1,0 +1,111 @@
+"""Pure parts of the OpenAI format: model resolution, chunk translation, accumulation."""
+
+from __future__ import annotations
+
+import pytest
+
+from tokenrelay.errors import ValidationError
+from tokenrelay.server.openai_format import (
+    ChunkTranslator,
+    CompletionAccumulator,
+    MessageIn,
+    error_body,
+    finish_reason_of,
+    resolve_model,
+    to_chat_messages,
+    to_tool_choice,
+)
+
+PROVIDERS = ["anthropic", "gemini", "local", "openai", "scripted"]
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("scripted", ("scripted", None)),
+        ("openai/gpt-4o-mini", ("openai", "gpt-4o-mini")),
+        ("gpt-4o-mini", ("local", "gpt-4o-mini")),
+        ("meta-llama/Llama-3.1-8B", ("local", "meta-llama/Llama-3.1-8B")),
+        ("openai/", ("local", "openai/")),
+    ],
+)
+def test_resolve_model(model: str, expected: tuple[str, str | None]) -> None:
+    assert resolve_model(model, PROVIDERS, "local") == expected
+
+
+def test_translator_sequence() -> None:
+    t = ChunkTranslator("s1", 100, "asked", include_usage=True)
+    chunks = [
+        *t.translate("metadata", {"model": "m1"}),
+        *t.translate("sources", {"documents": []}),
+        *t.translate("token", {"content": "hi", "index": 0}),
+        *t.translate("tool_call", {"call_id": "c", "tool": "f", "args": {"a": 1}}),
+        *t.translate("done", {"finish_reason": "tool_calls", "usage": {"prompt_tokens": 2}}),
+    ]
+    assert [c["choices"][0]["delta"] if c["choices"] else None for c in chunks] == [
+        {"role": "assistant", "content": ""},
+        {"content": "hi"},
+        {
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": "c",
+                    "type": "function",
+                    "function": {"name": "f", "arguments": '{"a":1}'},
+                }
+            ]
+        },
+        {},
+        None,
+    ]
+    assert {c["id"] for c in chunks} == {"chatcmpl-s1"} and {c["model"] for c in chunks} == {"m1"}
+    assert chunks[3]["choices"][0]["finish_reason"] == "tool_calls"
+    assert chunks[-1]["usage"] == {"prompt_tokens": 2, "completion_tokens": 0, "total_tokens": 2}
+
+
+def test_accumulator_tool_calls_leave_content_null() -> None:
+    acc = CompletionAccumulator("s", 1, "m")
+    acc.add("tool_call", {"call_id": "c", "tool": "f", "args": {}})
+    acc.add("done", {"finish_reason": "tool_calls"})
+    message = acc.response()["choices"][0]["message"]
+    assert message["content"] is None
+    assert message["tool_calls"] == [
+        {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    ]
+
+
+def test_messages_mapping_and_its_errors() -> None:
+    msgs = [
+        MessageIn(role="developer", content="sys"),
+        MessageIn.model_validate(
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ],
+            }
+        ),
+        MessageIn(role="tool", content="42", tool_call_id="c1"),
+    ]
+    mapped = to_chat_messages(msgs)
+    assert [m.role for m in mapped] == ["system", "assistant", "tool"]
+    assert mapped[1].tool_calls[0].name == "f" and mapped[1].content == ""
+    bad_args = MessageIn.model_validate(
+        {
+            "role": "assistant",
+            "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "[1]"}}],
+        }
+    )
+    with pytest.raises(ValidationError) as caught:
+        to_chat_messages([bad_args])
+    assert caught.value.details == {"param": "messages.0.tool_calls.0"}
+
+
+def test_tool_choice_and_finish_reason() -> None:
+    assert to_tool_choice({"type": "function", "function": {"name": "f"}}) == "f"
+    assert to_tool_choice("required") == "required"
+    with pytest.raises(ValidationError):
+        to_tool_choice("sometimes")
+    assert finish_reason_of("cancelled") == "stop" and finish_reason_of("length") == "length"
+    assert error_body("TIMEOUT", "slow")["error"]["type"] == "server_error"
