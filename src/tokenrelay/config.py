@@ -87,6 +87,16 @@ class Settings(BaseSettings):
     rag_chunk_overlap: int = Field(default=120, ge=0, le=5_000)
     rag_max_upload_bytes: int = Field(default=20_000_000, ge=1)
 
+    # -- tools and workflows (see docs/tools.md and docs/planner.md)
+    tool_modules: list[str] = Field(default_factory=list)  # modules with @tool functions
+    tool_timeout_s: float = Field(default=30.0, gt=0)  # per tool call
+    max_tool_rounds: int = Field(default=4, ge=1, le=20)  # tool rounds per answer
+    weather_base_url: str = "https://api.open-meteo.com"
+    geocoding_base_url: str = "https://geocoding-api.open-meteo.com"
+    weather_timeout_s: float = Field(default=8.0, gt=0)
+    planner_provider: str | None = None  # None: the default provider
+    planner_max_tokens: int = Field(default=1200, ge=64, le=32768)
+
     # -- shared backends (for several replicas)
     database_url: str | None = None  # postgresql://... ; None: SQLite in data_dir
     redis_url: str | None = None  # redis://... ; None: in-process stream log and limits

@@ -1,0 +1,31 @@
+"""`search_documents`: search the documents uploaded to this server (the retrieval store)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from tokenrelay.tools.context import ToolContext, ToolError
+from tokenrelay.tools.registry import tool
+
+
+@tool
+async def search_documents(
+    query: Annotated[str, Field(min_length=1, max_length=1000)],
+    ctx: ToolContext,
+    top_k: Annotated[int, Field(ge=1, le=20)] = 5,
+) -> dict[str, Any]:
+    """Search the user's uploaded documents and return the best matching passages.
+
+    Args:
+        query: what to look for, in a few words
+        top_k: how many passages to return, 1 to 20
+    """
+    store = ctx.documents
+    if store is None:
+        raise ToolError("no document store is configured on this server; upload documents first")
+    await ctx.progress(f"Searching documents for {query!r}")
+    hits = await store.search(query, top_k=top_k)
+    results = [hit.to_source() for hit in hits]
+    return {"query": query, "count": len(results), "results": results}
