@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -37,7 +38,11 @@ def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
     """Settings with a temp data dir and the scripted provider unless told otherwise."""
 
     def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"data_dir": tmp_path / "data", "provider": "scripted"}
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "provider": "scripted",
+            "shutdown_grace_s": 1.0,
+        }
         values.update(overrides)
         return Settings(**values)
 
@@ -78,11 +83,59 @@ def live_server(
     return start
 
 
-def postgres_url() -> str | None:
+def postgres_url() -> str:
     return os.environ.get(
         "TOKENRELAY_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
     )
 
 
-def redis_url() -> str | None:
+def redis_url() -> str:
     return os.environ.get("TOKENRELAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def unavailable(what: str, exc: BaseException) -> None:
+    """Skip when a developer runs the suite without the service; fail in CI, where it must be."""
+    message = f"{what} is not reachable ({exc!r}); set its TOKENRELAY_TEST_* URL or start it"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+async def redis_settings() -> AsyncIterator[dict[str, Any]]:
+    """Settings overrides for a real Redis, under a key prefix of this test's own."""
+    import redis.asyncio as aioredis
+
+    url = redis_url()
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.ping()
+    except Exception as exc:
+        await client.aclose()
+        unavailable("Redis", exc)
+    prefix = f"trtest{uuid.uuid4().hex[:10]}"
+    try:
+        yield {"redis_url": url, "redis_prefix": prefix}
+    finally:
+        keys = [k async for k in client.scan_iter(f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+@pytest.fixture
+async def postgres_settings() -> AsyncIterator[dict[str, Any]]:
+    """Settings overrides for a real PostgreSQL, in a schema of this test's own."""
+    import asyncpg
+
+    url = postgres_url()
+    try:
+        conn = await asyncpg.connect(url, timeout=5)
+    except Exception as exc:
+        unavailable("PostgreSQL", exc)
+    schema = f"trtest_{uuid.uuid4().hex[:10]}"
+    try:
+        yield {"database_url": url, "database_schema": schema}
+    finally:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await conn.close()

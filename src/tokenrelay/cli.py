@@ -40,11 +40,9 @@ def serve(
     ] = None,
 ) -> None:
     """Run the server (defaults: 127.0.0.1:8000, the bundled local model, SQLite)."""
-    import uvicorn
-
     from tokenrelay.config import Settings
     from tokenrelay.logs import configure_logging
-    from tokenrelay.server.app import create_app
+    from tokenrelay.server.serve import run
 
     given: dict[str, Any] = {
         "host": host,
@@ -60,14 +58,7 @@ def serve(
         f"tokenrelay on http://{settings.host}:{settings.port} "
         f"(provider {settings.provider}, data in {settings.data_dir})"
     )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.stream_deadline_s),
-    )
+    run(settings)
 
 
 @app.command()

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = Field(
         default=None, validation_alias=_env("anthropic_base_url", "ANTHROPIC_BASE_URL")
     )
-    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_model: str = "claude-sonnet-4-6"
     gemini_api_key: SecretStr | None = Field(
         default=None, validation_alias=_env("gemini_api_key", "GEMINI_API_KEY", "GOOGLE_API_KEY")
     )
@@ -97,9 +97,25 @@ class Settings(BaseSettings):
     planner_provider: str | None = None  # None: the default provider
     planner_max_tokens: int = Field(default=1200, ge=64, le=32768)
 
+    # -- security and limits (see docs/security.md)
+    api_keys: SecretStr | None = None  # "name:key,name2:key2" or bare keys; None: auth off
+    api_keys_file: Path | None = None  # one "name:key" (or bare key) per line, '#' comments
+    metrics_public: bool = False  # with keys on, /metrics needs a key unless this is true
+    cors_origins: str = ""  # comma-separated allowed origins; "": same origin only
+    max_body_bytes: int = Field(default=1_048_576, ge=1)  # /api/documents: rag_max_upload_bytes
+    rate_limit_per_minute: float = Field(default=0.0, ge=0)  # per key (or IP); 0: off
+    rate_limit_burst: int = Field(default=20, ge=1)  # requests allowed at once, then the rate
+    max_streams_per_client: int = Field(default=0, ge=0)  # running streams per key/IP; 0: off
+    max_open_streams: int = Field(default=4096, ge=0)  # running streams per process; 0: off
+    overload_retry_after_s: int = Field(default=5, ge=1)  # Retry-After when a stream cap is hit
+
     # -- shared backends (for several replicas)
     database_url: str | None = None  # postgresql://... ; None: SQLite in data_dir
+    database_schema: str = Field(default="public", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     redis_url: str | None = None  # redis://... ; None: in-process stream log and limits
+    redis_prefix: str = Field(default="tokenrelay", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    redis_stream_maxlen: int = Field(default=100_000, ge=100)
+    shutdown_grace_s: float = Field(default=20.0, ge=0)  # on SIGTERM: let streams finish
 
     @property
     def sqlite_path(self) -> Path:

@@ -15,6 +15,32 @@ from tokenrelay.streams.log import MemoryStreamLog, StreamLog
 from tokenrelay.streams.runner import StreamRunner
 
 
+async def _open_sessions(settings: Settings) -> SessionStore:
+    if settings.database_url:
+        from tokenrelay.sessions.postgres import PostgresSessionStore
+
+        return await PostgresSessionStore.open(
+            settings.database_url, schema=settings.database_schema
+        )
+    from tokenrelay.sessions.sqlite import SQLiteSessionStore
+
+    return await SQLiteSessionStore.open(settings.sqlite_path)
+
+
+async def _open_log(settings: Settings) -> StreamLog:
+    if settings.redis_url:
+        from tokenrelay.streams.redis import RedisStreamLog
+
+        return await RedisStreamLog.connect(
+            settings.redis_url,
+            ttl_s=settings.stream_ttl_s,
+            max_len=settings.redis_stream_maxlen,
+            max_age_s=settings.stream_deadline_s + settings.stream_ttl_s,
+            prefix=settings.redis_prefix,
+        )
+    return MemoryStreamLog(ttl_s=settings.stream_ttl_s)
+
+
 async def _open_documents(settings: Settings) -> Any:
     """The document store, when the retrieval layer is present."""
     if importlib.util.find_spec("tokenrelay.retrieval.factory") is None:
@@ -35,11 +61,13 @@ class Services:
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
-        from tokenrelay.sessions.sqlite import SQLiteSessionStore
-
         metrics = Metrics()
-        sessions: SessionStore = await SQLiteSessionStore.open(settings.sqlite_path)
-        log: StreamLog = MemoryStreamLog(ttl_s=settings.stream_ttl_s)
+        sessions = await _open_sessions(settings)
+        try:
+            log = await _open_log(settings)
+        except BaseException:
+            await sessions.aclose()
+            raise
         runner = StreamRunner(
             log,
             deadline_s=settings.stream_deadline_s,
@@ -56,8 +84,16 @@ class Services:
             documents=await _open_documents(settings),
         )
 
+    @property
+    def shared_log(self) -> bool:
+        return self.settings.redis_url is not None
+
+    def begin_drain(self) -> None:
+        """SIGTERM: refuse new streams; readers move to other replicas when the log is shared."""
+        self.runner.begin_drain(self.settings.shutdown_grace_s, release_readers=self.shared_log)
+
     async def aclose(self) -> None:
-        await self.runner.shutdown(grace_s=0)
+        await self.runner.shutdown(grace_s=self.settings.shutdown_grace_s)
         await self.providers.aclose()
         await self.log.aclose()
         await self.sessions.aclose()

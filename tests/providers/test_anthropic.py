@@ -54,7 +54,7 @@ async def test_text_ping_usage_and_finish() -> None:
     assert sent.path == "/v1/messages"
     body = sent.json
     assert body["stream"] is True
-    assert body["model"] == "claude-sonnet-4-5"
+    assert body["model"] == "claude-sonnet-4-6"
     assert body["system"] == "Be brief."
     assert body["messages"] == [{"role": "user", "content": "Hi"}]
     assert body["max_tokens"] == 1024

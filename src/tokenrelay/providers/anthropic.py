@@ -68,7 +68,7 @@ class AnthropicProvider:
         *,
         api_key: str | None,
         base_url: str | None = None,
-        model: str = "claude-sonnet-4-5",
+        model: str = "claude-sonnet-4-6",
         max_tokens: int = 1024,
         timeout_s: float = 60.0,
         max_retries: int = 2,

@@ -80,6 +80,13 @@ def _include_optional_routers(app: FastAPI) -> None:
             app.include_router(module.router)
 
 
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    """API keys, limits, CORS and the access log (docs/security.md); all pure ASGI."""
+    from tokenrelay.server.middleware import install_middleware
+
+    install_middleware(app, settings)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     # we drain ourselves on SIGTERM (server/serve.py): streams must not be cut by the library
@@ -104,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     _install_error_handlers(app)
+    _install_middleware(app, settings)
     for module in (chat, streams, sessions, health, openai_compat, web):
         app.include_router(module.router)
     _include_optional_routers(app)

@@ -7,12 +7,13 @@ import uuid
 
 from fastapi import Request
 
-from tokenrelay.errors import SessionNotFound, ValidationError
+from tokenrelay.errors import ErrorCode, SessionNotFound, TokenRelayError, ValidationError
 from tokenrelay.events import parse_event_id
 from tokenrelay.pipelines.chat import ChatTurn
 from tokenrelay.pipelines.retrieval_step import RagRequest
 from tokenrelay.server.schemas import ChatOptions, ChatRequest, RagOptions
 from tokenrelay.services import Services
+from tokenrelay.tools.registry import registry_for
 
 _TRACE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
@@ -54,10 +55,20 @@ async def prepare_turn(
 ) -> ChatTurn:
     """Validate everything that can be checked before the stream starts (→ plain HTTP errors)."""
     settings = services.settings
+    if not services.runner.accepting:
+        raise TokenRelayError(
+            "this server is shutting down and takes no new streams",
+            suggestion="retry: another replica will answer",
+            code=ErrorCode.BACKEND_UNAVAILABLE,
+            retryable=True,
+            retry_after_s=1,
+        )
     message = check_message(body.message, settings.max_message_chars)
     options = body.options
     provider = options.provider or settings.provider
     services.providers.check(provider)
+    if options.tools is not None:
+        registry_for(settings).check(options.tools)
     if body.session_id is not None and (
         await services.sessions.get_session(body.session_id, owner=owner) is None
     ):
@@ -77,6 +88,8 @@ async def prepare_turn(
         max_tokens=options.max_tokens,
         owner=owner,
         extra=options.provider_extra(),
+        enable_tools=options.enable_tools,
+        tool_names=tuple(options.tools) if options.tools is not None else None,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,6 +41,26 @@ class StreamLog(Protocol):
 
     async def info(self, stream_id: str) -> StreamInfo | None: ...
 
+    def is_local(self, stream_id: str) -> bool:
+        """Is this stream generated in this process?"""
+        ...
+
+    def release_readers(self) -> None:
+        """End every live read without a terminal event (this replica is draining)."""
+        ...
+
+    async def has_remote_readers(self, stream_id: str) -> bool:
+        """Is a reader on another replica following this stream?"""
+        ...
+
+    async def request_cancel(self, stream_id: str) -> bool:
+        """Ask the replica that generates `stream_id` to cancel it; False if none can."""
+        ...
+
+    def on_cancel_request(self, callback: Callable[[str], Awaitable[object]]) -> None:
+        """Call `callback(stream_id)` when another replica asks to cancel a stream."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -68,6 +88,7 @@ class MemoryStreamLog:
         self._ttl_s = ttl_s
         self._streams: dict[str, _MemoryStream] = {}
         self._last_sweep = time.monotonic()
+        self._released = False
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -100,7 +121,7 @@ class MemoryStreamLog:
                 yield env
                 if env.terminal:
                     return
-            if stream.finished:
+            if stream.finished or self._released:
                 return
             await stream.changed.wait()
 
@@ -116,6 +137,23 @@ class MemoryStreamLog:
             finished=stream.finished,
             last_seq=len(stream.entries),
         )
+
+    def is_local(self, stream_id: str) -> bool:
+        return stream_id in self._streams
+
+    def release_readers(self) -> None:
+        self._released = True
+        for stream in self._streams.values():
+            stream.changed.set()
+
+    async def has_remote_readers(self, stream_id: str) -> bool:
+        return False
+
+    async def request_cancel(self, stream_id: str) -> bool:
+        return False
+
+    def on_cancel_request(self, callback: Callable[[str], Awaitable[object]]) -> None:
+        return None
 
     async def aclose(self) -> None:
         self._streams.clear()

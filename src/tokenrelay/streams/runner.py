@@ -68,6 +68,9 @@ class StreamRunner:
         self._metrics = metrics or Metrics()
         self._running: dict[str, _Running] = {}
         self.accepting = True
+        self._drain_timer: asyncio.TimerHandle | None = None
+        self._checks: set[asyncio.Task[None]] = set()
+        log.on_cancel_request(self._cancel_requested_elsewhere)
 
     @property
     def active(self) -> int:
@@ -103,29 +106,65 @@ class StreamRunner:
         if running is None:
             return
         running.readers -= 1
-        if finished or running.readers > 0:
-            return
+        if finished or running.readers > 0 or not self.accepting:
+            return  # while draining, readers leave to resume elsewhere: generation goes on
         self._metrics.disconnects.inc()
         if self._grace_s <= 0:
             self._cancel(running, "disconnect")
         else:
-            running.grace = asyncio.get_running_loop().call_later(
-                self._grace_s, self._grace_expired, stream_id
-            )
+            self._arm_grace(stream_id, running)
 
-    def _grace_expired(self, stream_id: str) -> None:
+    def _arm_grace(self, stream_id: str, running: _Running) -> None:
+        running.grace = asyncio.get_running_loop().call_later(
+            self._grace_s, self._spawn_grace_check, stream_id
+        )
+
+    def _spawn_grace_check(self, stream_id: str) -> None:
+        task = asyncio.create_task(self._grace_expired(stream_id))
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+
+    async def _grace_expired(self, stream_id: str) -> None:
         running = self._running.get(stream_id)
-        if running is not None and running.readers <= 0:
-            self._cancel(running, "disconnect")
+        if running is None or running.readers > 0:
+            return
+        if await self._log.has_remote_readers(stream_id):
+            self._arm_grace(stream_id, running)  # followed from another replica: keep it
+            return
+        self._cancel(running, "disconnect")
 
     async def cancel(self, stream_id: str, reason: str = "request") -> bool:
-        """Cancel a running stream; True if it was running here."""
+        """Cancel a stream, here or on the replica that generates it; True if it was running."""
         running = self._running.get(stream_id)
         if running is None:
-            return False
+            return await self._log.request_cancel(stream_id)
         self._cancel(running, reason)
         await asyncio.wait({running.task})
         return True
+
+    async def _cancel_requested_elsewhere(self, stream_id: str) -> None:
+        running = self._running.get(stream_id)
+        if running is not None:
+            self._cancel(running, "request")
+
+    def begin_drain(self, grace_s: float, *, release_readers: bool) -> None:
+        """Stop accepting new streams; cancel what still runs after `grace_s`.
+
+        With a shared log, readers are released at once so that clients resume on another
+        replica while generation finishes here; with an in-process log they stay connected.
+        """
+        if not self.accepting:
+            return
+        self.accepting = False
+        if release_readers:
+            self._log.release_readers()
+        self._drain_timer = asyncio.get_running_loop().call_later(
+            grace_s, self._cancel_all, "shutdown"
+        )
+
+    def _cancel_all(self, reason: str) -> None:
+        for running in list(self._running.values()):
+            self._cancel(running, reason)
 
     def _cancel(self, running: _Running, reason: str) -> None:
         if running.cancel_reason is None:
@@ -139,11 +178,12 @@ class StreamRunner:
         tasks = [r.task for r in self._running.values()]
         if tasks and grace_s > 0:
             await asyncio.wait(tasks, timeout=grace_s)
-        for running in list(self._running.values()):
-            self._cancel(running, "shutdown")
+        self._cancel_all("shutdown")
         remaining = [r.task for r in self._running.values()]
         if remaining:
             await asyncio.wait(remaining, timeout=10)
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
 
     async def _run(self, stream_id: str, pipeline: AsyncIterator[Any]) -> None:
         terminal = False

@@ -1,0 +1,315 @@
+"""Sessions in PostgreSQL (asyncpg), shared by several replicas.
+
+Same schema and behaviour as the SQLite store; migrations are ordered functions applied under
+an advisory lock, so replicas starting together migrate once. Connection failures become
+BACKEND_UNAVAILABLE errors; the pool reconnects by itself when the server is back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+from tokenrelay.errors import BackendUnavailable, SessionNotFound
+from tokenrelay.sessions.base import (
+    MessageStatus,
+    SessionInfo,
+    StoredMessage,
+    StoredRole,
+    TurnStart,
+)
+from tokenrelay.sessions.sqlite import new_id
+
+try:
+    import asyncpg
+except ImportError:  # pragma: no cover - the hint is raised when a database URL is set
+    asyncpg = None
+
+Migration = Callable[[Any], Awaitable[None]]
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_MIGRATION_LOCK = 0x746F_6B72  # pg_advisory_xact_lock key for session migrations
+
+
+async def _m001_sessions_and_messages(conn: Any) -> None:
+    await conn.execute(
+        """
+        CREATE TABLE tokenrelay_sessions (
+            id TEXT PRIMARY KEY,
+            owner TEXT,
+            title TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE INDEX tokenrelay_sessions_owner ON tokenrelay_sessions(owner, updated_at DESC);
+        CREATE TABLE tokenrelay_messages (
+            seq BIGSERIAL PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            session_id TEXT NOT NULL REFERENCES tokenrelay_sessions(id) ON DELETE CASCADE,
+            role TEXT NOT NULL,
+            content TEXT NOT NULL,
+            status TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            metadata JSONB NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX tokenrelay_messages_session ON tokenrelay_messages(session_id, seq);
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [_m001_sessions_and_messages]
+
+
+async def migrate(conn: Any, component: str, migrations: list[Migration]) -> int:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS tokenrelay_migrations"
+            " (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+        )
+        version = await conn.fetchval(
+            "SELECT version FROM tokenrelay_migrations WHERE component = $1", component
+        )
+        version = int(version or 0)
+        for number, step in enumerate(migrations[version:], start=version + 1):
+            await step(conn)
+            await conn.execute(
+                "INSERT INTO tokenrelay_migrations(component, version) VALUES ($1, $2)"
+                " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                component,
+                number,
+            )
+    return len(migrations)
+
+
+def backend_down(exc: BaseException) -> BackendUnavailable:
+    return BackendUnavailable(
+        f"the session database is unreachable ({type(exc).__name__})",
+        suggestion="retry in a moment; operators: check TOKENRELAY_DATABASE_URL and PostgreSQL",
+    )
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    assert asyncpg is not None
+    return (
+        OSError,
+        ConnectionError,
+        asyncpg.exceptions.ConnectionDoesNotExistError,
+        asyncpg.exceptions.CannotConnectNowError,
+        asyncpg.exceptions.InterfaceError,
+        asyncpg.exceptions.TooManyConnectionsError,
+        asyncpg.exceptions.AdminShutdownError,
+        TimeoutError,
+    )
+
+
+def _message(row: Any) -> StoredMessage:
+    return StoredMessage(
+        id=row["id"],
+        session_id=row["session_id"],
+        role=cast(StoredRole, row["role"]),
+        content=row["content"],
+        status=cast(MessageStatus, row["status"]),
+        created_at=row["created_at"],
+        metadata=json.loads(row["metadata"]) if isinstance(row["metadata"], str) else {},
+    )
+
+
+def _session(row: Any) -> SessionInfo:
+    return SessionInfo(
+        id=row["id"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        title=row["title"],
+        owner=row["owner"],
+        message_count=row["n"],
+    )
+
+
+_SESSION_COLUMNS = (
+    "s.id, s.created_at, s.updated_at, s.title, s.owner,"
+    " (SELECT COUNT(*) FROM tokenrelay_messages m WHERE m.session_id = s.id) AS n"
+)
+
+
+class PostgresSessionStore:
+    def __init__(self, pool: Any, schema: str) -> None:
+        self._pool = pool
+        self.schema = schema
+        self._errors = _connection_errors()
+
+    @classmethod
+    async def open(
+        cls, dsn: str, *, schema: str = "public", max_size: int = 10
+    ) -> PostgresSessionStore:
+        if asyncpg is None:
+            raise BackendUnavailable(
+                "TOKENRELAY_DATABASE_URL is set but asyncpg is not installed",
+                suggestion="pip install 'tokenrelay[postgres]', or unset TOKENRELAY_DATABASE_URL",
+            )
+        if not _SCHEMA_NAME.match(schema):
+            raise ValueError(f"invalid schema name {schema!r}")
+        try:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=1,
+                max_size=max_size,
+                server_settings={"search_path": f"{schema}, public"},
+            )
+            async with pool.acquire() as conn:
+                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                await migrate(conn, "sessions", MIGRATIONS)
+        except _connection_errors() as exc:
+            raise backend_down(exc) from exc
+        return cls(pool, schema)
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[Any]:
+        try:
+            async with self._pool.acquire(timeout=10) as conn:
+                yield conn
+        except self._errors as exc:
+            raise backend_down(exc) from exc
+
+    async def start_turn(
+        self, session_id: str | None, user_text: str, *, owner: str | None = None
+    ) -> TurnStart:
+        now = time.time()
+        history: list[StoredMessage] = []
+        async with self._conn() as conn, conn.transaction():
+            if session_id is None:
+                session_id = new_id()
+                await conn.execute(
+                    "INSERT INTO tokenrelay_sessions(id, owner, title, created_at, updated_at)"
+                    " VALUES ($1, $2, $3, $4, $4)",
+                    session_id,
+                    owner,
+                    user_text[:80],
+                    now,
+                )
+            else:
+                found = await conn.fetchval(
+                    "UPDATE tokenrelay_sessions SET updated_at = $1"
+                    " WHERE id = $2 AND owner IS NOT DISTINCT FROM $3 RETURNING id",
+                    now,
+                    session_id,
+                    owner,
+                )
+                if found is None:
+                    raise SessionNotFound(
+                        f"no session {session_id!r}",
+                        suggestion="leave session_id out to start a new conversation",
+                    )
+                rows = await conn.fetch(
+                    "SELECT * FROM tokenrelay_messages WHERE session_id = $1 ORDER BY seq",
+                    session_id,
+                )
+                history = [_message(r) for r in rows]
+            user_id, answer_id = new_id(), new_id()
+            await conn.executemany(
+                "INSERT INTO tokenrelay_messages(id, session_id, role, content, status, created_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                [
+                    (user_id, session_id, "user", user_text, "complete", now),
+                    (answer_id, session_id, "assistant", "", "streaming", now),
+                ],
+            )
+        return TurnStart(session_id, user_id, answer_id, history)
+
+    async def add_message(
+        self,
+        session_id: str,
+        role: StoredRole,
+        content: str,
+        *,
+        status: MessageStatus = "complete",
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        message_id = new_id()
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO tokenrelay_messages"
+                "(id, session_id, role, content, status, created_at, metadata)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+                message_id,
+                session_id,
+                role,
+                content,
+                status,
+                time.time(),
+                _dump(metadata),
+            )
+        return message_id
+
+    async def finish_turn(
+        self,
+        message_id: str,
+        content: str,
+        status: MessageStatus,
+        metadata: dict[str, Any] | None = None,
+    ) -> int:
+        async with self._conn() as conn:
+            count = await conn.fetchval(
+                "WITH updated AS ("
+                " UPDATE tokenrelay_messages SET content = $1, status = $2, metadata = $3::jsonb"
+                " WHERE id = $4 RETURNING session_id)"
+                " SELECT COUNT(*) FROM tokenrelay_messages"
+                " WHERE session_id = (SELECT session_id FROM updated)",
+                content,
+                status,
+                _dump(metadata),
+                message_id,
+            )
+        return int(count or 0)
+
+    async def get_session(self, session_id: str, *, owner: str | None = None) -> SessionInfo | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_SESSION_COLUMNS} FROM tokenrelay_sessions s"
+                " WHERE s.id = $1 AND s.owner IS NOT DISTINCT FROM $2",
+                session_id,
+                owner,
+            )
+        return _session(row) if row else None
+
+    async def list_sessions(
+        self, *, owner: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[SessionInfo]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_SESSION_COLUMNS} FROM tokenrelay_sessions s"
+                " WHERE s.owner IS NOT DISTINCT FROM $1"
+                " ORDER BY s.updated_at DESC LIMIT $2 OFFSET $3",
+                owner,
+                limit,
+                offset,
+            )
+        return [_session(r) for r in rows]
+
+    async def messages(self, session_id: str) -> list[StoredMessage]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT id, session_id, role, content, status, created_at, metadata::text"
+                " AS metadata FROM tokenrelay_messages WHERE session_id = $1 ORDER BY seq",
+                session_id,
+            )
+        return [_message(r) for r in rows]
+
+    async def delete_session(self, session_id: str, *, owner: str | None = None) -> bool:
+        async with self._conn() as conn:
+            result = await conn.execute(
+                "DELETE FROM tokenrelay_sessions WHERE id = $1 AND owner IS NOT DISTINCT FROM $2",
+                session_id,
+                owner,
+            )
+        return bool(result.endswith(" 1"))
+
+    async def aclose(self) -> None:
+        await self._pool.close()
+
+
+def _dump(metadata: dict[str, Any] | None) -> str:
+    return json.dumps(metadata or {}, ensure_ascii=False, separators=(",", ":"))
