@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,8 +94,8 @@ class FakeOpenMeteo:
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
 
-@pytest.fixture
-async def open_meteo() -> AsyncIterator[FakeOpenMeteo]:
+@contextlib.asynccontextmanager
+async def serve_open_meteo() -> AsyncIterator[FakeOpenMeteo]:
     fake = FakeOpenMeteo(url="")
 
     async def search(request: Request) -> JSONResponse:
@@ -131,6 +132,12 @@ async def open_meteo() -> AsyncIterator[FakeOpenMeteo]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=30)
+
+
+@pytest.fixture
+async def open_meteo() -> AsyncIterator[FakeOpenMeteo]:
+    async with serve_open_meteo() as fake:
+        yield fake
 
 
 @pytest.fixture

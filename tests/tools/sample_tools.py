@@ -9,6 +9,7 @@ from typing import Any
 from tokenrelay.tools import Progress, ToolContext, tool
 
 _groups: dict[str, asyncio.Barrier] = {}
+HANG_CANCELLED: list[str] = []  # call ids of `hang` calls that were cancelled
 
 
 @tool
@@ -45,9 +46,14 @@ def boom(reason: str = "kaboom") -> str:
 
 
 @tool
-async def hang() -> str:
-    """Never returns."""
-    await asyncio.Event().wait()
+async def hang(ctx: ToolContext) -> str:
+    """Never returns (until cancelled or timed out)."""
+    try:
+        await ctx.progress("hanging")
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        HANG_CANCELLED.append(ctx.call_id)
+        raise
     return "never"
 
 

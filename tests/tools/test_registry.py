@@ -115,6 +115,7 @@ def test_registry_specs_allow_list_and_check() -> None:
     with pytest.raises(ValidationError) as err:
         registry.check(["echo", "nope"])
     assert "nope" in err.value.message and "book_table" in err.value.suggestion
+
     def other(text: str) -> str:
         return text
 
@@ -157,7 +158,9 @@ async def test_runner_maps_every_failure_to_an_error_result() -> None:
     ctx = _ctx()
 
     async def run(t, args, timeout=5.0):  # type: ignore[no-untyped-def]
-        return await run_tool(t, ToolCall("c1", getattr(t, "name", "x"), args), ctx, timeout_s=timeout)
+        return await run_tool(
+            t, ToolCall("c1", getattr(t, "name", "x"), args), ctx, timeout_s=timeout
+        )
 
     ok = await run(book_table, {"restaurant": "Mingles", "people": "4"})
     assert ok.ok and ok.result == {

@@ -1,4 +1,4 @@
-"""The chat pipeline: session → retrieval → generation → persist → done, as events.
+"""The chat pipeline: session → retrieval → generation ⇄ tools → persist → done, as events.
 
 It knows nothing of HTTP. Whatever way it ends — done, provider failure, timeout, cancel —
 the answer so far is stored with a status that says how it ended, before the terminal event.
@@ -6,39 +6,32 @@ the answer so far is stored with a status that says how it ended, before the ter
 Two kinds of turn: a session turn (our API: one new message, history from the session store)
 and a stateless turn (`ChatTurn.messages`, the OpenAI-compatible API: the client sends the
 whole conversation and nothing is stored).
+
+Server tools (`pipelines/agent.py`): each tool round is stored as it ends — the answer's
+placeholder becomes the assistant message with the calls, one `tool` message per result follows,
+and a new placeholder takes the rest of the answer — so the history replays in model order.
+The `done` event's `message_id` is that last message (the `metadata` event's is the first).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tokenrelay.events import (
-    DoneEvent,
-    MetadataEvent,
-    SourcesEvent,
-    TokenEvent,
-    ToolCallEvent,
-    UsageInfo,
-)
+from tokenrelay.events import DoneEvent, MetadataEvent, SourcesEvent, UsageInfo
+from tokenrelay.pipelines.agent import Timing, ToolSetup, agent_loop, tool_setup
 from tokenrelay.pipelines.answer import Answer
 from tokenrelay.pipelines.retrieval_step import RagRequest, Retrieved, retrieve
-from tokenrelay.providers.base import (
-    ChatMessage,
-    Provider,
-    ProviderRequest,
-    TextDelta,
-    ToolCallPart,
-    ToolSpec,
-)
+from tokenrelay.providers.base import ChatMessage, ProviderRequest, ToolCall, ToolSpec
 from tokenrelay.services import Services
-from tokenrelay.sessions.base import MessageStatus, TurnStart
+from tokenrelay.sessions.base import MessageStatus, SessionStore, TurnStart
 from tokenrelay.sessions.history import build_messages
-from tokenrelay.streams.pacing import coalesce_text, with_idle_timeout
+from tokenrelay.tools.runner import ToolOutcome, failed
 
 
 @dataclass(frozen=True)
@@ -62,18 +55,68 @@ class ChatTurn:
     client_tools: tuple[ToolSpec, ...] = ()
     tool_choice: str | None = None
     response_format: dict[str, Any] | None = None
+    # server tools (run here, see pipelines/agent.py): off unless the route turns them on
+    enable_tools: bool = False
+    tool_names: tuple[str, ...] | None = None  # allow-list; None: every registered tool
 
 
-@dataclass
-class _Timing:
-    started: float = field(default_factory=time.monotonic)
-    ttft: float | None = None
-    last_token: float = 0.0
+class _Recorder:
+    """Stores tool rounds in the session as they end (see module doc); stateless: nothing."""
+
+    def __init__(
+        self, sessions: SessionStore | None, start: TurnStart, answer: Answer, meta: dict[str, Any]
+    ) -> None:
+        self._sessions = sessions
+        self._session_id = start.session_id
+        self._answer = answer
+        self._meta = meta
+        self.message_id = start.assistant_message_id
+        self.text_start = 0
+        self.calls_start = 0
+        self._pending: asyncio.Task[None] | None = None
+
+    async def round_done(
+        self, text: str, calls: Sequence[ToolCall], outcomes: Sequence[ToolOutcome]
+    ) -> None:
+        # shielded: a cancel arriving now must not leave calls without their results
+        self._pending = asyncio.ensure_future(self._store_round(text, calls, outcomes))
+        await asyncio.shield(self._pending)
+
+    async def _store_round(
+        self, text: str, calls: Sequence[ToolCall], outcomes: Sequence[ToolOutcome]
+    ) -> None:
+        self.text_start, self.calls_start = len(self._answer.parts), len(self._answer.tool_calls)
+        if self._sessions is None:
+            return
+        sessions = self._sessions
+        await sessions.finish_turn(
+            self.message_id, text, "complete", {**self._meta, "tool_calls": _calls_json(calls)}
+        )
+        for o in outcomes:
+            await sessions.add_message(
+                self._session_id,
+                "tool",
+                o.content(),
+                metadata={"call_id": o.call.id, "tool": o.call.name, "error": o.error is not None},
+            )
+        self.message_id = await sessions.add_message(
+            self._session_id, "assistant", "", status="streaming"
+        )
+
+    async def settle(self) -> None:
+        if self._pending is not None and not self._pending.done():
+            await asyncio.wait([self._pending])
+
+    def open_calls(self) -> list[ToolCall]:
+        return self._answer.tool_calls[self.calls_start :]
+
+    def text(self) -> str:
+        return "".join(self._answer.parts[self.text_start :])
 
 
 async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any]:
     settings = services.settings
-    timing = _Timing()
+    timing = Timing()
     provider = services.providers.get(turn.provider)
     model = turn.model or provider.default_model
     start = await _start(services, turn)
@@ -108,10 +151,22 @@ async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any
         extra=turn.extra,
     )
     answer = Answer()
+    setup = tool_setup(
+        services,
+        provider,
+        enabled=turn.enable_tools,
+        allow=turn.tool_names,
+        client_tools=bool(turn.client_tools),
+    )
+    if setup is not None:
+        request = dataclasses.replace(request, tools=setup.specs)
+    stored = turn.messages is None
+    meta = {"provider": provider.name, "model": model, "stream_id": turn.stream_id}
+    recorder = _Recorder(services.sessions if stored else None, start, answer, meta)
     status: MessageStatus = "failed"
     history_length = len(messages) + 1
     try:
-        async for event in _generate(services, provider, request, answer, timing):
+        async for event in agent_loop(services, provider, request, answer, timing, setup, recorder):
             yield event
         status = "complete"
     except (asyncio.CancelledError, GeneratorExit):
@@ -123,12 +178,9 @@ async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any
         status = "interrupted" if code == "TIMEOUT" else "failed"
         raise
     finally:
-        if turn.messages is None:
-            metadata = _answer_metadata(answer, provider.name, model, turn, retrieved)
+        if stored:
             history_length = await asyncio.shield(
-                services.sessions.finish_turn(
-                    start.assistant_message_id, answer.text, status, metadata
-                )
+                _finish(services, start, recorder, answer, status, meta, retrieved, setup)
             )
         services.metrics.tokens.labels(provider.name).inc(answer.completion_tokens)
         services.metrics.stream_duration.labels(provider.name).observe(
@@ -137,7 +189,7 @@ async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any
     yield DoneEvent.model_validate(
         {
             "session_id": start.session_id,
-            "message_id": start.assistant_message_id,
+            "message_id": recorder.message_id,
             "finish_reason": answer.finish_reason or "stop",
             "usage": UsageInfo(
                 prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens
@@ -157,37 +209,46 @@ async def _start(services: Services, turn: ChatTurn) -> TurnStart:
     return await services.sessions.start_turn(turn.session_id, turn.message, owner=turn.owner)
 
 
-async def _generate(
+async def _finish(
     services: Services,
-    provider: Provider,
-    request: ProviderRequest,
+    start: TurnStart,
+    recorder: _Recorder,
     answer: Answer,
-    timing: _Timing,
-) -> AsyncIterator[Any]:
-    """One provider round: text becomes `token` events, tool calls `tool_call` events."""
-    settings = services.settings
-    metrics = services.metrics
-    events = with_idle_timeout(provider.stream(request), settings.idle_timeout_s)
-    if settings.coalesce_ms > 0:
-        events = coalesce_text(events, settings.coalesce_ms / 1000.0)
-    async for event in events:
-        answer.add(event)
-        if isinstance(event, TextDelta) and event.text:
-            now = time.monotonic()
-            if timing.ttft is None:
-                timing.ttft = now - timing.started
-                metrics.ttft.labels(provider.name).observe(timing.ttft)
-            else:
-                metrics.token_gap.labels(provider.name).observe(now - timing.last_token)
-            timing.last_token = now
-            yield TokenEvent(content=event.text, index=answer.chunks - 1)
-        elif isinstance(event, ToolCallPart):
-            call = event.call
-            yield ToolCallEvent(call_id=call.id, tool=call.name, args=call.arguments)
+    status: MessageStatus,
+    meta: dict[str, Any],
+    retrieved: Retrieved | None,
+    setup: ToolSetup | None,
+) -> int:
+    """Store the rest of the answer; server tool calls left without results (the turn was
+    interrupted) get an error result, so the history never holds a call without its answer."""
+    await recorder.settle()
+    open_calls = recorder.open_calls()
+    metadata = _answer_metadata(answer, meta, open_calls, retrieved)
+    count = await services.sessions.finish_turn(
+        recorder.message_id, recorder.text(), status, metadata
+    )
+    if setup is not None and open_calls and answer.finish_reason != "max_tool_rounds":
+        for call in open_calls:
+            outcome = failed(call, f"not run: the answer ended ({status}) before the tool finished")
+            await services.sessions.add_message(
+                start.session_id,
+                "tool",
+                outcome.content(),
+                metadata={"call_id": call.id, "tool": call.name, "error": True},
+            )
+            count += 1
+    return count
+
+
+def _calls_json(calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
+    return [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls]
 
 
 def _answer_metadata(
-    answer: Answer, provider: str, model: str, turn: ChatTurn, retrieved: Retrieved | None
+    answer: Answer,
+    meta: dict[str, Any],
+    open_calls: Sequence[ToolCall],
+    retrieved: Retrieved | None,
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "finish_reason": answer.finish_reason,
@@ -195,14 +256,10 @@ def _answer_metadata(
             "prompt_tokens": answer.prompt_tokens,
             "completion_tokens": answer.completion_tokens,
         },
-        "provider": provider,
-        "model": model,
-        "stream_id": turn.stream_id,
+        **meta,
     }
-    if answer.tool_calls:
-        metadata["tool_calls"] = [
-            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in answer.tool_calls
-        ]
+    if open_calls:
+        metadata["tool_calls"] = _calls_json(open_calls)
     if retrieved is not None:
         metadata["sources"] = retrieved.sources
     return metadata

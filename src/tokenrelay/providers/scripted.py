@@ -50,6 +50,11 @@ class ScriptedOptions(BaseModel):
     stall_after: int | None = Field(default=None, ge=0)
     # asked for in the first round only; the reply text follows once tool results come back
     tool_calls: list[ScriptedToolCall] = Field(default_factory=list)
+    # ask for `tool_calls` in this many rounds of one turn before replying (runaway-loop tests)
+    tool_rounds: int = Field(default=1, ge=1, le=100)
+    # one reply per request: the k-th when the request holds k assistant messages (the last
+    # one beyond); e.g. a workflow's draft and its refinements. `reply` when empty.
+    replies: list[str] = Field(default_factory=list, max_length=100)
 
 
 _PIECE = re.compile(r"\s*\S+\s*")
@@ -81,6 +86,29 @@ def split_pieces(text: str, tokens: int | None) -> list[str]:
         pieces.append(text[start:end])
         start = end
     return pieces
+
+
+def tool_rounds_done(request: ProviderRequest) -> int:
+    """Tool rounds since the last user message: assistant messages with tool calls (at least
+    one when a tool result is there, for clients that send results without the calls)."""
+    done, answered = 0, False
+    for message in reversed(request.messages):
+        if message.role == "user":
+            break
+        if message.role == "assistant" and message.tool_calls:
+            done += 1
+        answered = answered or message.role == "tool"
+    return max(done, 1) if answered else done
+
+
+def reply_text(opts: ScriptedOptions, request: ProviderRequest) -> str:
+    if opts.replies:
+        k = sum(1 for m in request.messages if m.role == "assistant")
+        return opts.replies[min(k, len(opts.replies) - 1)]
+    if opts.reply is not None:
+        return opts.reply
+    question = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+    return default_reply(question)
 
 
 def _word_count(request: ProviderRequest) -> int:
@@ -115,9 +143,10 @@ class ScriptedProvider:
         self.stats.started += 1
         self.last_request = request
         try:
-            if opts.tool_calls and not any(m.role == "tool" for m in request.messages):
+            rounds = tool_rounds_done(request)
+            if opts.tool_calls and rounds < opts.tool_rounds:
                 for i, call in enumerate(opts.tool_calls):
-                    call_id = call.id or f"call_{i}"
+                    call_id = call.id or (f"call_{i}" if rounds == 0 else f"call_{rounds}_{i}")
                     yield ToolCallPart(ToolCall(call_id, call.name, dict(call.arguments)))
                 yield Usage(
                     prompt_tokens=_word_count(request), completion_tokens=len(opts.tool_calls)
@@ -125,8 +154,7 @@ class ScriptedProvider:
                 yield Finish("tool_calls")
                 self.stats.completed += 1
                 return
-            question = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
-            text = opts.reply if opts.reply is not None else default_reply(question)
+            text = reply_text(opts, request)
             planned = split_pieces(text, opts.tokens)
             pieces = planned if request.max_tokens is None else planned[: request.max_tokens]
             delay = opts.delay_ms / 1000.0

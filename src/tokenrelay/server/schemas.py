@@ -31,6 +31,10 @@ class ChatOptions(BaseModel):
     rag: RagOptions | bool | None = Field(
         default=None, description="retrieval: an object, true (server defaults) or false (off)"
     )
+    enable_tools: bool = Field(default=True, description="offer the server's tools to the model")
+    tools: list[str] | None = Field(
+        default=None, max_length=64, description="allow-list of tool names (default: all)"
+    )
 
     def provider_extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}

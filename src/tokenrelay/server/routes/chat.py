@@ -58,6 +58,7 @@ async def chat_stream_get(
     provider: str | None = Query(default=None, max_length=64),
     model: str | None = Query(default=None, max_length=200),
     event_names: bool | None = Query(default=None),
+    enable_tools: bool = Query(default=True, description="offer the server's tools"),
 ) -> Response:
     services = get_services(request)
     names = _event_names(services, event_names)
@@ -72,7 +73,7 @@ async def chat_stream_get(
     body = ChatRequest(
         message=message,
         session_id=session_id,
-        options=ChatOptions(provider=provider, model=model),
+        options=ChatOptions(provider=provider, model=model, enable_tools=enable_tools),
         event_names=event_names,
     )
     stream_id, trace_id = await _start(services, body, request)

@@ -1,0 +1,255 @@
+"""The agent loop: provider rounds, with server tools run between them.
+
+Each round streams the provider: text becomes `token` events, each tool call a `tool_call`
+event. When a round ends with calls of server tools, they run concurrently (one task each,
+children of the pipeline's task, so a cancel reaches them); their `tool_progress` and
+`tool_result` events are merged into the stream as they happen through a queue. The assistant
+message with the calls and one `tool` message per result go back to the model, and the next
+round starts. After `max_tool_rounds` rounds that ran tools, further calls are answered with an
+error result, a `status` event says why, and the answer so far stands: never an endless loop.
+
+Without server tools (`ToolSetup` None) this is one round, with client tools streamed as
+`tool_call` events and not run (the OpenAI-compatible API's semantics).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tokenrelay.events import (
+    StatusEvent,
+    TokenEvent,
+    ToolCallEvent,
+    ToolProgressEvent,
+    ToolResultEvent,
+)
+from tokenrelay.pipelines.answer import Answer
+from tokenrelay.providers.base import (
+    ChatMessage,
+    Provider,
+    ProviderRequest,
+    TextDelta,
+    ToolCall,
+    ToolCallPart,
+    ToolSpec,
+)
+from tokenrelay.services import Services
+from tokenrelay.streams.pacing import coalesce_text, with_idle_timeout
+from tokenrelay.tools.context import ToolContext
+from tokenrelay.tools.registry import ToolRegistry, registry_for
+from tokenrelay.tools.runner import ToolOutcome, failed, run_tool
+
+# providers whose tool calling is a constrained single JSON reply (no text alongside): they get
+# server tools only when the request names them, and answer in free text after one tool round
+SINGLE_SHOT_TOOL_PROVIDERS = frozenset({"local"})
+
+
+@dataclass
+class Timing:
+    started: float = field(default_factory=time.monotonic)
+    ttft: float | None = None
+    last_token: float = 0.0
+
+
+@dataclass(frozen=True)
+class ToolSetup:
+    """The server tools offered in one turn."""
+
+    registry: ToolRegistry
+    specs: tuple[ToolSpec, ...]
+    max_rounds: int
+    timeout_s: float
+    single_shot: bool = False
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.specs]
+
+
+def tool_setup(
+    services: Services,
+    provider: Provider,
+    *,
+    enabled: bool,
+    allow: Sequence[str] | None,
+    client_tools: bool,
+) -> ToolSetup | None:
+    """Which server tools this turn offers; None when none (off, client tools, or a provider
+    that gets them only on request)."""
+    if not enabled or client_tools:
+        return None
+    single_shot = provider.name in SINGLE_SHOT_TOOL_PROVIDERS
+    if single_shot and allow is None:
+        return None
+    settings = services.settings
+    registry = registry_for(settings)
+    specs = registry.specs(allow)
+    if not specs:
+        return None
+    return ToolSetup(
+        registry=registry,
+        specs=specs,
+        max_rounds=settings.max_tool_rounds,
+        timeout_s=settings.tool_timeout_s,
+        single_shot=single_shot,
+    )
+
+
+class RoundRecorder(Protocol):
+    """Persists a finished tool round (the session store, or nothing for stateless turns)."""
+
+    async def round_done(
+        self, text: str, calls: Sequence[ToolCall], outcomes: Sequence[ToolOutcome]
+    ) -> None: ...
+
+
+class NoRecorder:
+    async def round_done(
+        self, text: str, calls: Sequence[ToolCall], outcomes: Sequence[ToolOutcome]
+    ) -> None:
+        return None
+
+
+async def stream_round(
+    services: Services,
+    provider: Provider,
+    request: ProviderRequest,
+    answer: Answer,
+    timing: Timing,
+) -> AsyncIterator[Any]:
+    """One provider round: text becomes `token` events, tool calls `tool_call` events."""
+    settings = services.settings
+    metrics = services.metrics
+    events = with_idle_timeout(provider.stream(request), settings.idle_timeout_s)
+    if settings.coalesce_ms > 0:
+        events = coalesce_text(events, settings.coalesce_ms / 1000.0)
+    async for event in events:
+        answer.add(event)
+        if isinstance(event, TextDelta) and event.text:
+            now = time.monotonic()
+            if timing.ttft is None:
+                timing.ttft = now - timing.started
+                metrics.ttft.labels(provider.name).observe(timing.ttft)
+            else:
+                metrics.token_gap.labels(provider.name).observe(now - timing.last_token)
+            timing.last_token = now
+            yield TokenEvent(content=event.text, index=answer.chunks - 1)
+        elif isinstance(event, ToolCallPart):
+            call = event.call
+            yield ToolCallEvent(call_id=call.id, tool=call.name, args=call.arguments)
+
+
+def result_event(outcome: ToolOutcome) -> ToolResultEvent:
+    call = outcome.call
+    if outcome.error is not None:
+        return ToolResultEvent(call_id=call.id, tool=call.name, error=outcome.error)
+    return ToolResultEvent(call_id=call.id, tool=call.name, result=outcome.result)
+
+
+async def run_calls(
+    services: Services, setup: ToolSetup, calls: Sequence[ToolCall]
+) -> AsyncIterator[ToolProgressEvent | ToolOutcome]:
+    """Run calls concurrently; yield progress events and outcomes as they happen."""
+    queue: asyncio.Queue[ToolProgressEvent | ToolOutcome] = asyncio.Queue()
+    allowed = set(setup.names)
+
+    async def one(call: ToolCall) -> None:
+        async def progress(message: str) -> None:
+            queue.put_nowait(ToolProgressEvent(call_id=call.id, tool=call.name, message=message))
+
+        context = ToolContext(
+            settings=services.settings,
+            documents=services.documents,
+            call_id=call.id,
+            tool_name=call.name,
+            on_progress=progress,
+        )
+        item = setup.registry.get(call.name) if call.name in allowed else None
+        try:
+            outcome = await run_tool(
+                item, call, context, timeout_s=setup.timeout_s, available=setup.names
+            )
+        except Exception as exc:  # a bug in the runner itself: still one result per call
+            outcome = failed(call, f"{call.name} failed: {type(exc).__name__}: {exc}")
+        queue.put_nowait(outcome)
+
+    tasks = [asyncio.create_task(one(call), name=f"tool:{call.name}") for call in calls]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            item = await queue.get()
+            if isinstance(item, ToolOutcome):
+                remaining -= 1
+            yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def agent_loop(
+    services: Services,
+    provider: Provider,
+    request: ProviderRequest,
+    answer: Answer,
+    timing: Timing,
+    setup: ToolSetup | None,
+    recorder: RoundRecorder,
+) -> AsyncIterator[Any]:
+    """Rounds until the model answers without server tool calls (see module doc)."""
+    metrics = services.metrics
+    messages = list(request.messages)
+    rounds = 0
+    while True:
+        text_start, calls_start = len(answer.parts), len(answer.tool_calls)
+        async for event in stream_round(services, provider, request, answer, timing):
+            yield event
+        calls = answer.tool_calls[calls_start:]
+        if setup is None or not calls:
+            return
+        text = "".join(answer.parts[text_start:])
+        outcomes: dict[int, ToolOutcome] = {}  # by id() of the call: ids may repeat
+        if rounds >= setup.max_rounds:
+            for call in calls:
+                outcome = failed(
+                    call,
+                    f"not run: the limit of {setup.max_rounds} tool rounds for one answer "
+                    "was reached",
+                    "error",
+                )
+                outcomes[id(call)] = outcome
+                metrics.tool_calls.labels(call.name, "limit").inc()
+                yield result_event(outcome)
+            await recorder.round_done(text, calls, [outcomes[id(c)] for c in calls])
+            answer.finish_reason = "max_tool_rounds"
+            yield StatusEvent(
+                message=f"Stopped after {setup.max_rounds} rounds of tool calls: the model kept "
+                "asking for more. The answer so far is kept; ask a narrower question, or raise "
+                "TOKENRELAY_MAX_TOOL_ROUNDS."
+            )
+            return
+        rounds += 1
+        async for item in run_calls(services, setup, calls):
+            if isinstance(item, ToolOutcome):
+                outcomes[id(item.call)] = item
+                metrics.tool_calls.labels(item.call.name, item.outcome).inc()
+                yield result_event(item)
+            else:
+                yield item
+        ordered = [outcomes[id(c)] for c in calls]
+        await recorder.round_done(text, calls, ordered)
+        messages.append(ChatMessage("assistant", text, tool_calls=tuple(calls)))
+        messages.extend(
+            ChatMessage("tool", o.content(), tool_call_id=o.call.id, name=o.call.name)
+            for o in ordered
+        )
+        request = dataclasses.replace(
+            request,
+            messages=tuple(messages),
+            tool_choice="none" if setup.single_shot else request.tool_choice,
+        )
