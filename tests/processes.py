@@ -1,0 +1,78 @@
+"""Real `tokenrelay serve` processes for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from tests.conftest import free_port
+
+
+class ServerProcess:
+    def __init__(self, proc: subprocess.Popen[bytes], url: str, log: IO[bytes], log_path: Path):
+        self.proc = proc
+        self.url = url
+        self._log = log
+        self.log_path = log_path
+
+    def terminate(self) -> None:
+        """SIGTERM: the way an orchestrator stops a replica."""
+        self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float = 60) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def serve(tmp_path: Path, name: str, **settings: object) -> Iterator[ServerProcess]:
+    """Start `tokenrelay serve` with TOKENRELAY_* settings; wait until /readyz answers."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENRELAY_")}
+    env.update({f"TOKENRELAY_{k.upper()}": str(v) for k, v in settings.items()})
+    env.setdefault("TOKENRELAY_DATA_DIR", str(tmp_path / f"data-{name}"))
+    log_path = tmp_path / f"{name}.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tokenrelay.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    server = ServerProcess(proc, f"http://127.0.0.1:{port}", log, log_path)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server {name} exited early:\n{server.output()}")
+            try:
+                if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server {name} did not start:\n{server.output()}")
+            time.sleep(0.1)
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
