@@ -1,0 +1,605 @@
+// tokenrelay's chat page: plain JS, no framework, no build step.
+//
+// Streams with fetch + our SSE parser (POST), renders every wire event (tokens with a cursor,
+// sources, tool calls with progress and results, planner progress, errors), resumes a dropped
+// connection from the last event id (GET /api/streams/{id} with Last-Event-ID), and stops an
+// answer server-side (POST /api/streams/{id}/cancel).
+//
+// Query parameters, for demos and tests: `?rag=1` turns "Use my documents" on; `?plan=1` the
+// trip planner; `?options={...}` (JSON) is merged into every request's `options`, e.g.
+// `?options={"provider":"scripted","scripted":{"delay_ms":50}}`.
+
+import { SSEParser } from "./sse.js";
+
+const MAX_RESUMES = 8;
+const NEAR_BOTTOM_PX = 80;
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  messages: $("messages"),
+  welcome: $("welcome"),
+  form: $("composer"),
+  input: $("message"),
+  send: $("send"),
+  stop: $("stop"),
+  rag: $("rag"),
+  plan: $("plan-mode"),
+  error: $("error"),
+  sessions: $("sessions"),
+  sessionsEmpty: $("sessions-empty"),
+  newChat: $("new-chat"),
+  sidebar: $("sidebar"),
+  toggleSidebar: $("toggle-sidebar"),
+  connection: $("connection"),
+};
+
+const params = new URLSearchParams(location.search);
+const extraOptions = parseOptions(params.get("options"));
+if (params.get("rag") === "1") ui.rag.checked = true;
+if (params.get("plan") === "1") ui.plan.checked = true;
+
+const state = {
+  sessionId: null,
+  current: null, // the answer being streamed (a Turn), or null
+  composing: false,
+};
+
+function parseOptions(raw) {
+  if (!raw) return {};
+  try {
+    const value = JSON.parse(raw);
+    return value && typeof value === "object" && !Array.isArray(value) ? value : {};
+  } catch {
+    console.warn("ignoring ?options=: not JSON");
+    return {};
+  }
+}
+
+// -- small DOM helpers --------------------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+function nearBottom() {
+  const m = ui.messages;
+  return m.scrollHeight - m.scrollTop - m.clientHeight < NEAR_BOTTOM_PX;
+}
+
+// Follow the answer while the reader is at the bottom; leave them alone when they scrolled up.
+function keepScrolled(wasNearBottom) {
+  if (wasNearBottom) ui.messages.scrollTop = ui.messages.scrollHeight;
+}
+
+function append(node) {
+  const follow = nearBottom();
+  ui.welcome.hidden = true;
+  ui.messages.append(node);
+  keepScrolled(follow);
+}
+
+function pretty(value) {
+  if (typeof value === "string") return value;
+  try {
+    return JSON.stringify(value, null, 2);
+  } catch {
+    return String(value);
+  }
+}
+
+function showError(target, err) {
+  target.replaceChildren(
+    el("span", { class: "code", text: err.code || "ERROR" }),
+    document.createTextNode(`: ${err.message || "something went wrong"}`),
+    err.suggestion ? el("span", { class: "fix", text: `Fix: ${err.suggestion}` }) : null,
+  );
+  target.hidden = false;
+}
+
+function clearError() {
+  ui.error.hidden = true;
+  ui.error.replaceChildren();
+}
+
+function setConnection(text) {
+  ui.connection.textContent = text;
+}
+
+// -- one assistant answer on screen --------------------------------------------------------
+
+class Turn {
+  constructor() {
+    this.root = el("article", { class: "message assistant streaming", "aria-busy": "true" });
+    this.root.append(el("span", { class: "sr-only", text: "Assistant:" }));
+    this.status = el("div", { class: "status-line", hidden: "" });
+    this.progress = null;
+    this.text = el("div", { class: "text" });
+    this.tools = null;
+    this.toolCards = new Map();
+    this.root.append(this.status, this.text);
+    this.controller = null;
+    this.streamId = null;
+    this.lastEventId = null;
+    this.lastSeq = 0;
+    this.retryMs = 1000;
+    this.finished = false;
+    this.stopping = false;
+    this.dropping = false;
+    this.sawTokens = false;
+    append(this.root);
+  }
+
+  setStatus(message) {
+    this.status.textContent = message;
+    this.status.hidden = !message;
+  }
+
+  addText(content) {
+    const follow = nearBottom();
+    this.text.append(document.createTextNode(content));
+    this.sawTokens = true;
+    keepScrolled(follow);
+  }
+
+  setProgress(step, message, value) {
+    if (!this.progress) {
+      const bar = el("progress", { max: "100", value: "0", "aria-label": "Planner progress" });
+      const label = el("div", { class: "progress-label" });
+      this.progress = { box: el("div", { class: "progress" }, label, bar), bar, label };
+      this.root.insertBefore(this.progress.box, this.text);
+    }
+    this.progress.bar.value = value;
+    this.progress.bar.setAttribute("aria-valuetext", `${Math.round(value)}%: ${message}`);
+    this.progress.label.textContent = `${message} (${Math.round(value)}%)`;
+    this.progress.box.dataset.step = step;
+  }
+
+  addSources(documents) {
+    const list = el("ol");
+    for (const doc of documents) {
+      const item = el("li", { class: "source" }, el("strong", { text: doc.title || doc.id }));
+      if (doc.snippet) item.append(el("span", { class: "snippet", text: doc.snippet }));
+      list.append(item);
+    }
+    const box = el(
+      "details",
+      { class: "sources", open: "" },
+      el("summary", { text: `Sources (${documents.length})` }),
+      list,
+    );
+    this.root.insertBefore(box, this.text);
+  }
+
+  toolCard(callId, tool) {
+    let card = this.toolCards.get(callId);
+    if (card) return card;
+    if (!this.tools) {
+      this.tools = el("div", { class: "tools", "aria-label": "Tool calls" });
+      this.root.insertBefore(this.tools, this.text);
+    }
+    const stateLabel = el("span", { class: "tool-state", text: "running…" });
+    const steps = el("ul");
+    const head = el("div", { class: "tool-head" }, el("code", { text: tool }), stateLabel);
+    const args = el("pre", { class: "tool-args" });
+    const result = el("pre", { class: "tool-result", hidden: "" });
+    const root = el(
+      "div",
+      { class: "tool", "data-call-id": callId, "data-state": "running" },
+      head,
+      args,
+      steps,
+      result,
+    );
+    card = { root, stateLabel, steps, args, result };
+    this.toolCards.set(callId, card);
+    this.tools.append(root);
+    return card;
+  }
+
+  toolCall(data) {
+    const card = this.toolCard(data.call_id, data.tool);
+    card.args.textContent = pretty(data.args);
+  }
+
+  toolProgress(data) {
+    const card = this.toolCard(data.call_id, data.tool);
+    card.steps.append(el("li", { text: data.message }));
+  }
+
+  toolResult(data) {
+    const card = this.toolCard(data.call_id, data.tool);
+    const failed = data.error != null;
+    card.root.dataset.state = failed ? "failed" : "done";
+    card.stateLabel.textContent = failed ? "failed" : "done";
+    card.result.textContent = failed ? `Error: ${data.error}` : pretty(data.result);
+    card.result.hidden = false;
+  }
+
+  complete(result) {
+    const box = el(
+      "details",
+      { class: "result", open: "" },
+      el("summary", { text: "Result" }),
+      el("pre", { text: pretty(result) }),
+    );
+    this.root.append(box);
+  }
+
+  finish(note, kind = "meta") {
+    this.finished = true;
+    this.root.classList.remove("streaming");
+    this.root.setAttribute("aria-busy", "false");
+    this.setStatus("");
+    if (note) this.root.append(el("div", { class: kind, text: note }));
+  }
+
+  fail(err) {
+    const box = el("div", { class: "error", role: "alert" });
+    showError(box, err);
+    this.root.append(box);
+    this.finish("");
+  }
+}
+
+// -- streaming ---------------------------------------------------------------------------
+
+function chatRequest(message) {
+  const options = { ...extraOptions };
+  if (ui.rag.checked) options.rag = true;
+  const body = { message, options };
+  if (state.sessionId) body.session_id = state.sessionId;
+  if (ui.plan.checked) return { url: "/api/plans/generate/stream", body };
+  return { url: "/api/chat/stream", body };
+}
+
+async function errorOf(response) {
+  try {
+    const body = await response.json();
+    if (body && body.code) return body;
+    if (body && body.detail) return { code: `HTTP_${response.status}`, message: String(body.detail) };
+  } catch {
+    /* not JSON */
+  }
+  return { code: `HTTP_${response.status}`, message: response.statusText || "request failed" };
+}
+
+function handle(turn, sse) {
+  const seq = Number(sse.id.slice(sse.id.lastIndexOf(":") + 1));
+  if (sse.id) {
+    if (Number.isFinite(seq) && seq <= turn.lastSeq) return; // already shown: never repeat
+    turn.lastEventId = sse.id;
+    if (Number.isFinite(seq)) turn.lastSeq = seq;
+  }
+  let data;
+  try {
+    data = JSON.parse(sse.data);
+  } catch {
+    return;
+  }
+  const type = data.type || sse.type;
+  switch (type) {
+    case "metadata":
+      turn.streamId = data.stream_id;
+      if (data.session_id) state.sessionId = data.session_id;
+      break;
+    case "sources":
+      turn.addSources(data.documents || []);
+      break;
+    case "status":
+      turn.setStatus(data.message);
+      break;
+    case "progress":
+      turn.setProgress(data.step, data.message, data.progress);
+      break;
+    case "token":
+      turn.setStatus("");
+      turn.addText(data.content);
+      break;
+    case "tool_call":
+      turn.toolCall(data);
+      break;
+    case "tool_progress":
+      turn.toolProgress(data);
+      break;
+    case "tool_result":
+      turn.toolResult(data);
+      break;
+    case "complete":
+      turn.complete(data.result);
+      break;
+    case "done": {
+      const usage = data.usage || {};
+      const tokens = usage.completion_tokens != null ? `, ${usage.completion_tokens} tokens` : "";
+      turn.finish(`${data.finish_reason}${tokens}`);
+      break;
+    }
+    case "error":
+      if (data.code === "CANCELLED" && turn.stopping) turn.finish("Stopped.", "notice");
+      else turn.fail(data);
+      break;
+    default:
+      break;
+  }
+}
+
+// Read one HTTP response's events until it ends; true when the stream reached its end.
+async function consume(turn, response) {
+  const parser = new SSEParser((sse) => handle(turn, sse), {
+    onRetry: (ms) => {
+      turn.retryMs = ms;
+    },
+  });
+  const reader = response.body.getReader();
+  try {
+    while (!turn.finished) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      parser.feed(value);
+    }
+  } finally {
+    parser.end();
+    reader.cancel().catch(() => {});
+  }
+  return turn.finished;
+}
+
+function wait(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function run(turn, request) {
+  let attempt = 0;
+  for (;;) {
+    turn.controller = new AbortController();
+    turn.dropping = false;
+    const seenBefore = turn.lastSeq;
+    try {
+      let response;
+      if (!turn.streamId) {
+        response = await fetch(request.url, {
+          method: "POST",
+          headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+          body: JSON.stringify(request.body),
+          signal: turn.controller.signal,
+        });
+      } else {
+        const headers = { Accept: "text/event-stream" };
+        if (turn.lastEventId) headers["Last-Event-ID"] = turn.lastEventId;
+        response = await fetch(`/api/streams/${encodeURIComponent(turn.streamId)}`, {
+          headers,
+          signal: turn.controller.signal,
+        });
+      }
+      if (!response.ok) {
+        turn.fail(await errorOf(response));
+        return;
+      }
+      if (attempt > 0) setConnection("Reconnected.");
+      if (await consume(turn, response)) return;
+    } catch (err) {
+      if (turn.stopping && !turn.streamId) {
+        turn.finish("Stopped.", "notice");
+        return;
+      }
+      if (!turn.streamId) {
+        turn.fail({
+          code: "NETWORK",
+          message: `cannot reach the server (${err && err.message ? err.message : err})`,
+          suggestion: "check that tokenrelay is running, then send again",
+        });
+        return;
+      }
+    }
+    if (turn.finished) return;
+    if (turn.lastSeq > seenBefore) attempt = 0; // progress was made: a fresh run of retries
+    if (!turn.streamId) {
+      turn.fail({ code: "INTERNAL_ERROR", message: "the stream closed before it started" });
+      return;
+    }
+    attempt += 1;
+    if (attempt > MAX_RESUMES) {
+      turn.fail({
+        code: "NETWORK",
+        message: "the connection keeps dropping",
+        suggestion: "check your network, then send the message again",
+      });
+      return;
+    }
+    setConnection("Connection lost. Reconnecting…");
+    turn.setStatus("Reconnecting…");
+    await wait(turn.dropping ? 0 : Math.min(turn.retryMs * attempt, 10000));
+  }
+}
+
+async function sendMessage(text) {
+  if (state.current || !text.trim()) return;
+  clearError();
+  const request = chatRequest(text);
+  append(el("article", { class: "message user" }, el("div", { class: "text", text })));
+  const turn = new Turn();
+  state.current = turn;
+  setBusy(true);
+  try {
+    await run(turn, request);
+  } finally {
+    if (!turn.finished) turn.finish("");
+    state.current = null;
+    setBusy(false);
+    setConnection("");
+    refreshSessions();
+    ui.input.focus();
+  }
+}
+
+async function stopAnswer() {
+  const turn = state.current;
+  if (!turn || turn.stopping) return;
+  turn.stopping = true;
+  ui.stop.disabled = true;
+  if (!turn.streamId) {
+    turn.controller?.abort(); // not started yet: leaving cancels it on the server
+    return;
+  }
+  try {
+    // the stream then ends with `error` CANCELLED, which we are still reading
+    const response = await fetch(`/api/streams/${encodeURIComponent(turn.streamId)}/cancel`, {
+      method: "POST",
+    });
+    if (!response.ok) showError(ui.error, await errorOf(response));
+  } catch (err) {
+    showError(ui.error, { code: "NETWORK", message: `could not stop: ${err}` });
+  }
+}
+
+function setBusy(busy) {
+  ui.send.disabled = busy;
+  ui.stop.hidden = !busy;
+  ui.stop.disabled = false;
+}
+
+// For tests and for trying the resume path by hand: drop the current connection the way a
+// network failure would; the page reconnects with Last-Event-ID and finishes the answer.
+window.debugDropConnection = () => {
+  const turn = state.current;
+  if (!turn || !turn.controller) return false;
+  turn.dropping = true;
+  turn.controller.abort(new DOMException("dropped for debugging", "AbortError"));
+  return true;
+};
+window.tokenrelayState = () => ({
+  sessionId: state.sessionId,
+  streaming: Boolean(state.current),
+  streamId: state.current ? state.current.streamId : null,
+  lastEventId: state.current ? state.current.lastEventId : null,
+});
+
+// -- sessions ----------------------------------------------------------------------------
+
+async function refreshSessions() {
+  let sessions = [];
+  try {
+    const response = await fetch("/api/sessions?limit=100");
+    if (!response.ok) return;
+    sessions = (await response.json()).sessions || [];
+  } catch {
+    return;
+  }
+  ui.sessions.replaceChildren(
+    ...sessions.map((s) => {
+      const title = s.title || "Untitled conversation";
+      const open = el("button", { type: "button", class: "open", title, text: title });
+      if (s.id === state.sessionId) open.setAttribute("aria-current", "true");
+      open.addEventListener("click", () => openSession(s.id));
+      const remove = el("button", {
+        type: "button",
+        class: "delete secondary",
+        "aria-label": `Delete conversation: ${title}`,
+        text: "✕",
+      });
+      remove.addEventListener("click", () => deleteSession(s.id));
+      return el("li", { "data-session-id": s.id }, open, remove);
+    }),
+  );
+  ui.sessionsEmpty.hidden = sessions.length > 0;
+}
+
+function resetConversation() {
+  ui.messages.replaceChildren(ui.welcome);
+  ui.welcome.hidden = false;
+}
+
+async function openSession(id) {
+  if (state.current) return;
+  clearError();
+  const response = await fetch(`/api/sessions/${encodeURIComponent(id)}`);
+  if (!response.ok) {
+    showError(ui.error, await errorOf(response));
+    return;
+  }
+  const session = await response.json();
+  state.sessionId = id;
+  resetConversation();
+  for (const m of session.messages || []) {
+    const text = el("div", { class: "text", text: m.content });
+    const node = el("article", { class: `message ${m.role}` }, text);
+    if (m.role === "assistant" && m.status && m.status !== "complete") {
+      node.append(el("div", { class: "notice", text: `(${m.status})` }));
+    }
+    append(node);
+  }
+  closeSidebar();
+  refreshSessions();
+}
+
+async function deleteSession(id) {
+  const response = await fetch(`/api/sessions/${encodeURIComponent(id)}`, { method: "DELETE" });
+  if (!response.ok && response.status !== 404) {
+    showError(ui.error, await errorOf(response));
+    return;
+  }
+  if (state.sessionId === id && !state.current) {
+    state.sessionId = null;
+    resetConversation();
+  }
+  refreshSessions();
+}
+
+function closeSidebar() {
+  ui.sidebar.classList.remove("open");
+  ui.toggleSidebar.setAttribute("aria-expanded", "false");
+}
+
+// -- input -------------------------------------------------------------------------------
+
+ui.form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = ui.input.value;
+  if (!text.trim() || state.current) return;
+  ui.input.value = "";
+  sendMessage(text);
+});
+
+// Korean (and any IME) input: the Enter that commits a composition must not send. Chrome sets
+// isComposing on that keydown; Safari ends the composition first and reports keyCode 229.
+ui.input.addEventListener("compositionstart", () => {
+  state.composing = true;
+});
+ui.input.addEventListener("compositionend", () => {
+  state.composing = false;
+});
+ui.input.addEventListener("keydown", (event) => {
+  if (event.key !== "Enter" || event.shiftKey) return;
+  if (event.isComposing || state.composing || event.keyCode === 229) return;
+  event.preventDefault();
+  ui.form.requestSubmit();
+});
+
+ui.stop.addEventListener("click", stopAnswer);
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && state.current) stopAnswer();
+});
+
+ui.newChat.addEventListener("click", () => {
+  if (state.current) return;
+  state.sessionId = null;
+  clearError();
+  resetConversation();
+  closeSidebar();
+  refreshSessions();
+  ui.input.focus();
+});
+
+ui.toggleSidebar.addEventListener("click", () => {
+  const open = ui.sidebar.classList.toggle("open");
+  ui.toggleSidebar.setAttribute("aria-expanded", String(open));
+});
+
+refreshSessions();
+ui.input.focus();

@@ -1,0 +1,84 @@
+"""Browser fixtures: Playwright for Python driving Debian's chromium (never a downloaded
+browser) against a real `tokenrelay serve` process. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.server_process import ServerProcess, tokenrelay_serve
+
+CHROMIUM = Path(os.environ.get("TOKENRELAY_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def _missing(what: str, fix: str) -> None:
+    """Skip on a developer's machine without the browser; fail in CI, where it must be."""
+    message = f"{what} is missing: {fix}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if importlib.util.find_spec("playwright") is None:
+        _missing("playwright (Python package)", "pip install playwright (the dev extra has it)")
+    if not CHROMIUM.exists():
+        _missing(
+            f"chromium at {CHROMIUM}", "run scripts/install-browser.sh (apt-get install chromium)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@pytest.fixture(scope="module")
+def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    # a dropped connection must leave the stream running long enough for the page to resume
+    env = {"TOKENRELAY_DISCONNECT_GRACE_S": "30"}
+    with tokenrelay_serve(Path(tmp_path_factory.mktemp("web")), env=env) as server:
+        yield server
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh page; its console errors fail the test; a screenshot is saved at the end."""
+    context = browser.new_context(viewport={"width": 1100, "height": 760}, locale="ko-KR")
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda msg: errors.append(msg.text) if msg.type == "error" else None,
+    )
+    try:
+        yield page
+        ARTIFACTS.mkdir(exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    finally:
+        context.close()
+    assert errors == [], f"the page reported errors: {errors}"
