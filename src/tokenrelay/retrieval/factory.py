@@ -11,7 +11,9 @@ async def open_document_store(settings: Settings) -> DocumentStore:
     if settings.database_url:
         from tokenrelay.retrieval.postgres import PostgresDocumentStore
 
-        return await PostgresDocumentStore.open(settings.database_url, rerank=settings.rag_rerank)
+        return await PostgresDocumentStore.open(
+            settings.database_url, rerank=settings.rag_rerank, schema=settings.database_schema
+        )
     from tokenrelay.retrieval.sqlite_fts import SqliteDocumentStore
 
     return await SqliteDocumentStore.open(settings.sqlite_path, rerank=settings.rag_rerank)
