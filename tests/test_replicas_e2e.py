@@ -133,3 +133,23 @@ async def test_sigterm_past_the_grace_ends_with_a_retryable_error(
     answer = history["messages"][-1]
     assert answer["status"] == "interrupted"
     assert answer["content"] == "".join(f.json["content"] for f in frames if f.type == "token")
+
+
+async def test_cancel_on_one_replica_stops_generation_on_the_other(
+    tmp_path: Path, redis_settings: dict[str, Any], postgres_settings: dict[str, Any]
+) -> None:
+    body = {
+        "message": "replicas",
+        "options": {"max_tokens": 5000, "scripted": {"tokens": 3000, "delay_ms": 10}},
+    }
+    one, two = _replicas(tmp_path, {**redis_settings, **postgres_settings})
+    with one as a, two as b:
+        async with httpx.AsyncClient(timeout=60) as client:
+            got = await _read(client, "POST", f"{a.url}/api/chat/stream", json=body, stop_after=5)
+            stream_id = got[0].json["stream_id"]
+            cancel = await client.post(f"{b.url}/api/streams/{stream_id}/cancel")
+            rest = await _resume(client, b, got)
+    assert cancel.status_code == 200 and cancel.json()["cancelled"] is True
+    assert rest[-1].type == "error"
+    assert rest[-1].json["code"] == "CANCELLED"
+    assert sum(f.type == "token" for f in got + rest) < 3000
