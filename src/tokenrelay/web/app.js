@@ -185,15 +185,21 @@ class Turn {
       this.root.insertBefore(this.tools, this.text);
     }
     const stateLabel = el("span", { class: "tool-state", text: "running…" });
-    const steps = el("ul");
-    const head = el("div", { class: "tool-head" }, el("code", { text: tool }), stateLabel);
-    const args = el("pre", { class: "tool-args" });
-    const result = el("pre", { class: "tool-result", hidden: "" });
+    const steps = el("ul", { "aria-label": "Progress" });
+    const args = el("code", { class: "tool-args" });
+    const head = el(
+      "div",
+      { class: "tool-head" },
+      el("span", { class: "tool-kind", text: "Tool" }),
+      el("code", { class: "tool-name", text: tool }),
+      args,
+      stateLabel,
+    );
+    const result = el("pre", { class: "tool-result", "aria-label": "Result", hidden: "" });
     const root = el(
       "div",
       { class: "tool", "data-call-id": callId, "data-state": "running" },
       head,
-      args,
       steps,
       result,
     );
@@ -205,7 +211,7 @@ class Turn {
 
   toolCall(data) {
     const card = this.toolCard(data.call_id, data.tool);
-    card.args.textContent = pretty(data.args);
+    card.args.textContent = JSON.stringify(data.args);
   }
 
   toolProgress(data) {
