@@ -18,6 +18,10 @@ one user question, rendered with the model's chat template):
    all completion tokens of a round / the round's wall time (median over rounds),
    compared with the single-stream tokens/s of the same path.
 
+3. decode step cost by batch size: one step for 1, 2, 4 and 8 sequences (one token each),
+   interleaved, median ms per step and the tokens/s gain over one sequence — the ceiling of
+   what batching can give on this CPU.
+
 Threads: `--threads N` (default 1) for generation and batch steps on every path (direct
 `Llama(n_threads=N, n_threads_batch=N)`, the provider, and the server through
 TOKENRELAY_LOCAL_N_THREADS); flash attention off everywhere (llama-cpp-python's default).
@@ -77,6 +81,7 @@ class Run:
 class Results:
     single: dict[str, list[float]] = field(default_factory=dict)
     concurrent: dict[str, dict[str, float]] = field(default_factory=dict)
+    steps: dict[int, float] = field(default_factory=dict)
 
 
 def messages_for(question: str) -> tuple[ChatMessage, ...]:
@@ -210,6 +215,47 @@ async def server_run(client: httpx.AsyncClient, url: str, question: str, max_tok
     return Run(tokens, time.perf_counter() - start, ttft)
 
 
+# -- scenario 3: the raw cost of one decode step by batch size
+
+
+def step_costs(threads: int, rounds: int = 25) -> dict[int, float]:
+    from tokenrelay.providers.llama_runtime import LlamaRuntime, RuntimeConfig
+
+    config = RuntimeConfig(
+        model_path=bundled_model_path(),
+        n_ctx_per_seq=512,
+        n_seq_max=8,
+        n_threads=threads,
+        n_threads_batch=threads,
+        flash_attn=False,
+    )
+    runtime = LlamaRuntime.load(config)
+    batch = runtime.new_batch(512)
+    positions = [0] * 8
+    times: dict[int, list[float]] = {1: [], 2: [], 4: [], 8: []}
+    try:
+        for seq in range(8):  # a 40-token context for every sequence
+            batch.clear()
+            for i in range(40):
+                batch.add(100 + i, i, seq, i == 39)
+            runtime.decode(batch)
+            positions[seq] = 40
+        for r in range(rounds):
+            for n in times:
+                batch.clear()
+                for seq in range(n):
+                    batch.add(200 + r, positions[seq], seq, True)
+                    positions[seq] += 1
+                start = time.perf_counter()
+                if runtime.decode(batch) != 0:
+                    raise RuntimeError("decode failed")
+                times[n].append(time.perf_counter() - start)
+    finally:
+        batch.close()
+        runtime.close()
+    return {n: statistics.median(v) for n, v in times.items()}
+
+
 # -- scenarios
 
 
@@ -281,6 +327,7 @@ async def bench(args: argparse.Namespace) -> Results:
         await provider.aclose()
         if server is not None:
             server.stop()
+    results.steps = await asyncio.to_thread(step_costs, args.threads)
     return results
 
 
@@ -324,6 +371,18 @@ def render(results: Results, args: argparse.Namespace, command: str) -> str:
             f"| {key} | {row['ttft_p50']:.3f} s | {row['ttft_p99']:.3f} s | "
             f"{row['aggregate_tps']:.1f} | {row['single_tps']:.1f} | {row['speedup']:.2f}x |"
         )
+    one = results.steps.get(1, 0.0)
+    lines += [
+        "",
+        "Decode step cost by batch size (one token per sequence, interleaved, median):",
+        "",
+        "| sequences | ms per step | tokens/s | gain over 1 |",
+        "|---:|---:|---:|---:|",
+    ]
+    for n, seconds in results.steps.items():
+        lines.append(
+            f"| {n} | {seconds * 1000:.1f} | {n / seconds:.0f} | {one * n / seconds:.2f}x |"
+        )
     lines += [
         "",
         "Targets: TTFT p99 <= 2 s and aggregate >= 1.5x single stream with 4 users; "
@@ -364,7 +423,8 @@ def main() -> None:
     results = asyncio.run(bench(args))
     section = render(results, args, command.strip())
     print(section)
-    print(json.dumps({"single": results.single, "concurrent": results.concurrent}, indent=1))
+    raw = {"single": results.single, "concurrent": results.concurrent, "steps": results.steps}
+    print(json.dumps(raw, indent=1))
     if args.write:
         write_section(section)
 

@@ -272,3 +272,30 @@ async def test_required_tool_call_is_well_formed(local_provider: LocalProvider) 
     assert calls[0].name == "get_weather"
     assert isinstance(calls[0].arguments["city"], str)
     assert events[-1] == Finish("tool_calls")
+
+
+async def test_auto_tool_mode_is_a_tool_call_or_a_streamed_answer(
+    local_provider: LocalProvider,
+) -> None:
+    weather = ToolSpec(
+        name="get_weather",
+        description="Current weather for a city.",
+        parameters={
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 30}},
+            "required": ["city"],
+        },
+    )
+    for question in ("What is the weather in Paris?", "Say hello to me."):
+        request = ask(question, max_tokens=48, tools=(weather,), tool_choice="auto")
+        events = await collect(local_provider, request)
+        finish = events[-1]
+        assert isinstance(finish, Finish)
+        calls = [e.call for e in events if isinstance(e, ToolCallPart)]
+        if calls:
+            assert finish.reason == "tool_calls"
+            assert [c.name for c in calls] == ["get_weather"]
+            assert not text_of(events)
+        else:
+            assert finish.reason in ("stop", "length")
+            assert not text_of(events).lstrip().startswith("{")  # the answer, not its JSON

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from tokenrelay.errors import ErrorCode, ProviderError, ValidationError
 from tokenrelay.providers.base import ChatMessage, ToolCall, ToolSpec
 from tokenrelay.providers.chat_template import CHATML_TEMPLATE, render_chat
 from tokenrelay.providers.llama_structured import (
-    parse_tool_reply,
+    AnswerStreamer,
+    parse_tool_call,
     response_format_schema,
     tool_schema,
     with_instructions,
@@ -85,10 +87,36 @@ def test_tool_schema_branches() -> None:
         tool_schema(tools, "c")
 
 
-def test_parse_tool_reply() -> None:
-    call = parse_tool_reply('{"tool": "get_weather", "arguments": {"city": "Seoul"}}')
-    assert isinstance(call, ToolCall)
+def test_parse_tool_call() -> None:
+    call = parse_tool_call('{"tool": "get_weather", "arguments": {"city": "Seoul"}}')
     assert (call.name, call.arguments) == ("get_weather", {"city": "Seoul"})
-    assert parse_tool_reply('{"answer": "It is sunny."}') == "It is sunny."
+    assert call.id.startswith("call_")
     with pytest.raises(ProviderError):
-        parse_tool_reply('{"tool": "get_wea')
+        parse_tool_call('{"tool": "get_wea')
+    with pytest.raises(ProviderError):
+        parse_tool_call('{"answer": "hi"}')
+
+
+def stream_answer(pieces: list[str]) -> tuple[str, str]:
+    streamer = AnswerStreamer()
+    text = "".join(streamer.feed(p) for p in pieces)
+    return text, streamer.state
+
+
+def test_answer_streams_out_of_its_json_string() -> None:
+    reply = '{ "answer": "Line 1\\nSay \\"hi\\" \\ud83d\\ude00 안녕"}'
+    assert json.loads(reply)["answer"] == 'Line 1\nSay "hi" \U0001f600 안녕'
+    # any split of the reply into pieces decodes to the same text
+    for size in (1, 2, 3, 5, 100):
+        pieces = [reply[i : i + size] for i in range(0, len(reply), size)]
+        assert stream_answer(pieces) == (json.loads(reply)["answer"], "closed")
+
+
+def test_tool_calls_never_stream_text() -> None:
+    reply = '{"tool": "get_weather", "arguments": {"city": "Seoul"}}'
+    assert stream_answer([reply[i : i + 2] for i in range(0, len(reply), 2)]) == ("", "tool")
+
+
+def test_cut_answer_keeps_what_was_decoded() -> None:
+    assert stream_answer(['{"answer": "Hel', "lo wor"]) == ("Hello wor", "answer")
+    assert stream_answer(['{"answer": "a\\', "u00e9"]) == ("aé", "answer")

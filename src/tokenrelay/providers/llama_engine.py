@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tokenrelay.errors import ErrorCode, ProviderError, TokenRelayError
+from tokenrelay.errors import ErrorCode, ProviderError, TokenRelayError, internal_error
 from tokenrelay.providers.llama_runtime import Batch, LlamaRuntime, Sampler
 
 DoneReason = Literal["stop", "length"]
@@ -165,11 +165,14 @@ class LlamaEngine:
     def _run(self) -> None:
         batch = self.runtime.new_batch(self.runtime.config.n_batch)
         try:
-            while self._step(batch):
-                pass
+            while True:
+                try:
+                    if not self._step(batch):
+                        break
+                except Exception as e:  # a bug must not leave consumers waiting forever
+                    self._fail_active(internal_error(e))
         finally:
-            for seq in list(self._active):
-                self._leave(seq, "cancelled")
+            self._fail_active(_shutting_down())
             batch.close()
 
     def _step(self, batch: Batch) -> bool:
@@ -275,12 +278,16 @@ class LlamaEngine:
         self._emit(seq.job, done)
 
     def _fail_all(self, status: int) -> None:
-        error = ProviderError(
-            f"llama.cpp failed to decode (status {status})",
-            suggestion="retry; if it keeps happening lower TOKENRELAY_LOCAL_N_SEQ_MAX",
-            code=ErrorCode.PROVIDER_ERROR,
-            retryable=True,
+        self._fail_active(
+            ProviderError(
+                f"llama.cpp failed to decode (status {status})",
+                suggestion="retry; if it keeps happening lower TOKENRELAY_LOCAL_N_SEQ_MAX",
+                code=ErrorCode.PROVIDER_ERROR,
+                retryable=True,
+            )
         )
+
+    def _fail_active(self, error: TokenRelayError) -> None:
         for seq in list(self._active):
             self._leave(seq, "error")
             self._emit(seq.job, EngineFailed(error))

@@ -13,14 +13,17 @@ llama-cpp-python's `json_schema_to_gbnf`, so the output always parses as JSON:
       {"answer": "<text>"}                          to answer the user directly
 
   `tool_choice="required"` (or a tool's name) leaves out the `answer` branch (or the other
-  tools). The adapter buffers the JSON, then yields one `ToolCallPart` + `Finish("tool_calls")`
-  or one `TextDelta(answer)` + `Finish("stop")`. An assistant message carrying `tool_calls` is
-  shown to the model in the same JSON form (see `chat_template.message_to_dict`).
+  tools). A tool call is buffered, then yielded as one `ToolCallPart` + `Finish("tool_calls")`;
+  a direct answer streams as `TextDelta`s of the decoded JSON string (`AnswerStreamer`) and
+  ends with `Finish("stop")` (or "length" when max_tokens cut it). An assistant message
+  carrying `tool_calls` is shown to the model in the same JSON form
+  (see `chat_template.message_to_dict`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -143,24 +146,106 @@ def with_instructions(messages: Sequence[ChatMessage], text: str) -> tuple[ChatM
     return (ChatMessage(role="system", content=text), *messages)
 
 
-def parse_tool_reply(text: str) -> ToolCall | str:
-    """A tool-mode reply as a ToolCall, or the direct answer text."""
+def parse_tool_call(text: str) -> ToolCall:
+    """A complete tool-mode `{"tool": ..., "arguments": {...}}` reply as a ToolCall."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ProviderError(
-            "the local model's tool reply was cut off before the JSON was complete",
-            suggestion="raise max_tokens for tool calls",
+            "the local model's tool call was cut off before its JSON was complete",
+            suggestion="raise max_tokens for requests that offer tools",
             code=ErrorCode.PROVIDER_ERROR,
             retryable=True,
         ) from e
-    if isinstance(data, dict) and isinstance(data.get("tool"), str):
-        arguments = data.get("arguments")
-        return ToolCall(
-            id=f"call_{uuid.uuid4().hex[:12]}",
-            name=data["tool"],
-            arguments=arguments if isinstance(arguments, dict) else {},
+    if not (isinstance(data, dict) and isinstance(data.get("tool"), str)):
+        raise ProviderError(
+            "the local model's reply is not a tool call",
+            suggestion="retry; this should not happen under the tool grammar",
+            code=ErrorCode.PROVIDER_ERROR,
+            retryable=True,
         )
-    if isinstance(data, dict) and isinstance(data.get("answer"), str):
-        return str(data["answer"])
-    return text
+    arguments = data.get("arguments")
+    return ToolCall(
+        id=f"call_{uuid.uuid4().hex[:12]}",
+        name=data["tool"],
+        arguments=arguments if isinstance(arguments, dict) else {},
+    )
+
+
+_ANSWER_OPENING = re.compile(r'\s*\{\s*"answer"\s*:\s*"')
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+class AnswerStreamer:
+    """Incrementally pulls the text of `{"answer": "..."}` out of a growing tool-mode reply.
+
+    `feed(piece)` returns the newly decoded answer text (possibly empty). Until the reply is
+    known to be an answer nothing is returned; a tool call never yields text.
+    """
+
+    def __init__(self) -> None:
+        self._raw = ""
+        self._pos = 0  # next unread index in _raw once inside the string
+        self.state = "opening"  # "opening" | "answer" | "closed" | "tool"
+
+    def feed(self, piece: str) -> str:
+        self._raw += piece
+        if self.state == "opening":
+            match = _ANSWER_OPENING.match(self._raw)
+            if match is not None:
+                self.state, self._pos = "answer", match.end()
+            elif '"tool"' in self._raw or not _could_open_answer(self._raw):
+                self.state = "tool"
+        return self._decode() if self.state == "answer" else ""
+
+    def _decode(self) -> str:
+        out: list[str] = []
+        raw, i = self._raw, self._pos
+        while i < len(raw):
+            ch = raw[i]
+            if ch == '"':
+                self.state = "closed"
+                i += 1
+                break
+            if ch != "\\":
+                out.append(ch)
+                i += 1
+                continue
+            if i + 1 >= len(raw):
+                break  # wait for the escaped character
+            code = raw[i + 1]
+            if code == "u":
+                unit = _unicode_escape(raw, i)
+                if unit is None:
+                    break
+                char, i = unit
+                out.append(char)
+            else:
+                out.append(_ESCAPES.get(code, code))
+                i += 2
+        self._pos = i
+        return "".join(out)
+
+
+def _unicode_escape(raw: str, i: int) -> tuple[str, int] | None:
+    """Decode `\\uXXXX` (or a surrogate pair) at `raw[i]`; None until it is all there."""
+    if i + 6 > len(raw):
+        return None
+    code = int(raw[i + 2 : i + 6], 16)
+    if 0xD800 <= code < 0xDC00:
+        if i + 12 > len(raw):
+            return None
+        low = int(raw[i + 8 : i + 12], 16) if raw[i + 6 : i + 8] == "\\u" else 0
+        if 0xDC00 <= low < 0xE000:
+            return chr(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)), i + 12
+        return "\ufffd", i + 6
+    if 0xDC00 <= code < 0xE000:
+        return "\ufffd", i + 6
+    return chr(code), i + 6
+
+
+def _could_open_answer(prefix: str) -> bool:
+    """Whether `prefix` may still grow into the opening of an answer object."""
+    compact = re.sub(r"\s+", "", prefix)
+    target = '{"answer":"'
+    return target.startswith(compact) or compact.startswith(target)

@@ -52,9 +52,10 @@ from tokenrelay.providers.llama_engine import (
 )
 from tokenrelay.providers.llama_runtime import LlamaRuntime, RuntimeConfig
 from tokenrelay.providers.llama_structured import (
+    AnswerStreamer,
     Constraint,
     constraint_for,
-    parse_tool_reply,
+    parse_tool_call,
     with_instructions,
 )
 from tokenrelay.providers.model_files import resolve_model_path
@@ -63,13 +64,16 @@ DEFAULT_TEMPERATURE = 0.2  # SmolLM2's recommended sampling temperature
 
 
 def default_threads() -> tuple[int, int]:
-    """(generation, batch) threads like llama-cpp-python: half the cores, all the cores.
+    """(generation, batch) threads: half the cores for both.
 
-    llama.cpp uses the batch count for any step with more than one token (prefill, and decode
-    steps with several sequences). Set TOKENRELAY_LOCAL_N_THREADS to use one count for both.
+    llama.cpp uses the batch count for every step with more than one token (prefill, and decode
+    steps with several sequences). llama-cpp-python defaults it to all cores, but on a small
+    shared machine that leaves the event loop no core and llama.cpp's spinning thread barriers
+    then slow batched steps down several times (see docs/benchmarks.md), so we use one count.
+    TOKENRELAY_LOCAL_N_THREADS sets both.
     """
-    cores = os.cpu_count() or 2
-    return max(1, cores // 2), cores
+    threads = max(1, (os.cpu_count() or 2) // 2)
+    return threads, threads
 
 
 class LocalProvider:
@@ -214,25 +218,26 @@ class LocalProvider:
 async def _events(
     queue: asyncio.Queue[EngineEvent], constraint: Constraint | None
 ) -> AsyncIterator[ProviderEvent]:
-    """Engine events -> provider events; tool mode buffers the JSON reply (see module doc)."""
+    """Engine events -> provider events. In tool mode a direct answer streams out of its JSON
+    string while a tool call is buffered and parsed at the end (see `llama_structured`)."""
     tool_mode = constraint is not None and constraint.tool_mode
+    answer = AnswerStreamer()
     buffered: list[str] = []
     while True:
         event = await queue.get()
         if isinstance(event, EngineText):
-            if tool_mode:
-                buffered.append(event.text)
-            else:
+            if not tool_mode:
                 yield TextDelta(event.text)
+                continue
+            buffered.append(event.text)
+            text = answer.feed(event.text)
+            if text:
+                yield TextDelta(text)
         elif isinstance(event, EngineDone):
             reason: Any = event.reason
-            if tool_mode:
-                reply = parse_tool_reply("".join(buffered))
-                if isinstance(reply, str):
-                    yield TextDelta(reply)
-                else:
-                    yield ToolCallPart(reply)
-                    reason = "tool_calls"
+            if tool_mode and answer.state == "tool":
+                yield ToolCallPart(parse_tool_call("".join(buffered)))
+                reason = "tool_calls"
             yield Usage(event.prompt_tokens, event.completion_tokens)
             yield Finish(reason)
             return
