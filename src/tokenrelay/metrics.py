@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _GAP_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 5)
+_RATE_BUCKETS = (1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 250, 500, 1000, 5000)
 
 
 class Metrics:
@@ -73,6 +74,42 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+
+        self.provider_latency = Histogram(
+            "tokenrelay_provider_first_event_seconds",
+            "From sending the request to a provider to its first event",
+            ["provider"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens_per_second = Histogram(
+            "tokenrelay_tokens_per_second",
+            "Completion tokens per second of a stream, from its first token to its end",
+            ["provider"],
+            buckets=_RATE_BUCKETS,
+            registry=r,
+        )
+        self.rejected = Counter(
+            "tokenrelay_rejected_requests",
+            "Requests refused at the door, by reason (unauthorized, rate, streams, busy, body)",
+            ["reason"],
+            registry=r,
+        )
+
+    def observe_provider_first_event(self, provider: str, seconds: float) -> None:
+        self.provider_latency.labels(provider).observe(seconds)
+
+    def observe_generation(
+        self, provider: str, completion_tokens: int, since_first_token_s: float
+    ) -> None:
+        """Tokens/s of one stream: the tokens after the first over the time since the first
+        (skipped when too short to mean anything)."""
+        if completion_tokens > 1 and since_first_token_s > 0.001:
+            rate = (completion_tokens - 1) / since_first_token_s
+            self.tokens_per_second.labels(provider).observe(rate)
+
+    def count_rejected(self, reason: str) -> None:
+        self.rejected.labels(reason).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,0 +1,77 @@
+"""Small helpers for our pure ASGI middleware: headers, the caller's identity, JSON errors.
+
+Pure ASGI (no BaseHTTPMiddleware): a middleware costs one call per request and nothing per
+streamed chunk unless it must look at the response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.types import Scope, Send
+
+from tokenrelay.errors import TokenRelayError
+
+if TYPE_CHECKING:
+    from tokenrelay.metrics import Metrics
+
+
+MetricsGetter = Callable[[], "Metrics | None"]
+
+
+def count_rejected(metrics: MetricsGetter | None, reason: str) -> None:
+    """Count a request refused at the door, once the app's metrics exist."""
+    found = metrics() if metrics is not None else None
+    if found is not None:
+        found.count_rejected(reason)
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of header `name` (lower-case bytes), or None."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def scope_state(scope: Scope) -> dict[str, Any]:
+    """The per-request state dict that `request.state` reads (created when missing)."""
+    state: dict[str, Any] = scope.setdefault("state", {})
+    return state
+
+
+def client_ip(scope: Scope) -> str:
+    """The peer address as the server saw it (behind a proxy: run uvicorn with
+    --proxy-headers and --forwarded-allow-ips so this is the real client)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def subject_of(scope: Scope) -> str:
+    """Whom limits count against: the API key's owner, or the IP when keys are off."""
+    owner = scope_state(scope).get("owner")
+    return f"key:{owner}" if owner else f"ip:{client_ip(scope)}"
+
+
+def retry_after_value(seconds: float) -> str:
+    """Retry-After in whole seconds, never 0 (clients would retry at once)."""
+    return str(max(1, int(seconds + 0.999)))
+
+
+async def send_error(
+    send: Send, exc: TokenRelayError, headers: dict[str, str] | None = None
+) -> None:
+    """Answer with our JSON error shape and the code's HTTP status."""
+    body = orjson.dumps(exc.to_dict())
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if exc.retry_after_s is not None:
+        raw_headers.append((b"retry-after", retry_after_value(exc.retry_after_s).encode()))
+    for key, value in (headers or {}).items():
+        raw_headers.append((key.lower().encode(), value.encode("latin-1")))
+    await send({"type": "http.response.start", "status": exc.http_status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,313 @@
+"""Limits at the door, as one pure ASGI middleware, and the stream slot the routes take.
+
+`LimitsMiddleware`, per request and before any route code runs:
+- body size: `Content-Length` over the limit → 413 at once; a chunked body is counted as it is
+  read and cut off at the limit (413, code VALIDATION_ERROR);
+- request rate per client (API key, or IP without keys) on `/api/` and `/v1/` → 429 RATE_LIMIT
+  with `Retry-After`;
+- open streams per process: a request that would start a stream while `max_open_streams` run
+  here → 503 BACKEND_UNAVAILABLE with `Retry-After` (running streams are never touched; a load
+  balancer can send the retry to another replica).
+
+`limited_pipeline(request, pipeline)` is the per-client running-stream limit: the route calls it
+before `runner.start`, gets 429 when the client already runs `max_streams_per_client` streams,
+and hands the wrapped pipeline to the runner, which releases the slot when the stream ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tokenrelay.config import Settings
+from tokenrelay.errors import ErrorCode, TokenRelayError, ValidationError
+from tokenrelay.limits import Limiter
+from tokenrelay.server.asgi import (
+    MetricsGetter,
+    count_rejected,
+    header,
+    scope_state,
+    send_error,
+    subject_of,
+)
+
+logger = logging.getLogger("tokenrelay.limits")
+
+T = TypeVar("T")
+
+RATE_LIMITED_PREFIXES = ("/api/", "/v1/")
+LARGE_BODY_PREFIXES = ("/api/documents",)  # uploads: rag_max_upload_bytes
+# (method, path) of the requests that start a new stream (a GET with Last-Event-ID resumes)
+STREAM_STARTERS = frozenset(
+    {
+        ("POST", "/api/chat/stream"),
+        ("POST", "/api/chat"),
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/api/plans/generate"),
+        ("POST", "/api/plans/generate/stream"),
+        ("GET", "/api/chat/stream"),
+    }
+)
+
+
+class BodyTooLarge(ValidationError):
+    """A request body over the limit: our VALIDATION_ERROR shape, with HTTP 413."""
+
+    @property
+    def http_status(self) -> int:
+        return 413
+
+
+def body_too_large(limit: int, setting: str) -> BodyTooLarge:
+    return BodyTooLarge(
+        f"the request body is over the limit of {limit} bytes",
+        suggestion=f"send less (shorter history, smaller file), or raise {setting}",
+    )
+
+
+def rate_limited(retry_after_s: float) -> TokenRelayError:
+    return TokenRelayError(
+        "too many requests for this API key (or address)",
+        suggestion=f"wait {max(1, round(retry_after_s))} s (see Retry-After) and retry",
+        code=ErrorCode.RATE_LIMIT,
+        retry_after_s=retry_after_s,
+    )
+
+
+def too_many_streams(limit: int, retry_after_s: float) -> TokenRelayError:
+    return TokenRelayError(
+        f"this API key (or address) already runs {limit} streams, its limit",
+        suggestion="wait for one to finish or cancel one (POST /api/streams/{id}/cancel)",
+        code=ErrorCode.RATE_LIMIT,
+        retry_after_s=retry_after_s,
+    )
+
+
+def server_busy(limit: int, retry_after_s: float) -> TokenRelayError:
+    return TokenRelayError(
+        f"this server runs {limit} streams, its limit",
+        suggestion="retry after Retry-After seconds (another replica may have room); "
+        "operators: raise TOKENRELAY_MAX_OPEN_STREAMS or add replicas",
+        code=ErrorCode.BACKEND_UNAVAILABLE,
+        retry_after_s=retry_after_s,
+    )
+
+
+def starts_stream(scope: Scope) -> bool:
+    """Does this request start a new stream? (An EventSource reconnect resumes one.)"""
+    method, path = scope.get("method", ""), scope.get("path", "")
+    if (method, path) not in STREAM_STARTERS:
+        return False
+    if method == "GET":
+        resumes = header(scope, b"last-event-id") or b"last_event_id=" in scope.get(
+            "query_string", b""
+        )
+        return not resumes
+    return True
+
+
+@dataclass
+class LimitsConfig:
+    max_body_bytes: int
+    max_upload_bytes: int
+    max_open_streams: int  # 0: no limit
+    retry_after_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LimitsConfig:
+        return cls(
+            max_body_bytes=settings.max_body_bytes,
+            max_upload_bytes=max(settings.max_body_bytes, settings.rag_max_upload_bytes),
+            max_open_streams=settings.max_open_streams,
+            retry_after_s=float(settings.overload_retry_after_s),
+        )
+
+
+class LimitsMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limiter: Limiter,
+        config: LimitsConfig,
+        running_streams: Callable[[], int],
+        metrics: MetricsGetter | None = None,
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.limiter = limiter
+        self.config = config
+        self.running_streams = running_streams
+        self.pending = 0  # admitted stream starts whose response has not begun yet
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._closing_send(send))
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        large = path.startswith(LARGE_BODY_PREFIXES)
+        limit = self.config.max_upload_bytes if large else self.config.max_body_bytes
+        setting = "TOKENRELAY_RAG_MAX_UPLOAD_BYTES" if large else "TOKENRELAY_MAX_BODY_BYTES"
+        length = header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            count_rejected(self.metrics, "body")
+            await send_error(send, body_too_large(limit, setting), {"Connection": "close"})
+            return
+        if path.startswith(RATE_LIMITED_PREFIXES):
+            decision = await self.limiter.hit(subject_of(scope))
+            if not decision.allowed:
+                count_rejected(self.metrics, "rate")
+                await send_error(send, rate_limited(decision.retry_after_s))
+                return
+        if length is None and header(scope, b"transfer-encoding") is not None:
+            receive, send = _count_body(receive, send, limit, setting)
+        if self.config.max_open_streams > 0 and starts_stream(scope):
+            await self._admit(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _admit(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cap = self.config.max_open_streams
+        if self.running_streams() + self.pending >= cap:
+            count_rejected(self.metrics, "busy")
+            await send_error(send, server_busy(cap, self.config.retry_after_s))
+            return
+        self.pending += 1
+        counted = True
+
+        async def started_send(message: Message) -> None:
+            nonlocal counted
+            if counted and message["type"] == "http.response.start":
+                counted = False  # by now the stream runs (and counts) or never will
+                self.pending -= 1
+            await send(message)
+
+        try:
+            await self.app(scope, receive, started_send)
+        finally:
+            if counted:
+                self.pending -= 1
+
+    def _closing_send(self, send: Send) -> Send:
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await self.limiter.aclose()
+            await send(message)
+
+        return closing_send
+
+
+DRAIN_FACTOR = 4  # past the limit, read (and drop) up to this many times it before closing
+
+
+def _count_body(receive: Receive, send: Send, limit: int, setting: str) -> tuple[Receive, Send]:
+    """Count a body without Content-Length; over `limit`, answer 413 whatever the app says.
+
+    The rest of the body is read and dropped (up to DRAIN_FACTOR x limit) so that a client
+    still sending sees the 413 instead of a broken connection."""
+    seen = 0
+    tripped = False
+
+    async def counting_receive() -> Message:
+        nonlocal seen, tripped
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                tripped = True
+                more = message.get("more_body", False)
+                while more and seen <= DRAIN_FACTOR * limit:
+                    message = await receive()
+                    seen += len(message.get("body", b""))
+                    more = message["type"] == "http.request" and message.get("more_body", False)
+                raise body_too_large(limit, setting)
+        return message
+
+    replaced = False
+
+    async def guarded_send(message: Message) -> None:
+        nonlocal replaced
+        if tripped:
+            if not replaced:
+                replaced = True
+                await send_error(send, body_too_large(limit, setting), {"Connection": "close"})
+            return
+        await send(message)
+
+    return counting_receive, guarded_send
+
+
+# -- the per-client running-stream limit, taken by the routes
+
+
+@dataclass
+class LimitsState:
+    """What `limited_pipeline` needs; `_install_middleware` puts it on `app.state.limits`."""
+
+    limiter: Limiter
+    retry_after_s: float
+
+
+class GuardedPipeline(AsyncIterator[T]):
+    """Yields the pipeline's events; gives the stream slot back once, however the stream ends
+    (exhausted, failed, cancelled, closed, or closed before it ever started)."""
+
+    def __init__(self, inner: AsyncIterator[T], release: Callable[[], Any]) -> None:
+        self._inner = inner
+        self._release_cb = release
+        self._released = False
+
+    async def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            await self._release_cb()
+
+    def __aiter__(self) -> GuardedPipeline[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            return await self._inner.__anext__()
+        except BaseException:
+            await self._release()
+            raise
+
+    async def aclose(self) -> None:
+        try:
+            close = getattr(self._inner, "aclose", None)
+            if close is not None:
+                await close()
+        finally:
+            await self._release()
+
+
+async def limited_pipeline(request: Request, pipeline: AsyncIterator[T]) -> AsyncIterator[T]:
+    """Take a running-stream slot for the caller, or raise 429 RATE_LIMIT (before the stream
+    starts). Returns `pipeline` wrapped so the slot is released when the stream ends; if the
+    runner never starts it, call `aclose()` on the result."""
+    state: LimitsState | None = getattr(request.app.state, "limits", None)
+    if state is None or not state.limiter.policy.limits_streams:
+        return pipeline
+    limiter = state.limiter
+    subject = subject_of(request.scope)
+    slot = uuid.uuid4().hex
+    if not await limiter.acquire_stream(subject, slot):
+        services = getattr(request.app.state, "services", None)
+        if services is not None:
+            services.metrics.count_rejected("streams")
+        raise too_many_streams(limiter.policy.max_streams, state.retry_after_s)
+    scope_state(request.scope)["stream_slot"] = slot
+
+    async def release() -> None:
+        await limiter.release_stream(subject, slot)
+
+    return GuardedPipeline(pipeline, release)

@@ -1,0 +1,65 @@
+"""The security and limits middleware stack, installed by `create_app` (docs/security.md).
+
+Outermost first: access log → CORS (only with `cors_origins`) → API keys (only with keys) →
+limits → the app. All pure ASGI: work per request, nothing per streamed chunk beyond a
+comparison. CORS sits outside auth and limits so that their 401/429 answers reach browsers.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from tokenrelay.config import Settings
+from tokenrelay.limits import open_limiter
+from tokenrelay.metrics import Metrics
+from tokenrelay.server.access_log import AccessLogMiddleware
+from tokenrelay.server.limits import LimitsConfig, LimitsMiddleware, LimitsState
+from tokenrelay.server.security import AuthMiddleware, load_keyring, parse_origins
+
+CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "Last-Event-ID", "X-Trace-ID"]
+CORS_EXPOSE_HEADERS = ["X-Trace-ID", "Retry-After"]
+CORS_METHODS = ["GET", "POST", "DELETE"]
+
+
+def install_middleware(app: FastAPI, settings: Settings) -> None:
+    """Add the stack to `app` (a bad key file or origin fails here, with its fix)."""
+    keyring = load_keyring(settings)
+    origins = parse_origins(settings.cors_origins)
+    limiter = open_limiter(settings)
+    app.state.limits = LimitsState(limiter, float(settings.overload_retry_after_s))
+    app.state.auth_enabled = keyring is not None
+
+    def running_streams() -> int:
+        services = getattr(app.state, "services", None)
+        return int(services.runner.active) if services is not None else 0
+
+    def metrics() -> Metrics | None:
+        services = getattr(app.state, "services", None)
+        return services.metrics if services is not None else None
+
+    # Starlette: the middleware added last is the outermost
+    app.add_middleware(
+        LimitsMiddleware,
+        limiter=limiter,
+        config=LimitsConfig.from_settings(settings),
+        running_streams=running_streams,
+        metrics=metrics,
+    )
+    if keyring is not None:
+        app.add_middleware(
+            AuthMiddleware,
+            keyring=keyring,
+            metrics_public=settings.metrics_public,
+            metrics=metrics,
+        )
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=CORS_METHODS,
+            allow_headers=CORS_ALLOW_HEADERS,
+            expose_headers=CORS_EXPOSE_HEADERS,
+            max_age=600,
+        )
+    app.add_middleware(AccessLogMiddleware, log_content=settings.log_content)
