@@ -27,18 +27,26 @@ class Retrieved:
 
 
 async def retrieve(
-    services: Services, question: str, history: list[StoredMessage], rag: RagRequest
+    services: Services,
+    question: str,
+    history: list[StoredMessage],
+    rag: RagRequest,
+    *,
+    owner: str | None = None,
 ) -> Retrieved | None:
     """Search for the question (expanded from the last turns for follow-ups).
 
     None when there is no document store or the search failed: the answer then goes on without
-    documents, never a crash.
+    documents, never a crash. With `owner` (API keys on) only that key's documents are searched.
     """
     store = services.documents
     if store is None:
         return None
+    from tokenrelay.retrieval.owned import scoped_store
     from tokenrelay.retrieval.prompting import build_system_prompt, sources_payload
     from tokenrelay.retrieval.query import expand_query
+
+    store = scoped_store(store, owner)  # with API keys on: only the caller's documents
 
     turns: list[tuple[str, str]] = [
         (m.role, m.content) for m in history if m.role in ("user", "assistant")

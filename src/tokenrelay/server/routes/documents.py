@@ -23,6 +23,7 @@ from tokenrelay.config import Settings
 from tokenrelay.errors import BackendUnavailable, DocumentNotFound, ValidationError
 from tokenrelay.retrieval.base import Document, DocumentStore
 from tokenrelay.retrieval.ingest import IngestResult, ingest_bytes, ingest_text
+from tokenrelay.retrieval.owned import scoped_store
 
 router = APIRouter(prefix="/api/documents", tags=["documents"])
 
@@ -42,7 +43,8 @@ def get_store(request: Request) -> DocumentStore:
             "the document store is not available on this server",
             suggestion="check the server log; documents need SQLite FTS5 or PostgreSQL",
         )
-    return store  # type: ignore[no-any-return]
+    # with API keys on, each key sees only its own documents (retrieval/owned.py)
+    return scoped_store(store, getattr(request.state, "owner", None))
 
 
 def _settings(request: Request) -> Settings:
