@@ -47,7 +47,7 @@ BUCKETS: list[tuple[str, str]] = [
     ("tokenrelay.providers", r"[(/]tokenrelay/providers/"),
     ("tokenrelay.events", r"[(/]tokenrelay/events\.py"),
     ("tokenrelay.metrics", r"[(/]tokenrelay/metrics\.py"),
-    ("tokenrelay (other)", r"[(/]tokenrelay/"),
+    ("tokenrelay (other)", r"[(/]tokenrelay/(?!cli\.py)"),
 ]
 _COMPILED = [(name, re.compile(rx)) for name, rx in BUCKETS]
 
@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     p.add_argument("--out", type=Path)
     p.add_argument("--env", nargs="*", default=[], metavar="NAME=VALUE")
+    p.add_argument("--native", action="store_true", help="also sample C frames (e.g. the GC)")
     args = p.parse_args(argv)
     pyspy = shutil.which("py-spy") or str(VENV_BIN / "py-spy")
     if not Path(pyspy).exists():

@@ -335,6 +335,9 @@ def markdown(res: dict[str, Any]) -> str:
         for name, s in servers.items():
             libs = ", ".join(s["libs"]) or "none of uvloop/httptools/orjson"
             lines.append(f"- {name}: `{' '.join(s['argv'])}` (loaded: {libs})")
+    findings = Path(__file__).with_name("findings.md")
+    if findings.exists():
+        lines += ["", findings.read_text().rstrip()]
     notes = res.get("notes") or []
     analysis = res.get("analysis") or []
     if notes or analysis:

@@ -171,6 +171,22 @@ class Bench:
         for server in self.servers.values():
             server.stop()
 
+    def settle(self, server: Server, limit_s: float = 20.0) -> None:
+        """Wait until the server is quiet (< 5 % of a core over 0.25 s), e.g. while it still
+        finishes the streams the previous run closed; at most `limit_s`."""
+        deadline = time.monotonic() + limit_s
+        last = server.sample()
+        while time.monotonic() < deadline:
+            time.sleep(0.25)
+            now = server.sample()
+            if now.cpu_s - last.cpu_s < 0.05 * (now.t - last.t):
+                return
+            last = now
+
+    def settle_all(self) -> None:
+        for server in self.servers.values():
+            self.settle(server)
+
     def warmup(self) -> None:
         for server in self.servers.values():
             run_fixed(FixedSpec(HOST, server.port, STREAM_PATH, body(20, 1), 50, ramp_s=0.2))
@@ -204,7 +220,7 @@ class Bench:
             }
             self.results["idle"].append(row)
             log(f"idle {name}: {row['kb_per_stream']} KB/stream ({opened}/{n} open)")
-            time.sleep(1.0)
+            self.settle(server)
 
     def ttft(self) -> None:
         per_server: dict[str, list[float]] = {name: [] for name in self.servers}
@@ -277,6 +293,7 @@ class Bench:
                     active.remove(name)
                     log(f"  {name} is past the knee; it leaves the ramp")
                 time.sleep(self.args.pause)
+                self.settle(server)
 
     def unpaced(self) -> None:
         best: dict[str, dict[str, Any]] = {}
@@ -323,6 +340,7 @@ class Bench:
                 if name not in best or row["events_per_s"] > best[name]["events_per_s"]:
                     best[name] = row
                 time.sleep(self.args.pause)
+                self.settle(server)
         self.results["unpaced_best"] = list(best.values())
 
     def cancel(self) -> None:
@@ -382,15 +400,20 @@ class Bench:
             }
             self.warmup()
             scenarios = self.args.scenarios
+            self.settle_all()
             if "idle" in scenarios:
                 self.idle()
             if "ttft" in scenarios:
+                self.settle_all()
                 self.ttft()
             if "paced" in scenarios:
+                self.settle_all()
                 self.paced()
             if "unpaced" in scenarios:
+                self.settle_all()
                 self.unpaced()
             if "cancel" in scenarios:
+                self.settle_all()
                 self.cancel()
         finally:
             for name, server in self.servers.items():
