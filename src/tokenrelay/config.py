@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     geocoding_base_url: str = "https://geocoding-api.open-meteo.com"
     weather_timeout_s: float = Field(default=8.0, gt=0)
     planner_provider: str | None = None  # None: the default provider
-    planner_max_tokens: int = Field(default=1200, ge=64, le=32768)
+    planner_max_tokens: int = Field(default=4096, ge=64, le=32768)  # capped by trip length
 
     # -- security and limits (see docs/security.md)
     api_keys: SecretStr | None = None  # "name:key,name2:key2" or bare keys; None: auth off

@@ -16,7 +16,7 @@ from sse_starlette.sse import AppStatus
 from tokenrelay import __version__
 from tokenrelay.config import Settings
 from tokenrelay.errors import TokenRelayError, ValidationError, internal_error
-from tokenrelay.server.routes import chat, health, openai_compat, sessions, streams, web
+from tokenrelay.server.routes import chat, health, openai_compat, plans, sessions, streams, web
 from tokenrelay.services import Services
 
 logger = logging.getLogger("tokenrelay.server")
@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     _install_error_handlers(app)
     _install_middleware(app, settings)
-    for module in (chat, streams, sessions, health, openai_compat, web):
+    for module in (chat, streams, sessions, health, openai_compat, web, plans):
         app.include_router(module.router)
     _include_optional_routers(app)
     return app

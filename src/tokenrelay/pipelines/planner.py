@@ -1,0 +1,276 @@
+"""The travel planner workflow as events: gather_context → generate_draft → validate →
+refine (up to `max_iterations`) → finalize → complete → done. See docs/planner.md.
+
+Each step is announced with a `progress` event (step, message, 0–100) and a `status` event.
+The weather comes from the `get_weather` tool, with its `tool_call`/`tool_progress`/
+`tool_result` events; when it fails the plan goes on without it. Drafts stream as `token`
+events. A draft the model never gets right is completed from its valid parts in `finalize`,
+so the plan in `complete` always validates.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from tokenrelay.errors import ProviderError
+from tokenrelay.events import (
+    CompleteEvent,
+    DoneEvent,
+    MetadataEvent,
+    ProgressEvent,
+    StatusEvent,
+    ToolCallEvent,
+    UsageInfo,
+)
+from tokenrelay.pipelines.agent import (
+    SINGLE_SHOT_TOOL_PROVIDERS,
+    Timing,
+    ToolSetup,
+    result_event,
+    run_calls,
+    stream_round,
+)
+from tokenrelay.pipelines.answer import Answer
+from tokenrelay.planner.models import PlanRequest, TravelPlan
+from tokenrelay.planner.prompts import (
+    draft_messages,
+    draft_schema,
+    grammar_schema,
+    refine_messages,
+    response_format,
+)
+from tokenrelay.planner.validate import Checked, check_draft, complete_plan
+from tokenrelay.providers.base import ChatMessage, Provider, ProviderRequest, ToolCall
+from tokenrelay.services import Services
+from tokenrelay.tools.registry import registry_for
+from tokenrelay.tools.runner import ToolOutcome
+
+GRAMMAR_PROVIDERS = frozenset({"local"})  # JSON schema enforced by a grammar: the tight schema
+_RAIN_WORDS = ("rain", "drizzle", "shower", "snow", "thunder")
+
+
+@dataclass(frozen=True)
+class PlanJob:
+    stream_id: str
+    trace_id: str
+    request: PlanRequest
+    provider: str
+    owner: str | None = None
+
+
+@dataclass
+class _Run:
+    """What the steps share: the provider, its answer so far and the best draft."""
+
+    services: Services
+    job: PlanJob
+    provider: Provider
+    answer: Answer
+    timing: Timing
+    weather: dict[str, Any] | None = None
+    best: Checked | None = None
+
+    @property
+    def request(self) -> PlanRequest:
+        return self.job.request
+
+
+def _progress(step: str, message: str, progress: float) -> ProgressEvent:
+    return ProgressEvent(step=step, message=message, progress=round(progress, 1))
+
+
+def forecast_days(request: PlanRequest, today: date) -> int:
+    """Forecast days to ask for so the trip is covered when it is near (the API gives <= 16)."""
+    return max(1, min(16, (request.end_date - today).days + 1))
+
+
+def rainy_dates(weather: dict[str, Any] | None) -> set[date]:
+    found: set[date] = set()
+    for day in (weather or {}).get("daily") or []:
+        wet = any(w in str(day.get("conditions", "")) for w in _RAIN_WORDS)
+        chance = day.get("precipitation_probability_pct")
+        if wet or (isinstance(chance, int | float) and chance >= 60):
+            try:
+                found.add(date.fromisoformat(str(day.get("date"))))
+            except ValueError:
+                continue
+    return found
+
+
+async def _gather_context(run: _Run) -> AsyncIterator[Any]:
+    request = run.request
+    services = run.services
+    yield _progress("gather_context", f"Checking the weather in {request.location}", 5)
+    yield StatusEvent(message=f"Gathering context: the weather in {request.location}")
+    registry = registry_for(services.settings)
+    weather_tool = registry.get("get_weather")
+    if weather_tool is None:
+        yield StatusEvent(message="No weather tool is installed; planning without the weather")
+        return
+    setup = ToolSetup(
+        registry=registry,
+        specs=(weather_tool.spec,),
+        max_rounds=1,
+        timeout_s=services.settings.tool_timeout_s,
+    )
+    call = ToolCall(
+        id=f"weather_{run.job.stream_id[:8]}",
+        name="get_weather",
+        arguments={"location": request.location, "days": forecast_days(request, date.today())},
+    )
+    yield ToolCallEvent(call_id=call.id, tool=call.name, args=call.arguments)
+    async for item in run_calls(services, setup, [call]):
+        if isinstance(item, ToolOutcome):
+            services.metrics.tool_calls.labels(call.name, item.outcome).inc()
+            yield result_event(item)
+            if item.ok and isinstance(item.result, dict):
+                run.weather = item.result
+            else:
+                yield StatusEvent(
+                    message=f"The weather is unavailable ({item.error}); planning without it"
+                )
+        else:
+            yield item
+    yield _progress("gather_context", "Context gathered", 10)
+
+
+def _provider_request(run: _Run, messages: list[ChatMessage]) -> ProviderRequest:
+    request = run.request
+    options = request.options
+    settings = run.services.settings
+    grammar = run.provider.name in GRAMMAR_PROVIDERS
+    schema = grammar_schema(request) if grammar else draft_schema()
+    extra: dict[str, Any] = {}
+    if options.scripted is not None:
+        extra["scripted"] = options.scripted.model_dump(exclude_unset=True)
+    budget_tokens = 200 + 250 * len(request.dates)
+    return ProviderRequest(
+        messages=tuple(messages),
+        model=options.model,
+        temperature=options.temperature,
+        max_tokens=options.max_tokens or min(settings.planner_max_tokens, budget_tokens),
+        response_format=response_format(schema),
+        extra=extra,
+    )
+
+
+async def _write(run: _Run, messages: list[ChatMessage], into: list[str]) -> AsyncIterator[Any]:
+    """Stream one draft as tokens; its text is appended to `into`."""
+    start = len(run.answer.parts)
+    provider_request = _provider_request(run, messages)
+    async for event in stream_round(
+        run.services, run.provider, provider_request, run.answer, run.timing
+    ):
+        yield event
+    into.append("".join(run.answer.parts[start:]))
+
+
+def _validated(run: _Run, text: str, progress: float) -> tuple[Checked, list[Any]]:
+    checked = check_draft(text, run.request)
+    if (
+        run.best is None
+        or checked.plan is not None
+        or (checked.data is not None and len(checked.problems) <= len(run.best.problems))
+    ):
+        run.best = checked
+    if checked.plan is not None:
+        message = "The plan is valid"
+    else:
+        count = len(checked.problems)
+        message = f"The plan has {count} problem{'s' if count != 1 else ''}: " + "; ".join(
+            checked.problems[:3]
+        )
+    return checked, [_progress("validate", message, progress), StatusEvent(message=message)]
+
+
+async def planner_pipeline(services: Services, job: PlanJob) -> AsyncIterator[Any]:
+    request = job.request
+    provider = services.providers.get(job.provider)
+    model = request.options.model or provider.default_model
+    run = _Run(services, job, provider, Answer(), Timing())
+    plan_id = uuid.uuid4().hex
+    yield MetadataEvent(
+        stream_id=job.stream_id,
+        session_id="",
+        message_id=plan_id,
+        trace_id=job.trace_id,
+        provider=provider.name,
+        model=model,
+    )
+    async for event in _gather_context(run):
+        yield event
+
+    yield _progress("generate_draft", "Writing a draft plan", 15)
+    yield StatusEvent(message=f"Writing a draft plan for {len(request.dates)} days")
+    base = draft_messages(request, run.weather)
+    texts: list[str] = []
+    async for event in _write(run, base, texts):
+        yield event
+    checked, events = _validated(run, texts[-1], 55)
+    for event in events:
+        yield event
+
+    rounds = request.max_iterations
+    done_rounds = 0
+    keep_draft = provider.name not in SINGLE_SHOT_TOOL_PROVIDERS  # small context: summarise
+    while checked.plan is None and done_rounds < rounds:
+        done_rounds += 1
+        share = 55 + 35 * done_rounds / (rounds + 1)
+        yield _progress(
+            "refine", f"Refining the plan (round {done_rounds} of up to {rounds})", share
+        )
+        yield StatusEvent(message="Refining: " + "; ".join(checked.problems[:3]))
+        messages = refine_messages(base, texts[-1], checked.problems, keep_draft=keep_draft)
+        try:
+            async for event in _write(run, messages, texts):
+                yield event
+        except ProviderError as exc:
+            yield StatusEvent(
+                message=f"Refining stopped: {exc.message}; finalizing the best draft so far"
+            )
+            break
+        checked, events = _validated(run, texts[-1], share + 2)
+        for event in events:
+            yield event
+
+    yield _progress("finalize", "Finalizing the plan", 95)
+    plan, fixes = _finalize(run)
+    if fixes:
+        yield StatusEvent(
+            message="The model's plan did not validate"
+            + (f" after {done_rounds} refine rounds" if done_rounds else "")
+            + "; completed it from its valid parts: "
+            + "; ".join(fixes)
+        )
+    else:
+        yield StatusEvent(message="The plan is ready")
+    answer = run.answer
+    yield CompleteEvent(result=plan.model_dump(mode="json"))
+    yield DoneEvent.model_validate(
+        {
+            "session_id": "",
+            "message_id": plan_id,
+            "finish_reason": answer.finish_reason or "stop",
+            "usage": UsageInfo(
+                prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens
+            ),
+            "total_chunks": answer.chunks,
+            "ttft_s": round(run.timing.ttft, 6) if run.timing.ttft is not None else None,
+            "processing_time_s": round(time.monotonic() - run.timing.started, 6),
+            "history_length": 0,
+        }
+    )
+
+
+def _finalize(run: _Run) -> tuple[TravelPlan, list[str]]:
+    best = run.best
+    if best is not None and best.plan is not None:
+        return best.plan, []
+    data = best.data if best is not None else None
+    plan, fixes = complete_plan(data, run.request, rainy_dates(run.weather))
+    return plan, fixes or ["the draft was checked again and normalised"]

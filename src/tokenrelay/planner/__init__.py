@@ -1,0 +1,1 @@
+"""The travel planner: plan models, validation, JSON repair and prompts (docs/planner.md)."""

@@ -1,0 +1,147 @@
+"""The travel plan and the plan request: pydantic models and the pure date/budget rules."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tokenrelay.errors import ValidationError
+from tokenrelay.providers.scripted import ScriptedOptions
+
+MAX_TRIP_DAYS = 14
+Budget = Literal["low", "medium", "high"]
+# the most a plan may cost per day (all activities, one traveller), in the plan's currency
+DAILY_BUDGET: dict[str, float] = {"low": 100.0, "medium": 250.0, "high": 600.0}
+DEFAULT_CURRENCY = "USD"
+TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class PlanOptions(BaseModel):
+    """Model choice for the planner, like a chat request's options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str | None = Field(default=None, max_length=64)
+    model: str | None = Field(default=None, max_length=200)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, ge=64, le=32768)
+    scripted: ScriptedOptions | None = None
+
+
+class PlanRequest(BaseModel):
+    """Body of `POST /api/plans/generate[/stream]`."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    location: str = Field(min_length=1, max_length=200)
+    start_date: date
+    end_date: date
+    budget: Budget | None = None
+    title: str | None = Field(default=None, max_length=200)
+    max_iterations: int = Field(default=2, ge=1, le=5, description="refine rounds at most")
+    preferences: str | list[str] | None = None
+    options: PlanOptions = Field(default_factory=PlanOptions)
+    event_names: bool | None = None
+
+    @field_validator("preferences")
+    @classmethod
+    def _short_preferences(cls, value: str | list[str] | None) -> str | list[str] | None:
+        text = value if isinstance(value, str) else " ".join(value or [])
+        if len(text) > 2000:
+            raise ValueError("preferences are limited to 2000 characters")
+        return value
+
+    @property
+    def dates(self) -> list[date]:
+        return trip_dates(self.start_date, self.end_date)
+
+    @property
+    def preference_text(self) -> str:
+        if isinstance(self.preferences, list):
+            return ", ".join(p for p in self.preferences if p.strip())
+        return self.preferences or ""
+
+    @property
+    def budget_limit(self) -> float | None:
+        """The most the whole plan may cost, or None without a budget."""
+        if self.budget is None:
+            return None
+        return DAILY_BUDGET[self.budget] * len(self.dates)
+
+
+def trip_dates(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def check_dates(start: date, end: date) -> None:
+    """Raise VALIDATION_ERROR (422) when the dates cannot make a plan."""
+    if end < start:
+        raise ValidationError(
+            f"end_date {end.isoformat()} is before start_date {start.isoformat()}",
+            suggestion="give an end_date on or after the start_date",
+        )
+    days = (end - start).days + 1
+    if days > MAX_TRIP_DAYS:
+        raise ValidationError(
+            f"the trip is {days} days long; a plan covers at most {MAX_TRIP_DAYS} days",
+            suggestion="shorten the trip, or plan it in parts of up to 14 days",
+        )
+
+
+class Activity(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    time: str = Field(pattern=TIME_PATTERN, description="24-hour HH:MM")
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=2000)
+    estimated_cost: float = Field(ge=0, le=1_000_000)
+
+
+class DayPlan(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    day: int = Field(ge=1, le=MAX_TRIP_DAYS)
+    date: date
+    title: str = Field(min_length=1, max_length=200)
+    activities: list[Activity] = Field(min_length=1, max_length=12)
+
+
+class TravelPlan(BaseModel):
+    """The plan in the `complete` event and the JSON endpoint's `plan`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    title: str = Field(min_length=1, max_length=200)
+    location: str = Field(min_length=1, max_length=200)
+    start_date: date
+    end_date: date
+    days: list[DayPlan] = Field(min_length=1, max_length=MAX_TRIP_DAYS)
+    total_estimated_cost: float = Field(ge=0)
+    currency: str = Field(default=DEFAULT_CURRENCY, min_length=3, max_length=3)
+    notes: str = Field(default="", max_length=4000)
+
+
+class DraftActivity(BaseModel):
+    time: str = Field(description="24-hour HH:MM")
+    name: str
+    description: str
+    estimated_cost: float = Field(description="in the plan's currency, per person")
+
+
+class DraftDay(BaseModel):
+    day: int
+    date: str = Field(description="YYYY-MM-DD")
+    title: str
+    activities: list[DraftActivity]
+
+
+class DraftPlan(BaseModel):
+    """What the model is asked to write (location and dates are filled in by us)."""
+
+    title: str
+    days: list[DraftDay]
+    total_estimated_cost: float
+    currency: str = Field(description="ISO 4217 code, e.g. USD")
+    notes: str

@@ -1,0 +1,91 @@
+"""Travel planner endpoints: the workflow streamed as SSE, or its plan as JSON."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from tokenrelay.errors import ErrorCode, TokenRelayError, http_status_for
+from tokenrelay.pipelines.planner import PlanJob, planner_pipeline
+from tokenrelay.planner.models import PlanRequest, check_dates
+from tokenrelay.server.deps import get_services, owner_of, trace_id_for
+from tokenrelay.server.sse import stream_response
+from tokenrelay.services import Services
+
+router = APIRouter(tags=["plans"])
+
+
+async def _start(services: Services, body: PlanRequest, request: Request) -> tuple[str, str]:
+    """Validate (→ plain 422s) and start the workflow; returns (stream_id, trace_id)."""
+    if not services.runner.accepting:
+        raise TokenRelayError(
+            "this server is shutting down and takes no new streams",
+            suggestion="retry: another replica will answer",
+            code=ErrorCode.BACKEND_UNAVAILABLE,
+            retryable=True,
+            retry_after_s=1,
+        )
+    check_dates(body.start_date, body.end_date)
+    settings = services.settings
+    provider = body.options.provider or settings.planner_provider or settings.provider
+    services.providers.check(provider)
+    trace_id = trace_id_for(request)
+    owner = owner_of(request)
+    job = PlanJob(
+        stream_id=uuid.uuid4().hex,
+        trace_id=trace_id,
+        request=body,
+        provider=provider,
+        owner=owner,
+    )
+    await services.runner.start(job.stream_id, planner_pipeline(services, job), owner=owner)
+    return job.stream_id, trace_id
+
+
+@router.post("/api/plans/generate/stream", summary="Plan a trip, streamed as Server-Sent Events")
+async def generate_plan_stream(body: PlanRequest, request: Request) -> Response:
+    services = get_services(request)
+    stream_id, trace_id = await _start(services, body, request)
+    names = services.settings.event_names if body.event_names is None else body.event_names
+    return stream_response(services, stream_id, event_names=names, trace_id=trace_id)
+
+
+@router.post("/api/plans/generate", summary="Plan a trip; the same workflow, the plan as JSON")
+async def generate_plan(body: PlanRequest, request: Request) -> Response:
+    services = get_services(request)
+    stream_id, trace_id = await _start(services, body, request)
+    result: dict[str, Any] = {"stream_id": stream_id, "trace_id": trace_id}
+    statuses: list[str] = []
+    services.runner.attach(stream_id)
+    finished = False
+    try:
+        async for env in services.log.read(stream_id):
+            event = orjson.loads(env.data)
+            kind = event.pop("type")
+            if kind == "metadata":
+                result.update(provider=event["provider"], model=event["model"])
+            elif kind == "status":
+                statuses.append(event["message"])
+            elif kind == "complete":
+                result["plan"] = event["result"]
+            elif kind == "done":
+                finished = True
+                result.update(usage=event["usage"], processing_time_s=event["processing_time_s"])
+            elif kind == "error":
+                finished = True
+                headers = {"X-Trace-ID": trace_id}
+                if event.get("retry_after_s") is not None:
+                    headers["Retry-After"] = str(int(event["retry_after_s"] + 0.999))
+                return JSONResponse(
+                    {**event, "stream_id": stream_id},
+                    status_code=http_status_for(ErrorCode(event["code"])),
+                    headers=headers,
+                )
+    finally:
+        services.runner.detach(stream_id, finished=finished)
+    result["steps"] = statuses
+    return JSONResponse(result, headers={"X-Trace-ID": trace_id})
