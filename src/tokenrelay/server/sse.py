@@ -1,40 +1,134 @@
 """The SSE response: reads a stream from the log and sends it, from any position.
 
-sse-starlette carries the response mechanics (heartbeat comments from the first byte, client
-disconnect detection, send timeouts); our frames are pre-encoded bytes from `encode_sse`.
-When the reader goes away before the terminal event, the runner hears of it (`detach`).
+Why not sse-starlette here: it was our first choice, and the relay benchmark showed it costs
+the most in the hot path (bench/relay/findings.md): an anyio task group of four tasks per
+response and a cancel scope per send. This response does the same job with one coroutine and
+one small task per response:
+
+- frames are pre-encoded bytes (`encode_sse`); whatever is in the log when the reader wakes is
+  sent in one write;
+- the reader sleeps on a future that the log resolves on the next event, that a timer resolves
+  every `heartbeat_s` to send a `: ping` comment (from the first byte on), and that a listener
+  task resolves when the client disconnects (`http.disconnect`);
+- when the reader leaves before the terminal event the runner hears of it (`detach`), which is
+  how a disconnect reaches the provider.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import Callable
 
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
-from tokenrelay.events import encode_sse
+from tokenrelay.errors import StreamNotFound
+from tokenrelay.events import PING_FRAME, encode_sse
 from tokenrelay.services import Services
+
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def _ping() -> ServerSentEvent:
-    return ServerSentEvent(comment="ping", sep="\n")
+class EventStreamResponse(Response):
+    media_type = "text/event-stream"
 
+    def __init__(
+        self,
+        services: Services,
+        stream_id: str,
+        *,
+        after_seq: int = 0,
+        event_names: bool = True,
+        trace_id: str | None = None,
+    ) -> None:
+        self.status_code = 200
+        self.background = None
+        headers = dict(SSE_HEADERS)
+        if trace_id:
+            headers["X-Trace-ID"] = trace_id
+        self.init_headers(headers)
+        self._services = services
+        self._stream_id = stream_id
+        self._after = after_seq
+        self._event_names = event_names
+        self._gone = False
+        self._ping_due = False
 
-async def _frames(
-    services: Services, stream_id: str, after_seq: int, event_names: bool
-) -> AsyncIterator[bytes]:
-    runner = services.runner
-    retry: int | None = services.settings.retry_ms
-    runner.attach(stream_id)
-    finished = False
-    try:
-        async for env in services.log.read(stream_id, after_seq):
-            finished = env.terminal
-            yield encode_sse(stream_id, env, event_names=event_names, retry_ms=retry)
-            retry = None
-    finally:
-        runner.detach(stream_id, finished=finished)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services = self._services
+        try:
+            sub = await services.log.subscribe(self._stream_id, self._after)
+        except StreamNotFound as exc:  # expired between the route's check and now
+            await JSONResponse(exc.to_dict(), status_code=exc.http_status)(scope, receive, send)
+            return
+        runner = services.runner
+        runner.attach(self._stream_id)
+        loop = asyncio.get_running_loop()
+        heartbeat = services.settings.heartbeat_s
+
+        def ping() -> None:
+            self._ping_due = True
+            sub.wake()
+
+        listener = loop.create_task(self._listen(receive, sub.wake))
+        timer = loop.call_later(heartbeat, ping)
+        finished = False
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            after = self._after
+            retry: int | None = services.settings.retry_ms
+            while not self._gone:
+                batch = sub.take(after)
+                if batch:
+                    frames = []
+                    for env in batch:
+                        frames.append(
+                            encode_sse(
+                                self._stream_id, env, event_names=self._event_names, retry_ms=retry
+                            )
+                        )
+                        retry = None
+                        after = env.seq
+                        if env.terminal:
+                            finished = True
+                            break
+                    await send(
+                        {"type": "http.response.body", "body": b"".join(frames), "more_body": True}
+                    )
+                    if finished:
+                        break
+                    continue
+                if sub.done:
+                    break
+                await sub.waiter()
+                if self._ping_due and not self._gone:
+                    self._ping_due = False
+                    await send(
+                        {"type": "http.response.body", "body": PING_FRAME, "more_body": True}
+                    )
+                    timer = loop.call_later(heartbeat, ping)
+            if not self._gone:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            self._gone = True  # servers that raise on a closed connection
+        finally:
+            timer.cancel()
+            listener.cancel()
+            sub.close()
+            runner.detach(self._stream_id, finished=finished)
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _listen(self, receive: Receive, wake: Callable[[], None]) -> None:
+        """Wait for the client to go away; wake the reader when it does."""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self._gone = True
+                wake()
+                return
 
 
 def stream_response(
@@ -44,14 +138,7 @@ def stream_response(
     after_seq: int = 0,
     event_names: bool = True,
     trace_id: str | None = None,
-) -> EventSourceResponse:
-    headers = dict(SSE_HEADERS)
-    if trace_id:
-        headers["X-Trace-ID"] = trace_id
-    return EventSourceResponse(
-        _frames(services, stream_id, after_seq, event_names),
-        headers=headers,
-        ping=services.settings.heartbeat_s,
-        ping_message_factory=_ping,
-        sep="\n",
+) -> EventStreamResponse:
+    return EventStreamResponse(
+        services, stream_id, after_seq=after_seq, event_names=event_names, trace_id=trace_id
     )

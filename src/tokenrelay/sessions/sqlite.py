@@ -1,22 +1,24 @@
-"""Sessions in a SQLite file (the embedded default), through aiosqlite.
+"""Sessions in a SQLite file (the embedded default).
 
+Every operation is one function run on the connection's own thread (`SqliteWorker`): a turn's
+statements and its commit cost one thread hop, not one per statement as with aiosqlite — at a
+thousand concurrent streams those hops queued behind the event loop (bench/relay/findings.md).
 Schema changes are ordered migration functions; the applied count is kept per component in
-`tokenrelay_migrations`, so other components (retrieval) can share the file.
+`tokenrelay_migrations`, so other components can share the file.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+import sqlite3
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-import aiosqlite
-
 from tokenrelay.errors import SessionNotFound
+from tokenrelay.retrieval.sqlite_worker import SqliteWorker, write_transaction
 from tokenrelay.sessions.base import (
     MessageStatus,
     SessionInfo,
@@ -25,11 +27,19 @@ from tokenrelay.sessions.base import (
     TurnStart,
 )
 
-Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
+Migration = Callable[[sqlite3.Connection], None]
 
 
-async def _m001_sessions_and_messages(db: aiosqlite.Connection) -> None:
-    await db.executescript(
+def _script(db: sqlite3.Connection, sql: str) -> None:
+    """Run statements one by one: `executescript` would commit the migration's transaction."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _m001_sessions_and_messages(db: sqlite3.Connection) -> None:
+    _script(
+        db,
         """
         CREATE TABLE sessions (
             id TEXT PRIMARY KEY,
@@ -50,32 +60,36 @@ async def _m001_sessions_and_messages(db: aiosqlite.Connection) -> None:
             metadata TEXT NOT NULL DEFAULT '{}'
         );
         CREATE INDEX messages_session ON messages(session_id, seq);
-        """
+        """,
     )
 
 
 MIGRATIONS: list[Migration] = [_m001_sessions_and_messages]
 
 
-async def migrate(db: aiosqlite.Connection, component: str, migrations: list[Migration]) -> int:
+def migrate(db: sqlite3.Connection, component: str, migrations: list[Migration]) -> int:
     """Apply the migrations of `component` not applied yet; returns the version reached."""
-    await db.execute(
+    db.execute(
         "CREATE TABLE IF NOT EXISTS tokenrelay_migrations"
         " (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
     )
-    async with db.execute(
+    row = db.execute(
         "SELECT version FROM tokenrelay_migrations WHERE component = ?", (component,)
-    ) as cur:
-        row = await cur.fetchone()
+    ).fetchone()
     version = int(row[0]) if row else 0
     for number, step in enumerate(migrations[version:], start=version + 1):
-        await step(db)
-        await db.execute(
-            "INSERT INTO tokenrelay_migrations(component, version) VALUES (?, ?)"
-            " ON CONFLICT(component) DO UPDATE SET version = excluded.version",
-            (component, number),
-        )
-        await db.commit()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            step(db)
+            db.execute(
+                "INSERT INTO tokenrelay_migrations(component, version) VALUES (?, ?)"
+                " ON CONFLICT(component) DO UPDATE SET version = excluded.version",
+                (component, number),
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
     return len(migrations)
 
 
@@ -83,7 +97,7 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def _message(row: aiosqlite.Row) -> StoredMessage:
+def _message(row: sqlite3.Row) -> StoredMessage:
     return StoredMessage(
         id=row["id"],
         session_id=row["session_id"],
@@ -101,7 +115,7 @@ _SESSION_COLUMNS = (
 )
 
 
-def _session(row: aiosqlite.Row) -> SessionInfo:
+def _session(row: sqlite3.Row) -> SessionInfo:
     return SessionInfo(
         id=row["id"],
         created_at=row["created_at"],
@@ -112,66 +126,76 @@ def _session(row: aiosqlite.Row) -> SessionInfo:
     )
 
 
-class SQLiteSessionStore:
-    """One connection; a lock keeps each multi-statement write its own transaction."""
+def _messages(db: sqlite3.Connection, session_id: str) -> list[StoredMessage]:
+    rows = db.execute(
+        "SELECT * FROM messages WHERE session_id = ? ORDER BY seq", (session_id,)
+    ).fetchall()
+    return [_message(r) for r in rows]
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self._db = db
-        self._write = asyncio.Lock()
+
+class SQLiteSessionStore:
+    """One connection on one worker thread; each method is one transaction, one hop."""
+
+    def __init__(self, worker: SqliteWorker) -> None:
+        self._worker = worker
 
     @classmethod
     async def open(cls, path: Path) -> SQLiteSessionStore:
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path)
-        db.row_factory = aiosqlite.Row
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await db.execute("PRAGMA foreign_keys=ON")
-        await db.execute("PRAGMA busy_timeout=5000")
-        await migrate(db, "sessions", MIGRATIONS)
-        # a previous process that died mid-answer left placeholders: they were interrupted
-        await db.execute("UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
-        await db.commit()
-        return cls(db)
+        worker = await SqliteWorker.open(str(path), name="tokenrelay-sessions")
+
+        def prepare(db: sqlite3.Connection) -> None:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA busy_timeout=5000")
+            migrate(db, "sessions", MIGRATIONS)
+            # a previous process that died mid-answer left placeholders: they were interrupted
+            db.execute("UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
+
+        try:
+            await worker.run(prepare)
+        except BaseException:
+            await worker.close()
+            raise
+        return cls(worker)
 
     async def start_turn(
         self, session_id: str | None, user_text: str, *, owner: str | None = None
     ) -> TurnStart:
-        async with self._write:
-            return await self._start_turn(session_id, user_text, owner)
-
-    async def _start_turn(
-        self, session_id: str | None, user_text: str, owner: str | None
-    ) -> TurnStart:
         now = time.time()
-        db = self._db
-        history: list[StoredMessage] = []
-        if session_id is None:
-            session_id = new_id()
-            await db.execute(
-                "INSERT INTO sessions(id, owner, title, created_at, updated_at) VALUES (?,?,?,?,?)",
-                (session_id, owner, user_text[:80], now, now),
-            )
-        else:
-            cur = await db.execute(
-                "UPDATE sessions SET updated_at = ? WHERE id = ? AND owner IS ?",
-                (now, session_id, owner),
-            )
-            if cur.rowcount == 0:
-                await db.rollback()
-                raise _session_not_found(session_id)
-            history = await self.messages(session_id)
         user_id, answer_id = new_id(), new_id()
-        await db.executemany(
-            "INSERT INTO messages(id, session_id, role, content, status, created_at)"
-            " VALUES (?,?,?,?,?,?)",
-            [
-                (user_id, session_id, "user", user_text, "complete", now),
-                (answer_id, session_id, "assistant", "", "streaming", now),
-            ],
-        )
-        await db.commit()
-        return TurnStart(session_id, user_id, answer_id, history)
+
+        def body(db: sqlite3.Connection) -> TurnStart:
+            sid = session_id
+            history: list[StoredMessage] = []
+            if sid is None:
+                sid = new_id()
+                db.execute(
+                    "INSERT INTO sessions(id, owner, title, created_at, updated_at)"
+                    " VALUES (?,?,?,?,?)",
+                    (sid, owner, user_text[:80], now, now),
+                )
+            else:
+                cur = db.execute(
+                    "UPDATE sessions SET updated_at = ? WHERE id = ? AND owner IS ?",
+                    (now, sid, owner),
+                )
+                if cur.rowcount == 0:
+                    raise _session_not_found(sid)
+                history = _messages(db, sid)
+            db.executemany(
+                "INSERT INTO messages(id, session_id, role, content, status, created_at)"
+                " VALUES (?,?,?,?,?,?)",
+                [
+                    (user_id, sid, "user", user_text, "complete", now),
+                    (answer_id, sid, "assistant", "", "streaming", now),
+                ],
+            )
+            return TurnStart(sid, user_id, answer_id, history)
+
+        return await self._worker.run(lambda db: write_transaction(db, body))
 
     async def add_message(
         self,
@@ -183,13 +207,16 @@ class SQLiteSessionStore:
         metadata: dict[str, Any] | None = None,
     ) -> str:
         message_id = new_id()
-        async with self._write:
-            await self._db.execute(
+        values = (message_id, session_id, role, content, status, time.time(), _dump(metadata))
+
+        def body(db: sqlite3.Connection) -> None:
+            db.execute(
                 "INSERT INTO messages(id, session_id, role, content, status, created_at, metadata)"
                 " VALUES (?,?,?,?,?,?,?)",
-                (message_id, session_id, role, content, status, time.time(), _dump(metadata)),
+                values,
             )
-            await self._db.commit()
+
+        await self._worker.run(lambda db: write_transaction(db, body))
         return message_id
 
     async def finish_turn(
@@ -199,57 +226,59 @@ class SQLiteSessionStore:
         status: MessageStatus,
         metadata: dict[str, Any] | None = None,
     ) -> int:
-        db = self._db
-        async with self._write:
-            await db.execute(
+        dumped = _dump(metadata)
+
+        def body(db: sqlite3.Connection) -> int:
+            db.execute(
                 "UPDATE messages SET content = ?, status = ?, metadata = ? WHERE id = ?",
-                (content, status, _dump(metadata), message_id),
+                (content, status, dumped, message_id),
             )
-            async with db.execute(
+            row = db.execute(
                 "SELECT COUNT(*) FROM messages WHERE session_id ="
                 " (SELECT session_id FROM messages WHERE id = ?)",
                 (message_id,),
-            ) as cur:
-                row = await cur.fetchone()
-            await db.commit()
-        return int(row[0]) if row else 0
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._worker.run(lambda db: write_transaction(db, body))
 
     async def get_session(self, session_id: str, *, owner: str | None = None) -> SessionInfo | None:
-        async with self._db.execute(
-            f"SELECT {_SESSION_COLUMNS} FROM sessions s WHERE s.id = ? AND s.owner IS ?",
-            (session_id, owner),
-        ) as cur:
-            row = await cur.fetchone()
-        return _session(row) if row else None
+        def body(db: sqlite3.Connection) -> SessionInfo | None:
+            row = db.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions s WHERE s.id = ? AND s.owner IS ?",
+                (session_id, owner),
+            ).fetchone()
+            return _session(row) if row else None
+
+        return await self._worker.run(body)
 
     async def list_sessions(
         self, *, owner: str | None = None, limit: int = 50, offset: int = 0
     ) -> list[SessionInfo]:
-        async with self._db.execute(
-            f"SELECT {_SESSION_COLUMNS} FROM sessions s WHERE s.owner IS ?"
-            " ORDER BY s.updated_at DESC LIMIT ? OFFSET ?",
-            (owner, limit, offset),
-        ) as cur:
-            rows = await cur.fetchall()
-        return [_session(r) for r in rows]
+        def body(db: sqlite3.Connection) -> list[SessionInfo]:
+            rows = db.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions s WHERE s.owner IS ?"
+                " ORDER BY s.updated_at DESC LIMIT ? OFFSET ?",
+                (owner, limit, offset),
+            ).fetchall()
+            return [_session(r) for r in rows]
+
+        return await self._worker.run(body)
 
     async def messages(self, session_id: str) -> list[StoredMessage]:
-        async with self._db.execute(
-            "SELECT * FROM messages WHERE session_id = ? ORDER BY seq", (session_id,)
-        ) as cur:
-            rows = await cur.fetchall()
-        return [_message(r) for r in rows]
+        return await self._worker.run(lambda db: _messages(db, session_id))
 
     async def delete_session(self, session_id: str, *, owner: str | None = None) -> bool:
-        async with self._write:
-            cur = await self._db.execute(
+        def body(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
                 "DELETE FROM sessions WHERE id = ? AND owner IS ?", (session_id, owner)
             )
-            await self._db.commit()
-        return cur.rowcount > 0
+            return cur.rowcount > 0
+
+        return await self._worker.run(lambda db: write_transaction(db, body))
 
     async def aclose(self) -> None:
-        await self._db.close()
+        await self._worker.close()
 
 
 def _dump(metadata: dict[str, Any] | None) -> str:

@@ -26,6 +26,28 @@ class StreamInfo:
     last_seq: int
 
 
+class Subscription(Protocol):
+    """A reader's view of one stream, without a task or an async iterator per event.
+
+    `take(after)` returns what is there now; when it returns nothing and `done` is False, await
+    `waiter()`, which resolves when more may have arrived. A reader that wants to wake for its
+    own reasons (a heartbeat, a disconnect) resolves the waiter itself with `wake()`.
+    """
+
+    def take(self, after_seq: int) -> list[Envelope]: ...
+
+    @property
+    def done(self) -> bool:
+        """Nothing more will arrive (the terminal event is there, or readers were released)."""
+        ...
+
+    def waiter(self) -> asyncio.Future[None]: ...
+
+    def wake(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class StreamLog(Protocol):
     async def create(
         self, stream_id: str, *, owner: str | None, session_id: str | None
@@ -37,6 +59,10 @@ class StreamLog(Protocol):
 
     def read(self, stream_id: str, after_seq: int = 0) -> AsyncIterator[Envelope]:
         """Events with seq > after_seq, then live ones, until the terminal event."""
+        ...
+
+    async def subscribe(self, stream_id: str, after_seq: int = 0) -> Subscription:
+        """Follow a stream from after `after_seq` (STREAM_NOT_FOUND when unknown or expired)."""
         ...
 
     async def info(self, stream_id: str) -> StreamInfo | None: ...
@@ -64,11 +90,37 @@ class StreamLog(Protocol):
     async def aclose(self) -> None: ...
 
 
+async def read_subscription(sub: Subscription, after_seq: int = 0) -> AsyncIterator[Envelope]:
+    """A subscription as an async iterator, until the terminal event (or release)."""
+    try:
+        while True:
+            batch = sub.take(after_seq)
+            for env in batch:
+                yield env
+                if env.terminal:
+                    return
+            if batch:
+                after_seq = batch[-1].seq
+                continue
+            if sub.done:
+                return
+            await sub.waiter()
+    finally:
+        sub.close()
+
+
 def not_found(stream_id: str) -> StreamNotFound:
     return StreamNotFound(
         f"stream {stream_id!r} is unknown or has expired",
         suggestion="start a new request; finished streams stay resumable for stream_ttl_s seconds",
     )
+
+
+def wake_all(waiters: list[asyncio.Future[None]]) -> None:
+    for fut in waiters:
+        if not fut.done():
+            fut.set_result(None)
+    waiters.clear()
 
 
 @dataclass(slots=True)
@@ -78,7 +130,37 @@ class _MemoryStream:
     entries: list[Envelope] = field(default_factory=list)
     finished: bool = False
     expires_at: float = float("inf")
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # futures of readers waiting for the next event; made only when a reader actually waits
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+class MemorySubscription:
+    def __init__(self, log: MemoryStreamLog, stream: _MemoryStream) -> None:
+        self._log = log
+        self._stream = stream
+        self._fut: asyncio.Future[None] | None = None
+
+    def take(self, after_seq: int) -> list[Envelope]:
+        entries = self._stream.entries
+        return entries[after_seq:] if after_seq < len(entries) else []
+
+    @property
+    def done(self) -> bool:
+        return self._stream.finished or self._log.released
+
+    def waiter(self) -> asyncio.Future[None]:
+        fut = self._fut
+        if fut is None or fut.done():
+            fut = self._fut = asyncio.get_running_loop().create_future()
+            self._stream.waiters.append(fut)
+        return fut
+
+    def wake(self) -> None:
+        if self._fut is not None and not self._fut.done():
+            self._fut.set_result(None)
+
+    def close(self) -> None:
+        self.wake()
 
 
 class MemoryStreamLog:
@@ -88,7 +170,7 @@ class MemoryStreamLog:
         self._ttl_s = ttl_s
         self._streams: dict[str, _MemoryStream] = {}
         self._last_sweep = time.monotonic()
-        self._released = False
+        self.released = False
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -106,24 +188,16 @@ class MemoryStreamLog:
         if env.terminal:
             stream.finished = True
             stream.expires_at = time.monotonic() + self._ttl_s
-        changed, stream.changed = stream.changed, asyncio.Event()
-        changed.set()
+        if stream.waiters:
+            wake_all(stream.waiters)
         return env
 
+    async def subscribe(self, stream_id: str, after_seq: int = 0) -> MemorySubscription:
+        return MemorySubscription(self, self._live(stream_id))
+
     async def read(self, stream_id: str, after_seq: int = 0) -> AsyncIterator[Envelope]:
-        stream = self._live(stream_id)
-        index = max(0, after_seq)
-        while True:
-            entries = stream.entries
-            while index < len(entries):
-                env = entries[index]
-                index += 1
-                yield env
-                if env.terminal:
-                    return
-            if stream.finished or self._released:
-                return
-            await stream.changed.wait()
+        async for env in read_subscription(await self.subscribe(stream_id, after_seq), after_seq):
+            yield env
 
     async def info(self, stream_id: str) -> StreamInfo | None:
         try:
@@ -142,9 +216,9 @@ class MemoryStreamLog:
         return stream_id in self._streams
 
     def release_readers(self) -> None:
-        self._released = True
+        self.released = True
         for stream in self._streams.values():
-            stream.changed.set()
+            wake_all(stream.waiters)
 
     async def has_remote_readers(self, stream_id: str) -> bool:
         return False
@@ -173,3 +247,53 @@ class MemoryStreamLog:
         expired = [sid for sid, s in self._streams.items() if s.expires_at <= now]
         for sid in expired:
             del self._streams[sid]
+
+
+class PumpSubscription:
+    """A subscription fed by an async iterator (a remote read), through one pump task."""
+
+    def __init__(self, source: AsyncIterator[Envelope], after_seq: int) -> None:
+        self._buffer: list[Envelope] = []
+        self._first = after_seq + 1  # seq of _buffer[0]
+        self._ended = False
+        self._error: BaseException | None = None
+        self._fut: asyncio.Future[None] | None = None
+        self._task = asyncio.create_task(self._pump(source))
+
+    async def _pump(self, source: AsyncIterator[Envelope]) -> None:
+        try:
+            async for env in source:
+                self._buffer.append(env)
+                self.wake()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._ended = True
+            self.wake()
+
+    def take(self, after_seq: int) -> list[Envelope]:
+        start = max(0, after_seq + 1 - self._first)
+        if start >= len(self._buffer) and self._error is not None:
+            raise self._error  # the remote read failed: tell the reader once it has the rest
+        return self._buffer[start:]
+
+    @property
+    def done(self) -> bool:
+        return self._ended and self._error is None
+
+    def waiter(self) -> asyncio.Future[None]:
+        if self._fut is None or self._fut.done():
+            self._fut = asyncio.get_running_loop().create_future()
+            if self._ended:
+                self._fut.set_result(None)
+        return self._fut
+
+    def wake(self) -> None:
+        if self._fut is not None and not self._fut.done():
+            self._fut.set_result(None)
+
+    def close(self) -> None:
+        self._task.cancel()
+        self.wake()

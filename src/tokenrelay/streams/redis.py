@@ -25,7 +25,13 @@ from typing import Any
 
 from tokenrelay.errors import BackendUnavailable, ErrorCode, TokenRelayError
 from tokenrelay.events import Envelope, ErrorEvent
-from tokenrelay.streams.log import MemoryStreamLog, StreamInfo, not_found
+from tokenrelay.streams.log import (
+    MemoryStreamLog,
+    PumpSubscription,
+    StreamInfo,
+    Subscription,
+    not_found,
+)
 
 logger = logging.getLogger("tokenrelay.streams.redis")
 
@@ -182,6 +188,13 @@ class RedisStreamLog:
             return
         async for env in self._read_remote(stream_id, after_seq):
             yield env
+
+    async def subscribe(self, stream_id: str, after_seq: int = 0) -> Subscription:
+        if self._local.is_local(stream_id):
+            return await self._local.subscribe(stream_id, after_seq)
+        if await self.info(stream_id) is None:
+            raise not_found(stream_id)
+        return PumpSubscription(self._read_remote(stream_id, after_seq), after_seq)
 
     async def _read_remote(self, stream_id: str, after_seq: int) -> AsyncIterator[Envelope]:
         key = self._k("s", stream_id)
