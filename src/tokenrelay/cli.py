@@ -1,23 +1,36 @@
-"""The `tokenrelay` command: serve, chat, sessions, ingest."""
+"""The `tokenrelay` command: serve, chat (one question, or a REPL), sessions, ingest."""
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.markup import escape
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
 
-from tokenrelay.client import DEFAULT_URL, Client, TokenRelayAPIError
+from tokenrelay.client import DEFAULT_URL, ChatStream, Client, TokenRelayAPIError
+from tokenrelay.events import Event
 
 app = typer.Typer(
     help="tokenrelay: stream LLM answers over Server-Sent Events.",
     no_args_is_help=True,
     add_completion=False,
 )
+sessions_app = typer.Typer(help="List, show and delete conversations.", no_args_is_help=True)
+app.add_typer(sessions_app, name="sessions")
 err = Console(stderr=True)
+out = Console(highlight=False)
 
 
 @app.command()
@@ -61,41 +74,365 @@ def serve(
     run(settings)
 
 
-@app.command()
-def chat(
-    message: Annotated[str, typer.Argument(help="your question")],
-    url: Annotated[str, typer.Option(envvar="TOKENRELAY_URL", help="server URL")] = DEFAULT_URL,
-    session: Annotated[
-        str | None, typer.Option(help="continue this session id (printed after each answer)")
-    ] = None,
-    provider: Annotated[str | None, typer.Option(help="provider for this answer")] = None,
-    api_key: Annotated[str | None, typer.Option(envvar="TOKENRELAY_API_KEY")] = None,
-) -> None:
-    """Ask one question and print the answer as it streams."""
-    options = {"provider": provider} if provider else None
-    session_id = session
+# -- rendering one answer ---------------------------------------------------------------------
+
+
+class AnswerView:
+    """What one streaming answer looks like in a terminal. Fed with events; no I/O."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.sources: list[tuple[str, str]] = []
+        self.tools: dict[str, dict[str, Any]] = {}
+        self.progress: tuple[str, float] | None = None
+        self.status = ""
+        self.streaming = True
+        self.footer = ""
+        self.error: TokenRelayAPIError | None = None
+        self.session_id: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def add(self, event: Event) -> None:
+        if event.type == "metadata":
+            self.session_id = event.session_id or None
+        elif event.type == "sources":
+            self.sources = [(d.title or d.id, d.snippet) for d in event.documents]
+        elif event.type == "status":
+            self.status = event.message
+        elif event.type == "progress":
+            self.progress = (event.message, event.progress)
+        elif event.type == "token":
+            self.status = ""
+            self.parts.append(event.content)
+        elif event.type == "tool_call":
+            self.tools[event.call_id] = {"tool": event.tool, "args": event.args, "steps": []}
+        elif event.type == "tool_progress":
+            self._tool(event.call_id, event.tool)["steps"].append(event.message)
+        elif event.type == "tool_result":
+            entry = self._tool(event.call_id, event.tool)
+            entry["error"] = event.error
+            entry["result"] = event.result
+            entry["finished"] = True
+        elif event.type == "complete":
+            self.tools["__result__"] = {"tool": "result", "args": {}, "steps": []}
+            self.tools["__result__"].update(result=event.result, finished=True, error=None)
+        elif event.type == "done":
+            usage = event.usage
+            self.finish(f"{event.finish_reason} · {usage.completion_tokens} tokens")
+        elif event.type == "error":
+            self.error = TokenRelayAPIError.from_event(event)
+            self.finish("stopped" if event.code == "CANCELLED" else "")
+
+    def _tool(self, call_id: str, tool: str) -> dict[str, Any]:
+        return self.tools.setdefault(call_id, {"tool": tool, "args": {}, "steps": []})
+
+    def finish(self, footer: str) -> None:
+        self.streaming = False
+        self.status = ""
+        self.footer = footer
+
+    def __rich__(self) -> RenderableType:
+        parts: list[RenderableType] = []
+        if self.progress is not None:
+            message, value = self.progress
+            parts += [Text(f"{message} ({value:.0f}%)", style="cyan"), ProgressBar(100, value)]
+        if self.sources:
+            parts.append(Text("Sources:", style="bold"))
+            for i, (title, snippet) in enumerate(self.sources, 1):
+                line = Text(f"  [{i}] {title}", style="bold")
+                line.append(f" — {_short(snippet, 80)}", style="dim")
+                parts.append(line)
+        for entry in self.tools.values():
+            parts += _tool_lines(entry)
+        if self.status and self.streaming:
+            parts.append(Text(self.status, style="dim italic"))
+        parts.append(Text(self.text + ("▍" if self.streaming else "")))
+        if self.footer:
+            parts.append(Text(self.footer, style="dim"))
+        return Group(*parts)
+
+
+def _short(value: Any, limit: int) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _tool_lines(entry: dict[str, Any]) -> list[Text]:
+    if not entry.get("finished"):
+        state, style = "running…", "yellow"
+    elif entry.get("error"):
+        state, style = f"failed: {entry['error']}", "red"
+    else:
+        state, style = "done", "green"
+    head = Text("⚙ ", style="dim")
+    head.append(entry["tool"], style="bold")
+    head.append(f"({_short(entry['args'], 60)}) " if entry["args"] else " ", style="dim")
+    head.append(state, style=style)
+    lines = [head] + [Text(f"    {step}", style="dim") for step in entry["steps"]]
+    if entry.get("finished") and not entry.get("error"):
+        lines.append(Text(f"    → {_short(entry.get('result'), 100)}", style="dim"))
+    return lines
+
+
+def _plain(event: Event) -> None:
+    """Pipe-friendly output: the answer on stdout, everything else on stderr."""
+    if event.type == "token":
+        sys.stdout.write(event.content)
+        sys.stdout.flush()
+    elif event.type == "sources":
+        for doc in event.documents:
+            err.print(f"[dim]source: {escape(doc.title or doc.id)}[/dim]")
+    elif event.type == "tool_call":
+        err.print(f"[dim]tool {escape(event.tool)}({escape(_short(event.args, 60))})[/dim]")
+    elif event.type == "tool_result":
+        what = f"failed: {event.error}" if event.error else _short(event.result, 100)
+        err.print(f"[dim]tool {escape(event.tool)} → {escape(what)}[/dim]")
+    elif event.type == "progress":
+        err.print(f"[dim]{event.progress:.0f}% {escape(event.message)}[/dim]")
+
+
+def _stop(stream: ChatStream) -> bool:
+    """Cancel the stream on the server and close our connection; True if it was running."""
     try:
-        with Client(url, api_key=api_key) as client:
-            for event in client.stream_chat(message, session_id=session_id, options=options):
-                if event.type == "token":
-                    sys.stdout.write(event.content)
-                    sys.stdout.flush()
-                elif event.type == "metadata":
-                    session_id = event.session_id
-                elif event.type == "error":
-                    sys.stdout.write("\n")
-                    raise TokenRelayAPIError.from_event(event)
-        sys.stdout.write("\n")
-        err.print(f"[dim]session: {session_id}[/dim]")
+        return stream.cancel()
+    except (TokenRelayAPIError, httpx.TransportError):
+        return False
+    finally:
+        stream.close()
+
+
+def run_answer(stream: ChatStream, *, live: bool) -> AnswerView:
+    """Show one answer as it streams. Ctrl-C stops it on the server, not the program."""
+    view = AnswerView()
+    if live:
+        with Live(view, console=out, refresh_per_second=15, vertical_overflow="visible") as screen:
+            try:
+                for event in stream:
+                    view.add(event)
+            except KeyboardInterrupt:
+                stopped = _stop(stream)
+                view.finish("stopped" if stopped else "stopped (it had already ended)")
+            screen.refresh()
+        return view
+    try:
+        for event in stream:
+            view.add(event)
+            _plain(event)
+    except KeyboardInterrupt:
+        stopped = _stop(stream)
+        view.finish("stopped")
+        err.print("\n[yellow]stopped[/yellow]" + ("" if stopped else " (it had already ended)"))
+    sys.stdout.write("\n")
+    return view
+
+
+def _report(exc: TokenRelayAPIError) -> None:
+    err.print(f"[red]{escape(exc.code)}[/red]: {escape(exc.message)}")
+    if exc.suggestion:
+        err.print(f"[yellow]fix:[/yellow] {escape(exc.suggestion)}")
+
+
+@contextmanager
+def _handled(url: str) -> Iterator[None]:
+    """Server errors and an unreachable server become a clear message and an exit code."""
+    try:
+        yield
     except TokenRelayAPIError as exc:
-        err.print(f"[red]{exc.code}[/red]: {exc.message}")
-        if exc.suggestion:
-            err.print(f"[yellow]fix:[/yellow] {exc.suggestion}")
+        _report(exc)
         raise typer.Exit(1) from exc
     except httpx.TransportError as exc:
-        err.print(f"[red]cannot reach {url}[/red]: {exc}")
+        err.print(f"[red]cannot reach {escape(url)}[/red]: {escape(str(exc))}")
         err.print("[yellow]fix:[/yellow] start the server with `tokenrelay serve` or pass --url")
         raise typer.Exit(2) from exc
+
+
+def _options(
+    provider: str | None, model: str | None, rag: bool, raw: str | None
+) -> dict[str, Any] | None:
+    options: dict[str, Any] = {}
+    if raw:
+        try:
+            options = json.loads(raw)
+        except ValueError as exc:
+            raise typer.BadParameter(f"--options is not JSON: {exc}") from exc
+        if not isinstance(options, dict):
+            raise typer.BadParameter("--options must be a JSON object")
+    if provider:
+        options["provider"] = provider
+    if model:
+        options["model"] = model
+    if rag:
+        options["rag"] = True
+    return options or None
+
+
+# -- chat --------------------------------------------------------------------------------------
+
+UrlOption = Annotated[str, typer.Option(envvar="TOKENRELAY_URL", help="server URL")]
+KeyOption = Annotated[
+    str | None, typer.Option(envvar="TOKENRELAY_API_KEY", help="API key, when the server has keys")
+]
+REPL_HELP = (
+    "Enter sends · Ctrl-C stops the answer · Ctrl-D or /exit quits · "
+    "/new starts a new conversation · /session shows its id"
+)
+
+
+@app.command()
+def chat(
+    message: Annotated[
+        str | None, typer.Argument(help="your question; leave it out for an interactive chat")
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    session: Annotated[
+        str | None, typer.Option(help="continue this conversation (its id is printed)")
+    ] = None,
+    provider: Annotated[str | None, typer.Option(help="provider for the answers")] = None,
+    model: Annotated[str | None, typer.Option(help="model for the answers")] = None,
+    rag: Annotated[bool, typer.Option(help="ground answers in your documents")] = False,
+    options: Annotated[
+        str | None, typer.Option(help="more request options as JSON, e.g. '{\"temperature\": 0}'")
+    ] = None,
+    plain: Annotated[
+        bool, typer.Option(help="print plain text instead of live rendering (default off a TTY)")
+    ] = False,
+    api_key: KeyOption = None,
+) -> None:
+    """Ask one question, or chat interactively when no question is given."""
+    opts = _options(provider, model, rag, options)
+    live = not plain and out.is_terminal
+    with _handled(url), Client(url, api_key=api_key) as client:
+        if message is not None:
+            _one_shot(client, message, session, opts, live=live)
+        else:
+            _repl(client, session, opts, live=live)
+
+
+def _one_shot(
+    client: Client, message: str, session: str | None, opts: dict[str, Any] | None, *, live: bool
+) -> None:
+    stream = client.stream_chat(message, session_id=session, options=opts)
+    view = run_answer(stream, live=live)
+    if view.error is not None and view.error.code != "CANCELLED":
+        raise view.error
+    if view.session_id:
+        err.print(f"[dim]session: {view.session_id}[/dim]")
+    if view.footer.startswith("stopped"):
+        raise typer.Exit(130)
+
+
+def _repl(client: Client, session: str | None, opts: dict[str, Any] | None, *, live: bool) -> None:
+    if session is not None:
+        client.session(session)  # a clear SESSION_NOT_FOUND now rather than after a question
+    err.print(f"[dim]{REPL_HELP}[/dim]")
+    while True:
+        try:
+            line = out.input("[bold cyan]›[/bold cyan] ") if live else input("› ")
+        except KeyboardInterrupt:
+            err.print()
+            continue
+        except EOFError:
+            err.print()
+            return
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/exit", "/quit"):
+            return
+        if text == "/help":
+            err.print(f"[dim]{REPL_HELP}[/dim]")
+            continue
+        if text == "/new":
+            session = None
+            err.print("[dim]new conversation[/dim]")
+            continue
+        if text == "/session":
+            err.print(f"[dim]session: {session or '(new)'}[/dim]")
+            continue
+        try:
+            view = run_answer(client.stream_chat(line, session_id=session, options=opts), live=live)
+        except TokenRelayAPIError as exc:  # before the stream: bad input, unknown session, …
+            _report(exc)
+            continue
+        session = view.session_id or session
+        if view.error is not None and view.error.code != "CANCELLED":
+            _report(view.error)
+
+
+# -- sessions ----------------------------------------------------------------------------------
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
+
+
+@sessions_app.command("list")
+def sessions_list(
+    url: UrlOption = DEFAULT_URL,
+    limit: Annotated[int, typer.Option(help="how many, most recent first")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    api_key: KeyOption = None,
+) -> None:
+    """Your conversations, most recent first."""
+    with _handled(url), Client(url, api_key=api_key) as client:
+        found = client.sessions(limit=limit)
+    if as_json:
+        sys.stdout.write(json.dumps(found, ensure_ascii=False, indent=2) + "\n")
+        return
+    if not found:
+        err.print("no conversations yet: start one with `tokenrelay chat`")
+        return
+    table = Table(box=None, header_style="bold")
+    table.add_column("id", no_wrap=True, min_width=32)  # ids are for copying: never cut
+    table.add_column("title", overflow="ellipsis", no_wrap=True, max_width=40)
+    table.add_column("messages", justify="right")
+    table.add_column("updated", no_wrap=True)
+    for s in found:
+        table.add_row(
+            s["id"], escape(s.get("title") or ""), str(s["message_count"]), _when(s["updated_at"])
+        )
+    out.print(table)
+
+
+@sessions_app.command("show")
+def sessions_show(
+    session_id: Annotated[str, typer.Argument(help="the conversation's id")],
+    url: UrlOption = DEFAULT_URL,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    api_key: KeyOption = None,
+) -> None:
+    """A conversation's messages."""
+    with _handled(url), Client(url, api_key=api_key) as client:
+        found = client.session(session_id)
+    if as_json:
+        sys.stdout.write(json.dumps(found, ensure_ascii=False, indent=2) + "\n")
+        return
+    out.print(f"[bold]{escape(found.get('title') or session_id)}[/bold] [dim]{session_id}[/dim]")
+    for m in found["messages"]:
+        role = {"user": "you", "assistant": "assistant"}.get(m["role"], m["role"])
+        status = (
+            "" if m.get("status") in (None, "complete") else f" [yellow]({m['status']})[/yellow]"
+        )
+        out.print(f"[bold]{role}[/bold]{status}: {escape(m['content'])}")
+
+
+@sessions_app.command("delete")
+def sessions_delete(
+    session_id: Annotated[str, typer.Argument(help="the conversation's id")],
+    url: UrlOption = DEFAULT_URL,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+    api_key: KeyOption = None,
+) -> None:
+    """Delete a conversation and its messages."""
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"delete conversation {session_id}?", abort=True)
+    with _handled(url), Client(url, api_key=api_key) as client:
+        client.delete_session(session_id)
+    err.print(f"deleted {session_id}")
 
 
 def main() -> None:

@@ -42,11 +42,11 @@ from tokenrelay.server.openai_format import (
     to_tool_choice,
     to_tool_specs,
 )
-from tokenrelay.server.sse import SSE_HEADERS
 from tokenrelay.services import Services
 
 logger = logging.getLogger("tokenrelay.server.openai")
 _STARTED = int(time.time())
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def openai_error_response(exc: TokenRelayError, param: str | None = None) -> JSONResponse:
@@ -192,7 +192,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         )
         return EventSourceResponse(
             _chunks(services, turn.stream_id, translator),
-            headers={**SSE_HEADERS, **trace},
+            headers={**_SSE_HEADERS, **trace},
             ping=services.settings.heartbeat_s,
             ping_message_factory=_ping,
             sep="\n",
