@@ -276,3 +276,23 @@ async def test_stateless_concurrent_streams_do_not_share_barriers(live_server: A
         )
     for result in (a, b):
         assert [f.json["error"] for f in result.events if f.type == "tool_result"] == [None, None]
+
+
+@pytest.mark.model
+async def test_the_local_model_makes_well_formed_tool_calls(live_server: Any) -> None:
+    body = {
+        "message": "Use the calculator: what is 12 * 7?",
+        "options": {"tools": ["calculate"], "temperature": 0, "max_tokens": 64},
+    }
+    async with live_server(provider="local") as srv:
+        result = await chat_stream(srv.url, body, timeout=120)
+    assert result.types[-1] == "done", result.last()
+    calls = [f.json for f in result.events if f.type == "tool_call"]
+    results = [f.json for f in result.events if f.type == "tool_result"]
+    # named tools: the local model calls one first, and the grammar makes the call well
+    # formed (the offered tool, arguments of its schema); then it answers in free text
+    assert len(calls) == 1
+    assert calls[0]["tool"] == "calculate"
+    assert isinstance(calls[0]["args"].get("expression"), str)
+    assert [r["call_id"] for r in results] == [calls[0]["call_id"]]
+    assert result.text.strip()  # and the model answered (after the tool, in free text)

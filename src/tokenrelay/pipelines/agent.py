@@ -65,6 +65,7 @@ class ToolSetup:
     max_rounds: int
     timeout_s: float
     single_shot: bool = False
+    owner: str | None = None  # whose turn: tools that read per-owner data use it
 
     @property
     def names(self) -> list[str]:
@@ -78,6 +79,7 @@ def tool_setup(
     enabled: bool,
     allow: Sequence[str] | None,
     client_tools: bool,
+    owner: str | None = None,
 ) -> ToolSetup | None:
     """Which server tools this turn offers; None when none (off, client tools, or a provider
     that gets them only on request)."""
@@ -97,6 +99,7 @@ def tool_setup(
         max_rounds=settings.max_tool_rounds,
         timeout_s=settings.tool_timeout_s,
         single_shot=single_shot,
+        owner=owner,
     )
 
 
@@ -165,6 +168,7 @@ async def run_calls(
         context = ToolContext(
             settings=services.settings,
             documents=services.documents,
+            owner=setup.owner,
             call_id=call.id,
             tool_name=call.name,
             on_progress=progress,

@@ -157,9 +157,12 @@ async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any
         enabled=turn.enable_tools,
         allow=turn.tool_names,
         client_tools=bool(turn.client_tools),
+        owner=turn.owner,
     )
     if setup is not None:
-        request = dataclasses.replace(request, tools=setup.specs)
+        # a single-shot model (local) given tools by name calls one first, then answers
+        choice = "required" if setup.single_shot else request.tool_choice
+        request = dataclasses.replace(request, tools=setup.specs, tool_choice=choice)
     stored = turn.messages is None
     meta = {"provider": provider.name, "model": model, "stream_id": turn.stream_id}
     recorder = _Recorder(services.sessions if stored else None, start, answer, meta)

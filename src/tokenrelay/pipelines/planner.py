@@ -117,6 +117,7 @@ async def _gather_context(run: _Run) -> AsyncIterator[Any]:
         specs=(weather_tool.spec,),
         max_rounds=1,
         timeout_s=services.settings.tool_timeout_s,
+        owner=run.job.owner,
     )
     call = ToolCall(
         id=f"weather_{run.job.stream_id[:8]}",

@@ -38,6 +38,7 @@ class ToolError(Exception):
 class ToolContext:
     settings: Settings
     documents: Any = None  # retrieval.DocumentStore, when the app has one
+    owner: str | None = None  # the API key's owner the call runs for (None: auth off)
     call_id: str = ""
     tool_name: str = ""
     on_progress: ProgressCallback = _no_progress
