@@ -7,7 +7,11 @@ comparison. CORS sits outside auth and limits so that their 401/429 answers reac
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from tokenrelay.config import Settings
@@ -24,6 +28,7 @@ CORS_METHODS = ["GET", "POST", "DELETE"]
 
 def install_middleware(app: FastAPI, settings: Settings) -> None:
     """Add the stack to `app` (a bad key file or origin fails here, with its fix)."""
+    install_http_error_shape(app)
     keyring = load_keyring(settings)
     origins = parse_origins(settings.cors_origins)
     limiter = open_limiter(settings)
@@ -63,3 +68,32 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
             max_age=600,
         )
     app.add_middleware(AccessLogMiddleware, log_content=settings.log_content)
+
+
+def install_http_error_shape(app: FastAPI) -> None:
+    """Errors raised by the framework itself (unknown path, wrong method, a body that is not
+    UTF-8 or nests too deep) get our JSON shape too, not `{"detail": ...}`: VALIDATION_ERROR
+    with the framework's own 4xx status."""
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        status = exc.status_code
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        detail = str(exc.detail) if exc.detail else phrase
+        if status == 400 and "parsing the body" in detail:
+            message = "the request body could not be read as UTF-8 JSON"
+            suggestion = "send a JSON object encoded as UTF-8"
+        elif status in (404, 405):
+            message = f"{request.method} {request.url.path}: {detail.lower()}"
+            suggestion = "see /docs for the endpoints and their methods"
+        else:
+            message, suggestion = detail, "fix the request; see /docs"
+        body = {
+            "code": "VALIDATION_ERROR" if status < 500 else "INTERNAL_ERROR",
+            "message": message,
+            "suggestion": suggestion,
+            "retryable": status >= 500,
+        }
+        return JSONResponse(body, status_code=status, headers=exc.headers)
+
+    app.add_exception_handler(HTTPException, on_http_error)
