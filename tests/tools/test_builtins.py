@@ -261,3 +261,27 @@ async def test_search_documents_uses_the_real_store(tmp_path: Path) -> None:
     assert outcome.result["count"] == 1
     assert outcome.result["results"][0]["title"] == "Refunds"
     assert progress == ["Searching documents for 'refund'"]
+
+
+async def test_search_documents_only_sees_the_owners_documents(tmp_path: Path) -> None:
+    from tokenrelay.retrieval.factory import open_document_store
+    from tokenrelay.retrieval.ingest import ingest_text
+    from tokenrelay.retrieval.owned import scoped_store
+
+    settings = Settings(data_dir=tmp_path)
+    store = await open_document_store(settings)
+    try:
+        await ingest_text(scoped_store(store, "alice"), "Alice's refund note.", title="Alice")
+        found: dict[str, int] = {}
+        for owner in ("alice", "bob"):
+            ctx = ToolContext(settings=settings, documents=store, owner=owner, call_id="c1")
+            outcome = await run_tool(
+                search_documents,
+                ToolCall("c1", "search_documents", {"query": "refund"}),
+                ctx,
+                timeout_s=10,
+            )
+            found[owner] = outcome.result["count"]
+    finally:
+        await store.close()
+    assert found == {"alice": 1, "bob": 0}

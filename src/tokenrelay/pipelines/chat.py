@@ -130,7 +130,9 @@ async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any
     )
     retrieved: Retrieved | None = None
     if turn.rag is not None:
-        retrieved = await retrieve(services, turn.message, start.history, turn.rag)
+        retrieved = await retrieve(
+            services, turn.message, start.history, turn.rag, owner=turn.owner
+        )
         if retrieved is not None:
             yield SourcesEvent.model_validate({"documents": retrieved.sources})
     if turn.messages is not None:

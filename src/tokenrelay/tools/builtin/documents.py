@@ -1,4 +1,7 @@
-"""`search_documents`: search the documents uploaded to this server (the retrieval store)."""
+"""`search_documents`: search the documents uploaded to this server (the retrieval store).
+
+With API keys on, only the documents of the key the turn runs for are searched.
+"""
 
 from __future__ import annotations
 
@@ -22,9 +25,11 @@ async def search_documents(
         query: what to look for, in a few words
         top_k: how many passages to return, 1 to 20
     """
-    store = ctx.documents
-    if store is None:
+    if ctx.documents is None:
         raise ToolError("no document store is configured on this server; upload documents first")
+    from tokenrelay.retrieval.owned import scoped_store
+
+    store = scoped_store(ctx.documents, ctx.owner)  # with API keys on: the caller's documents
     await ctx.progress(f"Searching documents for {query!r}")
     hits = await store.search(query, top_k=top_k)
     results = [hit.to_source() for hit in hits]
