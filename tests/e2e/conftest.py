@@ -57,7 +57,12 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     # a dropped connection must leave the stream running long enough for the page to resume
-    env = {"TOKENRELAY_DISCONNECT_GRACE_S": "30"}
+    env = {
+        "TOKENRELAY_DISCONNECT_GRACE_S": "30",
+        # the planner's weather tool must not leave this machine: nothing listens on port 9
+        "TOKENRELAY_WEATHER_BASE_URL": "http://127.0.0.1:9",
+        "TOKENRELAY_GEOCODING_BASE_URL": "http://127.0.0.1:9",
+    }
     with tokenrelay_serve(Path(tmp_path_factory.mktemp("web")), env=env) as server:
         yield server
 

@@ -171,5 +171,6 @@ def test_phone_width(page: Any, web_server: ServerProcess) -> None:
         "getComputedStyle(document.getElementById('sidebar')).transform === 'none'"
     )
     page.screenshot(path=str(ARTIFACTS / "phone_sidebar.png"))
-    page.click("#toggle-sidebar")
+    page.click("#close-sidebar")
     assert page.get_attribute("#toggle-sidebar", "aria-expanded") == "false"
+    assert page.evaluate("document.activeElement.id") == "toggle-sidebar"

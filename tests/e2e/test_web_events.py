@@ -100,13 +100,45 @@ def test_tool_events_are_shown(page: Any, web_server: ServerProcess) -> None:
     assert answer(page).locator(".text").text_content() == "6 × 7 = 42."
 
 
+PLAN = {
+    "title": "Busan in two days",
+    "days": [
+        {
+            "day": i + 1,
+            "date": f"2030-06-0{i + 1}",
+            "title": f"Day {i + 1}",
+            "activities": [
+                {
+                    "time": "09:00",
+                    "name": "Haeundae Beach",
+                    "description": "Walk",
+                    "estimated_cost": 0,
+                },
+                {
+                    "time": "13:00",
+                    "name": "Jagalchi Market",
+                    "description": "Lunch",
+                    "estimated_cost": 20,
+                },
+            ],
+        }
+        for i in range(2)
+    ],
+    "total_estimated_cost": 40,
+    "currency": "KRW",
+    "notes": "Bring sunscreen.",
+}
+
+
 def test_planner_progress_is_shown(page: Any, web_server: ServerProcess) -> None:
     paths = httpx.get(f"{web_server.url}/openapi.json").json()["paths"]
     if "/api/plans/generate/stream" not in paths:
         pytest.skip("the planner has not landed: no POST /api/plans/generate/stream yet")
-    progress: list[float] = []
-    page.expose_function("reportProgress", lambda value: progress.append(float(value)))
-    page.goto(page_url(web_server, {"scripted": {"delay_ms": 20}}, plan="1"))
+    seen: list[float] = []
+    page.expose_function("reportProgress", lambda value: seen.append(float(value)))
+    scripted = {"replies": [json.dumps(PLAN, ensure_ascii=False)], "tokens": 6, "delay_ms": 20}
+    page.goto(page_url(web_server, {"scripted": scripted}, plan="1"))
+    assert page.is_visible("#plan-fields")
     page.evaluate(
         """() => new MutationObserver(() => {
              const bar = document.querySelector('.progress progress');
@@ -114,10 +146,16 @@ def test_planner_progress_is_shown(page: Any, web_server: ServerProcess) -> None
            }).observe(document.getElementById('messages'),
                       {subtree: true, attributes: true, childList: true})"""
     )
-    send(page, "부산 2박 3일 여행 계획을 세워 줘")
+    page.fill("#plan-location", "Busan")
+    page.fill("#plan-start", "2030-06-01")
+    page.fill("#plan-end", "2030-06-02")
+    page.fill("#message", "바다와 시장")
+    page.press("#message", "Enter")
     page.wait_for_selector(".progress progress")
     wait_finished(page)
-    assert page.locator(".progress progress").get_attribute("value") in ("100", None)
     assert page.evaluate("document.querySelector('.progress progress').value") == 100
-    assert progress == sorted(progress) and len(set(progress)) > 1
-    assert page.locator(".result pre").count() == 1
+    assert seen == sorted(seen) and len(set(seen)) > 1, seen
+    plan = answer(page).locator(".result .plan")
+    assert plan.locator("h3").text_content() == "Busan in two days"
+    assert "Jagalchi Market" in plan.text_content()
+    assert "Plan a trip to Busan" in page.locator(".message.user .text").last.text_content()

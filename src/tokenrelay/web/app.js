@@ -24,12 +24,18 @@ const ui = {
   stop: $("stop"),
   rag: $("rag"),
   plan: $("plan-mode"),
+  planFields: $("plan-fields"),
+  planLocation: $("plan-location"),
+  planStart: $("plan-start"),
+  planEnd: $("plan-end"),
+  planBudget: $("plan-budget"),
   error: $("error"),
   sessions: $("sessions"),
   sessionsEmpty: $("sessions-empty"),
   newChat: $("new-chat"),
   sidebar: $("sidebar"),
   toggleSidebar: $("toggle-sidebar"),
+  closeSidebar: $("close-sidebar"),
   connection: $("connection"),
 };
 
@@ -229,12 +235,16 @@ class Turn {
   }
 
   complete(result) {
-    const box = el(
-      "details",
-      { class: "result", open: "" },
-      el("summary", { text: "Result" }),
-      el("pre", { text: pretty(result) }),
-    );
+    // a workflow's streamed text is its raw draft (JSON): fold it away once the result is here
+    const raw = this.text.textContent;
+    if (raw.trimStart().startsWith("{")) {
+      const folded = el("details", { class: "raw" }, el("summary", { text: "Model output" }));
+      folded.append(el("pre", { text: raw }));
+      this.text.replaceChildren();
+      this.root.insertBefore(folded, this.text);
+    }
+    const body = Array.isArray(result && result.days) ? planView(result) : el("pre", { text: pretty(result) });
+    const box = el("details", { class: "result", open: "" }, el("summary", { text: "Result" }), body);
     this.root.append(box);
   }
 
@@ -254,15 +264,75 @@ class Turn {
   }
 }
 
+// A travel plan (the planner's `complete` result), readable rather than raw JSON.
+function planView(plan) {
+  const box = el("div", { class: "plan" });
+  if (plan.title) box.append(el("h3", { text: plan.title }));
+  const currency = plan.currency ? ` ${plan.currency}` : "";
+  for (const day of plan.days) {
+    box.append(el("strong", { text: `Day ${day.day}${day.date ? ` (${day.date})` : ""}: ${day.title || ""}` }));
+    const list = el("ul");
+    for (const a of day.activities || []) {
+      const cost = a.estimated_cost != null ? ` · ${a.estimated_cost}${currency}` : "";
+      list.append(el("li", { text: `${a.time || ""} ${a.name}${cost}` }));
+    }
+    box.append(list);
+  }
+  if (plan.total_estimated_cost != null) {
+    box.append(el("div", { class: "meta", text: `Total: ${plan.total_estimated_cost}${currency}` }));
+  }
+  if (plan.notes) box.append(el("div", { class: "notice", text: plan.notes }));
+  return box;
+}
+
 // -- streaming ---------------------------------------------------------------------------
+
+const PLAN_OPTIONS = ["provider", "model", "temperature", "max_tokens", "scripted"];
 
 function chatRequest(message) {
   const options = { ...extraOptions };
   if (ui.rag.checked) options.rag = true;
   const body = { message, options };
   if (state.sessionId) body.session_id = state.sessionId;
-  if (ui.plan.checked) return { url: "/api/plans/generate/stream", body };
-  return { url: "/api/chat/stream", body };
+  return { url: "/api/chat/stream", body, shown: message };
+}
+
+// The planner takes a trip, not a message: the text box holds optional preferences.
+function planRequest(preferences) {
+  const options = {};
+  for (const key of PLAN_OPTIONS) if (key in extraOptions) options[key] = extraOptions[key];
+  const body = {
+    location: ui.planLocation.value.trim(),
+    start_date: ui.planStart.value,
+    end_date: ui.planEnd.value,
+    options,
+  };
+  if (ui.planBudget.value) body.budget = ui.planBudget.value;
+  if (preferences.trim()) body.preferences = preferences.trim();
+  const when = `${body.start_date} – ${body.end_date}`;
+  const shown = `Plan a trip to ${body.location}, ${when}` + (body.preferences ? `\n${body.preferences}` : "");
+  return { url: "/api/plans/generate/stream", body, shown };
+}
+
+function isoDate(daysFromNow) {
+  const day = new Date(Date.now() + daysFromNow * 86400000);
+  return day.toISOString().slice(0, 10);
+}
+
+function syncPlanMode() {
+  const on = ui.plan.checked;
+  ui.planFields.hidden = !on;
+  ui.input.required = !on;
+  ui.input.placeholder = on
+    ? "Preferences, e.g. museums and local food (optional)"
+    : "Message (Enter to send, Shift+Enter for a new line)";
+  if (on) {
+    if (!ui.planStart.value) ui.planStart.value = isoDate(7);
+    if (!ui.planEnd.value) ui.planEnd.value = isoDate(9);
+    ui.rag.disabled = true;
+  } else {
+    ui.rag.disabled = false;
+  }
 }
 
 async function errorOf(response) {
@@ -321,6 +391,7 @@ function handle(turn, sse) {
       turn.complete(data.result);
       break;
     case "done": {
+      if (turn.progress) turn.setProgress("done", "Done", 100);
       const usage = data.usage || {};
       const tokens = usage.completion_tokens != null ? `, ${usage.completion_tokens} tokens` : "";
       turn.finish(`${data.finish_reason}${tokens}`);
@@ -425,10 +496,22 @@ async function run(turn, request) {
 }
 
 async function sendMessage(text) {
-  if (state.current || !text.trim()) return;
+  if (state.current) return;
+  const planning = ui.plan.checked;
+  if (!planning && !text.trim()) return;
+  if (planning && !ui.planLocation.value.trim()) {
+    showError(ui.error, {
+      code: "VALIDATION_ERROR",
+      message: "the trip needs a destination",
+      suggestion: "fill in Destination",
+    });
+    ui.planLocation.focus();
+    return;
+  }
   clearError();
-  const request = chatRequest(text);
-  append(el("article", { class: "message user" }, el("div", { class: "text", text })));
+  const request = planning ? planRequest(text) : chatRequest(text);
+  const shown = el("div", { class: "text", text: request.shown });
+  append(el("article", { class: "message user" }, shown));
   const turn = new Turn();
   state.current = turn;
   setBusy(true);
@@ -567,10 +650,13 @@ function closeSidebar() {
 ui.form.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = ui.input.value;
-  if (!text.trim() || state.current) return;
+  if (state.current || (!text.trim() && !ui.plan.checked)) return;
   ui.input.value = "";
   sendMessage(text);
 });
+
+ui.plan.addEventListener("change", syncPlanMode);
+syncPlanMode();
 
 // Korean (and any IME) input: the Enter that commits a composition must not send. Chrome sets
 // isComposing on that keydown; Safari ends the composition first and reports keyCode 229.
@@ -589,7 +675,9 @@ ui.input.addEventListener("keydown", (event) => {
 
 ui.stop.addEventListener("click", stopAnswer);
 document.addEventListener("keydown", (event) => {
-  if (event.key === "Escape" && state.current) stopAnswer();
+  if (event.key !== "Escape") return;
+  if (ui.sidebar.classList.contains("open")) closeSidebar();
+  else if (state.current) stopAnswer();
 });
 
 ui.newChat.addEventListener("click", () => {
@@ -605,6 +693,11 @@ ui.newChat.addEventListener("click", () => {
 ui.toggleSidebar.addEventListener("click", () => {
   const open = ui.sidebar.classList.toggle("open");
   ui.toggleSidebar.setAttribute("aria-expanded", String(open));
+  if (open) ui.closeSidebar.focus();
+});
+ui.closeSidebar.addEventListener("click", () => {
+  closeSidebar();
+  ui.toggleSidebar.focus();
 });
 
 refreshSessions();
