@@ -69,7 +69,7 @@ def evaluate(res: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(
             _target(
                 "paced: knee (largest concurrency with p99 gap <= 40 ms) >= naive's",
-                tr >= naive,
+                None if naive == 0 else tr >= naive,
                 f"tokenrelay {knee_text('tokenrelay')} vs naive {knee_text('naive')}"
                 + (f" (ratio {tr / naive:.2f})" if naive else ""),
             )
@@ -81,7 +81,7 @@ def evaluate(res: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(
             _target(
                 "paced: knee >= 2x sse-starlette's",
-                tr >= 2 * sse,
+                None if sse == 0 else tr >= 2 * sse,
                 f"tokenrelay {knee_text('tokenrelay')} vs sse-starlette "
                 f"{knee_text('sse_starlette')}" + (f" (ratio {tr / sse:.2f})" if sse else ""),
             )
