@@ -19,7 +19,7 @@ from tokenrelay.retrieval.sqlite_fts import SqliteDocumentStore
 
 
 async def _postgres_store() -> AsyncIterator[DocumentStore]:
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
 
     from tokenrelay.errors import BackendUnavailable
     from tokenrelay.retrieval.postgres import PostgresDocumentStore

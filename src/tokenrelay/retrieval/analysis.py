@@ -225,10 +225,10 @@ def _cjk_bigrams(run: str) -> list[str]:
     return [run[i : i + 2] for i in range(len(run) - 1)]
 
 
-def analyze(text: str) -> list[str]:
-    """Index terms of `text` in order (positions matter to the reranker)."""
+def _token_terms(token: str) -> tuple[str, ...]:
+    """Terms of one normalised, space-free token."""
     terms: list[str] = []
-    for match in _RUNS.finditer(_normalize(text)):
+    for match in _RUNS.finditer(token):
         kind = match.lastgroup
         run = match.group()
         if kind == "hangul":
@@ -241,12 +241,49 @@ def analyze(text: str) -> list[str]:
             term = _word_term(run)
             if term is not None:
                 terms.append(term)
+    return tuple(terms)
+
+
+# token -> its terms. Most words recur, so after the first few documents analysis is mostly
+# dictionary lookups. Bounded: when full it is emptied and refilled with what comes next.
+_TOKEN_CACHE: dict[str, tuple[str, ...]] = {}
+_TOKEN_CACHE_SIZE = 300_000
+# ASCII punctuation is never part of a term (every run is letters/digits of one script), so
+# "palace." and "palace," share the cache entry of "palace"
+_PUNCTUATION = "\"'()[]{}<>.,;:!?-/*&%$#@~`^|+=_"
+
+
+def analyze(text: str) -> list[str]:
+    """Index terms of `text` in order (positions matter to the reranker).
+
+    No run of one script crosses whitespace, so the text is analysed token by token, and each
+    distinct token once (`_TOKEN_CACHE`): without the cache this is most of the ingest time.
+    """
+    cache = _TOKEN_CACHE
+    terms: list[str] = []
+    for token in _normalize(text).split():
+        found = cache.get(token)
+        if found is None:
+            key = token.strip(_PUNCTUATION)
+            found = cache.get(key)
+            if found is None:
+                found = _token_terms(key)
+                if len(cache) >= _TOKEN_CACHE_SIZE:
+                    cache.clear()
+                cache[key] = found
+        terms.extend(found)
     return terms
 
 
 def query_terms(text: str) -> list[str]:
     """Distinct query terms in first-seen order."""
     return list(dict.fromkeys(analyze(text)))
+
+
+@lru_cache(maxsize=4096)
+def heading_terms(heading: str) -> tuple[str, ...]:
+    """Terms of a heading path (few, and shared by every chunk of a section): cached."""
+    return tuple(analyze(heading))
 
 
 def index_text(text: str) -> str:

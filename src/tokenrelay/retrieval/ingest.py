@@ -1,20 +1,39 @@
-"""Load -> chunk -> upsert. The only module that reads files; the HTTP route and CLI call it."""
+"""Load -> chunk -> upsert. The only module that reads files; the HTTP route and CLI call it.
+
+Chunking (`prepare_text`) is pure; storing goes through `store_prepared`, which hands a whole
+batch of documents to a store's `upsert_many` (one transaction, one thread hop on SQLite) and
+falls back to `upsert` one by one for stores without it (e.g. the per-key view in owned.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from tokenrelay.errors import TokenRelayError, ValidationError
-from tokenrelay.retrieval.base import Document, DocumentStore, UpsertStatus
+from tokenrelay.retrieval.base import Chunk, Document, DocumentStore, UpsertStatus
 from tokenrelay.retrieval.chunking import chunk_text, content_hash, document_id_for
 from tokenrelay.retrieval.loaders import SUPPORTED_SUFFIXES, load_bytes
 
 DEFAULT_CHUNK_CHARS = 800
 DEFAULT_CHUNK_OVERLAP = 120
+BATCH_CHARS = 2_000_000  # characters of text per write transaction in `ingest_paths`
+BATCH_DOCUMENTS = 500
+_CHUNK_IN_THREAD_CHARS = 100_000
+
+
+@runtime_checkable
+class BatchingStore(Protocol):
+    """A store that writes many documents in one transaction (both built-in stores do)."""
+
+    async def upsert_many(
+        self, items: Sequence[tuple[Document, Sequence[Chunk]]]
+    ) -> list[UpsertStatus]:
+        """Like `upsert` for each item, in order, as one transaction; the statuses in order."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +59,15 @@ class IngestReport:
         return out
 
 
-async def ingest_text(
-    store: DocumentStore,
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A document ready to store: its record and its chunks (pure, no I/O)."""
+
+    document: Document
+    chunks: list[Chunk]
+
+
+def prepare_text(
     text: str,
     title: str = "",
     source: str = "",
@@ -50,8 +76,8 @@ async def ingest_text(
     document_id: str | None = None,
     chunk_chars: int = DEFAULT_CHUNK_CHARS,
     chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
-) -> IngestResult:
-    """Chunk `text` and store it; the same text (or the same source) replaces, never duplicates."""
+) -> Prepared:
+    """Chunk `text` and describe it; the same text (or the same source) gets the same ids."""
     if not text.strip():
         raise ValidationError(
             f"{source or title or 'document'}: no text to index",
@@ -68,8 +94,44 @@ async def ingest_text(
         char_count=len(text),
         chunk_count=len(chunks),
     )
-    status = await store.upsert(document, chunks)
-    return IngestResult(document, status)
+    return Prepared(document, chunks)
+
+
+async def store_prepared(store: DocumentStore, items: Sequence[Prepared]) -> list[IngestResult]:
+    """One batch: one transaction on a store that can batch (`BatchingStore`), else one each."""
+    if not items:
+        return []
+    pairs = [(p.document, p.chunks) for p in items]
+    if isinstance(store, BatchingStore):
+        statuses = await store.upsert_many(pairs)
+    else:
+        statuses = [await store.upsert(d, c) for d, c in pairs]
+    return [IngestResult(p.document, s) for p, s in zip(items, statuses, strict=True)]
+
+
+async def ingest_text(
+    store: DocumentStore,
+    text: str,
+    title: str = "",
+    source: str = "",
+    metadata: dict[str, Any] | None = None,
+    *,
+    document_id: str | None = None,
+    chunk_chars: int = DEFAULT_CHUNK_CHARS,
+    chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
+) -> IngestResult:
+    """Chunk `text` and store it; the same text (or the same source) replaces, never duplicates."""
+    args = (text, title, source, metadata)
+    options: dict[str, Any] = {
+        "document_id": document_id,
+        "chunk_chars": chunk_chars,
+        "chunk_overlap": chunk_overlap,
+    }
+    if len(text) > _CHUNK_IN_THREAD_CHARS:  # a large upload: keep the event loop free
+        prepared = await asyncio.to_thread(prepare_text, *args, **options)
+    else:
+        prepared = prepare_text(*args, **options)
+    return (await store_prepared(store, [prepared]))[0]
 
 
 def _first_line(text: str) -> str:
@@ -147,19 +209,20 @@ async def ingest_paths(
     *,
     chunk_chars: int = DEFAULT_CHUNK_CHARS,
     chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
+    batch_chars: int = BATCH_CHARS,
 ) -> IngestReport:
-    """Files and folders; a file that cannot be read is reported in `skipped`, not raised."""
+    """Files and folders; a file that cannot be read is reported in `skipped`, not raised.
+
+    Files are read, parsed and chunked in a worker thread and stored in batches of about
+    `batch_chars` characters, each batch one transaction (`store_prepared`).
+    """
     report = IngestReport()
+    batch: list[Prepared] = []
+    size = 0
     for file in iter_files(paths):
-        if not file.exists():
-            report.skipped.append((str(file), "no such file"))
-            continue
-        if file.suffix.lower() not in SUPPORTED_SUFFIXES:
-            report.skipped.append((str(file), f"unsupported type {file.suffix or '(none)'}"))
-            continue
         try:
-            result = await ingest_file(
-                store, file, metadata, chunk_chars=chunk_chars, chunk_overlap=chunk_overlap
+            prepared = await asyncio.to_thread(
+                _prepare_file, file, metadata, chunk_chars, chunk_overlap
             )
         except TokenRelayError as e:
             report.skipped.append((str(file), e.message))
@@ -167,6 +230,32 @@ async def ingest_paths(
         except OSError as e:
             report.skipped.append((str(file), str(e)))
             continue
-        report.results.append(result)
-        report.bytes_read += result.document.char_count
+        batch.append(prepared)
+        size += prepared.document.char_count
+        if size >= batch_chars or len(batch) >= BATCH_DOCUMENTS:
+            report.results += await store_prepared(store, batch)
+            batch, size = [], 0
+    report.results += await store_prepared(store, batch)
+    report.bytes_read = sum(r.document.char_count for r in report.results)
     return report
+
+
+def _prepare_file(
+    file: Path, metadata: dict[str, Any] | None, chunk_chars: int, chunk_overlap: int
+) -> Prepared:
+    """Read, load and chunk one file (blocking: runs in a worker thread)."""
+    if not file.exists():
+        raise ValidationError("no such file")
+    if file.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise ValidationError(f"unsupported type {file.suffix or '(none)'}")
+    resolved = file.resolve()
+    loaded = load_bytes(resolved.read_bytes(), resolved.name)
+    meta = {"format": loaded.format, "filename": resolved.name, **(metadata or {})}
+    return prepare_text(
+        loaded.text,
+        loaded.title,
+        str(resolved),
+        meta,
+        chunk_chars=chunk_chars,
+        chunk_overlap=chunk_overlap,
+    )

@@ -19,14 +19,14 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from tokenrelay.errors import BackendUnavailable
-from tokenrelay.retrieval.analysis import analyze, query_terms
+from tokenrelay.retrieval.analysis import analyze, heading_terms, query_terms
 from tokenrelay.retrieval.base import Chunk, Document, SearchHit, UpsertStatus
 from tokenrelay.retrieval.bm25 import bm25
-from tokenrelay.retrieval.rerank import candidate_count, finalize
+from tokenrelay.retrieval.rerank import candidate_count, finalize, hit_terms
 
 # asyncpg ships no type information; these aliases document what is meant
 Connection = Any  # Connection
@@ -40,7 +40,7 @@ _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 def _import_asyncpg() -> Any:
     try:
-        import asyncpg  # type: ignore[import-untyped]
+        import asyncpg
     except ImportError as e:  # pragma: no cover - depends on the install
         raise BackendUnavailable(
             "PostgreSQL documents need the asyncpg package",
@@ -142,14 +142,14 @@ _DOC_COLUMNS = (
 
 
 class PostgresDocumentStore:
-    def __init__(self, pool: Pool, *, rerank: bool = True, schema: str = "public") -> None:
+    def __init__(self, pool: Pool, *, rerank: bool = False, schema: str = "public") -> None:
         self._pool = pool
         self.rerank = rerank
         self.schema = schema
 
     @classmethod
     async def open(
-        cls, dsn: str, *, rerank: bool = True, schema: str = "public", max_size: int = 10
+        cls, dsn: str, *, rerank: bool = False, schema: str = "public", max_size: int = 10
     ) -> PostgresDocumentStore:
         """Connect, create `schema` if needed and migrate. `schema` must be a plain identifier."""
         if not _SCHEMA_NAME.match(schema):
@@ -181,46 +181,65 @@ class PostgresDocumentStore:
         return cls(pool, rerank=rerank, schema=schema)
 
     async def upsert(self, document: Document, chunks: list[Chunk]) -> UpsertStatus:
-        analysed = [(analyze(f"{document.title}\n{c.heading}"), analyze(c.text)) for c in chunks]
+        return (await self.upsert_many([(document, chunks)]))[0]
+
+    async def upsert_many(
+        self, items: Sequence[tuple[Document, Sequence[Chunk]]]
+    ) -> list[UpsertStatus]:
+        """Many documents in one transaction on one connection; statuses in the same order."""
+        if not items:
+            return []
         async with self._pool.acquire() as conn, conn.transaction():
-            old = await conn.fetchrow(
-                "SELECT content_hash, created_at, metadata, title FROM rag_documents"
-                " WHERE id = $1 FOR UPDATE",
-                document.id,
-            )
-            if (
-                old is not None
-                and old["content_hash"] == document.content_hash
-                and old["metadata"] == document.metadata
-                and old["title"] == document.title
-            ):
-                return "unchanged"
-            created_at = old["created_at"] if old is not None else None
-            await self._delete_rows(conn, document.id)
-            await conn.execute(
-                f"INSERT INTO rag_documents ({_DOC_COLUMNS})"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7,"
-                " COALESCE($8, extract(epoch from now())), extract(epoch from now()))",
-                document.id,
-                document.title,
-                document.source,
-                document.metadata,
-                document.content_hash,
-                document.char_count,
-                len(chunks),
-                created_at,
-            )
-            await conn.executemany(
-                "INSERT INTO rag_chunks (id, document_id, ordinal, heading, text, start_offset,"
-                " end_offset, head_terms, body_terms, tsv) VALUES ($1, $2, $3, $4, $5, $6, $7,"
-                " $8, $9, setweight(array_to_tsvector($8), 'A')"
-                " || setweight(array_to_tsvector($9), 'B'))",
-                [
-                    (c.id, c.document_id, c.ordinal, c.heading, c.text, c.start, c.end, h, b)
-                    for c, (h, b) in zip(chunks, analysed, strict=True)
-                ],
-            )
-            await self._add_stats(conn, analysed, sign=1)
+            return [await self._upsert(conn, d, c) for d, c in items]
+
+    async def _upsert(
+        self, conn: Connection, document: Document, chunks: Sequence[Chunk]
+    ) -> UpsertStatus:
+        old = await conn.fetchrow(
+            "SELECT content_hash, created_at, metadata, title FROM rag_documents"
+            " WHERE id = $1 FOR UPDATE",
+            document.id,
+        )
+        if (
+            old is not None
+            and old["content_hash"] == document.content_hash
+            and old["metadata"] == document.metadata
+            and old["title"] == document.title
+        ):
+            return "unchanged"
+        created_at = old["created_at"] if old is not None else None
+        heads: dict[str, list[str]] = {}
+        analysed: list[tuple[list[str], list[str]]] = []
+        for c in chunks:
+            head = heads.get(c.heading)
+            if head is None:
+                head = heads[c.heading] = analyze(f"{document.title}\n{c.heading}")
+            analysed.append((head, analyze(c.text)))
+        await self._delete_rows(conn, document.id)
+        await conn.execute(
+            f"INSERT INTO rag_documents ({_DOC_COLUMNS})"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7,"
+            " COALESCE($8, extract(epoch from now())), extract(epoch from now()))",
+            document.id,
+            document.title,
+            document.source,
+            document.metadata,
+            document.content_hash,
+            document.char_count,
+            len(chunks),
+            created_at,
+        )
+        await conn.executemany(
+            "INSERT INTO rag_chunks (id, document_id, ordinal, heading, text, start_offset,"
+            " end_offset, head_terms, body_terms, tsv) VALUES ($1, $2, $3, $4, $5, $6, $7,"
+            " $8, $9, setweight(array_to_tsvector($8), 'A')"
+            " || setweight(array_to_tsvector($9), 'B'))",
+            [
+                (c.id, c.document_id, c.ordinal, c.heading, c.text, c.start, c.end, h, b)
+                for c, (h, b) in zip(chunks, analysed, strict=True)
+            ],
+        )
+        await self._add_stats(conn, analysed, sign=1)
         return "created" if old is None else "updated"
 
     @staticmethod
@@ -303,9 +322,17 @@ class PostgresDocumentStore:
             reverse=True,
         )[: candidate_count(top_k) if self.rerank else top_k]
         candidates = [self._hit(r, score) for score, r in scored]
+        chunk_terms = [heading_terms(r["heading"]) + tuple(r["body_terms"]) for _, r in scored]
         seen = {hit.id for hit in candidates}
-        candidates += [self._hit(r, float(r["sim"])) for r in fuzzy if r["id"] not in seen]
-        return finalize(terms, candidates, top_k=top_k, min_score=min_score, use_rerank=self.rerank)
+        more = [self._hit(r, float(r["sim"])) for r in fuzzy if r["id"] not in seen]
+        return finalize(
+            terms,
+            candidates + more,
+            top_k=top_k,
+            min_score=min_score,
+            use_rerank=self.rerank,
+            chunk_terms=chunk_terms + [hit_terms(h) for h in more] if self.rerank else None,
+        )
 
     @staticmethod
     def _hit(row: Any, score: float) -> SearchHit:

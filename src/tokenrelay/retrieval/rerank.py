@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from tokenrelay.retrieval.analysis import analyze
+from tokenrelay.retrieval.analysis import analyze, heading_terms
 from tokenrelay.retrieval.base import SearchHit
 from tokenrelay.retrieval.snippets import make_snippet
 
@@ -70,13 +70,25 @@ def rerank_factor(query: Sequence[str], chunk_terms: Sequence[str]) -> float:
     )
 
 
-def rerank(query: Sequence[str], hits: Sequence[SearchHit]) -> list[SearchHit]:
-    """`hits` reordered by BM25 x coverage x proximity (scores replaced)."""
+def hit_terms(hit: SearchHit) -> tuple[str, ...]:
+    """A candidate's terms in order (heading, then text), as the rerank reads them."""
+    return heading_terms(hit.heading) + tuple(analyze(hit.text))
+
+
+def rerank(
+    query: Sequence[str],
+    hits: Sequence[SearchHit],
+    chunk_terms: Sequence[Sequence[str]] | None = None,
+) -> list[SearchHit]:
+    """`hits` reordered by BM25 x coverage x proximity (scores replaced).
+
+    `chunk_terms[i]` are the terms of `hits[i]` (`hit_terms`) when the store already has them
+    (both stores keep the analysed body next to the text); otherwise the text is analysed here.
+    """
+    terms = chunk_terms if chunk_terms is not None else [hit_terms(h) for h in hits]
     scored = [
-        dataclasses.replace(
-            hit, score=hit.score * rerank_factor(query, analyze(f"{hit.heading}\n{hit.text}"))
-        )
-        for hit in hits
+        dataclasses.replace(hit, score=hit.score * rerank_factor(query, t))
+        for hit, t in zip(hits, terms, strict=True)
     ]
     return sorted(scored, key=lambda h: h.score, reverse=True)
 
@@ -88,10 +100,11 @@ def finalize(
     top_k: int,
     min_score: float,
     use_rerank: bool,
+    chunk_terms: Sequence[Sequence[str]] | None = None,
 ) -> list[SearchHit]:
     """Rerank (optional), drop weak hits, keep top_k, fill in snippets."""
     ranked = (
-        rerank(query, candidates)
+        rerank(query, candidates, chunk_terms)
         if use_rerank
         else sorted(candidates, key=lambda h: h.score, reverse=True)
     )

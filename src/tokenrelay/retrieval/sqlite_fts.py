@@ -6,32 +6,48 @@ Tables (all prefixed `rag_`, versioned by `retrieval_schema_version`):
 - rag_chunks_fts: FTS5 over two columns of *analysed* terms (analysis.py): `head` (document
   title + heading path) and `body`. The tokenizer only splits on spaces, so Korean bigrams and
   English stems are indexed exactly as `analyze` made them. Ranked with bm25(head=2, body=1).
+
+Each store owns two plain sqlite3 connections, each on its own thread (`sqlite_worker.py`): a
+writer that stores a whole batch of documents in one transaction and one thread hop, and a
+reader for searches, so that a search does not wait behind a large ingest (WAL lets them run
+side by side). An in-memory database has one connection for both.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
 from tokenrelay.errors import BackendUnavailable
-from tokenrelay.retrieval.analysis import index_text, query_terms
+from tokenrelay.retrieval.analysis import analyze, heading_terms, query_terms
 from tokenrelay.retrieval.base import Chunk, Document, SearchHit, UpsertStatus
+from tokenrelay.retrieval.pruning import POSTINGS_BUDGET, plan_query, rescore
 from tokenrelay.retrieval.rerank import candidate_count, finalize
+from tokenrelay.retrieval.sqlite_worker import SqliteWorker, write_transaction
 
 HEAD_WEIGHT = 2.0
 BODY_WEIGHT = 1.0
 MAX_QUERY_TERMS = 32
+_ID_BATCH = 500  # ids per `IN (...)` lookup, well under SQLite's variable limit
+CANDIDATES = 50  # rows a bounded search rescores (pruning.py)
 
 
-async def _v1(db: aiosqlite.Connection) -> None:
-    await db.executescript(
+def _execute_script(conn: sqlite3.Connection, script: str) -> None:
+    """Statement by statement: `executescript` would commit the migration's transaction."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _v1(conn: sqlite3.Connection) -> None:
+    _execute_script(
+        conn,
         """
         CREATE TABLE IF NOT EXISTS rag_documents (
             id TEXT PRIMARY KEY,
@@ -59,28 +75,51 @@ async def _v1(db: aiosqlite.Connection) -> None:
         CREATE VIRTUAL TABLE IF NOT EXISTS rag_chunks_fts USING fts5(
             head, body, tokenize = "unicode61 remove_diacritics 0 categories 'L* N* Co M*'"
         );
-        """
+        """,
     )
 
 
+def _v2(conn: sqlite3.Connection) -> None:
+    """Document frequencies and corpus totals for bounded search (pruning.py), backfilled."""
+    _execute_script(
+        conn,
+        """
+        CREATE TABLE IF NOT EXISTS rag_terms (term TEXT PRIMARY KEY, df INTEGER NOT NULL)
+            WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS rag_stats (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            chunks INTEGER NOT NULL,
+            terms INTEGER NOT NULL
+        );
+        INSERT OR IGNORE INTO rag_stats (id, chunks, terms) VALUES (1, 0, 0);
+        """,
+    )
+    totals = _Totals()
+    for head, body in conn.execute("SELECT head, body FROM rag_chunks_fts"):
+        totals.add(head.split(), body.split())
+    totals.save(conn)
+
+
 # Ordered: MIGRATIONS[i] brings the schema from version i to i + 1. Append, never edit.
-MIGRATIONS: tuple[Callable[[aiosqlite.Connection], Awaitable[None]], ...] = (_v1,)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
 
 
-async def migrate(db: aiosqlite.Connection) -> int:
-    """Apply the missing migrations; returns the schema version."""
-    await db.execute("CREATE TABLE IF NOT EXISTS retrieval_schema_version (version INTEGER)")
-    async with db.execute("SELECT version FROM retrieval_schema_version") as cur:
-        row = await cur.fetchone()
-    version = int(row[0]) if row else 0
-    if row is None:
-        await db.execute("INSERT INTO retrieval_schema_version (version) VALUES (0)")
-    for step in MIGRATIONS[version:]:
-        await step(db)
-        version += 1
-        await db.execute("UPDATE retrieval_schema_version SET version = ?", (version,))
-    await db.commit()
-    return version
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the missing migrations in one transaction; returns the schema version."""
+
+    def body(conn: sqlite3.Connection) -> int:
+        conn.execute("CREATE TABLE IF NOT EXISTS retrieval_schema_version (version INTEGER)")
+        row = conn.execute("SELECT version FROM retrieval_schema_version").fetchone()
+        version = int(row[0]) if row else 0
+        if row is None:
+            conn.execute("INSERT INTO retrieval_schema_version (version) VALUES (0)")
+        for step in MIGRATIONS[version:]:
+            step(conn)
+            version += 1
+            conn.execute("UPDATE retrieval_schema_version SET version = ?", (version,))
+        return version
+
+    return write_transaction(conn, body)
 
 
 def fts_query(terms: list[str]) -> str:
@@ -107,133 +146,369 @@ _DOC_COLUMNS = (
 )
 
 
-class SqliteDocumentStore:
-    """FTS5 + bm25(); one aiosqlite connection, writes serialised by a lock."""
+def _configure(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA cache_size = -32000")  # 32 MB of pages: the FTS index stays warm
 
-    def __init__(self, db: aiosqlite.Connection, *, rerank: bool = True) -> None:
-        self._db = db
-        self._write = asyncio.Lock()
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """What decides whether a re-ingest is a no-op."""
+
+    content_hash: str
+    created_at: float
+    metadata: str  # JSON
+    title: str
+
+    def same_as(self, document: Document) -> bool:
+        return (
+            self.content_hash == document.content_hash
+            and self.title == document.title
+            and json.loads(self.metadata) == document.metadata
+        )
+
+
+def _stored(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, _Stored]:
+    found: dict[str, _Stored] = {}
+    for i in range(0, len(ids), _ID_BATCH):
+        part = ids[i : i + _ID_BATCH]
+        marks = ",".join("?" * len(part))
+        for row in conn.execute(
+            "SELECT id, content_hash, created_at, metadata, title FROM rag_documents"
+            f" WHERE id IN ({marks})",
+            part,
+        ):
+            found[row[0]] = _Stored(row[1], row[2], row[3], row[4])
+    return found
+
+
+Analysed = list[tuple[list[str], list[str]]]  # per chunk: (head terms, body terms)
+
+
+def analyse_chunks(title: str, chunks: Sequence[Chunk]) -> Analysed:
+    """The terms of each chunk; the head (title + heading) is analysed once per heading."""
+    heads: dict[str, list[str]] = {}
+    out: Analysed = []
+    for c in chunks:
+        head = heads.get(c.heading)
+        if head is None:
+            head = heads[c.heading] = analyze(f"{title}\n{c.heading}")
+        out.append((head, analyze(c.text)))
+    return out
+
+
+class _Totals:
+    """Changes to `rag_terms` (chunks per term) and `rag_stats` (chunks, terms) of one write."""
+
+    def __init__(self, sign: int = 1) -> None:
+        self.sign = sign
+        self.df: Counter[str] = Counter()
+        self.chunks = 0
+        self.terms = 0
+
+    def add(self, head: list[str], body: list[str]) -> None:
+        self.df.update(set(head).union(body))
+        self.chunks += 1
+        self.terms += len(head) + len(body)
+
+    def save(self, conn: sqlite3.Connection) -> None:
+        if not self.chunks:
+            return
+        sign = self.sign
+        conn.executemany(
+            "INSERT INTO rag_terms (term, df) VALUES (?, ?)"
+            " ON CONFLICT (term) DO UPDATE SET df = df + excluded.df",
+            [(t, sign * n) for t, n in self.df.items()],
+        )
+        if sign < 0:
+            conn.executemany(
+                "DELETE FROM rag_terms WHERE term = ? AND df <= 0", [(t,) for t in self.df]
+            )
+        conn.execute(
+            "UPDATE rag_stats SET chunks = chunks + ?, terms = terms + ? WHERE id = 1",
+            (sign * self.chunks, sign * self.terms),
+        )
+        self.df.clear()
+        self.chunks = self.terms = 0
+
+
+class _BatchWriter:
+    """Rows of one batch, written with one executemany per table."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM rag_chunks").fetchone()
+        self.seq = int(row[0])
+        self.delete: list[tuple[str]] = []
+        self.documents: list[tuple[Any, ...]] = []
+        self.chunks: list[tuple[Any, ...]] = []
+        self.fts: list[tuple[int, str, str]] = []
+        self.totals = _Totals()
+        self.pending: set[str] = set()
+
+    def add(
+        self,
+        document: Document,
+        chunks: Sequence[Chunk],
+        analysed: Analysed,
+        *,
+        replace: bool,
+        created_at: float,
+        now: float,
+    ) -> None:
+        if document.id in self.pending:  # the same id twice in one batch: write the first
+            self.flush()
+        if replace:
+            self.delete.append((document.id,))
+        self.documents.append(
+            (
+                document.id,
+                document.title,
+                document.source,
+                json.dumps(document.metadata, ensure_ascii=False),
+                document.content_hash,
+                document.char_count,
+                len(chunks),
+                created_at,
+                now,
+            )
+        )
+        for c, (head, body) in zip(chunks, analysed, strict=True):
+            self.seq += 1
+            self.chunks.append(
+                (self.seq, c.id, c.document_id, c.ordinal, c.heading, c.text, c.start, c.end)
+            )
+            self.fts.append((self.seq, " ".join(head), " ".join(body)))
+            self.totals.add(head, body)
+        self.pending.add(document.id)
+
+    def flush(self) -> None:
+        conn = self.conn
+        if self.delete:
+            _delete_rows(conn, self.delete)
+        conn.executemany(
+            f"INSERT INTO rag_documents ({_DOC_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+            self.documents,
+        )
+        conn.executemany(
+            'INSERT INTO rag_chunks (seq, id, document_id, ordinal, heading, text, start, "end")'
+            " VALUES (?,?,?,?,?,?,?,?)",
+            self.chunks,
+        )
+        conn.executemany("INSERT INTO rag_chunks_fts (rowid, head, body) VALUES (?,?,?)", self.fts)
+        self.totals.save(conn)
+        self.delete, self.documents, self.chunks, self.fts = [], [], [], []
+        self.pending.clear()
+
+
+def _delete_rows(conn: sqlite3.Connection, ids: list[tuple[str]]) -> int:
+    removed = _Totals(sign=-1)
+    for (document_id,) in ids:
+        for head, body in conn.execute(
+            "SELECT f.head, f.body FROM rag_chunks c JOIN rag_chunks_fts f ON f.rowid = c.seq"
+            " WHERE c.document_id = ?",
+            (document_id,),
+        ):
+            removed.add(head.split(), body.split())
+    removed.save(conn)
+    conn.executemany(
+        "DELETE FROM rag_chunks_fts WHERE rowid IN"
+        " (SELECT seq FROM rag_chunks WHERE document_id = ?)",
+        ids,
+    )
+    conn.executemany("DELETE FROM rag_chunks WHERE document_id = ?", ids)
+    before = conn.total_changes
+    conn.executemany("DELETE FROM rag_documents WHERE id = ?", ids)
+    return conn.total_changes - before
+
+
+def write_batch(
+    conn: sqlite3.Connection, items: Sequence[tuple[Document, Sequence[Chunk]]]
+) -> list[UpsertStatus]:
+    """Store a batch of documents in one transaction (runs on the writer thread).
+
+    The analysis happens before the write lock is taken, for the documents that an unlocked
+    look says have changed; the decision itself is made again under the lock.
+    """
+    ids = list(dict.fromkeys(d.id for d, _ in items))
+    seen = _stored(conn, ids)
+    analysed: dict[int, Analysed] = {}
+    for i, (document, chunks) in enumerate(items):
+        old = seen.get(document.id)
+        if old is None or not old.same_as(document):
+            analysed[i] = analyse_chunks(document.title, chunks)
+
+    def body(conn: sqlite3.Connection) -> list[UpsertStatus]:
+        now = time.time()
+        stored = _stored(conn, ids)
+        writer = _BatchWriter(conn)
+        statuses: list[UpsertStatus] = []
+        for i, (document, chunks) in enumerate(items):
+            old = stored.get(document.id)
+            if old is not None and old.same_as(document):
+                statuses.append("unchanged")
+                continue
+            created_at = old.created_at if old is not None else (document.created_at or now)
+            terms = analysed.get(i)
+            if terms is None:
+                terms = analyse_chunks(document.title, chunks)
+            writer.add(
+                document, chunks, terms, replace=old is not None, created_at=created_at, now=now
+            )
+            stored[document.id] = _Stored(
+                document.content_hash,
+                created_at,
+                json.dumps(document.metadata, ensure_ascii=False),
+                document.title,
+            )
+            statuses.append("created" if old is None else "updated")
+        writer.flush()
+        return statuses
+
+    return write_transaction(conn, body)
+
+
+_SEARCH_SQL = f"""
+    SELECT c.id, c.document_id, c.heading, c.text, d.title, d.source, d.metadata, f.score,
+           {{terms}}
+    FROM (
+        SELECT rowid, -bm25(rag_chunks_fts, {HEAD_WEIGHT}, {BODY_WEIGHT}) AS score
+        FROM rag_chunks_fts WHERE rag_chunks_fts MATCH ?
+        ORDER BY bm25(rag_chunks_fts, {HEAD_WEIGHT}, {BODY_WEIGHT}) LIMIT ?
+    ) AS f
+    JOIN rag_chunks c ON c.seq = f.rowid
+    JOIN rag_documents d ON d.id = c.document_id
+    {{join}}
+    ORDER BY f.score DESC
+"""
+# the inner query only ranks rowids; texts and analysed terms are read for the winners only
+SEARCH_SQL = _SEARCH_SQL.format(terms="'', ''", join="")
+SEARCH_WITH_TERMS_SQL = _SEARCH_SQL.format(
+    terms="b.head, b.body", join="JOIN rag_chunks_fts b ON b.rowid = f.rowid"
+)
+Row = tuple[Any, ...]  # SEARCH_SQL's columns; [7] is the score
+# bounded search: candidates (rowid and analysed columns only) ...
+_CANDIDATES_SQL = f"""
+    SELECT f.rowid, b.head, b.body FROM (
+        SELECT rowid FROM rag_chunks_fts WHERE rag_chunks_fts MATCH ?
+        ORDER BY bm25(rag_chunks_fts, {HEAD_WEIGHT}, {BODY_WEIGHT}) LIMIT ?
+    ) AS f JOIN rag_chunks_fts b ON b.rowid = f.rowid
+"""
+# ... then the texts of the few that are kept
+_ROWS_SQL = """
+    SELECT c.seq, c.id, c.document_id, c.heading, c.text, d.title, d.source, d.metadata
+    FROM rag_chunks c JOIN rag_documents d ON d.id = c.document_id WHERE c.seq IN ({marks})
+"""
+
+
+def search_rows(
+    conn: sqlite3.Connection, terms: list[str], limit: int, *, with_terms: bool, budget: int
+) -> list[Row]:
+    """The best `limit` rows for `terms`, best first (runs on the reader thread).
+
+    Exhaustive when the terms' postings fit `budget`; else the rare terms select candidates
+    and all terms rescore them (pruning.py).
+    """
+    marks = ",".join("?" * len(terms))
+    df = dict(conn.execute(f"SELECT term, df FROM rag_terms WHERE term IN ({marks})", terms))
+    plan = plan_query(terms, df, budget=budget)
+    if not plan.select:
+        return []
+    if plan.exhaustive:
+        sql = SEARCH_WITH_TERMS_SQL if with_terms else SEARCH_SQL
+        return conn.execute(sql, (fts_query(list(plan.select)), limit)).fetchall()
+    stats = conn.execute("SELECT chunks, terms FROM rag_stats WHERE id = 1").fetchone()
+    n_chunks, n_terms = (int(stats[0]), int(stats[1])) if stats else (0, 0)
+    avg_len = n_terms / n_chunks if n_chunks else 0.0
+    every = plan.select + plan.score_only
+    candidates = [
+        (rescore(every, head, body, df, n_chunks, avg_len), rowid, head, body)
+        for rowid, head, body in conn.execute(
+            _CANDIDATES_SQL, (fts_query(list(plan.select)), max(CANDIDATES, 2 * limit))
+        )
+    ]
+    candidates.sort(key=lambda c: c[0], reverse=True)
+    best = candidates[:limit]
+    if not best:
+        return []
+    marks = ",".join("?" * len(best))
+    found = {r[0]: r[1:] for r in conn.execute(_ROWS_SQL.format(marks=marks), [c[1] for c in best])}
+    return [
+        (*found[rowid], score, head, body) for score, rowid, head, body in best if rowid in found
+    ]
+
+
+class SqliteDocumentStore:
+    """FTS5 + bm25(); a writer and a reader connection, each on its own thread."""
+
+    def __init__(
+        self,
+        writer: SqliteWorker,
+        reader: SqliteWorker,
+        *,
+        rerank: bool = False,
+        postings_budget: int = POSTINGS_BUDGET,
+    ) -> None:
+        self._writer = writer
+        self._reader = reader
         self.rerank = rerank
+        self.postings_budget = postings_budget  # pruning.py; 0 would rank by the rarest term
 
     @classmethod
-    async def open(cls, path: Path | str, *, rerank: bool = True) -> SqliteDocumentStore:
-        if str(path) != ":memory:":
+    async def open(
+        cls, path: Path | str, *, rerank: bool = False, postings_budget: int = POSTINGS_BUDGET
+    ) -> SqliteDocumentStore:
+        memory = str(path) == ":memory:"
+        if not memory:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            db = await aiosqlite.connect(str(path))
+            writer = await SqliteWorker.open(str(path), name="rag-sqlite-writer")
         except sqlite3.Error as e:
             raise BackendUnavailable(
                 f"cannot open the document database {path}: {e}",
                 suggestion="check that the data dir exists and is writable (TOKENRELAY_DATA_DIR)",
             ) from e
         try:
-            await db.execute("PRAGMA busy_timeout = 5000")
-            await db.execute("PRAGMA journal_mode = WAL")
-            await db.execute("PRAGMA synchronous = NORMAL")
-            await migrate(db)
+            await writer.run(_configure)
+            await writer.run(migrate)
+            reader = writer
+            if not memory:
+                reader = await SqliteWorker.open(str(path), name="rag-sqlite-reader")
+                await reader.run(_configure)
         except sqlite3.OperationalError as e:
-            await db.close()
+            await writer.close()
             if "fts5" in str(e).lower():
                 raise BackendUnavailable(
                     "this Python's sqlite3 has no FTS5",
                     suggestion="use a Python build with FTS5 or set TOKENRELAY_DATABASE_URL",
                 ) from e
             raise
-        return cls(db, rerank=rerank)
+        return cls(writer, reader, rerank=rerank, postings_budget=postings_budget)
 
     async def upsert(self, document: Document, chunks: list[Chunk]) -> UpsertStatus:
-        now = time.time()
-        async with self._write:
-            async with self._db.execute(
-                "SELECT content_hash, created_at, metadata, title FROM rag_documents WHERE id = ?",
-                (document.id,),
-            ) as cur:
-                old = await cur.fetchone()
-            if (
-                old is not None
-                and old[0] == document.content_hash
-                and json.loads(old[2]) == document.metadata
-                and old[3] == document.title
-            ):
-                return "unchanged"
-            created_at = old[1] if old is not None else (document.created_at or now)
-            try:
-                if old is not None:
-                    await self._delete_rows(document.id)
-                await self._db.execute(
-                    f"INSERT INTO rag_documents ({_DOC_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                    (
-                        document.id,
-                        document.title,
-                        document.source,
-                        json.dumps(document.metadata, ensure_ascii=False),
-                        document.content_hash,
-                        document.char_count,
-                        len(chunks),
-                        created_at,
-                        now,
-                    ),
-                )
-                await self._insert_chunks(document.title, chunks)
-                await self._db.commit()
-            except BaseException:
-                await self._db.rollback()
-                raise
-        return "created" if old is None else "updated"
+        return (await self.upsert_many([(document, chunks)]))[0]
 
-    async def _insert_chunks(self, title: str, chunks: list[Chunk]) -> None:
-        if not chunks:
-            return
-        async with self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM rag_chunks") as cur:
-            row = await cur.fetchone()
-        base = int(row[0]) if row else 0
-        rows = [
-            (base + i + 1, c.id, c.document_id, c.ordinal, c.heading, c.text, c.start, c.end)
-            for i, c in enumerate(chunks)
-        ]
-        fts_rows = [
-            (base + i + 1, index_text(f"{title}\n{c.heading}"), index_text(c.text))
-            for i, c in enumerate(chunks)
-        ]
-        await self._db.executemany(
-            'INSERT INTO rag_chunks (seq, id, document_id, ordinal, heading, text, start, "end")'
-            " VALUES (?,?,?,?,?,?,?,?)",
-            rows,
-        )
-        await self._db.executemany(
-            "INSERT INTO rag_chunks_fts (rowid, head, body) VALUES (?,?,?)", fts_rows
-        )
-
-    async def _delete_rows(self, document_id: str) -> int:
-        await self._db.execute(
-            "DELETE FROM rag_chunks_fts WHERE rowid IN"
-            " (SELECT seq FROM rag_chunks WHERE document_id = ?)",
-            (document_id,),
-        )
-        await self._db.execute("DELETE FROM rag_chunks WHERE document_id = ?", (document_id,))
-        cur = await self._db.execute("DELETE FROM rag_documents WHERE id = ?", (document_id,))
-        deleted = cur.rowcount
-        await cur.close()
-        return deleted
+    async def upsert_many(
+        self, items: Sequence[tuple[Document, Sequence[Chunk]]]
+    ) -> list[UpsertStatus]:
+        """Many documents in one transaction and one thread hop; statuses in the same order."""
+        if not items:
+            return []
+        return await self._writer.run(lambda conn: write_batch(conn, items))
 
     async def search(self, query: str, top_k: int = 5, min_score: float = 0.0) -> list[SearchHit]:
         terms = query_terms(query)
         if not terms or top_k <= 0:
             return []
-        limit = candidate_count(top_k) if self.rerank else top_k
-        sql = f"""
-            SELECT c.id, c.document_id, c.heading, c.text, d.title, d.source, d.metadata, f.score
-            FROM (
-                SELECT rowid, -bm25(rag_chunks_fts, {HEAD_WEIGHT}, {BODY_WEIGHT}) AS score
-                FROM rag_chunks_fts WHERE rag_chunks_fts MATCH ?
-                ORDER BY bm25(rag_chunks_fts, {HEAD_WEIGHT}, {BODY_WEIGHT}) LIMIT ?
-            ) AS f
-            JOIN rag_chunks c ON c.seq = f.rowid
-            JOIN rag_documents d ON d.id = c.document_id
-            ORDER BY f.score DESC
-        """
-        async with self._db.execute(sql, (fts_query(terms), limit)) as cur:
-            rows = await cur.fetchall()
+        terms = terms[:MAX_QUERY_TERMS]
+        rerank = self.rerank
+        limit = candidate_count(top_k) if rerank else top_k
+        budget = self.postings_budget
+        rows = await self._reader.run(
+            lambda conn: search_rows(conn, terms, limit, with_terms=rerank, budget=budget)
+        )
         candidates = [
             SearchHit(
                 id=r[0],
@@ -247,46 +522,61 @@ class SqliteDocumentStore:
             )
             for r in rows
         ]
-        return finalize(terms, candidates, top_k=top_k, min_score=min_score, use_rerank=self.rerank)
+        chunk_terms = [heading_terms(r[2]) + tuple(r[9].split()) for r in rows] if rerank else None
+        return finalize(
+            terms,
+            candidates,
+            top_k=top_k,
+            min_score=min_score,
+            use_rerank=rerank,
+            chunk_terms=chunk_terms,
+        )
 
     async def list_documents(self, limit: int = 100, offset: int = 0) -> list[Document]:
-        async with self._db.execute(
-            f"SELECT {_DOC_COLUMNS} FROM rag_documents ORDER BY created_at, id LIMIT ? OFFSET ?",
-            (limit, offset),
-        ) as cur:
-            return [_document(r) for r in await cur.fetchall()]
+        rows = await self._reader.run(
+            lambda conn: conn.execute(
+                f"SELECT {_DOC_COLUMNS} FROM rag_documents ORDER BY created_at, id"
+                " LIMIT ? OFFSET ?",
+                (limit, offset),
+            ).fetchall()
+        )
+        return [_document(r) for r in rows]
 
     async def get_document(self, document_id: str) -> Document | None:
-        async with self._db.execute(
-            f"SELECT {_DOC_COLUMNS} FROM rag_documents WHERE id = ?", (document_id,)
-        ) as cur:
-            row = await cur.fetchone()
+        row = await self._reader.run(
+            lambda conn: conn.execute(
+                f"SELECT {_DOC_COLUMNS} FROM rag_documents WHERE id = ?", (document_id,)
+            ).fetchone()
+        )
         return _document(row) if row is not None else None
 
     async def get_chunks(self, document_id: str) -> list[Chunk]:
-        async with self._db.execute(
-            'SELECT id, document_id, ordinal, text, heading, start, "end" FROM rag_chunks'
-            " WHERE document_id = ? ORDER BY ordinal",
-            (document_id,),
-        ) as cur:
-            return [Chunk(*r) for r in await cur.fetchall()]
+        rows = await self._reader.run(
+            lambda conn: conn.execute(
+                'SELECT id, document_id, ordinal, text, heading, start, "end" FROM rag_chunks'
+                " WHERE document_id = ? ORDER BY ordinal",
+                (document_id,),
+            ).fetchall()
+        )
+        return [Chunk(*r) for r in rows]
 
     async def delete_document(self, document_id: str) -> bool:
-        async with self._write:
-            try:
-                deleted = await self._delete_rows(document_id)
-                await self._db.commit()
-            except BaseException:
-                await self._db.rollback()
-                raise
+        deleted = await self._writer.run(
+            lambda conn: write_transaction(conn, lambda c: _delete_rows(c, [(document_id,)]))
+        )
         return deleted > 0
 
     async def count(self) -> tuple[int, int]:
-        async with self._db.execute(
-            "SELECT (SELECT COUNT(*) FROM rag_documents), (SELECT COUNT(*) FROM rag_chunks)"
-        ) as cur:
-            row = await cur.fetchone()
+        row = await self._reader.run(
+            lambda conn: conn.execute(
+                "SELECT (SELECT COUNT(*) FROM rag_documents), (SELECT COUNT(*) FROM rag_chunks)"
+            ).fetchone()
+        )
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
     async def close(self) -> None:
-        await self._db.close()
+        try:
+            if self._reader is not self._writer:
+                await self._reader.close()
+        finally:
+            await self._writer.close()
