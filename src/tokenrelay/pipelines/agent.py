@@ -131,7 +131,11 @@ async def stream_round(
     events = with_idle_timeout(provider.stream(request), settings.idle_timeout_s)
     if settings.coalesce_ms > 0:
         events = coalesce_text(events, settings.coalesce_ms / 1000.0)
+    asked = time.monotonic()
     async for event in events:
+        if asked:  # provider latency: request sent → its first event of this round
+            metrics.observe_provider_first_event(provider.name, time.monotonic() - asked)
+            asked = 0.0
         answer.add(event)
         if isinstance(event, TextDelta) and event.text:
             now = time.monotonic()

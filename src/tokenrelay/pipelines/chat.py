@@ -188,6 +188,10 @@ async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any
                 _finish(services, start, recorder, answer, status, meta, retrieved, setup)
             )
         services.metrics.tokens.labels(provider.name).inc(answer.completion_tokens)
+        if timing.ttft is not None:  # tokens/s from the first token to the end
+            since_first = time.monotonic() - timing.started - timing.ttft
+            tokens = answer.completion_tokens
+            services.metrics.observe_generation(provider.name, tokens, since_first)
         services.metrics.stream_duration.labels(provider.name).observe(
             time.monotonic() - timing.started
         )
