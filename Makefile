@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup serve test lint typecheck pytest bench clean
+.PHONY: setup serve test lint typecheck pytest browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,13 +29,19 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-pytest: setup
+browser:
+	bash scripts/install-browser.sh
+
+pytest: setup browser
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
 
+# the relay comparison (tokenrelay vs naive FastAPI vs sse-starlette vs a bare asyncio floor),
+# well under 10 minutes; writes docs/benchmarks.md and docs/img/relay-p99-gap.png
 bench: setup
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench.relay.run
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

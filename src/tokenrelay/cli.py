@@ -54,7 +54,7 @@ def serve(
 ) -> None:
     """Run the server (defaults: 127.0.0.1:8000, the bundled local model, SQLite)."""
     from tokenrelay.config import Settings
-    from tokenrelay.logs import configure_logging
+    from tokenrelay.logs import configure_logging, secrets_of
     from tokenrelay.server.serve import run
 
     given: dict[str, Any] = {
@@ -66,7 +66,7 @@ def serve(
         "openai_base_url": base_url,
     }
     settings = Settings(**{k: v for k, v in given.items() if v is not None})
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, secrets=secrets_of(settings))
     err.print(
         f"tokenrelay on http://{settings.host}:{settings.port} "
         f"(provider {settings.provider}, data in {settings.data_dir})"

@@ -15,12 +15,6 @@ LONE_SURROGATE = pytest.param(
     "lone surrogate escape",
     b'{"message": "\\ud800"}',
     "VALIDATION_ERROR",
-    marks=pytest.mark.xfail(
-        strict=True,
-        reason="lead: the stdlib JSON parser accepts \\ud800; check_message (server/deps.py) "
-        "must refuse text that cannot be encoded as UTF-8, else the stream fails later with "
-        "INTERNAL_ERROR. Remove this mark with the fix.",
-    ),
     id="lone surrogate escape",
 )
 
@@ -164,27 +158,7 @@ async def test_prompt_text_cannot_inject_sse_fields(live_server, prompt: str) ->
     assert prompt in text
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        pytest.param(
-            "/api/sessions",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="found by schemathesis; lead: bound offset in routes/sessions.py "
-                "(Query(ge=0, le=...)); remove this mark with the fix",
-            ),
-        ),
-        pytest.param(
-            "/api/documents",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="found by schemathesis; documents owner: bound offset in "
-                "routes/documents.py; remove this mark with the fix",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("path", ["/api/sessions", "/api/documents"])  # found by schemathesis
 async def test_huge_offsets_are_a_422_not_a_crash(live_server, path: str) -> None:
     async with live_server() as srv, httpx.AsyncClient(base_url=srv.url) as client:
         response = await client.get(path, params={"offset": str(10**20)})

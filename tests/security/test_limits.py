@@ -4,7 +4,6 @@ body size. All before the stream starts, with our JSON shape and Retry-After."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -216,16 +215,6 @@ async def test_open_streams_cap_gives_503_and_spares_running_streams(live_server
     assert after.status_code == 200
 
 
-def _routes_take_stream_slots() -> bool:
-    from tokenrelay.server.routes import chat
-
-    return "limited_pipeline" in inspect.getsource(chat)
-
-
-@pytest.mark.skipif(
-    not _routes_take_stream_slots(),
-    reason="lead: wrap the pipeline with limited_pipeline(...) in routes/chat.py _start",
-)
 async def test_running_streams_per_key(live_server) -> None:
     async with (
         live_server(api_keys=KEYS, max_streams_per_client=1, disconnect_grace_s=30) as srv,

@@ -176,6 +176,7 @@ async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any
         status = "complete"
     except (asyncio.CancelledError, GeneratorExit):
         status = "interrupted"
+        services.runner.generation_stopped(turn.stream_id)
         raise
     except BaseException as exc:
         code = str(getattr(getattr(exc, "code", None), "value", "INTERNAL_ERROR"))

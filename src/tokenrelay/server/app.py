@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 from collections.abc import AsyncIterator
@@ -98,8 +99,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         app.state.documents = services.documents
         try:
-            # build the default provider now, so a bad configuration fails at start with its fix
-            services.providers.get(settings.provider)
+            # build the default provider now, so a bad configuration fails at start with its
+            # fix; a local model is loaded now too, off the loop, not on the first request
+            provider = services.providers.get(settings.provider)
+            load = getattr(provider, "load", None)
+            if load is not None:
+                await asyncio.to_thread(load)
             yield
         finally:
             await services.aclose()

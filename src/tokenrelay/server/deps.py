@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import Request
 
@@ -38,6 +40,13 @@ def owner_of(request: Request) -> str | None:
 
 
 def check_message(text: str, max_chars: int) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            "message holds text that is not valid Unicode (a lone surrogate such as \\ud800)",
+            suggestion="send the message as valid UTF-8; escape pairs must be complete",
+        ) from exc
     if not text.strip():
         raise ValidationError(
             "message is empty", suggestion="send a message with at least one visible character"
@@ -55,14 +64,6 @@ async def prepare_turn(
 ) -> ChatTurn:
     """Validate everything that can be checked before the stream starts (→ plain HTTP errors)."""
     settings = services.settings
-    if not services.runner.accepting:
-        raise TokenRelayError(
-            "this server is shutting down and takes no new streams",
-            suggestion="retry: another replica will answer",
-            code=ErrorCode.BACKEND_UNAVAILABLE,
-            retryable=True,
-            retry_after_s=1,
-        )
     message = check_message(body.message, settings.max_message_chars)
     options = body.options
     provider = options.provider or settings.provider
@@ -124,3 +125,40 @@ def resume_position(request: Request, stream_id: str | None = None) -> tuple[str
             suggestion=f"resume stream {stream_id} with one of its own event ids",
         )
     return sid, seq
+
+
+async def start_stream(
+    request: Request,
+    stream_id: str,
+    pipeline: AsyncIterator[Any],
+    *,
+    owner: str | None,
+    session_id: str | None = None,
+) -> None:
+    """Start a pipeline on the runner, within the caller's running-stream limit.
+
+    Every route that starts a stream goes through here, so the limit (429 before the stream
+    starts) and its release (however the stream ends) are the same for all of them.
+    """
+    from tokenrelay.server.limits import limited_pipeline
+
+    services = get_services(request)
+    if not services.runner.accepting:
+        close = getattr(pipeline, "aclose", None)
+        if close is not None:
+            await close()
+        raise TokenRelayError(
+            "this server is shutting down and takes no new streams",
+            suggestion="retry: another replica will answer",
+            code=ErrorCode.BACKEND_UNAVAILABLE,
+            retryable=True,
+            retry_after_s=1,
+        )
+    guarded = await limited_pipeline(request, pipeline)
+    try:
+        await services.runner.start(stream_id, guarded, owner=owner, session_id=session_id)
+    except BaseException:
+        close = getattr(guarded, "aclose", None)
+        if close is not None:
+            await close()
+        raise

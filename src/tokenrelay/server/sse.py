@@ -27,7 +27,6 @@ from tokenrelay.errors import StreamNotFound
 from tokenrelay.events import PING_FRAME, encode_sse
 from tokenrelay.services import Services
 
-
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 

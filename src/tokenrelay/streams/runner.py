@@ -22,6 +22,7 @@ from tokenrelay.errors import (
     internal_error,
 )
 from tokenrelay.events import TERMINAL_TYPES, ErrorEvent
+from tokenrelay.logs import log_stream_finished
 from tokenrelay.metrics import Metrics
 from tokenrelay.streams.log import StreamLog
 
@@ -51,6 +52,8 @@ class _Running:
     grace: asyncio.TimerHandle | None = None
     cancel_reason: str | None = None
     cancel_at: float = 0.0
+    observed: bool = False  # cancel latency recorded
+    owner: str | None = None
 
 
 class StreamRunner:
@@ -89,7 +92,7 @@ class StreamRunner:
     ) -> None:
         await self._log.create(stream_id, owner=owner, session_id=session_id)
         task = asyncio.create_task(self._run(stream_id, pipeline), name=f"stream-{stream_id}")
-        self._running[stream_id] = _Running(task)
+        self._running[stream_id] = _Running(task, owner=owner)
         self._metrics.active_streams.inc()
 
     def attach(self, stream_id: str) -> None:
@@ -185,16 +188,28 @@ class StreamRunner:
         if self._drain_timer is not None:
             self._drain_timer.cancel()
 
+    def generation_stopped(self, stream_id: str) -> None:
+        """The pipeline says its provider has stopped after a cancel: that is the latency that
+        counts (persisting the partial answer comes after)."""
+        running = self._running.get(stream_id)
+        if running is not None and running.cancel_reason is not None and not running.observed:
+            running.observed = True
+            self._metrics.cancel_latency.observe(time.monotonic() - running.cancel_at)
+
     async def _run(self, stream_id: str, pipeline: AsyncIterator[Any]) -> None:
-        terminal = False
+        started = time.monotonic()
+        meta: Any = None
+        last: Any = None
         failure: TokenRelayError | None = None
         try:
             try:
                 async with asyncio.timeout(self._deadline_s):
                     async for event in pipeline:
                         await self._log.append(stream_id, event)
-                        if event.type in TERMINAL_TYPES:
-                            terminal = True
+                        if event.type == "metadata":
+                            meta = event
+                        elif event.type in TERMINAL_TYPES:
+                            last = event
                             break
             finally:
                 close = getattr(pipeline, "aclose", None)
@@ -211,8 +226,7 @@ class StreamRunner:
             if reason is None:  # cancelled from outside the runner: the loop is going away
                 reason = "shutdown"
             failure = CANCEL_REASONS[reason]
-            if running is not None:
-                self._metrics.cancel_latency.observe(time.monotonic() - running.cancel_at)
+            self.generation_stopped(stream_id)
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
@@ -222,11 +236,38 @@ class StreamRunner:
             logger.exception("stream %s failed", stream_id)
             failure = internal_error(exc)
         finally:
-            self._running.pop(stream_id, None)
+            running = self._running.pop(stream_id, None)
             self._metrics.active_streams.dec()
-        if not terminal:
+        if last is None:
             failure = failure or internal_error(RuntimeError("pipeline ended without done"))
             self._metrics.streams.labels("error", failure.code.value).inc()
-            await self._log.append(stream_id, ErrorEvent.from_error(failure))
+            last = ErrorEvent.from_error(failure)
+            await self._log.append(stream_id, last)
         else:
-            self._metrics.streams.labels("done", "").inc()
+            self._metrics.streams.labels(last.type, getattr(last, "code", "")).inc()
+        _log_finished(stream_id, meta, last, time.monotonic() - started, running)
+
+
+def _log_finished(
+    stream_id: str, meta: Any, last: Any, duration_s: float, running: _Running | None
+) -> None:
+    """One structured log line per finished stream (no message contents, no keys)."""
+    usage = getattr(last, "usage", None)
+    code = getattr(last, "code", None)
+    outcome = "done" if last.type == "done" else ("cancelled" if code == "CANCELLED" else "error")
+    if code == "TIMEOUT":
+        outcome = "timeout"
+    log_stream_finished(
+        trace_id=getattr(meta, "trace_id", ""),
+        stream_id=stream_id,
+        session_id=getattr(meta, "session_id", None) or None,
+        owner=running.owner if running else None,
+        provider=getattr(meta, "provider", ""),
+        model=getattr(meta, "model", None),
+        outcome=outcome,
+        error_code=code,
+        prompt_tokens=getattr(usage, "prompt_tokens", 0),
+        completion_tokens=getattr(usage, "completion_tokens", 0),
+        ttft_s=getattr(last, "ttft_s", None),
+        duration_s=duration_s,
+    )

@@ -15,6 +15,7 @@ from tokenrelay.server.deps import (
     owner_of,
     prepare_turn,
     resume_position,
+    start_stream,
     trace_id_for,
 )
 from tokenrelay.server.schemas import ID_PATTERN, ChatOptions, ChatRequest
@@ -28,7 +29,8 @@ router = APIRouter(tags=["chat"])
 async def _start(services: Services, body: ChatRequest, request: Request) -> tuple[str, str]:
     trace_id = trace_id_for(request)
     turn = await prepare_turn(services, body, trace_id=trace_id, owner=owner_of(request))
-    await services.runner.start(
+    await start_stream(
+        request,
         turn.stream_id,
         chat_pipeline(services, turn),
         owner=turn.owner,

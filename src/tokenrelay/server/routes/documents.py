@@ -182,7 +182,7 @@ async def create_document(
 @router.get("")
 async def list_documents(
     limit: int = Query(default=100, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=1_000_000_000),
     store: DocumentStore = Depends(get_store),
 ) -> dict[str, Any]:
     docs = await store.list_documents(limit=limit, offset=offset)

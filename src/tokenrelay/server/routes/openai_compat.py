@@ -26,7 +26,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from tokenrelay.errors import ErrorCode, TokenRelayError, internal_error
 from tokenrelay.pipelines.chat import ChatTurn, chat_pipeline
-from tokenrelay.server.deps import get_services, owner_of, trace_id_for
+from tokenrelay.server.deps import get_services, owner_of, start_stream, trace_id_for
 from tokenrelay.server.openai_format import (
     DONE_FRAME,
     ChatCompletionRequest,
@@ -181,9 +181,7 @@ def _ping() -> ServerSentEvent:
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     services = get_services(request)
     turn = _turn(services, body, request)
-    await services.runner.start(
-        turn.stream_id, chat_pipeline(services, turn), owner=turn.owner, session_id=None
-    )
+    await start_stream(request, turn.stream_id, chat_pipeline(services, turn), owner=turn.owner)
     created = int(time.time())
     trace = {"X-Trace-ID": turn.trace_id}
     if body.stream:

@@ -9,10 +9,10 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from tokenrelay.errors import ErrorCode, TokenRelayError, http_status_for
+from tokenrelay.errors import ErrorCode, http_status_for
 from tokenrelay.pipelines.planner import PlanJob, planner_pipeline
 from tokenrelay.planner.models import PlanRequest, check_dates
-from tokenrelay.server.deps import get_services, owner_of, trace_id_for
+from tokenrelay.server.deps import get_services, owner_of, start_stream, trace_id_for
 from tokenrelay.server.sse import stream_response
 from tokenrelay.services import Services
 
@@ -21,14 +21,6 @@ router = APIRouter(tags=["plans"])
 
 async def _start(services: Services, body: PlanRequest, request: Request) -> tuple[str, str]:
     """Validate (→ plain 422s) and start the workflow; returns (stream_id, trace_id)."""
-    if not services.runner.accepting:
-        raise TokenRelayError(
-            "this server is shutting down and takes no new streams",
-            suggestion="retry: another replica will answer",
-            code=ErrorCode.BACKEND_UNAVAILABLE,
-            retryable=True,
-            retry_after_s=1,
-        )
     check_dates(body.start_date, body.end_date)
     settings = services.settings
     provider = body.options.provider or settings.planner_provider or settings.provider
@@ -42,7 +34,7 @@ async def _start(services: Services, body: PlanRequest, request: Request) -> tup
         provider=provider,
         owner=owner,
     )
-    await services.runner.start(job.stream_id, planner_pipeline(services, job), owner=owner)
+    await start_stream(request, job.stream_id, planner_pipeline(services, job), owner=owner)
     return job.stream_id, trace_id
 
 

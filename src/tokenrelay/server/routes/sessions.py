@@ -25,7 +25,7 @@ def _missing(session_id: str) -> SessionNotFound:
 async def list_sessions(
     request: Request,
     limit: int = Query(default=50, ge=1, le=500),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=1_000_000_000),
 ) -> dict[str, Any]:
     services = get_services(request)
     sessions = await services.sessions.list_sessions(
