@@ -435,6 +435,61 @@ def sessions_delete(
     err.print(f"deleted {session_id}")
 
 
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="files (.txt .md .html .pdf) and folders")],
+    data_dir: Annotated[
+        Path | None, typer.Option(help="the server's data dir [TOKENRELAY_DATA_DIR]")
+    ] = None,
+    owner: Annotated[
+        str | None,
+        typer.Option(help="the API key's owner id the documents belong to (when keys are on)"),
+    ] = None,
+    meta: Annotated[
+        list[str] | None, typer.Option(help="metadata for every document, key=value; repeatable")
+    ] = None,
+) -> None:
+    """Load documents into the store the server searches (SQLite, or TOKENRELAY_DATABASE_URL)."""
+    import asyncio
+
+    from tokenrelay.config import Settings
+    from tokenrelay.retrieval.factory import open_document_store
+    from tokenrelay.retrieval.ingest import ingest_paths
+    from tokenrelay.retrieval.owned import scoped_store
+
+    metadata: dict[str, Any] = {}
+    for item in meta or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            err.print(f"[red]--meta {item!r}[/red]: expected key=value")
+            raise typer.Exit(2)
+        metadata[key] = value
+    settings = Settings(data_dir=data_dir) if data_dir else Settings()
+
+    async def run() -> Any:
+        store = await open_document_store(settings)
+        try:
+            return await ingest_paths(
+                scoped_store(store, owner),
+                paths,
+                metadata or None,
+                chunk_chars=settings.rag_chunk_chars,
+                chunk_overlap=settings.rag_chunk_overlap,
+            )
+        finally:
+            await store.close()
+
+    report = asyncio.run(run())
+    counts = report.counts()
+    err.print(
+        f"{counts['created']} created, {counts['updated']} updated, "
+        f"{counts['unchanged']} unchanged, {counts['skipped']} skipped; "
+        f"{report.chunks} chunks, {report.bytes_read / 1e6:.2f} MB"
+    )
+    for path, reason in report.skipped:
+        err.print(f"[yellow]skipped[/yellow] {path}: {reason}")
+
+
 def main() -> None:
     app()
 
