@@ -132,6 +132,7 @@ async def stream_round(
     if settings.coalesce_ms > 0:
         events = coalesce_text(events, settings.coalesce_ms / 1000.0)
     asked = time.monotonic()
+    gap_metric = metrics.token_gap.labels(provider.name)  # once per round, not per token
     async for event in events:
         if asked:  # provider latency: request sent → its first event of this round
             metrics.observe_provider_first_event(provider.name, time.monotonic() - asked)
@@ -143,7 +144,7 @@ async def stream_round(
                 timing.ttft = now - timing.started
                 metrics.ttft.labels(provider.name).observe(timing.ttft)
             else:
-                metrics.token_gap.labels(provider.name).observe(now - timing.last_token)
+                gap_metric.observe(now - timing.last_token)
             timing.last_token = now
             yield TokenEvent(content=event.text, index=answer.chunks - 1)
         elif isinstance(event, ToolCallPart):
