@@ -108,3 +108,22 @@ async def test_migration_backfills_term_counts(tmp_path: Path) -> None:
         assert (await store.search("museum", top_k=1))[0].title == "Museum"
     finally:
         await store.close()
+
+
+async def test_postgres_term_counts_follow_batches(store: DocumentStore) -> None:
+    from tokenrelay.retrieval.postgres import PostgresDocumentStore
+
+    if not isinstance(store, PostgresDocumentStore):
+        return  # SQLite: test_term_counts_follow_updates_and_deletes
+    palace = prepare_text(PALACE, "궁궐", "palace.md")
+    edited = prepare_text(PALACE + "\n## 광화문\n\n수문장 교대식\n", "궁궐", "palace.md")
+    await store_prepared(store, [palace, prepare_text(MUSEUM, "Museum"), edited])
+    await store.delete_document(prepare_text(MUSEUM, "Museum").document.id)
+    async with store._pool.acquire() as conn:
+        expected: Counter[str] = Counter()
+        for r in await conn.fetch("SELECT head_terms, body_terms FROM rag_chunks"):
+            expected.update(set(r["head_terms"]) | set(r["body_terms"]))
+        stored = {r["term"]: r["df"] for r in await conn.fetch("SELECT term, df FROM rag_terms")}
+        stats = await conn.fetchrow("SELECT chunks FROM rag_stats")
+    assert {t: n for t, n in stored.items() if n} == dict(expected)
+    assert stats["chunks"] == len(edited.chunks)

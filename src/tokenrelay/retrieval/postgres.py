@@ -11,7 +11,9 @@ Tables live in one schema (default `public`), all prefixed `rag_`, versioned by
   chunks (a typo, a spelling the analyser does not know), trigram word similarity fills in.
 
 Search: the 200 best full-text matches by ts_rank are rescored with FTS5-compatible BM25
-(bm25.py), then reranked like the SQLite store (rerank.py).
+(bm25.py), then reranked like the SQLite store (rerank.py). As in SQLite, only the rarest
+query terms (within `pruning.POSTINGS_BUDGET` postings, by `rag_terms`) select the matches;
+the frequent ones only take part in the rescoring.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tokenrelay.errors import BackendUnavailable
 from tokenrelay.retrieval.analysis import analyze, heading_terms, query_terms
 from tokenrelay.retrieval.base import Chunk, Document, SearchHit, UpsertStatus
 from tokenrelay.retrieval.bm25 import bm25
+from tokenrelay.retrieval.pruning import POSTINGS_BUDGET, plan_query
 from tokenrelay.retrieval.rerank import candidate_count, finalize, hit_terms
 
 # asyncpg ships no type information; these aliases document what is meant
@@ -141,11 +144,43 @@ _DOC_COLUMNS = (
 )
 
 
+class _StatsDelta:
+    """Changes to rag_terms and rag_stats of one transaction, written once at its end."""
+
+    def __init__(self) -> None:
+        self.df: Counter[str] = Counter()
+        self.chunks = 0
+        self.terms = 0
+
+    def add(self, head: Sequence[str], body: Sequence[str], sign: int) -> None:
+        for term in set(head).union(body):
+            self.df[term] += sign
+        self.chunks += sign
+        self.terms += sign * (len(head) + len(body))
+
+    async def save(self, conn: Connection) -> None:
+        terms = sorted(t for t, n in self.df.items() if n)  # one lock order: no deadlocks
+        if terms:
+            await conn.execute(
+                "INSERT INTO rag_terms (term, df) SELECT * FROM unnest($1::text[], $2::int[])"
+                " ON CONFLICT (term) DO UPDATE SET df = rag_terms.df + excluded.df",
+                terms,
+                [self.df[t] for t in terms],
+            )
+        if self.chunks or self.terms:
+            await conn.execute(
+                "UPDATE rag_stats SET chunks = chunks + $1, terms = terms + $2 WHERE id = 1",
+                self.chunks,
+                self.terms,
+            )
+
+
 class PostgresDocumentStore:
     def __init__(self, pool: Pool, *, rerank: bool = False, schema: str = "public") -> None:
         self._pool = pool
         self.rerank = rerank
         self.schema = schema
+        self.postings_budget = POSTINGS_BUDGET  # pruning.py
 
     @classmethod
     async def open(
@@ -189,11 +224,14 @@ class PostgresDocumentStore:
         """Many documents in one transaction on one connection; statuses in the same order."""
         if not items:
             return []
+        stats = _StatsDelta()
         async with self._pool.acquire() as conn, conn.transaction():
-            return [await self._upsert(conn, d, c) for d, c in items]
+            statuses = [await self._upsert(conn, d, c, stats) for d, c in items]
+            await stats.save(conn)
+        return statuses
 
     async def _upsert(
-        self, conn: Connection, document: Document, chunks: Sequence[Chunk]
+        self, conn: Connection, document: Document, chunks: Sequence[Chunk], stats: _StatsDelta
     ) -> UpsertStatus:
         old = await conn.fetchrow(
             "SELECT content_hash, created_at, metadata, title FROM rag_documents"
@@ -215,7 +253,7 @@ class PostgresDocumentStore:
             if head is None:
                 head = heads[c.heading] = analyze(f"{document.title}\n{c.heading}")
             analysed.append((head, analyze(c.text)))
-        await self._delete_rows(conn, document.id)
+        await self._delete_rows(conn, document.id, stats)
         await conn.execute(
             f"INSERT INTO rag_documents ({_DOC_COLUMNS})"
             " VALUES ($1, $2, $3, $4, $5, $6, $7,"
@@ -239,39 +277,17 @@ class PostgresDocumentStore:
                 for c, (h, b) in zip(chunks, analysed, strict=True)
             ],
         )
-        await self._add_stats(conn, analysed, sign=1)
+        for head, body in analysed:
+            stats.add(head, body, 1)
         return "created" if old is None else "updated"
 
-    @staticmethod
-    async def _add_stats(
-        conn: Connection, analysed: list[tuple[list[str], list[str]]], *, sign: int
-    ) -> None:
-        if not analysed:
-            return
-        df: Counter[str] = Counter()
-        total = 0
-        for head, body in analysed:
-            df.update(set(head) | set(body))
-            total += len(head) + len(body)
-        terms = sorted(df)  # one lock order for every writer: no deadlocks between upserts
-        await conn.execute(
-            "INSERT INTO rag_terms (term, df) SELECT * FROM unnest($1::text[], $2::int[])"
-            " ON CONFLICT (term) DO UPDATE SET df = rag_terms.df + excluded.df",
-            terms,
-            [sign * df[t] for t in terms],
-        )
-        await conn.execute(
-            "UPDATE rag_stats SET chunks = chunks + $1, terms = terms + $2 WHERE id = 1",
-            sign * len(analysed),
-            sign * total,
-        )
-
-    async def _delete_rows(self, conn: Connection, document_id: str) -> bool:
+    async def _delete_rows(self, conn: Connection, document_id: str, stats: _StatsDelta) -> bool:
         rows = await conn.fetch(
             "DELETE FROM rag_chunks WHERE document_id = $1 RETURNING head_terms, body_terms",
             document_id,
         )
-        await self._add_stats(conn, [(r["head_terms"], r["body_terms"]) for r in rows], sign=-1)
+        for r in rows:
+            stats.add(r["head_terms"], r["body_terms"], -1)
         status = await conn.execute("DELETE FROM rag_documents WHERE id = $1", document_id)
         return bool(status.endswith(" 1"))
 
@@ -284,18 +300,23 @@ class PostgresDocumentStore:
             df_rows = await conn.fetch(
                 "SELECT term, df FROM rag_terms WHERE term = ANY($1::text[])", terms
             )
-            rows = await conn.fetch(
-                """
-                SELECT c.id, c.document_id, c.heading, c.text, c.head_terms, c.body_terms,
-                       d.title, d.source, d.metadata
-                FROM rag_chunks c JOIN rag_documents d ON d.id = c.document_id
-                WHERE c.tsv @@ $1::tsquery
-                ORDER BY ts_rank(c.tsv, $1::tsquery) DESC, c.seq
-                LIMIT $2
-                """,
-                _tsquery(terms),
-                CANDIDATES,
-            )
+            df = {r["term"]: int(r["df"]) for r in df_rows}
+            # frequent terms only rescore (pruning.py): ts_rank ranks a bounded set of rows
+            plan = plan_query(terms, df, budget=self.postings_budget)
+            rows = []
+            if plan.select:
+                rows = await conn.fetch(
+                    """
+                    SELECT c.id, c.document_id, c.heading, c.text, c.head_terms, c.body_terms,
+                           d.title, d.source, d.metadata
+                    FROM rag_chunks c JOIN rag_documents d ON d.id = c.document_id
+                    WHERE c.tsv @@ $1::tsquery
+                    ORDER BY ts_rank(c.tsv, $1::tsquery) DESC, c.seq
+                    LIMIT $2
+                    """,
+                    _tsquery(list(plan.select)),
+                    CANDIDATES,
+                )
             fuzzy = []
             if len(rows) < top_k:
                 fuzzy = await conn.fetch(
@@ -312,7 +333,6 @@ class PostgresDocumentStore:
                 )
         n_chunks = int(stats["chunks"]) if stats else 0
         avg_len = (int(stats["terms"]) / n_chunks) if stats and n_chunks else 0.0
-        df = {r["term"]: int(r["df"]) for r in df_rows}
         scored = sorted(
             (
                 (bm25(terms, r["head_terms"], r["body_terms"], df, n_chunks, avg_len), r)
@@ -372,8 +392,11 @@ class PostgresDocumentStore:
         return [Chunk(*tuple(r)) for r in rows]
 
     async def delete_document(self, document_id: str) -> bool:
+        stats = _StatsDelta()
         async with self._pool.acquire() as conn, conn.transaction():
-            return await self._delete_rows(conn, document_id)
+            deleted = await self._delete_rows(conn, document_id, stats)
+            await stats.save(conn)
+        return deleted
 
     async def count(self) -> tuple[int, int]:
         row = await self._pool.fetchrow(
