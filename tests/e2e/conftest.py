@@ -36,7 +36,9 @@ def _missing(what: str, fix: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+# package scope, not session: Playwright's sync API keeps an event loop running in this
+# thread while it is open, and the asyncio tests after tests/e2e need the thread free again
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if importlib.util.find_spec("playwright") is None:
         _missing("playwright (Python package)", "pip install playwright (the dev extra has it)")
