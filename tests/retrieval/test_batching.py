@@ -6,14 +6,14 @@ import sqlite3
 from collections import Counter
 from pathlib import Path
 
-from tokenrelay.retrieval.base import DocumentStore
+from tokenrelay.retrieval.base import BatchingStore, DocumentStore
 from tokenrelay.retrieval.ingest import (
-    BatchingStore,
     ingest_paths,
     ingest_text,
     prepare_text,
     store_prepared,
 )
+from tokenrelay.retrieval.owned import scoped_store
 from tokenrelay.retrieval.sqlite_fts import SqliteDocumentStore
 
 PALACE = "# 경복궁\n\n경복궁의 입장료는 3,000원입니다. 화요일은 휴궁합니다.\n"
@@ -127,3 +127,15 @@ async def test_postgres_term_counts_follow_batches(store: DocumentStore) -> None
         stats = await conn.fetchrow("SELECT chunks FROM rag_stats")
     assert {t: n for t, n in stored.items() if n} == dict(expected)
     assert stats["chunks"] == len(edited.chunks)
+
+
+async def test_owner_view_batches_under_its_prefix(store: DocumentStore) -> None:
+    mine = scoped_store(store, "alice")
+    assert isinstance(mine, BatchingStore)
+    palace = prepare_text(PALACE, "궁궐")
+    results = await store_prepared(mine, [palace, prepare_text(MUSEUM, "Museum"), palace])
+    assert [r.status for r in results] == ["created", "created", "unchanged"]
+    assert await store.get_document(f"alice::{palace.document.id}") is not None
+    assert [d.id for d in await mine.list_documents()].count(palace.document.id) == 1
+    assert await scoped_store(store, "bob").search("경복궁", top_k=3) == []
+    assert (await mine.search("경복궁", top_k=1))[0].document_id == palace.document.id

@@ -7,6 +7,7 @@ content again finds the same ids and replaces instead of duplicating.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -87,3 +88,14 @@ class DocumentStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class BatchingStore(Protocol):
+    """A store that writes many documents in one transaction (both built-in stores do)."""
+
+    async def upsert_many(
+        self, items: Sequence[tuple[Document, Sequence[Chunk]]]
+    ) -> list[UpsertStatus]:
+        """Like `upsert` for each item, in order, as one transaction; the statuses in order."""
+        ...

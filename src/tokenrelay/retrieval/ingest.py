@@ -2,7 +2,7 @@
 
 Chunking (`prepare_text`) is pure; storing goes through `store_prepared`, which hands a whole
 batch of documents to a store's `upsert_many` (one transaction, one thread hop on SQLite) and
-falls back to `upsert` one by one for stores without it (e.g. the per-key view in owned.py).
+falls back to `upsert` one by one for stores without it.
 """
 
 from __future__ import annotations
@@ -11,10 +11,16 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from tokenrelay.errors import TokenRelayError, ValidationError
-from tokenrelay.retrieval.base import Chunk, Document, DocumentStore, UpsertStatus
+from tokenrelay.retrieval.base import (
+    BatchingStore,
+    Chunk,
+    Document,
+    DocumentStore,
+    UpsertStatus,
+)
 from tokenrelay.retrieval.chunking import chunk_text, content_hash, document_id_for
 from tokenrelay.retrieval.loaders import SUPPORTED_SUFFIXES, load_bytes
 
@@ -23,17 +29,6 @@ DEFAULT_CHUNK_OVERLAP = 120
 BATCH_CHARS = 2_000_000  # characters of text per write transaction in `ingest_paths`
 BATCH_DOCUMENTS = 500
 _CHUNK_IN_THREAD_CHARS = 100_000
-
-
-@runtime_checkable
-class BatchingStore(Protocol):
-    """A store that writes many documents in one transaction (both built-in stores do)."""
-
-    async def upsert_many(
-        self, items: Sequence[tuple[Document, Sequence[Chunk]]]
-    ) -> list[UpsertStatus]:
-        """Like `upsert` for each item, in order, as one transaction; the statuses in order."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,16 @@ or the API with keys off) belong to nobody and are not visible to keys.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
-from tokenrelay.retrieval.base import Chunk, Document, DocumentStore, SearchHit, UpsertStatus
+from tokenrelay.retrieval.base import (
+    BatchingStore,
+    Chunk,
+    Document,
+    DocumentStore,
+    SearchHit,
+    UpsertStatus,
+)
 
 SEPARATOR = "::"
 _PAGE = 500
@@ -61,6 +69,26 @@ class OwnedDocumentStore:
             for c in chunks
         ]
         return await self._store.upsert(inner_doc, inner_chunks)
+
+    async def upsert_many(
+        self, items: Sequence[tuple[Document, Sequence[Chunk]]]
+    ) -> list[UpsertStatus]:
+        """The owner's batch as one transaction when the store batches (ingest.store_prepared)."""
+        inner = [
+            (
+                dataclasses.replace(d, id=self._inner(d.id)),
+                [
+                    dataclasses.replace(
+                        c, id=self._inner(c.id), document_id=self._inner(c.document_id)
+                    )
+                    for c in chunks
+                ],
+            )
+            for d, chunks in items
+        ]
+        if isinstance(self._store, BatchingStore):
+            return await self._store.upsert_many(inner)
+        return [await self._store.upsert(d, c) for d, c in inner]
 
     async def search(self, query: str, top_k: int = 5, min_score: float = 0.0) -> list[SearchHit]:
         if top_k <= 0:
