@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -31,6 +31,13 @@ class ServerProcess:
     def wait(self, timeout: float = 60) -> int:
         return self.proc.wait(timeout=timeout)
 
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.proc
+
+    def log(self) -> str:
+        return self.output()
+
     def output(self) -> str:
         if not self._log.closed:
             self._log.flush()
@@ -38,17 +45,25 @@ class ServerProcess:
 
 
 @contextmanager
-def serve(tmp_path: Path, name: str, **settings: object) -> Iterator[ServerProcess]:
-    """Start `tokenrelay serve` with TOKENRELAY_* settings; wait until /readyz answers."""
+def serve(
+    tmp_path: Path,
+    name: str,
+    *,
+    args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    **settings: object,
+) -> Iterator[ServerProcess]:
+    """Start `tokenrelay serve [args]` with TOKENRELAY_* settings; wait until /readyz answers."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENRELAY_")}
-    env.update({f"TOKENRELAY_{k.upper()}": str(v) for k, v in settings.items()})
-    env.setdefault("TOKENRELAY_DATA_DIR", str(tmp_path / f"data-{name}"))
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENRELAY_")}
+    full_env.update({f"TOKENRELAY_{k.upper()}": str(v) for k, v in settings.items()})
+    full_env.setdefault("TOKENRELAY_DATA_DIR", str(tmp_path / f"data-{name}"))
+    full_env.update(env or {})
     log_path = tmp_path / f"{name}.log"
     log = log_path.open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tokenrelay.cli", "serve", "--port", str(port)],
-        env=env,
+        [sys.executable, "-m", "tokenrelay.cli", "serve", "--port", str(port), *args],
+        env=full_env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )

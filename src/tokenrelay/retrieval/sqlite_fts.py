@@ -29,7 +29,7 @@ from tokenrelay.retrieval.analysis import analyze, heading_terms, query_terms
 from tokenrelay.retrieval.base import Chunk, Document, SearchHit, UpsertStatus
 from tokenrelay.retrieval.pruning import POSTINGS_BUDGET, plan_query, rescore
 from tokenrelay.retrieval.rerank import candidate_count, finalize
-from tokenrelay.retrieval.sqlite_worker import SqliteWorker, write_transaction
+from tokenrelay.sqlite_worker import SqliteWorker, write_transaction
 
 HEAD_WEIGHT = 2.0
 BODY_WEIGHT = 1.0

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from tokenrelay.errors import SessionNotFound
-from tokenrelay.retrieval.sqlite_worker import SqliteWorker
 from tokenrelay.sessions.base import (
     MessageStatus,
     SessionInfo,
@@ -28,6 +27,7 @@ from tokenrelay.sessions.base import (
     StoredRole,
     TurnStart,
 )
+from tokenrelay.sqlite_worker import SqliteWorker
 
 Migration = Callable[[sqlite3.Connection], None]
 T = TypeVar("T")

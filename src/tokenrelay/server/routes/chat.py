@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from tokenrelay.errors import ErrorCode, http_status_for
 from tokenrelay.pipelines.chat import chat_pipeline
+from tokenrelay.server.collect import collected, error_json
 from tokenrelay.server.deps import (
     get_services,
     owner_of,
@@ -88,30 +87,15 @@ async def chat_json(body: ChatRequest, request: Request) -> Response:
     stream_id, trace_id = await _start(services, body, request)
     result: dict[str, Any] = {"stream_id": stream_id, "trace_id": trace_id}
     parts: list[str] = []
-    services.runner.attach(stream_id)
-    finished = False
-    try:
-        async for env in services.log.read(stream_id):
-            event = orjson.loads(env.data)
-            kind = event.pop("type")
-            if kind == "token":
-                parts.append(event["content"])
-            elif kind == "metadata":
-                result.update(event)
-            elif kind == "done":
-                finished = True
-                result.update(event)
-            elif kind == "error":
-                finished = True
-                code = ErrorCode(event["code"])
-                body_out = {**event, "stream_id": stream_id, "partial_content": "".join(parts)}
-                headers = {"X-Trace-ID": trace_id}
-                if event.get("retry_after_s") is not None:
-                    headers["Retry-After"] = str(int(event["retry_after_s"] + 0.999))
-                return JSONResponse(body_out, status_code=http_status_for(code), headers=headers)
-            elif kind in ("sources", "complete"):
-                result[kind] = event.get("documents", event.get("result"))
-    finally:
-        services.runner.detach(stream_id, finished=finished)
+    async for event in collected(services, stream_id):
+        kind = event.pop("type")
+        if kind == "token":
+            parts.append(event["content"])
+        elif kind in ("metadata", "done"):
+            result.update(event)
+        elif kind == "error":
+            return error_json(event, trace_id, stream_id=stream_id, partial_content="".join(parts))
+        elif kind in ("sources", "complete"):
+            result[kind] = event.get("documents", event.get("result"))
     result["content"] = "".join(parts)
     return JSONResponse(result, headers={"X-Trace-ID": trace_id})

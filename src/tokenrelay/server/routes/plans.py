@@ -5,13 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from tokenrelay.errors import ErrorCode, http_status_for
 from tokenrelay.pipelines.planner import PlanJob, planner_pipeline
 from tokenrelay.planner.models import PlanRequest, check_dates
+from tokenrelay.server.collect import collected, error_json
 from tokenrelay.server.deps import get_services, owner_of, start_stream, trace_id_for
 from tokenrelay.server.sse import stream_response
 from tokenrelay.services import Services
@@ -52,32 +51,17 @@ async def generate_plan(body: PlanRequest, request: Request) -> Response:
     stream_id, trace_id = await _start(services, body, request)
     result: dict[str, Any] = {"stream_id": stream_id, "trace_id": trace_id}
     statuses: list[str] = []
-    services.runner.attach(stream_id)
-    finished = False
-    try:
-        async for env in services.log.read(stream_id):
-            event = orjson.loads(env.data)
-            kind = event.pop("type")
-            if kind == "metadata":
-                result.update(provider=event["provider"], model=event["model"])
-            elif kind == "status":
-                statuses.append(event["message"])
-            elif kind == "complete":
-                result["plan"] = event["result"]
-            elif kind == "done":
-                finished = True
-                result.update(usage=event["usage"], processing_time_s=event["processing_time_s"])
-            elif kind == "error":
-                finished = True
-                headers = {"X-Trace-ID": trace_id}
-                if event.get("retry_after_s") is not None:
-                    headers["Retry-After"] = str(int(event["retry_after_s"] + 0.999))
-                return JSONResponse(
-                    {**event, "stream_id": stream_id},
-                    status_code=http_status_for(ErrorCode(event["code"])),
-                    headers=headers,
-                )
-    finally:
-        services.runner.detach(stream_id, finished=finished)
+    async for event in collected(services, stream_id):
+        kind = event.pop("type")
+        if kind == "metadata":
+            result.update(provider=event["provider"], model=event["model"])
+        elif kind == "status":
+            statuses.append(event["message"])
+        elif kind == "complete":
+            result["plan"] = event["result"]
+        elif kind == "done":
+            result.update(usage=event["usage"], processing_time_s=event["processing_time_s"])
+        elif kind == "error":
+            return error_json(event, trace_id, stream_id=stream_id)
     result["steps"] = statuses
     return JSONResponse(result, headers={"X-Trace-ID": trace_id})
