@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_content: bool = False
+    metrics_enabled: bool = Field(
+        default=True, description="collect Prometheus metrics (off only to measure their cost)"
+    )
 
     # -- model
     provider: str = "local"

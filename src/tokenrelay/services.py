@@ -61,7 +61,7 @@ class Services:
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
-        metrics = Metrics()
+        metrics = Metrics(enabled=settings.metrics_enabled)
         sessions = await _open_sessions(settings)
         try:
             log = await _open_log(settings)
