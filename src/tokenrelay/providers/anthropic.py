@@ -13,6 +13,7 @@ Not passed: `temperature` (this SDK's Messages API has no such parameter any mor
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Self
 
@@ -247,11 +248,13 @@ def to_anthropic_messages(
         if m.role == "system":
             system.append(m.content)
         elif m.role == "tool":
-            block = {
+            block: dict[str, Any] = {
                 "type": "tool_result",
                 "tool_use_id": m.tool_call_id or "",
                 "content": m.content,
             }
+            if is_error_result(m.content):
+                block["is_error"] = True
             last = out[-1] if out else None
             if last and last["role"] == "user" and isinstance(last["content"], list):
                 last["content"].append(block)
@@ -269,6 +272,16 @@ def to_anthropic_messages(
         else:
             out.append({"role": m.role, "content": m.content})
     return "\n\n".join(s for s in system if s), out
+
+
+def is_error_result(content: str) -> bool:
+    """A failed tool call's result: the tool layer sends it as `{"error": "..."}`
+    (docs/tools.md), live and when the history is replayed; Anthropic wants `is_error` then."""
+    try:
+        value = json.loads(content)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and list(value) == ["error"] and isinstance(value["error"], str)
 
 
 def to_anthropic_tool(tool: ToolSpec) -> dict[str, Any]:
