@@ -88,3 +88,12 @@ def test_split_pieces_is_lossless(text: str, tokens: int) -> None:
 def test_split_by_words_is_exact(text: str) -> None:
     pieces = split_pieces(text, None)
     assert "".join(pieces) == text or not text.strip()
+
+
+@given(st.text(max_size=200), st.integers(min_value=0, max_value=10**6))
+def test_the_token_fast_path_is_the_same_json_as_the_model(content: str, index: int) -> None:
+    from tokenrelay.events import TokenEvent, envelope, token_event
+
+    fast = envelope(7, token_event(content, index))
+    model = envelope(7, TokenEvent(content=content, index=index))
+    assert fast == model

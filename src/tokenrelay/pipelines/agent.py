@@ -23,10 +23,10 @@ from typing import Any, Protocol
 
 from tokenrelay.events import (
     StatusEvent,
-    TokenEvent,
     ToolCallEvent,
     ToolProgressEvent,
     ToolResultEvent,
+    token_event,
 )
 from tokenrelay.pipelines.answer import Answer
 from tokenrelay.providers.base import (
@@ -146,7 +146,7 @@ async def stream_round(
             else:
                 gap_metric.observe(now - timing.last_token)
             timing.last_token = now
-            yield TokenEvent(content=event.text, index=answer.chunks - 1)
+            yield token_event(event.text, answer.chunks - 1)
         elif isinstance(event, ToolCallPart):
             call = event.call
             yield ToolCallEvent(call_id=call.id, tool=call.name, args=call.arguments)
