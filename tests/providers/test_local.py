@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncGenerator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +27,12 @@ from tokenrelay.providers.base import (
     Usage,
 )
 from tokenrelay.providers.local import LocalProvider
-from tokenrelay.providers.model_files import bundled_model_path
+from tokenrelay.providers.model_files import (
+    AUTO_BUNDLED,
+    WeightsKind,
+    bundled_model_path,
+    converted_path,
+)
 
 pytestmark = pytest.mark.model
 
@@ -34,8 +40,14 @@ N_CTX = 512
 
 
 @pytest.fixture(scope="session")
-def local_provider() -> Iterator[LocalProvider]:
-    provider = LocalProvider(n_ctx=N_CTX, n_seq_max=4, max_tokens=32, seed=7)
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data") / "models"
+
+
+@pytest.fixture(scope="session")
+def local_provider(model_cache: Path) -> Iterator[LocalProvider]:
+    # default weights: the bundled file converted once (see model_files.prepare_weights)
+    provider = LocalProvider(n_ctx=N_CTX, n_seq_max=4, max_tokens=32, seed=7, cache_dir=model_cache)
     provider.load()
     yield provider
     provider.close()
@@ -99,19 +111,53 @@ async def test_usage_counts_are_the_real_token_counts(local_provider: LocalProvi
     assert generated == text_of(events)
 
 
+def greedy_direct(model_file: Path, prompt: str, max_tokens: int) -> str:
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(model_file), n_ctx=N_CTX, verbose=False)
+    try:
+        direct: Any = llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0)
+    finally:
+        llm.close()
+    return str(direct["choices"][0]["text"])
+
+
 async def test_greedy_output_matches_llama_cpp_python_directly(
     local_provider: LocalProvider,
 ) -> None:
     # the model's chat template, our tokenisation and our sampling give the very tokens the
-    # library's own high-level API gives for the same rendered prompt
-    from llama_cpp import Llama
-
+    # library's own high-level API gives for the same rendered prompt on the same weights
     request = ask("What is the capital of France?", max_tokens=12)
     prompt = local_provider.format_prompt(request.messages)
-    llm = Llama(model_path=str(bundled_model_path()), n_ctx=N_CTX, verbose=False)
-    direct: Any = llm.create_completion(prompt, max_tokens=12, temperature=0.0)
     ours = text_of(await collect(local_provider, request))
-    assert ours == direct["choices"][0]["text"]
+    assert local_provider.model_file is not None
+    assert ours == greedy_direct(local_provider.model_file, prompt, 12)
+
+
+def test_default_weights_are_the_bundled_model_converted_once(
+    local_provider: LocalProvider, model_cache: Path
+) -> None:
+    source = bundled_model_path()
+    assert local_provider.model_file == converted_path(source, AUTO_BUNDLED, model_cache)
+    assert [p.name for p in model_cache.iterdir()] == [local_provider.model_file.name]
+
+
+@pytest.mark.parametrize("weights", ["original", "q8_0"])
+async def test_other_weights_also_match_llama_cpp_python(
+    weights: WeightsKind, tmp_path: Path
+) -> None:
+    provider = LocalProvider(n_ctx=N_CTX, n_seq_max=1, weights=weights, cache_dir=tmp_path)
+    try:
+        await asyncio.to_thread(provider.load)
+        assert provider.model_file is not None
+        if weights == "original":
+            assert provider.model_file == bundled_model_path()
+        request = ask("Name a color.", max_tokens=10)
+        ours = text_of(await collect(provider, request))
+        prompt = provider.format_prompt(request.messages)
+        assert ours and ours == greedy_direct(provider.model_file, prompt, 10)
+    finally:
+        await provider.aclose()
 
 
 async def test_end_of_turn_finishes_with_stop(local_provider: LocalProvider) -> None:

@@ -1,7 +1,9 @@
-"""Pure parts of the local provider: finding the GGUF, the chat template, tool-mode parsing."""
+"""Pure parts of the local provider: finding the GGUF and caching its conversion, the chat
+template, tool-mode parsing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 from tokenrelay.errors import ErrorCode, ProviderError, ValidationError
 from tokenrelay.providers.base import ChatMessage, ToolCall, ToolSpec
 from tokenrelay.providers.chat_template import CHATML_TEMPLATE, render_chat
+from tokenrelay.providers.llama_engine import EngineDone, EngineEvent, EngineText
 from tokenrelay.providers.llama_structured import (
     AnswerStreamer,
     parse_tool_call,
@@ -17,7 +20,14 @@ from tokenrelay.providers.llama_structured import (
     tool_schema,
     with_instructions,
 )
-from tokenrelay.providers.model_files import bundled_model_path, resolve_model_path
+from tokenrelay.providers.local import _Mailbox
+from tokenrelay.providers.model_files import (
+    AUTO_BUNDLED,
+    bundled_model_path,
+    effective_weights,
+    prepare_weights,
+    resolve_model_path,
+)
 
 
 def test_missing_model_package_says_how_to_install() -> None:
@@ -120,3 +130,113 @@ def test_tool_calls_never_stream_text() -> None:
 def test_cut_answer_keeps_what_was_decoded() -> None:
     assert stream_answer(['{"answer": "Hel', "lo wor"]) == ("Hello wor", "answer")
     assert stream_answer(['{"answer": "a\\', "u00e9"]) == ("aé", "answer")
+
+
+class FakeConverter:
+    """Stands in for llama.cpp's quantize: copies the source, counts the calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Path, str]] = []
+
+    def __call__(self, source: Path, target: Path, kind: str) -> None:
+        self.calls.append((source, kind))
+        assert target.parent.is_dir() and not target.exists()
+        target.write_bytes(kind.encode() + b":" + source.read_bytes())
+
+
+def test_weights_are_converted_once_and_cached(tmp_path: Path) -> None:
+    source = tmp_path / "Model.Q4_1.gguf"
+    source.write_bytes(b"weights")
+    cache = tmp_path / "data" / "models"
+    convert = FakeConverter()
+    first = prepare_weights(source, "f16", cache, convert)
+    assert first.parent == cache and first.name.startswith("Model.Q4_1.F16-")
+    assert first.read_bytes() == b"f16:weights"
+    assert prepare_weights(source, "f16", cache, convert) == first
+    assert len(convert.calls) == 1
+    # another type is another file; no partial files are left behind
+    q8 = prepare_weights(source, "q8_0", cache, convert)
+    assert q8 != first and len(convert.calls) == 2
+    assert sorted(p.name for p in cache.iterdir()) == sorted([first.name, q8.name])
+
+
+def test_a_changed_source_is_converted_again(tmp_path: Path) -> None:
+    source = tmp_path / "Model.Q4_1.gguf"
+    source.write_bytes(b"weights")
+    cache = tmp_path / "models"
+    convert = FakeConverter()
+    old = prepare_weights(source, "f16", cache, convert)
+    source.write_bytes(b"new weights!")  # new size (and mtime): an upgraded package
+    new = prepare_weights(source, "f16", cache, convert)
+    assert new != old and new.read_bytes() == b"f16:new weights!"
+    assert not old.exists(), "the stale conversion is removed"
+
+
+def test_a_failed_conversion_leaves_nothing(tmp_path: Path) -> None:
+    source = tmp_path / "Model.Q4_1.gguf"
+    source.write_bytes(b"weights")
+    cache = tmp_path / "models"
+
+    def broken(src: Path, target: Path, kind: str) -> None:
+        target.write_bytes(b"half")
+        raise ProviderError("boom", code=ErrorCode.PROVIDER_UNAVAILABLE)
+
+    with pytest.raises(ProviderError):
+        prepare_weights(source, "f16", cache, broken)
+    assert list(cache.iterdir()) == []
+
+
+def test_original_weights_are_the_file_itself(tmp_path: Path) -> None:
+    source = tmp_path / "Model.Q4_1.gguf"
+    source.write_bytes(b"weights")
+    convert = FakeConverter()
+    assert prepare_weights(source, "original", tmp_path / "models", convert) == source
+    assert convert.calls == [] and not (tmp_path / "models").exists()
+
+
+def test_auto_converts_only_the_bundled_model() -> None:
+    assert effective_weights("auto", bundled=True) == AUTO_BUNDLED
+    assert effective_weights("auto", bundled=False) == "original"
+    assert effective_weights("q8_0", bundled=False) == "q8_0"
+    assert effective_weights("original", bundled=True) == "original"
+
+
+async def test_mailbox_delivers_in_order_with_few_wakeups() -> None:
+    loop = asyncio.get_running_loop()
+    mailbox = _Mailbox(loop)
+    queues: list[asyncio.Queue[EngineEvent]] = [asyncio.Queue() for _ in range(4)]
+    wakeups = 0
+    deliver = mailbox._deliver
+
+    def counting_deliver() -> None:
+        nonlocal wakeups
+        wakeups += 1
+        deliver()
+
+    mailbox._deliver = counting_deliver  # type: ignore[method-assign]
+
+    def engine() -> None:  # 50 decode steps of 4 sequences, posted from another thread
+        for step in range(50):
+            for i, queue in enumerate(queues):
+                mailbox.post(queue, EngineText(f"{i}:{step} "))
+        for queue in queues:
+            mailbox.post(queue, EngineDone("length", 1, 50))
+
+    await asyncio.to_thread(engine)
+    for i, queue in enumerate(queues):
+        texts = []
+        while not isinstance(event := await queue.get(), EngineDone):
+            assert isinstance(event, EngineText)
+            texts.append(event.text)
+        assert "".join(texts) == "".join(f"{i}:{step} " for step in range(50))
+    assert wakeups < 50 * 4
+
+
+def test_mailbox_of_a_closed_loop_refuses_posts() -> None:
+    loop = asyncio.new_event_loop()
+    mailbox = _Mailbox(loop)
+    loop.close()
+    queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
+    for _ in range(2):  # also after a failed post: the consumer is gone, the engine must know
+        with pytest.raises(RuntimeError):
+            mailbox.post(queue, EngineText("x"))

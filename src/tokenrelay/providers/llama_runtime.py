@@ -34,6 +34,43 @@ def import_llama_cpp() -> ModuleType:
     return llama_cpp
 
 
+def _init_backend(llama: ModuleType, verbose: bool) -> None:
+    global _backend_ready
+    if not verbose:
+        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+    if not _backend_ready:
+        llama.llama_backend_init()
+        _backend_ready = True
+
+
+_FTYPES = {
+    "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
+    "f16": "LLAMA_FTYPE_MOSTLY_F16",
+    "bf16": "LLAMA_FTYPE_MOSTLY_BF16",
+}
+
+
+def convert_weights(source: Path, target: Path, kind: str, *, threads: int = 1) -> None:
+    """Write `source` (any GGUF) to `target` with its weights re-encoded as `kind` ("q8_0",
+    "f16" or "bf16") by llama.cpp's quantize routine. Blocking; a second or so for SmolLM2."""
+    llama = import_llama_cpp()
+    _init_backend(llama, verbose=False)
+    params = llama.llama_model_quantize_default_params()
+    params.ftype = getattr(llama, _FTYPES[kind])
+    params.allow_requantize = True  # the source is already quantised (Q4_1)
+    params.nthread = threads
+    status = llama.llama_model_quantize(
+        str(source).encode(), str(target).encode(), ctypes.byref(params)
+    )
+    if status != 0:
+        raise ProviderError(
+            f"llama.cpp could not convert {source.name} to {kind} (status {status})",
+            suggestion="set TOKENRELAY_LOCAL_WEIGHTS=original to use the file as it is",
+            code=ErrorCode.PROVIDER_UNAVAILABLE,
+            retryable=False,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class RuntimeConfig:
     model_path: Path
@@ -115,13 +152,8 @@ class LlamaRuntime:
     @classmethod
     def load(cls, config: RuntimeConfig) -> LlamaRuntime:
         """Load the model and create a context; slow (reads the file), call off the loop."""
-        global _backend_ready
         llama = import_llama_cpp()
-        if not config.verbose:
-            logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
-        if not _backend_ready:
-            llama.llama_backend_init()
-            _backend_ready = True
+        _init_backend(llama, config.verbose)
         mparams = llama.llama_model_default_params()
         model = llama.llama_model_load_from_file(str(config.model_path).encode(), mparams)
         if not model:

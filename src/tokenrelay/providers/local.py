@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from tokenrelay.providers.llama_engine import (
     Job,
     LlamaEngine,
 )
-from tokenrelay.providers.llama_runtime import LlamaRuntime, RuntimeConfig
+from tokenrelay.providers.llama_runtime import LlamaRuntime, RuntimeConfig, convert_weights
 from tokenrelay.providers.llama_structured import (
     AnswerStreamer,
     Constraint,
@@ -58,7 +59,12 @@ from tokenrelay.providers.llama_structured import (
     parse_tool_call,
     with_instructions,
 )
-from tokenrelay.providers.model_files import resolve_model_path
+from tokenrelay.providers.model_files import (
+    WeightsKind,
+    effective_weights,
+    prepare_weights,
+    resolve_model_path,
+)
 
 DEFAULT_TEMPERATURE = 0.2  # SmolLM2's recommended sampling temperature
 
@@ -66,11 +72,15 @@ DEFAULT_TEMPERATURE = 0.2  # SmolLM2's recommended sampling temperature
 def default_threads() -> tuple[int, int]:
     """(generation, batch) threads: half the cores for both.
 
-    llama.cpp uses the batch count for every step with more than one token (prefill, and decode
-    steps with several sequences). llama-cpp-python defaults it to all cores, but on a small
-    shared machine that leaves the event loop no core and llama.cpp's spinning thread barriers
-    then slow batched steps down several times (see docs/benchmarks.md), so we use one count.
-    TOKENRELAY_LOCAL_N_THREADS sets both.
+    llama.cpp uses the generation count for one-token steps (a single stream decoding) and the
+    batch count for every larger step (prefill, and decode steps of several sequences). On a
+    quiet 2-core machine, 2 batch threads made 4-sequence F16 steps about 1.2x faster, but with
+    one other busy process they made them slower and 8-sequence steps almost 4x slower:
+    llama.cpp's threads spin at barriers, and a descheduled one stalls the rest (letting them
+    sleep instead, OMP_WAIT_POLICY=passive, doubled the cost of every batched step). Half the
+    cores leaves room for the event loop and for neighbours (see docs/benchmarks.md).
+    TOKENRELAY_LOCAL_N_THREADS sets both; TOKENRELAY_LOCAL_N_THREADS_BATCH the batch count
+    alone, for a machine that does nothing else.
     """
     threads = max(1, (os.cpu_count() or 2) // 2)
     return threads, threads
@@ -93,6 +103,8 @@ class LocalProvider:
         seed: int = 0,
         max_tokens: int = 256,
         temperature: float | None = None,
+        weights: WeightsKind = "auto",
+        cache_dir: Path | None = None,
     ) -> None:
         gen_threads, batch_threads = default_threads()
         self._config_args: dict[str, Any] = {
@@ -104,12 +116,19 @@ class LocalProvider:
             "flash_attn": flash_attn,
         }
         self._model_path = model_path
+        self._weights: WeightsKind = weights
+        self._cache_dir = cache_dir if cache_dir is not None else Settings().data_dir / "models"
+        self.model_file: Path | None = None  # the GGUF actually loaded, once loaded
         self.seed = seed
         self.max_tokens = max_tokens
         self.temperature = temperature
         self._engine: LlamaEngine | None = None
         self._template = CHATML_TEMPLATE
         self._load_lock = threading.Lock()
+        self._mailbox_lock = threading.Lock()
+        self._mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalProvider:
@@ -119,9 +138,12 @@ class LocalProvider:
             n_seq_max=settings.local_n_seq_max,
             n_batch=settings.local_n_batch,
             n_threads=settings.local_n_threads,
+            n_threads_batch=settings.local_n_threads_batch,
             seed=settings.local_seed,
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,
+            weights=settings.local_weights,
+            cache_dir=settings.data_dir / "models",
         )
 
     # -- lifecycle
@@ -130,9 +152,12 @@ class LocalProvider:
         """Load the model and start the engine once. Blocking: call it off the event loop."""
         with self._load_lock:
             if self._engine is None:
-                path = resolve_model_path(self._model_path)
+                source = resolve_model_path(self._model_path)
+                kind = effective_weights(self._weights, bundled=self._model_path is None)
+                path = prepare_weights(source, kind, self._cache_dir, convert_weights)
                 runtime = LlamaRuntime.load(RuntimeConfig(model_path=path, **self._config_args))
                 self._template = runtime.chat_template() or CHATML_TEMPLATE
+                self.model_file = path
                 self._engine = LlamaEngine(runtime)
             return self._engine
 
@@ -183,11 +208,11 @@ class LocalProvider:
         max_tokens = request.max_tokens or self.max_tokens
         _check_fits(len(prompt), max_tokens, engine.n_ctx_per_seq)
 
-        loop = asyncio.get_running_loop()
         queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
+        mailbox = self._mailbox(asyncio.get_running_loop())
 
         def sink(event: EngineEvent) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, event)
+            mailbox.post(queue, event)
 
         job = Job(
             prompt=prompt,
@@ -208,11 +233,55 @@ class LocalProvider:
             if not finished:
                 engine.cancel(job)
 
+    def _mailbox(self, loop: asyncio.AbstractEventLoop) -> _Mailbox:
+        with self._mailbox_lock:
+            mailbox = self._mailboxes.get(loop)
+            if mailbox is None:
+                mailbox = self._mailboxes[loop] = _Mailbox(loop)
+            return mailbox
+
     def _temperature(self, request: ProviderRequest) -> float:
         for value in (request.temperature, self.temperature):
             if value is not None:
                 return value
         return DEFAULT_TEMPERATURE
+
+
+class _Mailbox:
+    """Carries engine events to one event loop with one wake-up per burst, not per token.
+
+    The engine thread posts every sequence's text as it samples it; the first post of a burst
+    schedules one `_deliver` on the loop (`call_soon_threadsafe`, a pipe write that wakes the
+    loop) and later posts before it runs just join the list. So the loop wakes about once per
+    decode step whatever the number of sequences, and less often when it is busy.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[asyncio.Queue[EngineEvent], EngineEvent]] = []
+
+    def post(self, queue: asyncio.Queue[EngineEvent], event: EngineEvent) -> None:
+        """Called on the engine thread. RuntimeError when the loop is closed (consumer gone)."""
+        with self._lock:
+            self._pending.append((queue, event))
+            if len(self._pending) > 1:
+                if self._loop.is_closed():
+                    self._pending.clear()
+                    raise RuntimeError("event loop is closed")
+                return
+        try:
+            self._loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:
+            with self._lock:
+                self._pending.clear()
+            raise
+
+    def _deliver(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        for queue, event in batch:
+            queue.put_nowait(event)
 
 
 async def _events(

