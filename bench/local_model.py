@@ -513,7 +513,9 @@ def weights_table(results: Results) -> list[str]:
         "Weights compared (`--compare-weights`): the bundled Q4_1 file and its local conversions; "
         f"step costs interleaved across files, prefill of {PREFILL_TOKENS} tokens; quality as "
         "perplexity on 1,000 tokens of README.md + docs/protocol.md and the share of positions "
-        "whose most likely next token is the same as with Q4_1:",
+        "whose most likely next token is the same as with Q4_1. Interleaving makes every step "
+        "start with cold caches, so one-sequence steps look slower here than in a steady "
+        "single stream; compare the rows with each other:",
         "",
         "| weights | MB | 1 seq ms/step | 4 seq ms/step | 4 seq tokens/s | gain 4 vs 1 | "
         f"prefill {PREFILL_TOKENS} | perplexity | same top token |",
