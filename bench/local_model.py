@@ -40,6 +40,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
@@ -94,6 +95,7 @@ class Results:
     quality: dict[str, tuple[float, float]] = field(default_factory=dict)  # by weights
     weights: str = ""  # the weights every path used (a key of steps)
     files: dict[str, Path] = field(default_factory=dict)  # by weights
+    sizes: dict[str, int] = field(default_factory=dict)  # bytes, by weights
     model_file: Path | None = None
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -437,7 +439,9 @@ async def bench(args: argparse.Namespace) -> Results:
         }
         files = results.files = {**compared, **files}
         results.quality = await asyncio.to_thread(quality, files, "original")
+    results.sizes = {name: path.stat().st_size for name, path in files.items()}
     results.steps = await asyncio.to_thread(step_costs, files, args.threads, args.threads_batch)
+    shutil.rmtree(data_dir, ignore_errors=True)  # the converted copies: ~700 MB
     return results
 
 
@@ -524,7 +528,7 @@ def weights_table(results: Results) -> list[str]:
     for name, cost in results.steps.items():
         if name not in results.quality:
             continue
-        size = results.files[name].stat().st_size / 1e6
+        size = results.sizes[name] / 1e6
         one, four = cost.steps[1], cost.steps[4]
         ppl, agree = results.quality[name]
         lines.append(
