@@ -51,7 +51,7 @@ NOTES: dict[str, str] = {
     "max_message_chars": "longest user message accepted (422 VALIDATION_ERROR above)",
     "history_token_budget": "tokens of earlier turns sent with each new message",
     "local_n_ctx": "context window of the local model, in tokens",
-    "local_n_threads": "CPU threads for the local model (None: llama.cpp's choice)",
+    "local_n_threads": "CPU threads for local generation (None: half the cores)",
     "local_seed": "sampling seed of the local model",
     "openai_api_key": "key for the OpenAI (or compatible) API",
     "openai_base_url": "OpenAI-compatible server (vLLM, Ollama, LM Studio...); None: OpenAI",
