@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     metrics_enabled: bool = Field(
         default=True, description="collect Prometheus metrics (off only to measure their cost)"
     )
+    gc_threshold: int = Field(
+        default=50_000,
+        ge=0,
+        description="allocations between young-generation garbage collections in"
+        " `tokenrelay serve` (0: Python's default); see docs/benchmarks.md",
+    )
 
     # -- model
     provider: str = "local"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from types import FrameType
 
 import uvicorn
@@ -31,9 +32,28 @@ class DrainingServer(uvicorn.Server):
         await super().startup(sockets=sockets)  # type: ignore[arg-type]
 
 
+def tune_gc(threshold: int) -> None:
+    """Collect less often, and never scan what start-up made.
+
+    Thousands of open streams keep many small objects alive, and with Python's default
+    (a young collection every 700 allocations) the collector's walks over them were the
+    largest single cost of the relay under load: the relay benchmark gave 1.5x the
+    throughput and a third of the p99 inter-token gap at 500 streams with this tuning
+    (docs/benchmarks.md). Streams free their objects by reference counting; the collector
+    is only needed for cycles, which stay rare.
+    """
+    if threshold <= 0:
+        return
+    gc.collect()
+    gc.freeze()  # start-up objects (modules, app, settings) move out of every collection
+    gc.set_threshold(threshold, 50, 100)
+
+
 def run(settings: Settings) -> None:
+    app = create_app(settings)
+    tune_gc(settings.gc_threshold)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,

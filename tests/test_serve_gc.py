@@ -1,0 +1,25 @@
+"""`tokenrelay serve` tunes the garbage collector for many open streams (see serve.tune_gc)."""
+
+from __future__ import annotations
+
+import gc
+
+from tokenrelay.config import Settings
+from tokenrelay.server.serve import tune_gc
+
+
+def test_tune_gc_sets_the_threshold_and_freezes_start_up_objects() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_gc(0)
+        assert gc.get_threshold() == before  # 0 keeps Python's default
+        tune_gc(12_345)
+        assert gc.get_threshold()[0] == 12_345
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+def test_the_default_is_tuned() -> None:
+    assert Settings().gc_threshold == 50_000
