@@ -17,6 +17,7 @@ from sse_starlette.sse import AppStatus
 from tokenrelay import __version__
 from tokenrelay.config import Settings
 from tokenrelay.errors import TokenRelayError, ValidationError, internal_error
+from tokenrelay.server.asgi import retry_after_value
 from tokenrelay.server.routes import chat, health, openai_compat, plans, sessions, streams, web
 from tokenrelay.services import Services
 
@@ -44,7 +45,7 @@ def _describe(errors: list[dict[str, Any]]) -> str:
 def error_response(exc: TokenRelayError) -> JSONResponse:
     headers: dict[str, str] = {}
     if exc.retry_after_s is not None:
-        headers["Retry-After"] = str(max(1, int(exc.retry_after_s + 0.999)))
+        headers["Retry-After"] = retry_after_value(exc.retry_after_s)
     return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
 
 

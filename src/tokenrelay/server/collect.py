@@ -9,6 +9,7 @@ import orjson
 from fastapi.responses import JSONResponse
 
 from tokenrelay.errors import ErrorCode, http_status_for
+from tokenrelay.server.asgi import retry_after_value
 from tokenrelay.services import Services
 
 
@@ -29,6 +30,6 @@ def error_json(event: dict[str, Any], trace_id: str, **extra: Any) -> JSONRespon
     """An `error` event as the HTTP error of its code (with Retry-After when it has one)."""
     headers = {"X-Trace-ID": trace_id}
     if event.get("retry_after_s") is not None:
-        headers["Retry-After"] = str(max(1, int(event["retry_after_s"] + 0.999)))
+        headers["Retry-After"] = retry_after_value(event["retry_after_s"])
     status = http_status_for(ErrorCode(event["code"]))
     return JSONResponse({**event, **extra}, status_code=status, headers=headers)

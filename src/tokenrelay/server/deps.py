@@ -9,12 +9,13 @@ from typing import Any
 
 from fastapi import Request
 
-from tokenrelay.errors import ErrorCode, SessionNotFound, TokenRelayError, ValidationError
+from tokenrelay.errors import ErrorCode, TokenRelayError, ValidationError
 from tokenrelay.events import parse_event_id
 from tokenrelay.pipelines.chat import ChatTurn
 from tokenrelay.pipelines.retrieval_step import RagRequest
 from tokenrelay.server.schemas import ChatOptions, ChatRequest, RagOptions
 from tokenrelay.services import Services
+from tokenrelay.sessions.base import session_not_found
 from tokenrelay.tools.registry import registry_for
 
 _TRACE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -73,10 +74,7 @@ async def prepare_turn(
     if body.session_id is not None and (
         await services.sessions.get_session(body.session_id, owner=owner) is None
     ):
-        raise SessionNotFound(
-            f"no session {body.session_id!r}",
-            suggestion="leave session_id out to start a new conversation",
-        )
+        raise session_not_found(body.session_id)
     return ChatTurn(
         rag=rag_request(services, options),
         stream_id=uuid.uuid4().hex,

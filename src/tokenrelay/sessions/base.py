@@ -7,8 +7,30 @@ final status: `complete`, `interrupted` (cancelled, timed out, disconnected) or 
 
 from __future__ import annotations
 
+import json
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+from tokenrelay.errors import SessionNotFound
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def dump_metadata(metadata: dict[str, Any] | None) -> str:
+    return json.dumps(metadata or {}, ensure_ascii=False, separators=(",", ":"))
+
+
+def session_not_found(session_id: str) -> SessionNotFound:
+    """The one SESSION_NOT_FOUND, whichever store or route finds the session missing."""
+    return SessionNotFound(
+        f"no session {session_id!r}",
+        suggestion="leave session_id out to start a new conversation,"
+        " or list yours at GET /api/sessions",
+    )
+
 
 MessageStatus = Literal["complete", "streaming", "interrupted", "failed"]
 StoredRole = Literal["system", "user", "assistant", "tool"]

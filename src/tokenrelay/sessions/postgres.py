@@ -14,15 +14,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-from tokenrelay.errors import BackendUnavailable, SessionNotFound
+from tokenrelay.errors import BackendUnavailable
 from tokenrelay.sessions.base import (
     MessageStatus,
     SessionInfo,
     StoredMessage,
     StoredRole,
     TurnStart,
+    dump_metadata,
+    new_id,
+    session_not_found,
 )
-from tokenrelay.sessions.sqlite import new_id
 
 try:
     import asyncpg
@@ -199,10 +201,7 @@ class PostgresSessionStore:
                     owner,
                 )
                 if found is None:
-                    raise SessionNotFound(
-                        f"no session {session_id!r}",
-                        suggestion="leave session_id out to start a new conversation",
-                    )
+                    raise session_not_found(session_id)
                 rows = await conn.fetch(
                     "SELECT * FROM tokenrelay_messages WHERE session_id = $1 ORDER BY seq",
                     session_id,
@@ -240,7 +239,7 @@ class PostgresSessionStore:
                 content,
                 status,
                 time.time(),
-                _dump(metadata),
+                dump_metadata(metadata),
             )
         return message_id
 
@@ -260,7 +259,7 @@ class PostgresSessionStore:
                 " WHERE session_id = (SELECT session_id FROM updated)",
                 content,
                 status,
-                _dump(metadata),
+                dump_metadata(metadata),
                 message_id,
             )
         return int(count or 0)
@@ -309,7 +308,3 @@ class PostgresSessionStore:
 
     async def aclose(self) -> None:
         await self._pool.close()
-
-
-def _dump(metadata: dict[str, Any] | None) -> str:
-    return json.dumps(metadata or {}, ensure_ascii=False, separators=(",", ":"))

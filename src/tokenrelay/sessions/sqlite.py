@@ -13,19 +13,20 @@ import asyncio
 import json
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from tokenrelay.errors import SessionNotFound
 from tokenrelay.sessions.base import (
     MessageStatus,
     SessionInfo,
     StoredMessage,
     StoredRole,
     TurnStart,
+    dump_metadata,
+    new_id,
+    session_not_found,
 )
 from tokenrelay.sqlite_worker import SqliteWorker
 
@@ -94,10 +95,6 @@ def migrate(db: sqlite3.Connection, component: str, migrations: list[Migration])
             raise
         db.execute("COMMIT")
     return len(migrations)
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
 
 
 def _message(row: sqlite3.Row) -> StoredMessage:
@@ -248,7 +245,7 @@ class SQLiteSessionStore:
                     (now, sid, owner),
                 )
                 if cur.rowcount == 0:
-                    raise _session_not_found(sid)
+                    raise session_not_found(sid)
                 history = _messages(db, sid)
             db.executemany(
                 "INSERT INTO messages(id, session_id, role, content, status, created_at)"
@@ -272,7 +269,15 @@ class SQLiteSessionStore:
         metadata: dict[str, Any] | None = None,
     ) -> str:
         message_id = new_id()
-        values = (message_id, session_id, role, content, status, time.time(), _dump(metadata))
+        values = (
+            message_id,
+            session_id,
+            role,
+            content,
+            status,
+            time.time(),
+            dump_metadata(metadata),
+        )
 
         def body(db: sqlite3.Connection) -> None:
             db.execute(
@@ -291,7 +296,7 @@ class SQLiteSessionStore:
         status: MessageStatus,
         metadata: dict[str, Any] | None = None,
     ) -> int:
-        dumped = _dump(metadata)
+        dumped = dump_metadata(metadata)
 
         def body(db: sqlite3.Connection) -> int:
             db.execute(
@@ -344,15 +349,3 @@ class SQLiteSessionStore:
 
     async def aclose(self) -> None:
         await self._worker.close()
-
-
-def _dump(metadata: dict[str, Any] | None) -> str:
-    return json.dumps(metadata or {}, ensure_ascii=False, separators=(",", ":"))
-
-
-def _session_not_found(session_id: str) -> SessionNotFound:
-    return SessionNotFound(
-        f"no session {session_id!r}",
-        suggestion="leave session_id out to start a new conversation,"
-        " or list yours at GET /api/sessions",
-    )

@@ -8,17 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from tokenrelay.errors import SessionNotFound
 from tokenrelay.server.deps import get_services, owner_of
 from tokenrelay.server.schemas import ID_PATTERN
+from tokenrelay.sessions.base import session_not_found
 
 router = APIRouter(tags=["sessions"])
-
-
-def _missing(session_id: str) -> SessionNotFound:
-    return SessionNotFound(
-        f"no session {session_id!r}", suggestion="list your sessions at GET /api/sessions"
-    )
 
 
 @router.get("/api/sessions", summary="Your sessions, most recent first")
@@ -41,7 +35,7 @@ async def get_session(
     services = get_services(request)
     info = await services.sessions.get_session(session_id, owner=owner_of(request))
     if info is None:
-        raise _missing(session_id)
+        raise session_not_found(session_id)
     messages = await services.sessions.messages(session_id)
     return {**asdict(info), "messages": [asdict(m) for m in messages]}
 
@@ -50,5 +44,5 @@ async def get_session(
 async def delete_session(request: Request, session_id: str = Path(pattern=ID_PATTERN)) -> Response:
     services = get_services(request)
     if not await services.sessions.delete_session(session_id, owner=owner_of(request)):
-        raise _missing(session_id)
+        raise session_not_found(session_id)
     return Response(status_code=204)
