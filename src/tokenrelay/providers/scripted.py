@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,7 +64,38 @@ def default_reply(question: str) -> str:
     return f"This is tokenrelay's scripted answer to: {question}"
 
 
-def split_pieces(text: str, tokens: int | None) -> list[str]:
+class EvenPieces(Sequence[str]):
+    """`text` cut into `count` pieces whose lengths differ by at most one, cut as they are
+    read: an idle stream asked for 100,000 tokens holds one string, not 100,000."""
+
+    __slots__ = ("_text", "_count", "_size", "_extra")
+
+    def __init__(self, text: str, count: int) -> None:
+        self._text = text
+        self._count = count
+        self._size, self._extra = divmod(len(text), count)
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count))]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(index)
+        start = index * self._size + min(index, self._extra)
+        return self._text[start : start + self._size + (1 if index < self._extra else 0)]
+
+
+def split_pieces(text: str, tokens: int | None) -> Sequence[str]:
     """Split `text` into stream pieces: by words, or into exactly `tokens` pieces.
 
     With more pieces than characters, the text is repeated until every piece has one.
@@ -75,17 +106,9 @@ def split_pieces(text: str, tokens: int | None) -> list[str]:
         return words or ([text] if text else [])
     if not text:
         text = "."
-    base = text
-    while len(text) < tokens:
-        text = f"{text} {base}"
-    size, extra = divmod(len(text), tokens)
-    pieces: list[str] = []
-    start = 0
-    for i in range(tokens):
-        end = start + size + (1 if i < extra else 0)
-        pieces.append(text[start:end])
-        start = end
-    return pieces
+    if len(text) < tokens:
+        text = " ".join([text] * -(-(tokens + 1) // (len(text) + 1)))
+    return EvenPieces(text, tokens)
 
 
 def tool_rounds_done(request: ProviderRequest) -> int:
@@ -156,14 +179,16 @@ class ScriptedProvider:
                 return
             text = reply_text(opts, request)
             planned = split_pieces(text, opts.tokens)
-            pieces = planned if request.max_tokens is None else planned[: request.max_tokens]
+            sending = len(planned)
+            if request.max_tokens is not None:
+                sending = min(sending, request.max_tokens)
             delay = opts.delay_ms / 1000.0
-            for sent, piece in enumerate(pieces):
+            for sent in range(sending):
                 await self._before_piece(opts, sent, delay)
-                yield TextDelta(piece)
-            await self._before_piece(opts, len(pieces), 0.0)
-            yield Usage(prompt_tokens=_word_count(request), completion_tokens=len(pieces))
-            yield Finish("length" if len(pieces) < len(planned) else "stop")
+                yield TextDelta(planned[sent])
+            await self._before_piece(opts, sending, 0.0)
+            yield Usage(prompt_tokens=_word_count(request), completion_tokens=sending)
+            yield Finish("length" if sending < len(planned) else "stop")
             self.stats.completed += 1
         except asyncio.CancelledError:
             self.stats.cancelled += 1
