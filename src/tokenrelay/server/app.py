@@ -13,11 +13,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sse_starlette.sse import AppStatus
+from starlette.types import ASGIApp
 
 from tokenrelay import __version__
 from tokenrelay.config import Settings
 from tokenrelay.errors import TokenRelayError, ValidationError, internal_error
-from tokenrelay.server.asgi import retry_after_value
+from tokenrelay.server.asgi import RawSendShim, retry_after_value
 from tokenrelay.server.routes import chat, health, openai_compat, plans, sessions, streams, web
 from tokenrelay.services import Services
 
@@ -89,6 +90,14 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
     install_middleware(app, settings)
 
 
+class TokenRelayAPI(FastAPI):
+    """FastAPI with the server's own `send` kept in the scope (`server/asgi.py: RawSendShim`),
+    so that the SSE response writes its body chunks past the middleware chain."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RawSendShim(super().build_middleware_stack())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     # we drain ourselves on SIGTERM (server/serve.py): streams must not be cut by the library
@@ -110,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await services.aclose()
 
-    app = FastAPI(
+    app = TokenRelayAPI(
         title="tokenrelay",
         version=__version__,
         description="Stream LLM answers over Server-Sent Events.",

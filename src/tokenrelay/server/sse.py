@@ -25,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from tokenrelay.errors import StreamNotFound
 from tokenrelay.events import PING_FRAME, encode_sse
+from tokenrelay.server.asgi import RAW_SEND
 from tokenrelay.services import Services
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -76,6 +77,8 @@ class EventStreamResponse(Response):
         finished = False
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            # the middleware chain has seen the start; body chunks skip it (asgi.RawSendShim)
+            body_send: Send = scope.get(RAW_SEND, send)
             after = self._after
             retry: int | None = services.settings.retry_ms
             while not self._gone:
@@ -93,7 +96,7 @@ class EventStreamResponse(Response):
                         if env.terminal:
                             finished = True
                             break
-                    await send(
+                    await body_send(
                         {"type": "http.response.body", "body": b"".join(frames), "more_body": True}
                     )
                     if finished:
@@ -104,7 +107,7 @@ class EventStreamResponse(Response):
                 await sub.waiter()
                 if self._ping_due and not self._gone:
                     self._ping_due = False
-                    await send(
+                    await body_send(
                         {"type": "http.response.body", "body": PING_FRAME, "more_body": True}
                     )
                     timer = loop.call_later(heartbeat, ping)
