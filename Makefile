@@ -5,6 +5,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# llama.cpp for any x86-64-v3 machine (AVX2/FMA), not -march=native: a virtual machine may
+# advertise AMX or AVX-512 that its hypervisor does not enable, and a native build then dies
+# of SIGILL in the first decode (seen on an Intel Xeon VM with AMX in /proc/cpuinfo).
+# Set CMAKE_ARGS yourself to build for your own hardware.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
 .PHONY: setup serve test lint typecheck pytest browser bench clean
 
