@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,6 +32,7 @@ from tokenrelay.pipelines.answer import Answer
 from tokenrelay.providers.base import (
     ChatMessage,
     Provider,
+    ProviderEvent,
     ProviderRequest,
     TextDelta,
     ToolCall,
@@ -39,7 +40,7 @@ from tokenrelay.providers.base import (
     ToolSpec,
 )
 from tokenrelay.services import Services
-from tokenrelay.streams.pacing import coalesce_text, with_idle_timeout
+from tokenrelay.streams.pacing import IdleWatchdog, aclose_quietly, coalesce_text
 from tokenrelay.tools.context import ToolContext
 from tokenrelay.tools.registry import ToolRegistry, registry_for
 from tokenrelay.tools.runner import ToolOutcome, failed, run_tool
@@ -124,32 +125,57 @@ async def stream_round(
     request: ProviderRequest,
     answer: Answer,
     timing: Timing,
+    emit: Callable[[Any], object] | None = None,
 ) -> AsyncIterator[Any]:
-    """One provider round: text becomes `token` events, tool calls `tool_call` events."""
+    """One provider round: text becomes `token` events, tool calls `tool_call` events.
+
+    With `emit` (the runner's lane, `StreamRunner.lane`) tokens are stored at once instead of
+    being yielded up through the tool loop and the pipeline: per token that is the hot path,
+    and each generator layer costs about a microsecond. The idle timeout is a watchdog inline
+    here for the same reason.
+    """
     settings = services.settings
     metrics = services.metrics
-    events = with_idle_timeout(provider.stream(request), settings.idle_timeout_s)
+    events: AsyncIterator[ProviderEvent] = provider.stream(request)
     if settings.coalesce_ms > 0:
         events = coalesce_text(events, settings.coalesce_ms / 1000.0)
     asked = time.monotonic()
     gap_metric = metrics.token_gap.labels(provider.name)  # once per round, not per token
-    async for event in events:
-        if asked:  # provider latency: request sent → its first event of this round
-            metrics.observe_provider_first_event(provider.name, time.monotonic() - asked)
-            asked = 0.0
-        answer.add(event)
-        if isinstance(event, TextDelta) and event.text:
-            now = time.monotonic()
-            if timing.ttft is None:
-                timing.ttft = now - timing.started
-                metrics.ttft.labels(provider.name).observe(timing.ttft)
-            else:
-                gap_metric.observe(now - timing.last_token)
-            timing.last_token = now
-            yield token_event(event.text, answer.chunks - 1)
-        elif isinstance(event, ToolCallPart):
-            call = event.call
-            yield ToolCallEvent(call_id=call.id, tool=call.name, args=call.arguments)
+    watchdog = IdleWatchdog(settings.idle_timeout_s)
+    try:
+        async for event in events:
+            watchdog.fed()
+            if asked:  # provider latency: request sent → its first event of this round
+                metrics.observe_provider_first_event(provider.name, time.monotonic() - asked)
+                asked = 0.0
+            answer.add(event)
+            out: Any = None
+            if isinstance(event, TextDelta) and event.text:
+                now = time.monotonic()
+                if timing.ttft is None:
+                    timing.ttft = now - timing.started
+                    metrics.ttft.labels(provider.name).observe(timing.ttft)
+                else:
+                    gap_metric.observe(now - timing.last_token)
+                timing.last_token = now
+                out = token_event(event.text, answer.chunks - 1)
+                if emit is not None:
+                    emit(out)
+                    continue
+            elif isinstance(event, ToolCallPart):
+                call = event.call
+                out = ToolCallEvent(call_id=call.id, tool=call.name, args=call.arguments)
+            if out is not None:
+                watchdog.paused = True  # the consumer's time is not the model's
+                yield out
+                watchdog.paused = False
+    except asyncio.CancelledError as exc:
+        if not watchdog.fired:
+            raise
+        raise watchdog.timeout() from exc
+    finally:
+        watchdog.stop()
+        await aclose_quietly(events)
 
 
 def result_event(outcome: ToolOutcome) -> ToolResultEvent:
@@ -209,6 +235,7 @@ async def agent_loop(
     timing: Timing,
     setup: ToolSetup | None,
     recorder: RoundRecorder,
+    emit: Callable[[Any], object] | None = None,
 ) -> AsyncIterator[Any]:
     """Rounds until the model answers without server tool calls (see module doc)."""
     metrics = services.metrics
@@ -216,7 +243,7 @@ async def agent_loop(
     rounds = 0
     while True:
         text_start, calls_start = len(answer.parts), len(answer.tool_calls)
-        async for event in stream_round(services, provider, request, answer, timing):
+        async for event in stream_round(services, provider, request, answer, timing, emit):
             yield event
         calls = answer.tool_calls[calls_start:]
         if setup is None or not calls:

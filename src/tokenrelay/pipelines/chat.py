@@ -171,7 +171,10 @@ async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any
     status: MessageStatus = "failed"
     history_length = len(messages) + 1
     try:
-        async for event in agent_loop(services, provider, request, answer, timing, setup, recorder):
+        lane = services.runner.lane(turn.stream_id)  # tokens go straight to the log
+        async for event in agent_loop(
+            services, provider, request, answer, timing, setup, recorder, lane
+        ):
             yield event
         status = "complete"
     except (asyncio.CancelledError, GeneratorExit):

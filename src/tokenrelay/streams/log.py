@@ -53,8 +53,15 @@ class StreamLog(Protocol):
         self, stream_id: str, *, owner: str | None, session_id: str | None
     ) -> None: ...
 
+    def emit(self, stream_id: str, event: object) -> Envelope:
+        """Number and store one event (a wire event model) now; returns its envelope.
+
+        Never waits: the memory log stores in place, the Redis log queues the write for its
+        background flusher. This is the hot path (one call per token)."""
+        ...
+
     async def append(self, stream_id: str, event: object) -> Envelope:
-        """Number and store one event (a wire event model); returns its envelope."""
+        """`emit`, for callers that prefer to await."""
         ...
 
     def read(self, stream_id: str, after_seq: int = 0) -> AsyncIterator[Envelope]:
@@ -180,6 +187,9 @@ class MemoryStreamLog:
         self._streams[stream_id] = _MemoryStream(owner=owner, session_id=session_id)
 
     async def append(self, stream_id: str, event: object) -> Envelope:
+        return self.emit(stream_id, event)
+
+    def emit(self, stream_id: str, event: object) -> Envelope:
         stream = self._streams.get(stream_id)
         if stream is None or stream.finished:
             raise not_found(stream_id)

@@ -116,7 +116,10 @@ class RedisStreamLog:
         self._ensure_flusher()
 
     async def append(self, stream_id: str, event: object) -> Envelope:
-        env = await self._local.append(stream_id, event)
+        return self.emit(stream_id, event)
+
+    def emit(self, stream_id: str, event: object) -> Envelope:
+        env = self._local.emit(stream_id, event)
         self._pending.append((stream_id, env))
         self._wake.set()
         return env
