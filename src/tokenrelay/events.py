@@ -207,6 +207,8 @@ def encode_sse(
 ) -> bytes:
     """Encode one envelope as an SSE frame. JSON text never holds a raw newline, so one
     `data:` line always suffices and no payload can inject SSE fields."""
+    if event_names and retry_ms is None:  # the common case, one format per token
+        return f"id: {stream_id}:{env.seq}\nevent: {env.type}\ndata: {env.data}\n\n".encode()
     parts = [f"id: {stream_id}:{env.seq}\n"]
     if event_names:
         parts.append(f"event: {env.type}\n")
