@@ -29,6 +29,10 @@ from tokenrelay.server.asgi import RAW_SEND
 from tokenrelay.services import Services
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_RAW_HEADERS = [
+    *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SSE_HEADERS.items()),
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+]
 
 
 class EventStreamResponse(Response):
@@ -45,10 +49,12 @@ class EventStreamResponse(Response):
     ) -> None:
         self.status_code = 200
         self.background = None
-        headers = dict(SSE_HEADERS)
-        if trace_id:
-            headers["X-Trace-ID"] = trace_id
-        self.init_headers(headers)
+        # built once for every response (Starlette's init_headers made ten objects each)
+        self.raw_headers = (
+            [*SSE_RAW_HEADERS, (b"x-trace-id", trace_id.encode("latin-1"))]
+            if trace_id
+            else list(SSE_RAW_HEADERS)  # a list of its own: middleware may add headers
+        )
         self._services = services
         self._stream_id = stream_id
         self._after = after_seq

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from tokenrelay.errors import (
@@ -54,6 +55,7 @@ class _Running:
     cancel_at: float = 0.0
     observed: bool = False  # cancel latency recorded
     owner: str | None = None
+    deadline: asyncio.TimerHandle | None = None  # stream_deadline_s: cancels with "deadline"
 
 
 class StreamRunner:
@@ -92,8 +94,22 @@ class StreamRunner:
     ) -> None:
         await self._log.create(stream_id, owner=owner, session_id=session_id)
         task = asyncio.create_task(self._run(stream_id, pipeline), name=f"stream-{stream_id}")
-        self._running[stream_id] = _Running(task, owner=owner)
+        running = self._running[stream_id] = _Running(task, owner=owner)
+        # one timer handle, not an asyncio.timeout() scope (a third of the memory per stream)
+        running.deadline = asyncio.get_running_loop().call_later(
+            self._deadline_s, self._cancel, running, "deadline"
+        )
         self._metrics.active_streams.inc()
+
+    def lane(self, stream_id: str) -> Callable[[Any], object]:
+        """A direct way into the stream's log for the pipeline's hottest events (tokens).
+
+        An event yielded by a pipeline passes up through every generator layer (tool loop,
+        pipeline, runner) before it is stored; the pipeline of a chat turn hands its tokens to
+        the lane instead, which stores them at once. Order is kept: the runner stores what the
+        pipeline yields as soon as it is yielded, in the same task.
+        """
+        return partial(self._log.emit, stream_id)
 
     def attach(self, stream_id: str) -> None:
         running = self._running.get(stream_id)
@@ -192,7 +208,11 @@ class StreamRunner:
         """The pipeline says its provider has stopped after a cancel: that is the latency that
         counts (persisting the partial answer comes after)."""
         running = self._running.get(stream_id)
-        if running is not None and running.cancel_reason is not None and not running.observed:
+        if (
+            running is not None
+            and running.cancel_reason not in (None, "deadline")
+            and not running.observed
+        ):
             running.observed = True
             self._metrics.cancel_latency.observe(time.monotonic() - running.cancel_at)
 
@@ -201,31 +221,34 @@ class StreamRunner:
         meta: Any = None
         last: Any = None
         failure: TokenRelayError | None = None
+        emit = self._log.emit
         try:
             try:
-                async with asyncio.timeout(self._deadline_s):
-                    async for event in pipeline:
-                        await self._log.append(stream_id, event)
-                        if event.type == "metadata":
-                            meta = event
-                        elif event.type in TERMINAL_TYPES:
-                            last = event
-                            break
+                async for event in pipeline:
+                    emit(stream_id, event)
+                    if event.type == "metadata":  # for the log line; not the whole model
+                        meta = _MetaFields(
+                            event.trace_id, event.session_id, event.provider, event.model
+                        )
+                    elif event.type in TERMINAL_TYPES:
+                        last = event
+                        break
             finally:
                 close = getattr(pipeline, "aclose", None)
                 if close is not None:
                     await asyncio.shield(close())
-        except TimeoutError:
-            failure = StreamTimeout(
-                f"the answer took longer than the {self._deadline_s:g} s limit",
-                suggestion="ask for a shorter answer, or raise TOKENRELAY_STREAM_DEADLINE_S",
-            )
         except asyncio.CancelledError:
             running = self._running.get(stream_id)
             reason = running.cancel_reason if running else None
             if reason is None:  # cancelled from outside the runner: the loop is going away
                 reason = "shutdown"
-            failure = CANCEL_REASONS[reason]
+            if reason == "deadline":
+                failure = StreamTimeout(
+                    f"the answer took longer than the {self._deadline_s:g} s limit",
+                    suggestion="ask for a shorter answer, or raise TOKENRELAY_STREAM_DEADLINE_S",
+                )
+            else:
+                failure = CANCEL_REASONS[reason]
             self.generation_stopped(stream_id)
             task = asyncio.current_task()
             if task is not None:
@@ -237,15 +260,25 @@ class StreamRunner:
             failure = internal_error(exc)
         finally:
             running = self._running.pop(stream_id, None)
+            if running is not None and running.deadline is not None:
+                running.deadline.cancel()
             self._metrics.active_streams.dec()
         if last is None:
             failure = failure or internal_error(RuntimeError("pipeline ended without done"))
             self._metrics.streams.labels("error", failure.code.value).inc()
             last = ErrorEvent.from_error(failure)
-            await self._log.append(stream_id, last)
+            self._log.emit(stream_id, last)
         else:
             self._metrics.streams.labels(last.type, getattr(last, "code", "")).inc()
         _log_finished(stream_id, meta, last, time.monotonic() - started, running)
+
+
+@dataclass(frozen=True, slots=True)
+class _MetaFields:
+    trace_id: str
+    session_id: str | None
+    provider: str
+    model: str | None
 
 
 def _log_finished(
