@@ -7,7 +7,6 @@ import importlib.util
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,37 +16,14 @@ from starlette.types import ASGIApp
 
 from tokenrelay import __version__
 from tokenrelay.config import Settings
-from tokenrelay.errors import TokenRelayError, ValidationError, internal_error
-from tokenrelay.server.asgi import RawSendShim, retry_after_value
+from tokenrelay.errors import TokenRelayError, internal_error
+from tokenrelay.server.asgi import RawSendShim
+from tokenrelay.server.chat_stream_route import ChatStreamRoute
+from tokenrelay.server.error_responses import error_response, validation_error
 from tokenrelay.server.routes import chat, health, openai_compat, plans, sessions, streams, web
 from tokenrelay.services import Services
 
 logger = logging.getLogger("tokenrelay.server")
-
-
-def _json_safe_errors(errors: list[Any]) -> list[dict[str, Any]]:
-    return [
-        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg")), "type": e.get("type")}
-        for e in errors
-    ]
-
-
-def _describe(errors: list[dict[str, Any]]) -> str:
-    first = errors[0] if errors else {"loc": [], "msg": "invalid request", "type": ""}
-    if first["type"] == "json_invalid":
-        return "request body is not valid JSON"
-    where = ".".join(p for p in first["loc"] if p not in ("body", "query", "path"))
-    if first["type"] == "extra_forbidden":
-        return f"unknown field {where!r}"
-    message = str(first["msg"])
-    return f"{where}: {message}" if where else message
-
-
-def error_response(exc: TokenRelayError) -> JSONResponse:
-    headers: dict[str, str] = {}
-    if exc.retry_after_s is not None:
-        headers["Retry-After"] = retry_after_value(exc.retry_after_s)
-    return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -57,14 +33,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        errors = _json_safe_errors(list(exc.errors()))
-        return error_response(
-            ValidationError(
-                _describe(errors),
-                suggestion="fix the request as described; see /docs for the schema",
-                details=errors,
-            )
-        )
+        return error_response(validation_error(list(exc.errors())))
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -126,6 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     _install_error_handlers(app)
+    # innermost of our middleware, in front of the router (see its module doc)
+    app.add_middleware(ChatStreamRoute)
     _install_middleware(app, settings)
     for module in (chat, streams, sessions, health, openai_compat, web, plans):
         app.include_router(module.router)

@@ -25,7 +25,8 @@ from tokenrelay.services import Services
 router = APIRouter(tags=["chat"])
 
 
-async def _start(services: Services, body: ChatRequest, request: Request) -> tuple[str, str]:
+async def start_chat(services: Services, body: ChatRequest, request: Request) -> tuple[str, str]:
+    """Validate, start the chat pipeline on the runner; (stream_id, trace_id)."""
     trace_id = trace_id_for(request)
     turn = await prepare_turn(services, body, trace_id=trace_id, owner=owner_of(request))
     await start_stream(
@@ -38,16 +39,22 @@ async def _start(services: Services, body: ChatRequest, request: Request) -> tup
     return turn.stream_id, trace_id
 
 
-def _event_names(services: Services, asked: bool | None) -> bool:
+def event_names_for(services: Services, asked: bool | None) -> bool:
     return services.settings.event_names if asked is None else asked
 
 
 @router.post("/api/chat/stream", summary="Stream an answer as Server-Sent Events")
 async def chat_stream_post(body: ChatRequest, request: Request) -> Response:
+    # Served by `server/chat_stream_route.py` in front of the router (the same steps without
+    # FastAPI on the stack of a long response); this route documents it in the OpenAPI schema
+    # and serves it in an app built without that front route.
     services = get_services(request)
-    stream_id, trace_id = await _start(services, body, request)
+    stream_id, trace_id = await start_chat(services, body, request)
     return stream_response(
-        services, stream_id, event_names=_event_names(services, body.event_names), trace_id=trace_id
+        services,
+        stream_id,
+        event_names=event_names_for(services, body.event_names),
+        trace_id=trace_id,
     )
 
 
@@ -62,7 +69,7 @@ async def chat_stream_get(
     enable_tools: bool = Query(default=True, description="offer the server's tools"),
 ) -> Response:
     services = get_services(request)
-    names = _event_names(services, event_names)
+    names = event_names_for(services, event_names)
     position = resume_position(request)
     if position is not None:  # an EventSource reconnecting: continue its stream, don't ask again
         stream_id, seq = position
@@ -77,14 +84,14 @@ async def chat_stream_get(
         options=ChatOptions(provider=provider, model=model, enable_tools=enable_tools),
         event_names=event_names,
     )
-    stream_id, trace_id = await _start(services, body, request)
+    stream_id, trace_id = await start_chat(services, body, request)
     return stream_response(services, stream_id, event_names=names, trace_id=trace_id)
 
 
 @router.post("/api/chat", summary="The whole answer as JSON, from the same pipeline")
 async def chat_json(body: ChatRequest, request: Request) -> Response:
     services = get_services(request)
-    stream_id, trace_id = await _start(services, body, request)
+    stream_id, trace_id = await start_chat(services, body, request)
     result: dict[str, Any] = {"stream_id": stream_id, "trace_id": trace_id}
     parts: list[str] = []
     async for event in collected(services, stream_id):
