@@ -29,7 +29,7 @@ from tokenrelay.pipelines.answer import Answer
 from tokenrelay.pipelines.retrieval_step import RagRequest, Retrieved, retrieve
 from tokenrelay.providers.base import ChatMessage, ProviderRequest, ToolCall, ToolSpec
 from tokenrelay.services import Services
-from tokenrelay.sessions.base import MessageStatus, SessionStore, TurnStart
+from tokenrelay.sessions.base import MessageStatus, SessionStore, TurnStart, plan_new_session
 from tokenrelay.sessions.history import build_messages
 from tokenrelay.tools.runner import ToolOutcome, failed
 
@@ -64,9 +64,15 @@ class _Recorder:
     """Stores tool rounds in the session as they end (see module doc); stateless: nothing."""
 
     def __init__(
-        self, sessions: SessionStore | None, start: TurnStart, answer: Answer, meta: dict[str, Any]
+        self,
+        sessions: SessionStore | None,
+        start: TurnStart,
+        answer: Answer,
+        meta: dict[str, Any],
+        writing: asyncio.Future[TurnStart] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._writing = writing  # a new session's first write, still on its way
         self._session_id = start.session_id
         self._answer = answer
         self._meta = meta
@@ -88,6 +94,7 @@ class _Recorder:
         self.text_start, self.calls_start = len(self._answer.parts), len(self._answer.tool_calls)
         if self._sessions is None:
             return
+        await self.started()
         sessions = self._sessions
         await sessions.finish_turn(
             self.message_id, text, "complete", {**self._meta, "tool_calls": _calls_json(calls)}
@@ -102,6 +109,11 @@ class _Recorder:
         self.message_id = await sessions.add_message(
             self._session_id, "assistant", "", status="streaming"
         )
+
+    async def started(self) -> None:
+        """The turn's first write is done (raises what it raised, e.g. BACKEND_UNAVAILABLE)."""
+        if self._writing is not None:
+            await self._writing
 
     async def settle(self) -> None:
         if self._pending is not None and not self._pending.done():
@@ -119,7 +131,7 @@ async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any
     timing = Timing()
     provider = services.providers.get(turn.provider)
     model = turn.model or provider.default_model
-    start = await _start(services, turn)
+    start, writing = await _start(services, turn)
     yield MetadataEvent(
         stream_id=turn.stream_id,
         session_id=start.session_id,
@@ -167,7 +179,7 @@ async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any
         request = dataclasses.replace(request, tools=setup.specs, tool_choice=choice)
     stored = turn.messages is None
     meta = {"provider": provider.name, "model": model, "stream_id": turn.stream_id}
-    recorder = _Recorder(services.sessions if stored else None, start, answer, meta)
+    recorder = _Recorder(services.sessions if stored else None, start, answer, meta, writing)
     status: MessageStatus = "failed"
     history_length = len(messages) + 1
     try:
@@ -191,14 +203,13 @@ async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any
             history_length = await asyncio.shield(
                 _finish(services, start, recorder, answer, status, meta, retrieved, setup)
             )
-        services.metrics.tokens.labels(provider.name).inc(answer.completion_tokens)
+        per_provider = services.metrics.provider(provider.name)
+        per_provider.tokens.inc(answer.completion_tokens)
         if timing.ttft is not None:  # tokens/s from the first token to the end
             since_first = time.monotonic() - timing.started - timing.ttft
             tokens = answer.completion_tokens
             services.metrics.observe_generation(provider.name, tokens, since_first)
-        services.metrics.stream_duration.labels(provider.name).observe(
-            time.monotonic() - timing.started
-        )
+        per_provider.stream_duration.observe(time.monotonic() - timing.started)
     yield DoneEvent.model_validate(
         {
             "session_id": start.session_id,
@@ -216,10 +227,22 @@ async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any
     )
 
 
-async def _start(services: Services, turn: ChatTurn) -> TurnStart:
+async def _start(
+    services: Services, turn: ChatTurn
+) -> tuple[TurnStart, asyncio.Future[TurnStart] | None]:
+    """The turn's ids and history. A new session has no history: its ids are made here and
+    written while the answer starts (the write is awaited before anything else is stored and
+    before `done`), so the first token does not wait for the database."""
     if turn.messages is not None:
-        return TurnStart("", "", uuid.uuid4().hex, [])
-    return await services.sessions.start_turn(turn.session_id, turn.message, owner=turn.owner)
+        return TurnStart("", "", uuid.uuid4().hex, []), None
+    sessions = services.sessions
+    if turn.session_id is None:
+        planned = plan_new_session()
+        writing = asyncio.ensure_future(
+            sessions.start_turn(None, turn.message, owner=turn.owner, planned=planned)
+        )
+        return planned, writing
+    return await sessions.start_turn(turn.session_id, turn.message, owner=turn.owner), None
 
 
 async def _finish(
@@ -234,6 +257,7 @@ async def _finish(
 ) -> int:
     """Store the rest of the answer; server tool calls left without results (the turn was
     interrupted) get an error result, so the history never holds a call without its answer."""
+    await recorder.started()
     await recorder.settle()
     open_calls = recorder.open_calls()
     metadata = _answer_metadata(answer, meta, open_calls, retrieved)

@@ -177,13 +177,21 @@ class PostgresSessionStore:
             raise backend_down(exc) from exc
 
     async def start_turn(
-        self, session_id: str | None, user_text: str, *, owner: str | None = None
+        self,
+        session_id: str | None,
+        user_text: str,
+        *,
+        owner: str | None = None,
+        planned: TurnStart | None = None,
     ) -> TurnStart:
         now = time.time()
         history: list[StoredMessage] = []
+        user_id, answer_id = new_id(), new_id()
+        if planned is not None and session_id is None:
+            user_id, answer_id = planned.user_message_id, planned.assistant_message_id
         async with self._conn() as conn, conn.transaction():
             if session_id is None:
-                session_id = new_id()
+                session_id = planned.session_id if planned is not None else new_id()
                 await conn.execute(
                     "INSERT INTO tokenrelay_sessions(id, owner, title, created_at, updated_at)"
                     " VALUES ($1, $2, $3, $4, $4)",
@@ -207,7 +215,6 @@ class PostgresSessionStore:
                     session_id,
                 )
                 history = [_message(r) for r in rows]
-            user_id, answer_id = new_id(), new_id()
             await conn.executemany(
                 "INSERT INTO tokenrelay_messages(id, session_id, role, content, status, created_at)"
                 " VALUES ($1, $2, $3, $4, $5, $6)",

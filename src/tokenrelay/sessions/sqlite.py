@@ -224,16 +224,24 @@ class SQLiteSessionStore:
         return cls(worker)
 
     async def start_turn(
-        self, session_id: str | None, user_text: str, *, owner: str | None = None
+        self,
+        session_id: str | None,
+        user_text: str,
+        *,
+        owner: str | None = None,
+        planned: TurnStart | None = None,
     ) -> TurnStart:
         now = time.time()
-        user_id, answer_id = new_id(), new_id()
+        if planned is not None and session_id is None:
+            user_id, answer_id = planned.user_message_id, planned.assistant_message_id
+        else:
+            user_id, answer_id = new_id(), new_id()
 
         def body(db: sqlite3.Connection) -> TurnStart:
             sid = session_id
             history: list[StoredMessage] = []
             if sid is None:
-                sid = new_id()
+                sid = planned.session_id if planned is not None else new_id()
                 db.execute(
                     "INSERT INTO sessions(id, owner, title, created_at, updated_at)"
                     " VALUES (?,?,?,?,?)",
