@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -99,9 +100,23 @@ def _bound_text(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(bound)
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderMetrics:
+    """One provider's labelled children, looked up once (`labels()` takes a lock and builds a
+    key each call; a stream used to make seven such calls)."""
+
+    ttft: Any
+    token_gap: Any
+    tokens: Any
+    stream_duration: Any
+    tokens_per_second: Any
+    first_event: Any
+
+
 class Metrics:
     def __init__(self, enabled: bool = True) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._providers: dict[str, ProviderMetrics] = {}
         r = self.registry
         Gauge, Counter, Histogram = (
             (_Gauge, _Counter, _Histogram) if enabled else (_Off, _Off, _Off)
@@ -189,8 +204,21 @@ class Metrics:
             registry=r,
         )
 
+    def provider(self, name: str) -> ProviderMetrics:
+        found = self._providers.get(name)
+        if found is None:
+            found = self._providers[name] = ProviderMetrics(
+                ttft=self.ttft.labels(name),
+                token_gap=self.token_gap.labels(name),
+                tokens=self.tokens.labels(name),
+                stream_duration=self.stream_duration.labels(name),
+                tokens_per_second=self.tokens_per_second.labels(name),
+                first_event=self.provider_latency.labels(name),
+            )
+        return found
+
     def observe_provider_first_event(self, provider: str, seconds: float) -> None:
-        self.provider_latency.labels(provider).observe(seconds)
+        self.provider(provider).first_event.observe(seconds)
 
     def observe_generation(
         self, provider: str, completion_tokens: int, since_first_token_s: float
@@ -199,7 +227,7 @@ class Metrics:
         (skipped when too short to mean anything)."""
         if completion_tokens > 1 and since_first_token_s > 0.001:
             rate = (completion_tokens - 1) / since_first_token_s
-            self.tokens_per_second.labels(provider).observe(rate)
+            self.provider(provider).tokens_per_second.observe(rate)
 
     def count_rejected(self, reason: str) -> None:
         self.rejected.labels(reason).inc()

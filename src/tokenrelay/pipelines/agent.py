@@ -140,13 +140,14 @@ async def stream_round(
     if settings.coalesce_ms > 0:
         events = coalesce_text(events, settings.coalesce_ms / 1000.0)
     asked = time.monotonic()
-    gap_metric = metrics.token_gap.labels(provider.name)  # once per round, not per token
+    per_provider = metrics.provider(provider.name)  # labelled once, not per token
+    gap_metric = per_provider.token_gap
     watchdog = IdleWatchdog(settings.idle_timeout_s)
     try:
         async for event in events:
             watchdog.fed()
             if asked:  # provider latency: request sent → its first event of this round
-                metrics.observe_provider_first_event(provider.name, time.monotonic() - asked)
+                per_provider.first_event.observe(time.monotonic() - asked)
                 asked = 0.0
             answer.add(event)
             out: Any = None
@@ -154,7 +155,7 @@ async def stream_round(
                 now = time.monotonic()
                 if timing.ttft is None:
                     timing.ttft = now - timing.started
-                    metrics.ttft.labels(provider.name).observe(timing.ttft)
+                    per_provider.ttft.observe(timing.ttft)
                 else:
                     gap_metric.observe(now - timing.last_token)
                 timing.last_token = now

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,7 +14,7 @@ from tokenrelay.pipelines.chat import ChatTurn
 from tokenrelay.pipelines.retrieval_step import RagRequest
 from tokenrelay.server.schemas import ChatOptions, ChatRequest, RagOptions
 from tokenrelay.services import Services
-from tokenrelay.sessions.base import session_not_found
+from tokenrelay.sessions.base import new_id, session_not_found
 from tokenrelay.tools.registry import registry_for
 
 _TRACE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -31,7 +30,7 @@ def trace_id_for(request: Request) -> str:
     given = request.headers.get("x-trace-id")
     if given and _TRACE_ID.match(given):
         return given
-    return uuid.uuid4().hex
+    return new_id()
 
 
 def owner_of(request: Request) -> str | None:
@@ -77,7 +76,7 @@ async def prepare_turn(
         raise session_not_found(body.session_id)
     return ChatTurn(
         rag=rag_request(services, options),
-        stream_id=uuid.uuid4().hex,
+        stream_id=new_id(),
         trace_id=trace_id,
         message=message,
         provider=provider,
