@@ -7,8 +7,7 @@ is a pure function of an envelope. JSON keeps non-ASCII text as is (Korean stays
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -150,9 +149,11 @@ def parse_event(data: str | bytes) -> Event:
     return event_adapter.validate_json(data)
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """One numbered event in a stream log: JSON encoded once, sent many times."""
+class Envelope(NamedTuple):
+    """One numbered event in a stream log: JSON encoded once, sent many times.
+
+    A named tuple, not a frozen dataclass: one is made per token, and a frozen dataclass's
+    `__init__` sets each field through `object.__setattr__`."""
 
     seq: int
     type: str
@@ -163,8 +164,7 @@ class Envelope:
         return self.type in TERMINAL_TYPES
 
 
-@dataclass(frozen=True, slots=True)
-class Encoded:
+class Encoded(NamedTuple):
     """An event whose JSON is already made: the hot path, one per token.
 
     Same JSON as the model it stands for (`token_event` ≡ `TokenEvent(...).model_dump_json()`,
@@ -181,9 +181,9 @@ def token_event(content: str, index: int) -> Encoded:
 
 
 def envelope(seq: int, event: _Event | Encoded) -> Envelope:
-    if isinstance(event, Encoded):
-        return Envelope(seq=seq, type=event.type, data=event.data)
-    return Envelope(seq=seq, type=event.type, data=event.model_dump_json())  # type: ignore[attr-defined]
+    if type(event) is Encoded:
+        return Envelope(seq, event.type, event.data)
+    return Envelope(seq, event.type, event.model_dump_json())  # type: ignore[union-attr]
 
 
 def event_id(stream_id: str, seq: int) -> str:

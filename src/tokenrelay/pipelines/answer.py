@@ -30,6 +30,11 @@ class Answer:
         return "".join(self.parts)
 
     def add(self, event: ProviderEvent) -> None:
+        if type(event) is TextDelta:  # once per token: before the general match
+            if event.text:
+                self.parts.append(event.text)
+                self.chunks += 1
+            return
         match event:
             case TextDelta(text=text) if text:
                 self.parts.append(text)
