@@ -24,9 +24,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from tokenrelay.errors import StreamNotFound
-from tokenrelay.events import PING_FRAME, encode_sse
+from tokenrelay.events import PING_FRAME, Envelope, encode_sse
 from tokenrelay.server.asgi import RAW_SEND
+from tokenrelay.server.direct_write import DirectWriter, direct_writer
 from tokenrelay.services import Services
+from tokenrelay.streams.log import Subscription
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 SSE_RAW_HEADERS = [
@@ -85,18 +87,17 @@ class EventStreamResponse(Response):
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             # the middleware chain has seen the start; body chunks skip it (asgi.RawSendShim)
             body_send: Send = scope.get(RAW_SEND, send)
+            writer = direct_writer(body_send)
+            pusher: _Pusher | None = None
             after = self._after
             retry: int | None = services.settings.retry_ms
+            stream_id, names = self._stream_id, self._event_names
             while not self._gone:
                 batch = sub.take(after)
                 if batch:
                     frames = []
                     for env in batch:
-                        frames.append(
-                            encode_sse(
-                                self._stream_id, env, event_names=self._event_names, retry_ms=retry
-                            )
-                        )
+                        frames.append(encode_sse(stream_id, env, event_names=names, retry_ms=retry))
                         retry = None
                         after = env.seq
                         if env.terminal:
@@ -110,7 +111,16 @@ class EventStreamResponse(Response):
                     continue
                 if sub.done:
                     break
+                if writer is not None and retry is None:
+                    if pusher is None:
+                        pusher = _Pusher(writer, sub, stream_id, names, loop)
+                    pusher.after = pusher.until = after
+                    sub.set_push(pusher.push)
                 await sub.waiter()
+                if pusher is not None:  # what the log pushed while we waited goes out first
+                    sub.set_push(None)
+                    pusher.flush()
+                    after = pusher.after
                 if self._ping_due and not self._gone:
                     self._ping_due = False
                     await body_send(
@@ -137,6 +147,56 @@ class EventStreamResponse(Response):
                 self._gone = True
                 wake()
                 return
+
+
+class _Pusher:
+    """Takes a waiting reader's events from the log as they are appended (`set_push`): each
+    push only notes the event, and one callback per loop turn encodes and writes what came
+    in that turn as one chunk (server/direct_write.py). It refuses the terminal event, and
+    everything while the connection is not writable: the reader wakes and sends those."""
+
+    __slots__ = ("_loop", "_names", "_scheduled", "_stream_id", "_sub", "_writer", "after", "until")
+
+    def __init__(
+        self,
+        writer: DirectWriter,
+        sub: Subscription,
+        stream_id: str,
+        names: bool,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._writer = writer
+        self._sub = sub
+        self._stream_id = stream_id
+        self._names = names
+        self._loop = loop
+        self._scheduled = False
+        self.after = 0  # the last seq written
+        self.until = 0  # the last seq taken (written, or to be written by the next flush)
+
+    def push(self, env: Envelope) -> bool:
+        if env.terminal:
+            return False
+        if not self._scheduled:
+            if not self._writer.writable:
+                return False
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+        self.until = env.seq
+        return True
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if self.until <= self.after:
+            return
+        stream_id, names = self._stream_id, self._names
+        frames = [
+            encode_sse(stream_id, env, event_names=names)
+            for env in self._sub.take(self.after)
+            if env.seq <= self.until
+        ]
+        self.after = self.until
+        self._writer.write(b"".join(frames))
 
 
 def stream_response(

@@ -45,6 +45,12 @@ class Subscription(Protocol):
 
     def wake(self) -> None: ...
 
+    def set_push(self, push: Callable[[Envelope], bool] | None) -> None:
+        """While set, a new event is first offered to `push` (called at once, from whoever
+        appends); if it returns True the event counts as delivered and the waiter stays
+        pending. A log may ignore this (then every event wakes the waiter)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -139,13 +145,18 @@ class _MemoryStream:
     expires_at: float = float("inf")
     # futures of readers waiting for the next event; made only when a reader actually waits
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    # waiting readers that take events by push (see Subscription.set_push)
+    pushers: list[MemorySubscription] = field(default_factory=list)
 
 
 class MemorySubscription:
+    __slots__ = ("_fut", "_log", "_push", "_stream")
+
     def __init__(self, log: MemoryStreamLog, stream: _MemoryStream) -> None:
         self._log = log
         self._stream = stream
         self._fut: asyncio.Future[None] | None = None
+        self._push: Callable[[Envelope], bool] | None = None
 
     def take(self, after_seq: int) -> list[Envelope]:
         entries = self._stream.entries
@@ -159,14 +170,34 @@ class MemorySubscription:
         fut = self._fut
         if fut is None or fut.done():
             fut = self._fut = asyncio.get_running_loop().create_future()
-            self._stream.waiters.append(fut)
+            if self._push is not None:
+                self._stream.pushers.append(self)
+            else:
+                self._stream.waiters.append(fut)
         return fut
+
+    def set_push(self, push: Callable[[Envelope], bool] | None) -> None:
+        if push is None and self._push is not None:
+            pushers = self._stream.pushers
+            if self in pushers:
+                pushers.remove(self)
+        self._push = push
+
+    def offer(self, env: Envelope) -> bool:
+        """Push `env`; False (and the waiter woken, push mode left) when it was not taken."""
+        push = self._push
+        if push is not None and push(env):
+            return True
+        self.set_push(None)
+        self.wake()
+        return False
 
     def wake(self) -> None:
         if self._fut is not None and not self._fut.done():
             self._fut.set_result(None)
 
     def close(self) -> None:
+        self.set_push(None)
         self.wake()
 
 
@@ -198,6 +229,9 @@ class MemoryStreamLog:
         if env.terminal:
             stream.finished = True
             stream.expires_at = time.monotonic() + self._ttl_s
+        if stream.pushers:
+            for sub in tuple(stream.pushers):
+                sub.offer(env)
         if stream.waiters:
             wake_all(stream.waiters)
         return env
@@ -229,6 +263,9 @@ class MemoryStreamLog:
         self.released = True
         for stream in self._streams.values():
             wake_all(stream.waiters)
+            for sub in tuple(stream.pushers):
+                sub.set_push(None)
+                sub.wake()
 
     async def has_remote_readers(self, stream_id: str) -> bool:
         return False
@@ -303,6 +340,9 @@ class PumpSubscription:
     def wake(self) -> None:
         if self._fut is not None and not self._fut.done():
             self._fut.set_result(None)
+
+    def set_push(self, push: Callable[[Envelope], bool] | None) -> None:
+        return None  # a remote read wakes its reader for every event
 
     def close(self) -> None:
         self._task.cancel()

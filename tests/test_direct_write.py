@@ -1,0 +1,72 @@
+"""The SSE response's direct writes (server/direct_write.py): uvicorn lends its transport,
+and the log pushes to a waiting reader only while it accepts (a refusal, e.g. on paused
+writes, wakes the reader, which then sends through ASGI). Exactly-once delivery through the
+direct path under cuts and resumes is tests/test_resume.py's."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import uvicorn
+
+from tests.conftest import free_port
+from tokenrelay.events import Envelope, token_event
+from tokenrelay.server.direct_write import direct_writer
+from tokenrelay.streams.log import MemoryStreamLog
+
+
+async def test_uvicorn_lends_its_transport_to_a_chunked_response() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        writer = direct_writer(send)
+        if writer is not None and writer.writable and writer.write(b"direct "):
+            await send({"type": "http.response.body", "body": b"then asgi", "more_body": False})
+        else:
+            await send({"type": "http.response.body", "body": b"no bypass", "more_body": False})
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http="httptools")
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"http://127.0.0.1:{port}/")
+    finally:
+        server.should_exit = True
+        await task
+    # if uvicorn renames what the bypass reads, this fails instead of the relay slowing down
+    assert response.text == "direct then asgi"
+
+
+async def test_the_log_pushes_to_a_waiting_reader_until_it_refuses() -> None:
+    log = MemoryStreamLog()
+    await log.create("s", owner=None, session_id=None)
+    sub = await log.subscribe("s")
+    taken: list[int] = []
+    accept = True
+
+    def push(env: Envelope) -> bool:
+        if accept:
+            taken.append(env.seq)
+        return accept
+
+    sub.set_push(push)
+    waiter = sub.waiter()
+    log.emit("s", token_event("a", 0))
+    log.emit("s", token_event("b", 1))
+    assert taken == [1, 2] and not waiter.done()  # delivered without waking the reader
+    accept = False  # e.g. the connection's writes are paused
+    log.emit("s", token_event("c", 2))
+    assert waiter.done() and taken == [1, 2]  # the reader wakes and takes seq 3 itself
+    assert [e.seq for e in sub.take(2)] == [3]
+    log.emit("s", token_event("d", 3))  # out of push mode now: no more pushes
+    assert taken == [1, 2]
+    sub.close()
