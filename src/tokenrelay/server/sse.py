@@ -10,6 +10,11 @@ one small task per response:
 - the reader sleeps on a future that the log resolves on the next event, that a timer resolves
   every `heartbeat_s` to send a `: ping` comment (from the first byte on), and that a listener
   task resolves when the client disconnects (`http.disconnect`);
+- while it sleeps, under uvicorn, the log pushes it the next events instead (`_Pusher`): one
+  callback per loop turn writes them on uvicorn's transport (server/direct_write.py); the
+  terminal event, heartbeats and anything under back-pressure wake the reader as above;
+- body chunks skip the middleware chain, which has seen the response start
+  (`asgi.RawSendShim`);
 - when the reader leaves before the terminal event the runner hears of it (`detach`), which is
   how a disconnect reaches the provider.
 """
