@@ -73,6 +73,8 @@ class _Recorder:
     ) -> None:
         self._sessions = sessions
         self._writing = writing  # a new session's first write, still on its way
+        if writing is not None:
+            writing.add_done_callback(self._written)
         self._session_id = start.session_id
         self._answer = answer
         self._meta = meta
@@ -109,6 +111,11 @@ class _Recorder:
         self.message_id = await sessions.add_message(
             self._session_id, "assistant", "", status="streaming"
         )
+
+    def _written(self, writing: asyncio.Future[TurnStart]) -> None:
+        """Once the write has succeeded, let its task go (an idle stream holds no more)."""
+        if not writing.cancelled() and writing.exception() is None:
+            self._writing = None
 
     async def started(self) -> None:
         """The turn's first write is done (raises what it raised, e.g. BACKEND_UNAVAILABLE)."""

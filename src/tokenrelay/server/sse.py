@@ -108,9 +108,10 @@ class EventStreamResponse(Response):
                         if env.terminal:
                             finished = True
                             break
-                    await body_send(
-                        {"type": "http.response.body", "body": b"".join(frames), "more_body": True}
-                    )
+                    body = b"".join(frames)
+                    del frames, batch  # not held while the reader waits
+                    await body_send({"type": "http.response.body", "body": body, "more_body": True})
+                    del body
                     if finished:
                         break
                     continue

@@ -233,6 +233,7 @@ class StreamRunner:
                     elif event.type in TERMINAL_TYPES:
                         last = event
                         break
+                    event = None  # not held while the next one is awaited (minutes, maybe)
             finally:
                 close = getattr(pipeline, "aclose", None)
                 if close is not None:
