@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tokenrelay.errors import StreamTimeout
 from tokenrelay.providers.base import Finish, ProviderEvent, TextDelta, Usage
 from tokenrelay.providers.scripted import split_pieces
-from tokenrelay.streams.pacing import coalesce_text, with_idle_timeout
+from tokenrelay.streams.pacing import IdleWatchdog, coalesce_text
 
 
 async def _source(
@@ -37,13 +37,21 @@ async def _source(
 async def test_idle_timeout_cancels_the_source() -> None:
     seen: list[str] = []
     out: list[ProviderEvent] = []
+    source = _source([TextDelta("a"), TextDelta("b")], stall_at=1, seen=seen)
+    watchdog = IdleWatchdog(0.05)
     with pytest.raises(StreamTimeout):
-        async for ev in with_idle_timeout(
-            _source([TextDelta("a"), TextDelta("b")], stall_at=1, seen=seen), 0.05
-        ):
-            out.append(ev)
+        try:
+            async for ev in source:  # as stream_round consumes a provider
+                watchdog.fed()
+                out.append(ev)
+        except asyncio.CancelledError as exc:
+            assert watchdog.fired
+            raise watchdog.timeout() from exc
+        finally:
+            watchdog.stop()
     assert out == [TextDelta("a")]
     assert seen == ["cancelled"]
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
 
 
 async def test_coalesce_passes_non_text_events_in_order() -> None:

@@ -30,15 +30,12 @@ class Answer:
         return "".join(self.parts)
 
     def add(self, event: ProviderEvent) -> None:
-        if type(event) is TextDelta:  # once per token: before the general match
+        if isinstance(event, TextDelta):  # once per token: tested before the match
             if event.text:
                 self.parts.append(event.text)
                 self.chunks += 1
             return
         match event:
-            case TextDelta(text=text) if text:
-                self.parts.append(text)
-                self.chunks += 1
             case ToolCallPart(call=call):
                 self.tool_calls.append(call)
             case Usage(prompt_tokens=p, completion_tokens=c):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +28,13 @@ from tokenrelay.pipelines.answer import Answer
 from tokenrelay.pipelines.retrieval_step import RagRequest, Retrieved, retrieve
 from tokenrelay.providers.base import ChatMessage, ProviderRequest, ToolCall, ToolSpec
 from tokenrelay.services import Services
-from tokenrelay.sessions.base import MessageStatus, SessionStore, TurnStart, plan_new_session
+from tokenrelay.sessions.base import (
+    MessageStatus,
+    SessionStore,
+    TurnStart,
+    new_id,
+    plan_new_session,
+)
 from tokenrelay.sessions.history import build_messages
 from tokenrelay.tools.runner import ToolOutcome, failed
 
@@ -241,7 +246,7 @@ async def _start(
     written while the answer starts (the write is awaited before anything else is stored and
     before `done`), so the first token does not wait for the database."""
     if turn.messages is not None:
-        return TurnStart("", "", uuid.uuid4().hex, []), None
+        return TurnStart("", "", new_id(), []), None
     sessions = services.sessions
     if turn.session_id is None:
         planned = plan_new_session()

@@ -183,20 +183,18 @@ class MemorySubscription:
                 pushers.remove(self)
         self._push = push
 
-    def offer(self, env: Envelope) -> bool:
-        """Push `env`; False (and the waiter woken, push mode left) when it was not taken."""
+    def offer(self, env: Envelope) -> None:
+        """Push `env`; when it is not taken, leave push mode and wake the waiter."""
         push = self._push
-        if push is not None and push(env):
-            return True
-        self.set_push(None)
-        self.wake()
-        return False
+        if push is None or not push(env):
+            self.close()
 
     def wake(self) -> None:
         if self._fut is not None and not self._fut.done():
             self._fut.set_result(None)
 
     def close(self) -> None:
+        """Out of push mode, waiter woken: on a refused push, a release, or the reader's end."""
         self.set_push(None)
         self.wake()
 
@@ -264,8 +262,7 @@ class MemoryStreamLog:
         for stream in self._streams.values():
             wake_all(stream.waiters)
             for sub in tuple(stream.pushers):
-                sub.set_push(None)
-                sub.wake()
+                sub.close()
 
     async def has_remote_readers(self, stream_id: str) -> bool:
         return False

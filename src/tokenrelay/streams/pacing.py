@@ -1,16 +1,14 @@
-"""Async iterator adapters for provider output: an idle timeout and token coalescing."""
+"""Pacing of provider output: the idle-timeout watchdog and token coalescing."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any, TypeVar
+from typing import Any
 
 from tokenrelay.errors import StreamTimeout
 from tokenrelay.providers.base import ProviderEvent, TextDelta
-
-T = TypeVar("T")
 
 
 async def aclose_quietly(iterator: AsyncIterator[Any]) -> None:
@@ -20,7 +18,8 @@ async def aclose_quietly(iterator: AsyncIterator[Any]) -> None:
 
 
 class IdleWatchdog:
-    """Cancels the task that made it when nothing arrives for `seconds` (the idle timeout).
+    """Cancels the task that made it when nothing arrives for `seconds` (the idle timeout);
+    the task's wait on the provider is what gets cancelled, so the provider stops.
 
     One timer per stream, re-armed only when it fires, instead of a timer per item (a timer
     per token was a fifth of the relay's CPU at 1,000 streams: bench/relay/findings.md). The
@@ -62,32 +61,6 @@ class IdleWatchdog:
             f"the model produced no output for {self._seconds:g} s",
             suggestion="retry, or raise TOKENRELAY_IDLE_TIMEOUT_S if the model is slow to start",
         )
-
-
-async def with_idle_timeout(source: AsyncIterator[T], seconds: float) -> AsyncGenerator[T, None]:
-    """Yield from `source`; if it produces nothing for `seconds`, cancel it and raise TIMEOUT.
-
-    The wait that times out is cancelled, so the provider sees the cancellation and stops.
-    (The chat pipeline runs an `IdleWatchdog` inline instead, one generator layer fewer.)
-    """
-    watchdog = IdleWatchdog(seconds)
-    try:
-        while True:
-            try:
-                item = await anext(source)
-            except StopAsyncIteration:
-                return
-            except asyncio.CancelledError as exc:
-                if not watchdog.fired:
-                    raise
-                raise watchdog.timeout() from exc
-            watchdog.fed()
-            watchdog.paused = True
-            yield item
-            watchdog.paused = False
-    finally:
-        watchdog.stop()
-        await aclose_quietly(source)
 
 
 async def coalesce_text(

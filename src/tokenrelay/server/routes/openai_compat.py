@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -43,6 +42,7 @@ from tokenrelay.server.openai_format import (
     to_tool_specs,
 )
 from tokenrelay.services import Services
+from tokenrelay.sessions.base import new_id
 
 logger = logging.getLogger("tokenrelay.server.openai")
 _STARTED = int(time.time())
@@ -119,7 +119,7 @@ def _turn(services: Services, body: ChatCompletionRequest, request: Request) -> 
     if extras is not None and extras.scripted is not None:
         extra["scripted"] = extras.scripted.model_dump(exclude_unset=True)
     return ChatTurn(
-        stream_id=uuid.uuid4().hex,
+        stream_id=new_id(),
         trace_id=trace_id_for(request),
         message=last_user_text(messages),
         provider=provider,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -14,6 +13,7 @@ from tokenrelay.server.collect import collected, error_json
 from tokenrelay.server.deps import get_services, owner_of, start_stream, trace_id_for
 from tokenrelay.server.sse import stream_response
 from tokenrelay.services import Services
+from tokenrelay.sessions.base import new_id
 
 router = APIRouter(tags=["plans"])
 
@@ -27,7 +27,7 @@ async def _start(services: Services, body: PlanRequest, request: Request) -> tup
     trace_id = trace_id_for(request)
     owner = owner_of(request)
     job = PlanJob(
-        stream_id=uuid.uuid4().hex,
+        stream_id=new_id(),
         trace_id=trace_id,
         request=body,
         provider=provider,
