@@ -217,9 +217,6 @@ class Metrics:
             )
         return found
 
-    def observe_provider_first_event(self, provider: str, seconds: float) -> None:
-        self.provider(provider).first_event.observe(seconds)
-
     def observe_generation(
         self, provider: str, completion_tokens: int, since_first_token_s: float
     ) -> None:

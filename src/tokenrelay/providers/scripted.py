@@ -195,11 +195,11 @@ class ScriptedProvider:
             checked = opts.error_after is not None or opts.stall_after is not None
             for sent, piece in enumerate(islice(planned, sending)):
                 if checked:
-                    await self._before_piece(opts, sent, 0.0)
+                    await self._before_piece(opts, sent)
                 if delay > 0:  # the hot path of the relay benchmark: nothing else per piece
                     await asyncio.sleep(delay)
                 yield TextDelta(piece)
-            await self._before_piece(opts, sending, 0.0)
+            await self._before_piece(opts, sending)
             yield Usage(prompt_tokens=_word_count(request), completion_tokens=sending)
             yield Finish("length" if sending < len(planned) else "stop")
             self.stats.completed += 1
@@ -216,7 +216,8 @@ class ScriptedProvider:
             raise
 
     @staticmethod
-    async def _before_piece(opts: ScriptedOptions, sent: int, delay: float) -> None:
+    async def _before_piece(opts: ScriptedOptions, sent: int) -> None:
+        """The failure or stall asked for before piece `sent` (the pause is the caller's)."""
         if opts.error_after is not None and sent >= opts.error_after:
             raise ProviderError(
                 f"scripted failure after {sent} pieces",
@@ -225,5 +226,3 @@ class ScriptedProvider:
             )
         if opts.stall_after is not None and sent >= opts.stall_after:
             await asyncio.get_running_loop().create_future()  # stall until cancelled
-        if delay > 0:
-            await asyncio.sleep(delay)
