@@ -25,8 +25,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tokenrelay.errors import TokenRelayError, ValidationError
 from tokenrelay.server.error_responses import error_response, validation_error
+from tokenrelay.server.routes.chat import chat_stream_response
 from tokenrelay.server.schemas import ChatRequest
-from tokenrelay.server.sse import stream_response
 
 PATH = "/api/chat/stream"
 
@@ -78,9 +78,6 @@ class ChatStreamRoute:
     async def _start(scope: Scope, receive: Receive) -> Response | None:
         """Everything up to the response, in a frame of its own: the request, its body and
         the parsed model are gone before the stream is sent."""
-        from tokenrelay.server.deps import get_services
-        from tokenrelay.server.routes.chat import event_names_for, start_chat
-
         request = Request(scope, receive)
         try:
             raw = await request.body()
@@ -88,9 +85,6 @@ class ChatStreamRoute:
             return None  # gone before the body arrived: nobody to answer
         try:
             body = parse_chat_request(raw, request.headers.get("content-type"))
-            services = get_services(request)
-            stream_id, trace_id = await start_chat(services, body, request)
+            return await chat_stream_response(body, request)
         except TokenRelayError as exc:
             return error_response(exc)
-        names = event_names_for(services, body.event_names)
-        return stream_response(services, stream_id, event_names=names, trace_id=trace_id)
