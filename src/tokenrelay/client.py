@@ -261,14 +261,10 @@ def _lost(cursor: _Cursor) -> TokenRelayAPIError:
 # -- streams ----------------------------------------------------------------------------------
 
 
-class AsyncChatStream:
-    """The events of one stream (`async for`), resuming after dropped connections."""
+class _StreamPosition:
+    """Where a stream (sync or async) stands: its id, the last event id, whether it ended."""
 
-    def __init__(self, http: httpx.AsyncClient, cursor: _Cursor, max_resumes: int) -> None:
-        self._http = http
-        self._cursor = cursor
-        self._max_resumes = max_resumes
-        self._events = self._run()
+    _cursor: _Cursor
 
     @property
     def stream_id(self) -> str | None:
@@ -281,6 +277,16 @@ class AsyncChatStream:
     @property
     def finished(self) -> bool:
         return self._cursor.finished
+
+
+class AsyncChatStream(_StreamPosition):
+    """The events of one stream (`async for`), resuming after dropped connections."""
+
+    def __init__(self, http: httpx.AsyncClient, cursor: _Cursor, max_resumes: int) -> None:
+        self._http = http
+        self._cursor = cursor
+        self._max_resumes = max_resumes
+        self._events = self._run()
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._events
@@ -341,7 +347,7 @@ class AsyncChatStream:
             await asyncio.sleep(cursor.pause_s(attempt))
 
 
-class ChatStream:
+class ChatStream(_StreamPosition):
     """The synchronous twin of AsyncChatStream (`for event in stream`)."""
 
     def __init__(self, http: httpx.Client, cursor: _Cursor, max_resumes: int) -> None:
@@ -349,18 +355,6 @@ class ChatStream:
         self._cursor = cursor
         self._max_resumes = max_resumes
         self._events = self._run()
-
-    @property
-    def stream_id(self) -> str | None:
-        return self._cursor.stream_id
-
-    @property
-    def last_event_id(self) -> str | None:
-        return self._cursor.last_event_id
-
-    @property
-    def finished(self) -> bool:
-        return self._cursor.finished
 
     def __iter__(self) -> Iterator[Event]:
         return self._events
