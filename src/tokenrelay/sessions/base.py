@@ -73,6 +73,14 @@ def plan_new_session() -> TurnStart:
     return TurnStart(new_id(), new_id(), new_id(), [])
 
 
+def turn_ids(session_id: str | None, planned: TurnStart | None) -> tuple[str, str, str]:
+    """(session, user message, answer) ids of a turn that `start_turn` writes: those of
+    `planned` for a new session planned ahead, new ones otherwise."""
+    if session_id is None and planned is not None:
+        return planned.session_id, planned.user_message_id, planned.assistant_message_id
+    return session_id or new_id(), new_id(), new_id()
+
+
 class SessionStore(Protocol):
     async def start_turn(
         self,

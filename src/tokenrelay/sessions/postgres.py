@@ -24,6 +24,7 @@ from tokenrelay.sessions.base import (
     dump_metadata,
     new_id,
     session_not_found,
+    turn_ids,
 )
 
 try:
@@ -186,16 +187,13 @@ class PostgresSessionStore:
     ) -> TurnStart:
         now = time.time()
         history: list[StoredMessage] = []
-        user_id, answer_id = new_id(), new_id()
-        if planned is not None and session_id is None:
-            user_id, answer_id = planned.user_message_id, planned.assistant_message_id
+        sid, user_id, answer_id = turn_ids(session_id, planned)
         async with self._conn() as conn, conn.transaction():
             if session_id is None:
-                session_id = planned.session_id if planned is not None else new_id()
                 await conn.execute(
                     "INSERT INTO tokenrelay_sessions(id, owner, title, created_at, updated_at)"
                     " VALUES ($1, $2, $3, $4, $4)",
-                    session_id,
+                    sid,
                     owner,
                     user_text[:80],
                     now,
@@ -205,25 +203,25 @@ class PostgresSessionStore:
                     "UPDATE tokenrelay_sessions SET updated_at = $1"
                     " WHERE id = $2 AND owner IS NOT DISTINCT FROM $3 RETURNING id",
                     now,
-                    session_id,
+                    sid,
                     owner,
                 )
                 if found is None:
-                    raise session_not_found(session_id)
+                    raise session_not_found(sid)
                 rows = await conn.fetch(
                     "SELECT * FROM tokenrelay_messages WHERE session_id = $1 ORDER BY seq",
-                    session_id,
+                    sid,
                 )
                 history = [_message(r) for r in rows]
             await conn.executemany(
                 "INSERT INTO tokenrelay_messages(id, session_id, role, content, status, created_at)"
                 " VALUES ($1, $2, $3, $4, $5, $6)",
                 [
-                    (user_id, session_id, "user", user_text, "complete", now),
-                    (answer_id, session_id, "assistant", "", "streaming", now),
+                    (user_id, sid, "user", user_text, "complete", now),
+                    (answer_id, sid, "assistant", "", "streaming", now),
                 ],
             )
-        return TurnStart(session_id, user_id, answer_id, history)
+        return TurnStart(sid, user_id, answer_id, history)
 
     async def add_message(
         self,

@@ -27,6 +27,7 @@ from tokenrelay.sessions.base import (
     dump_metadata,
     new_id,
     session_not_found,
+    turn_ids,
 )
 from tokenrelay.sqlite_worker import SqliteWorker
 
@@ -232,16 +233,11 @@ class SQLiteSessionStore:
         planned: TurnStart | None = None,
     ) -> TurnStart:
         now = time.time()
-        if planned is not None and session_id is None:
-            user_id, answer_id = planned.user_message_id, planned.assistant_message_id
-        else:
-            user_id, answer_id = new_id(), new_id()
+        sid, user_id, answer_id = turn_ids(session_id, planned)
 
         def body(db: sqlite3.Connection) -> TurnStart:
-            sid = session_id
             history: list[StoredMessage] = []
-            if sid is None:
-                sid = planned.session_id if planned is not None else new_id()
+            if session_id is None:
                 db.execute(
                     "INSERT INTO sessions(id, owner, title, created_at, updated_at)"
                     " VALUES (?,?,?,?,?)",
