@@ -129,6 +129,16 @@ class LimitsConfig:
         )
 
 
+class Admissions:
+    """Stream starts admitted whose response has not begun yet. One per app, shared by every
+    instance of the middleware (the app builds its chain twice: `server/app.py`)."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending = 0
+
+
 class LimitsMiddleware:
     def __init__(
         self,
@@ -138,13 +148,14 @@ class LimitsMiddleware:
         config: LimitsConfig,
         running_streams: Callable[[], int],
         metrics: MetricsGetter | None = None,
+        admissions: Admissions | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.limiter = limiter
         self.config = config
         self.running_streams = running_streams
-        self.pending = 0  # admitted stream starts whose response has not begun yet
+        self.admissions = admissions or Admissions()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -177,25 +188,26 @@ class LimitsMiddleware:
 
     async def _admit(self, scope: Scope, receive: Receive, send: Send) -> None:
         cap = self.config.max_open_streams
-        if self.running_streams() + self.pending >= cap:
+        admissions = self.admissions
+        if self.running_streams() + admissions.pending >= cap:
             count_rejected(self.metrics, "busy")
             await send_error(send, server_busy(cap, self.config.retry_after_s))
             return
-        self.pending += 1
+        admissions.pending += 1
         counted = True
 
         async def started_send(message: Message) -> None:
             nonlocal counted
             if counted and message["type"] == "http.response.start":
                 counted = False  # by now the stream runs (and counts) or never will
-                self.pending -= 1
+                admissions.pending -= 1
             await send(message)
 
         try:
             await self.app(scope, receive, started_send)
         finally:
             if counted:
-                self.pending -= 1
+                admissions.pending -= 1
 
     def _closing_send(self, send: Send) -> Send:
         async def closing_send(message: Message) -> None:

@@ -18,7 +18,7 @@ from tokenrelay.config import Settings
 from tokenrelay.limits import open_limiter
 from tokenrelay.metrics import Metrics
 from tokenrelay.server.access_log import AccessLogMiddleware
-from tokenrelay.server.limits import LimitsConfig, LimitsMiddleware, LimitsState
+from tokenrelay.server.limits import Admissions, LimitsConfig, LimitsMiddleware, LimitsState
 from tokenrelay.server.security import AuthMiddleware, load_keyring, parse_origins
 
 CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "Last-Event-ID", "X-Trace-ID"]
@@ -50,6 +50,7 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
         config=LimitsConfig.from_settings(settings),
         running_streams=running_streams,
         metrics=metrics,
+        admissions=Admissions(),
     )
     if keyring is not None:
         app.add_middleware(

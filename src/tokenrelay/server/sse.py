@@ -14,7 +14,7 @@ one small task per response:
   callback per loop turn writes them on uvicorn's transport (server/direct_write.py); the
   terminal event, heartbeats and anything under back-pressure wake the reader as above;
 - body chunks skip the middleware chain, which has seen the response start
-  (`asgi.RawSendShim`);
+  (`app.TokenRelayAPI`);
 - when the reader leaves before the terminal event the runner hears of it (`detach`), which is
   how a disconnect reaches the provider.
 """
@@ -90,7 +90,7 @@ class EventStreamResponse(Response):
         finished = False
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            # the middleware chain has seen the start; body chunks skip it (asgi.RawSendShim)
+            # the middleware chain has seen the start; body chunks skip it (app.TokenRelayAPI)
             body_send: Send = scope.get(RAW_SEND, send)
             writer = direct_writer(body_send)
             pusher: _Pusher | None = None
