@@ -8,6 +8,12 @@ taken here: readers are woken for every event.
 
     .venv/bin/python -m bench.relay.inprocess --streams 300 --tokens 100 --delay-ms 0.001
     .venv/bin/python -m bench.relay.inprocess --streams 2000 --tokens 1     # per-stream cost
+    .venv/bin/python -m bench.relay.inprocess --app --delay-ms 0           # + HTTP app layers
+
+`--app` sends each stream through the whole ASGI app (`POST /api/chat/stream`: our
+middleware, the request model, the route) instead of starting the pipeline directly; only the
+HTTP server is missing. Under `valgrind --tool=callgrind` its instruction count repeats to
+within a fraction of a percent, which the timed runs on a shared machine do not.
 
 A delay > 0 makes every token its own loop turn (as paced streams are); 0 lets the provider
 produce a whole answer at once (as unpaced streams do).
@@ -25,14 +31,28 @@ import time
 import uuid
 from typing import Any
 
+import orjson
+
 from tokenrelay.config import Settings
 from tokenrelay.pipelines.chat import ChatTurn, chat_pipeline
+from tokenrelay.server.app import create_app
 from tokenrelay.server.sse import EventStreamResponse
 from tokenrelay.services import Services
 
 
-async def run(streams: int, tokens: int, delay_ms: float, profile: bool) -> None:
-    services = await Services.open(Settings(provider="scripted", data_dir=tempfile.mkdtemp()))
+async def run(
+    streams: int,
+    tokens: int,
+    delay_ms: float,
+    profile: bool,
+    app_mode: bool,
+    sort: str = "tottime",
+    rows: int = 25,
+) -> None:
+    settings = Settings(provider="scripted", data_dir=tempfile.mkdtemp())
+    services = await Services.open(settings)
+    app = create_app(settings)
+    app.state.services = services
     sent = 0
 
     async def send(message: Any) -> None:
@@ -42,9 +62,45 @@ async def run(streams: int, tokens: int, delay_ms: float, profile: bool) -> None
     async def receive() -> Any:
         await asyncio.get_running_loop().create_future()  # the client never leaves
 
+    scripted = {"tokens": tokens, "delay_ms": delay_ms}
+    request = orjson.dumps({"message": "bench", "options": {"scripted": scripted}})
+
+    async def through_app() -> None:
+        body_sent = False
+
+        async def receive_body() -> Any:
+            nonlocal body_sent
+            if not body_sent:
+                body_sent = True
+                return {"type": "http.request", "body": request, "more_body": False}
+            await asyncio.get_running_loop().create_future()
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/api/chat/stream",
+            "raw_path": b"/api/chat/stream",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"host", b"127.0.0.1"),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(request)).encode()),
+            ],
+            "client": ("127.0.0.1", 40000),
+            "server": ("127.0.0.1", 8000),
+            "state": {},
+        }
+        await app(scope, receive_body, send)
+
     async def one() -> None:
+        if app_mode:
+            await through_app()
+            return
         stream_id = uuid.uuid4().hex
-        scripted = {"tokens": tokens, "delay_ms": delay_ms}
         turn = ChatTurn(
             stream_id=stream_id,
             trace_id="bench",
@@ -73,7 +129,7 @@ async def run(streams: int, tokens: int, delay_ms: float, profile: bool) -> None
         f" token, {cpu / streams * 1e6:.0f} us per stream, wall {wall:.2f} s"
     )
     if profiler is not None:
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        pstats.Stats(profiler).sort_stats(sort).print_stats(rows)
 
 
 def main() -> None:
@@ -82,6 +138,9 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=100)
     p.add_argument("--delay-ms", type=float, default=0.001)
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--app", action="store_true", help="through the ASGI app (see above)")
+    p.add_argument("--sort", default="tottime", help="cProfile order (tottime, cumulative)")
+    p.add_argument("--rows", type=int, default=25)
     args = p.parse_args()
     try:
         import uvloop
@@ -92,7 +151,9 @@ def main() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)  # as `tokenrelay serve` (server/serve.py: tune_gc)
-    asyncio.run(run(args.streams, args.tokens, args.delay_ms, args.profile))
+    asyncio.run(
+        run(args.streams, args.tokens, args.delay_ms, args.profile, args.app, args.sort, args.rows)
+    )
 
 
 if __name__ == "__main__":

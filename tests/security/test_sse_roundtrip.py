@@ -15,7 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic_core import PydanticSerializationError
 
-from tokenrelay.events import Envelope, TokenEvent, encode_sse, envelope, parse_event
+from tokenrelay.events import (
+    Envelope,
+    TokenEvent,
+    encode_frames,
+    encode_sse,
+    envelope,
+    parse_event,
+    token_event,
+)
 from tokenrelay.sse_parser import SSEEvent, SSEParseError, SSEParser, parse_sse
 
 # any code point but lone surrogates, with the dangerous ones made frequent
@@ -78,6 +86,15 @@ def test_token_text_round_trips_through_encoder_and_parser(
     assert lines[-2:] == ["", ""]
     assert not any("\r" in line for line in lines)
     assert len(lines) == 2 + 1 + names + (retry is not None) + 1
+
+
+@given(texts=st.lists(TEXT, max_size=8), stream_id=STREAM_IDS, names=st.booleans())
+def test_a_batch_of_frames_is_the_frames_one_by_one(
+    texts: list[str], stream_id: str, names: bool
+) -> None:
+    envs = [envelope(i + 1, token_event(t, i)) for i, t in enumerate(texts)]
+    one_by_one = b"".join(encode_sse(stream_id, e, event_names=names) for e in envs)
+    assert encode_frames(stream_id, envs, event_names=names) == one_by_one
 
 
 @settings(max_examples=200)

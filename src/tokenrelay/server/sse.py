@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from tokenrelay.errors import StreamNotFound
-from tokenrelay.events import PING_FRAME, Envelope, encode_sse
+from tokenrelay.events import PING_FRAME, TERMINAL_TYPES, Envelope, encode_frames, encode_sse
 from tokenrelay.server.asgi import RAW_SEND
 from tokenrelay.server.direct_write import DirectWriter, direct_writer
 from tokenrelay.services import Services
@@ -100,16 +100,16 @@ class EventStreamResponse(Response):
             while not self._gone:
                 batch = sub.take(after)
                 if batch:
-                    frames = []
-                    for env in batch:
-                        frames.append(encode_sse(stream_id, env, event_names=names, retry_ms=retry))
+                    # nothing follows a terminal event in a log: only the last can be one
+                    finished = batch[-1].type in TERMINAL_TYPES
+                    if retry is not None:  # the first frame tells the client when to retry
+                        first = encode_sse(stream_id, batch[0], event_names=names, retry_ms=retry)
+                        body = first + encode_frames(stream_id, batch[1:], event_names=names)
                         retry = None
-                        after = env.seq
-                        if env.terminal:
-                            finished = True
-                            break
-                    body = b"".join(frames)
-                    del frames, batch  # not held while the reader waits
+                    else:
+                        body = encode_frames(stream_id, batch, event_names=names)
+                    after = batch[-1].seq
+                    del batch  # not held while the reader waits
                     await body_send({"type": "http.response.body", "body": body, "more_body": True})
                     del body
                     if finished:
@@ -181,7 +181,7 @@ class _Pusher:
         self.until = 0  # the last seq taken (written, or to be written by the next flush)
 
     def push(self, env: Envelope) -> bool:
-        if env.terminal:
+        if env.type in TERMINAL_TYPES:
             return False
         if not self._scheduled:
             if not self._writer.writable:
@@ -193,16 +193,12 @@ class _Pusher:
 
     def flush(self) -> None:
         self._scheduled = False
-        if self.until <= self.after:
+        count = self.until - self.after
+        if count <= 0:
             return
-        stream_id, names = self._stream_id, self._names
-        frames = [
-            encode_sse(stream_id, env, event_names=names)
-            for env in self._sub.take(self.after)
-            if env.seq <= self.until
-        ]
+        batch = self._sub.take(self.after)[:count]  # not the terminal event, if it came
         self.after = self.until
-        self._writer.write(b"".join(frames))
+        self._writer.write(encode_frames(self._stream_id, batch, event_names=self._names))
 
 
 def stream_response(

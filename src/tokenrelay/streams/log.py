@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tokenrelay.errors import StreamNotFound
-from tokenrelay.events import Envelope, envelope
+from tokenrelay.events import Encoded, Envelope, envelope
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +68,11 @@ class StreamLog(Protocol):
 
     async def append(self, stream_id: str, event: object) -> Envelope:
         """`emit`, for callers that prefer to await."""
+        ...
+
+    def lane(self, stream_id: str) -> Callable[[Encoded], object]:
+        """`emit` bound to one stream, for its non-terminal events already encoded (tokens):
+        the runner's lane (`StreamRunner.lane`). The stream must exist."""
         ...
 
     def read(self, stream_id: str, after_seq: int = 0) -> AsyncIterator[Envelope]:
@@ -136,6 +141,9 @@ def wake_all(waiters: list[asyncio.Future[None]]) -> None:
     waiters.clear()
 
 
+_tuple_new = tuple.__new__  # a named tuple without its Python-level `__new__` (events.py)
+
+
 @dataclass(slots=True)
 class _MemoryStream:
     owner: str | None
@@ -147,6 +155,22 @@ class _MemoryStream:
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     # waiting readers that take events by push (see Subscription.set_push)
     pushers: list[MemorySubscription] = field(default_factory=list)
+
+    def add(self, env: Envelope) -> None:
+        """Store `env` and hand it to the readers that wait for it."""
+        self.entries.append(env)
+        if self.pushers:
+            for sub in tuple(self.pushers):
+                sub.offer(env)
+        if self.waiters:
+            wake_all(self.waiters)
+
+    def put(self, event: Encoded) -> None:
+        """The lane (`StreamLog.lane`): numbered and stored without looking the stream up,
+        without a call to `envelope` and without asking whether a token ends the stream."""
+        if self.finished:
+            raise RuntimeError("an event after the terminal one")
+        self.add(_tuple_new(Envelope, (len(self.entries) + 1, event.type, event.data)))
 
 
 class MemorySubscription:
@@ -223,16 +247,17 @@ class MemoryStreamLog:
         if stream is None or stream.finished:
             raise not_found(stream_id)
         env = envelope(len(stream.entries) + 1, event)  # type: ignore[arg-type]
-        stream.entries.append(env)
         if env.terminal:
             stream.finished = True
             stream.expires_at = time.monotonic() + self._ttl_s
-        if stream.pushers:
-            for sub in tuple(stream.pushers):
-                sub.offer(env)
-        if stream.waiters:
-            wake_all(stream.waiters)
+        stream.add(env)
         return env
+
+    def lane(self, stream_id: str) -> Callable[[Encoded], object]:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise not_found(stream_id)
+        return stream.put
 
     async def subscribe(self, stream_id: str, after_seq: int = 0) -> MemorySubscription:
         return MemorySubscription(self, self._live(stream_id))

@@ -21,10 +21,11 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from tokenrelay.errors import BackendUnavailable, ErrorCode, TokenRelayError
-from tokenrelay.events import Envelope, ErrorEvent
+from tokenrelay.events import Encoded, Envelope, ErrorEvent
 from tokenrelay.streams.log import (
     MemoryStreamLog,
     PumpSubscription,
@@ -117,6 +118,9 @@ class RedisStreamLog:
 
     async def append(self, stream_id: str, event: object) -> Envelope:
         return self.emit(stream_id, event)
+
+    def lane(self, stream_id: str) -> Callable[[Encoded], object]:
+        return partial(self.emit, stream_id)
 
     def emit(self, stream_id: str, event: object) -> Envelope:
         env = self._local.emit(stream_id, event)

@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from tokenrelay.errors import (
@@ -109,7 +108,7 @@ class StreamRunner:
         the lane instead, which stores them at once. Order is kept: the runner stores what the
         pipeline yields as soon as it is yielded, in the same task.
         """
-        return partial(self._log.emit, stream_id)
+        return self._log.lane(stream_id)
 
     def attach(self, stream_id: str) -> None:
         running = self._running.get(stream_id)

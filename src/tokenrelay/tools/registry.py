@@ -52,8 +52,10 @@ class Tool:
     kind: ToolKind
     context_param: str | None = None
 
-    @property
+    @functools.cached_property
     def spec(self) -> ToolSpec:
+        """Made once: every turn that offers tools offers it (its parameters are not to be
+        changed by whoever is given them)."""
         return ToolSpec(self.name, self.description, self.parameters)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -198,6 +200,7 @@ class ToolRegistry:
 
     def __init__(self, tools: Iterable[Tool] = ()) -> None:
         self._tools: dict[str, Tool] = {}
+        self._all: tuple[ToolSpec, ...] | None = None  # specs(None), made once per change
         for t in tools:
             self.add(t)
 
@@ -208,6 +211,7 @@ class ToolRegistry:
                 "give yours another name with @tool(name=...)"
             )
         self._tools[item.name] = item
+        self._all = None
 
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)
@@ -224,7 +228,9 @@ class ToolRegistry:
     def specs(self, allow: Iterable[str] | None = None) -> tuple[ToolSpec, ...]:
         """Specs to offer the model: all tools, or those in the allow-list (in its order)."""
         if allow is None:
-            return tuple(self._tools[n].spec for n in self.names())
+            if self._all is None:
+                self._all = tuple(self._tools[n].spec for n in self.names())
+            return self._all
         return tuple(self._tools[n].spec for n in dict.fromkeys(allow) if n in self._tools)
 
     def check(self, names: Iterable[str]) -> None:
