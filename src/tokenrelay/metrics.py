@@ -57,7 +57,8 @@ class LoopHistogram(Collector):
     prometheus_client's `Histogram.observe` takes a lock per bucket and per sum and costs
     about 3 us; the inter-token gap is observed once per token, where that was a tenth of the
     relay's CPU per event (bench/relay/findings.md). On one thread no lock is needed: a bisect
-    and two additions. Exposed in the same text format (`_bucket`, `_count`, `_sum`).
+    and two additions. Exposed in the same text format (`_bucket`, `_count`, `_sum`). Every
+    per-provider histogram is one (each stream observes four of them, all on the loop).
     """
 
     def __init__(
@@ -130,7 +131,7 @@ class Metrics:
             ["outcome", "code"],
             registry=r,
         )
-        self.ttft = Histogram(
+        self.ttft = (LoopHistogram if enabled else _Off)(
             "tokenrelay_time_to_first_token_seconds",
             "From stream start to the first token",
             ["provider"],
@@ -147,7 +148,7 @@ class Metrics:
         self.tokens = Counter(
             "tokenrelay_completion_tokens", "Completion tokens produced", ["provider"], registry=r
         )
-        self.stream_duration = Histogram(
+        self.stream_duration = (LoopHistogram if enabled else _Off)(
             "tokenrelay_stream_duration_seconds",
             "Whole stream duration",
             ["provider"],
@@ -183,14 +184,14 @@ class Metrics:
             registry=r,
         )
 
-        self.provider_latency = Histogram(
+        self.provider_latency = (LoopHistogram if enabled else _Off)(
             "tokenrelay_provider_first_event_seconds",
             "From sending the request to a provider to its first event",
             ["provider"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.tokens_per_second = Histogram(
+        self.tokens_per_second = (LoopHistogram if enabled else _Off)(
             "tokenrelay_tokens_per_second",
             "Completion tokens per second of a stream, from its first token to its end",
             ["provider"],

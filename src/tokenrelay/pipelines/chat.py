@@ -16,7 +16,6 @@ The `done` event's `message_id` is that last message (the `metadata` event's is 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -166,17 +165,6 @@ async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any
         messages = build_messages(
             system, start.history, turn.message, settings.history_token_budget
         )
-    request = ProviderRequest(
-        messages=tuple(messages),
-        model=turn.model,
-        temperature=turn.temperature if turn.temperature is not None else settings.temperature,
-        max_tokens=turn.max_tokens or settings.max_tokens,
-        tools=turn.client_tools,
-        tool_choice=turn.tool_choice,
-        response_format=turn.response_format,
-        extra=turn.extra,
-    )
-    answer = Answer()
     setup = tool_setup(
         services,
         provider,
@@ -185,10 +173,21 @@ async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any
         client_tools=bool(turn.client_tools),
         owner=turn.owner,
     )
+    tools, tool_choice = turn.client_tools, turn.tool_choice
     if setup is not None:
         # a single-shot model (local) given tools by name calls one first, then answers
-        choice = "required" if setup.single_shot else request.tool_choice
-        request = dataclasses.replace(request, tools=setup.specs, tool_choice=choice)
+        tools, tool_choice = setup.specs, "required" if setup.single_shot else tool_choice
+    request = ProviderRequest(
+        messages=tuple(messages),
+        model=turn.model,
+        temperature=turn.temperature if turn.temperature is not None else settings.temperature,
+        max_tokens=turn.max_tokens or settings.max_tokens,
+        tools=tools,
+        tool_choice=tool_choice,
+        response_format=turn.response_format,
+        extra=turn.extra,
+    )
+    answer = Answer()
     stored = turn.messages is None
     meta = {"provider": provider.name, "model": model, "stream_id": turn.stream_id}
     recorder = _Recorder(services.sessions if stored else None, start, answer, meta, writing)

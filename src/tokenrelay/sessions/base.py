@@ -7,10 +7,11 @@ final status: `complete`, `interrupted` (cancelled, timed out, disconnected) or 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+import orjson
 
 from tokenrelay.errors import SessionNotFound
 
@@ -22,7 +23,8 @@ def new_id() -> str:
 
 
 def dump_metadata(metadata: dict[str, Any] | None) -> str:
-    return json.dumps(metadata or {}, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON, non-ASCII as is (orjson: a fifth of `json.dumps`, twice per turn)."""
+    return orjson.dumps(metadata or {}, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def session_not_found(session_id: str) -> SessionNotFound:
