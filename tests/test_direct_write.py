@@ -70,3 +70,31 @@ async def test_the_log_pushes_to_a_waiting_reader_until_it_refuses() -> None:
     log.emit("s", token_event("d", 3))  # out of push mode now: no more pushes
     assert taken == [1, 2]
     sub.close()
+
+
+async def test_uvicorn_tells_an_idle_stream_of_a_disconnect_without_a_listener_task(
+    live_server,
+) -> None:
+    """An idle stream writes nothing, so only the connection's own event can tell it that
+    the client left (`watch_disconnect`); no task waits on `receive()` meanwhile."""
+    async with live_server() as srv:
+        services = srv.app.state.services
+        provider = services.providers.get("scripted")
+        body = {"message": "q", "options": {"scripted": {"stall_after": 0}}}
+        async with (
+            httpx.AsyncClient(base_url=srv.url) as client,
+            client.stream("POST", "/api/chat/stream", json=body) as response,
+        ):
+            async for chunk in response.aiter_text():
+                if "event: metadata" in chunk:
+                    break
+            listening = [
+                t
+                for t in asyncio.all_tasks()
+                if getattr(t.get_coro(), "__qualname__", "") == "EventStreamResponse._listen"
+            ]
+            assert listening == []
+            assert services.runner.active == 1
+        async with asyncio.timeout(10):  # leaving the block closed the connection
+            while provider.stats.cancelled == 0 or services.runner.active:
+                await asyncio.sleep(0.01)

@@ -17,6 +17,8 @@ taken under uvicorn, so an upgrade that changes these attributes fails loudly, n
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import Send
@@ -46,12 +48,58 @@ class DirectWriter:
         return True
 
 
+def _cycle(send: Send) -> Any:
+    """uvicorn's httptools `RequestResponseCycle` behind `send`, or None."""
+    cycle: Any = getattr(send, "__self__", None)
+    return cycle if type(cycle).__module__ == HTTPTOOLS_CYCLE else None
+
+
 def direct_writer(send: Send) -> DirectWriter | None:
     """A writer for `send`'s connection once the response has started, or None."""
-    cycle: Any = getattr(send, "__self__", None)
-    if type(cycle).__module__ != HTTPTOOLS_CYCLE:
+    cycle = _cycle(send)
+    if cycle is None:
         return None
     needed = ("transport", "flow", "disconnected", "response_complete", "chunked_encoding")
     if not all(hasattr(cycle, name) for name in needed) or cycle.chunked_encoding is not True:
         return None
     return DirectWriter(cycle)
+
+
+class _NotifyingEvent(asyncio.Event):
+    """uvicorn's per-request `message_event`, which also calls back when it is set."""
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        super().__init__()
+        self._callback = callback
+
+    def set(self) -> None:
+        super().set()
+        self._callback()
+
+
+def watch_disconnect(send: Send, gone: Callable[[], None]) -> bool:
+    """Call `gone()` when the client of `send`'s connection goes away; False when this
+    server is not one we can watch (then the caller listens on `receive` instead).
+
+    Why: the other way to hear of a disconnect is a task that waits on `receive()` for the
+    whole stream, a task and three coroutine frames for each open stream (about 1.2 KB of the
+    memory per idle stream, bench/relay/findings.md item 17). uvicorn's httptools protocol
+    sets the request's `message_event` when the connection is lost (and when the response
+    completes or more body arrives, which `gone` is not called for); here that event also
+    calls back. Only for a request whose body has been read: nothing else waits on it then.
+    """
+    cycle = _cycle(send)
+    if cycle is None or not all(
+        hasattr(cycle, name) for name in ("message_event", "disconnected", "flow")
+    ):
+        return False
+
+    def on_set() -> None:
+        if cycle.disconnected:
+            gone()
+
+    cycle.message_event = _NotifyingEvent(on_set)
+    cycle.flow.resume_reading()  # as `receive()` does: reading must go on to see the end
+    if cycle.disconnected:
+        gone()
+    return True

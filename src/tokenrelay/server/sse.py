@@ -2,14 +2,15 @@
 
 Why not sse-starlette here: it was our first choice, and the relay benchmark showed it costs
 the most in the hot path (bench/relay/findings.md): an anyio task group of four tasks per
-response and a cancel scope per send. This response does the same job with one coroutine and
-one small task per response:
+response and a cancel scope per send. This response does the same job with one coroutine
+per response:
 
 - frames are pre-encoded bytes (`encode_sse`); whatever is in the log when the reader wakes is
   sent in one write;
 - the reader sleeps on a future that the log resolves on the next event, that a timer resolves
-  every `heartbeat_s` to send a `: ping` comment (from the first byte on), and that a listener
-  task resolves when the client disconnects (`http.disconnect`);
+  every `heartbeat_s` to send a `: ping` comment (from the first byte on), and that is
+  resolved when the client disconnects: under uvicorn by the connection's own event
+  (`direct_write.watch_disconnect`), elsewhere by a listener task awaiting `http.disconnect`;
 - while it sleeps, under uvicorn, the log pushes it the next events instead (`_Pusher`): one
   callback per loop turn writes them on uvicorn's transport (server/direct_write.py); the
   terminal event, heartbeats and anything under back-pressure wake the reader as above;
@@ -31,7 +32,7 @@ from starlette.types import Receive, Scope, Send
 from tokenrelay.errors import StreamNotFound
 from tokenrelay.events import PING_FRAME, TERMINAL_TYPES, Envelope, encode_frames, encode_sse
 from tokenrelay.server.asgi import RAW_SEND
-from tokenrelay.server.direct_write import DirectWriter, direct_writer
+from tokenrelay.server.direct_write import DirectWriter, direct_writer, watch_disconnect
 from tokenrelay.services import Services
 from tokenrelay.streams.log import Subscription
 
@@ -85,13 +86,21 @@ class EventStreamResponse(Response):
             self._ping_due = True
             sub.wake()
 
-        listener = loop.create_task(self._listen(receive, sub.wake))
+        def gone() -> None:
+            self._gone = True
+            sub.wake()
+
+        # the middleware chain sees the start; body chunks skip it (app.TokenRelayAPI)
+        body_send: Send = scope.get(RAW_SEND, send)
+        listener = (
+            None
+            if watch_disconnect(body_send, gone)
+            else loop.create_task(self._listen(receive, gone))
+        )
         timer = loop.call_later(heartbeat, ping)
         finished = False
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            # the middleware chain has seen the start; body chunks skip it (app.TokenRelayAPI)
-            body_send: Send = scope.get(RAW_SEND, send)
             writer = direct_writer(body_send)
             pusher: _Pusher | None = None
             after = self._after
@@ -139,19 +148,20 @@ class EventStreamResponse(Response):
             self._gone = True  # servers that raise on a closed connection
         finally:
             timer.cancel()
-            listener.cancel()
             sub.close()
             runner.detach(self._stream_id, finished=finished)
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
 
-    async def _listen(self, receive: Receive, wake: Callable[[], None]) -> None:
-        """Wait for the client to go away; wake the reader when it does."""
+    @staticmethod
+    async def _listen(receive: Receive, gone: Callable[[], None]) -> None:
+        """Wait for the client to go away (servers `watch_disconnect` cannot watch)."""
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                self._gone = True
-                wake()
+                gone()
                 return
 
 
