@@ -186,20 +186,22 @@ class ScriptedProvider:
                 yield Finish("tool_calls")
                 self.stats.completed += 1
                 return
-            text = reply_text(opts, request)
-            planned = split_pieces(text, opts.tokens)
+            planned = split_pieces(reply_text(opts, request), opts.tokens)
             sending = len(planned)
             if request.max_tokens is not None:
                 sending = min(sending, request.max_tokens)
             delay = opts.delay_ms / 1000.0
             checked = opts.error_after is not None or opts.stall_after is not None
+            fault = _Fault(opts) if checked else None
+            del opts  # an idle stream keeps what it needs, not the request's options model
             for sent, piece in enumerate(islice(planned, sending)):
-                if checked:
-                    await self._before_piece(opts, sent)
+                if fault is not None:
+                    await fault.before(sent)
                 if delay > 0:  # the hot path of the relay benchmark: nothing else per piece
                     await asyncio.sleep(delay)
                 yield TextDelta(piece)
-            await self._before_piece(opts, sending)
+            if fault is not None:
+                await fault.before(sending)
             yield Usage(prompt_tokens=_word_count(request), completion_tokens=sending)
             yield Finish("length" if sending < len(planned) else "stop")
             self.stats.completed += 1
@@ -215,14 +217,23 @@ class ScriptedProvider:
             self.stats.failed += 1
             raise
 
-    @staticmethod
-    async def _before_piece(opts: ScriptedOptions, sent: int) -> None:
-        """The failure or stall asked for before piece `sent` (the pause is the caller's)."""
-        if opts.error_after is not None and sent >= opts.error_after:
+
+class _Fault:
+    """The failure or stall asked for (`error_after`, `stall_after`), before piece `sent`."""
+
+    __slots__ = ("code", "error_after", "stall_after")
+
+    def __init__(self, opts: ScriptedOptions) -> None:
+        self.error_after = opts.error_after
+        self.stall_after = opts.stall_after
+        self.code = opts.error_code
+
+    async def before(self, sent: int) -> None:
+        if self.error_after is not None and sent >= self.error_after:
             raise ProviderError(
                 f"scripted failure after {sent} pieces",
                 suggestion="this failure was asked for by options.scripted.error_after",
-                code=opts.error_code,
+                code=self.code,
             )
-        if opts.stall_after is not None and sent >= opts.stall_after:
+        if self.stall_after is not None and sent >= self.stall_after:
             await asyncio.get_running_loop().create_future()  # stall until cancelled
