@@ -34,6 +34,7 @@ from tokenrelay.events import PING_FRAME, TERMINAL_TYPES, Envelope, encode_frame
 from tokenrelay.server.asgi import RAW_SEND
 from tokenrelay.server.direct_write import DirectWriter, direct_writer, watch_disconnect
 from tokenrelay.services import Services
+from tokenrelay.streams import timers
 from tokenrelay.streams.log import Subscription
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -97,7 +98,7 @@ class EventStreamResponse(Response):
             if watch_disconnect(body_send, gone)
             else loop.create_task(self._listen(receive, gone))
         )
-        timer = loop.call_later(heartbeat, ping)
+        timer = timers.call_later(heartbeat, ping)
         finished = False
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
@@ -112,8 +113,9 @@ class EventStreamResponse(Response):
                     # nothing follows a terminal event in a log: only the last can be one
                     finished = batch[-1].type in TERMINAL_TYPES
                     if retry is not None:  # the first frame tells the client when to retry
-                        first = encode_sse(stream_id, batch[0], event_names=names, retry_ms=retry)
-                        body = first + encode_frames(stream_id, batch[1:], event_names=names)
+                        body = encode_sse(
+                            stream_id, batch[0], event_names=names, retry_ms=retry
+                        ) + encode_frames(stream_id, batch[1:], event_names=names)
                         retry = None
                     else:
                         body = encode_frames(stream_id, batch, event_names=names)
@@ -141,7 +143,7 @@ class EventStreamResponse(Response):
                     await body_send(
                         {"type": "http.response.body", "body": PING_FRAME, "more_body": True}
                     )
-                    timer = loop.call_later(heartbeat, ping)
+                    timer = timers.call_later(heartbeat, ping)
             if not self._gone:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:

@@ -9,6 +9,7 @@ from typing import Any
 
 from tokenrelay.errors import StreamTimeout
 from tokenrelay.providers.base import ProviderEvent, TextDelta
+from tokenrelay.streams import timers
 
 
 async def aclose_quietly(iterator: AsyncIterator[Any]) -> None:
@@ -37,12 +38,12 @@ class IdleWatchdog:
         self.last = self._loop.time()
         self.fired = False
         self.paused = False
-        self._handle = self._loop.call_later(seconds, self._check)
+        self._handle = timers.call_later(seconds, self._check)
 
     def _check(self) -> None:
         remaining = self.last + self._seconds - self._loop.time()
         if remaining > 0 or self.paused or self._task is None:
-            self._handle = self._loop.call_later(max(remaining, self._seconds / 10), self._check)
+            self._handle = timers.call_later(max(remaining, self._seconds / 10), self._check)
             return
         self.fired = True
         self._task.cancel()

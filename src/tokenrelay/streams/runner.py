@@ -24,7 +24,9 @@ from tokenrelay.errors import (
 from tokenrelay.events import TERMINAL_TYPES, ErrorEvent
 from tokenrelay.logs import log_stream_finished
 from tokenrelay.metrics import Metrics
+from tokenrelay.streams import timers
 from tokenrelay.streams.log import StreamLog
+from tokenrelay.streams.timers import Cancellable
 
 logger = logging.getLogger("tokenrelay.runner")
 
@@ -54,7 +56,7 @@ class _Running:
     cancel_at: float = 0.0
     observed: bool = False  # cancel latency recorded
     owner: str | None = None
-    deadline: asyncio.TimerHandle | None = None  # stream_deadline_s: cancels with "deadline"
+    deadline: Cancellable | None = None  # stream_deadline_s: cancels with "deadline"
 
 
 class StreamRunner:
@@ -94,10 +96,8 @@ class StreamRunner:
         await self._log.create(stream_id, owner=owner, session_id=session_id)
         task = asyncio.create_task(self._run(stream_id, pipeline), name=f"stream-{stream_id}")
         running = self._running[stream_id] = _Running(task, owner=owner)
-        # one timer handle, not an asyncio.timeout() scope (a third of the memory per stream)
-        running.deadline = asyncio.get_running_loop().call_later(
-            self._deadline_s, self._cancel, running, "deadline"
-        )
+        # a coarse timeout, not an asyncio.timeout() scope (a third of the memory per stream)
+        running.deadline = timers.call_later(self._deadline_s, self._cancel, running, "deadline")
         self._metrics.active_streams.inc()
 
     def lane(self, stream_id: str) -> Callable[[Any], object]:
