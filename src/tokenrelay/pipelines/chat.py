@@ -191,6 +191,7 @@ async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any
     stored = turn.messages is None
     meta = {"provider": provider.name, "model": model, "stream_id": turn.stream_id}
     recorder = _Recorder(services.sessions if stored else None, start, answer, meta, writing)
+    del writing  # the recorder lets the finished write go; this frame lasts the whole turn
     status: MessageStatus = "failed"
     history_length = len(messages) + 1
     try:
