@@ -98,3 +98,17 @@ async def test_uvicorn_tells_an_idle_stream_of_a_disconnect_without_a_listener_t
         async with asyncio.timeout(10):  # leaving the block closed the connection
             while provider.stats.cancelled == 0 or services.runner.active:
                 await asyncio.sleep(0.01)
+
+
+async def test_the_watched_event_still_wakes_a_receive_call() -> None:
+    """Whoever still awaits `receive()` on a watched request is woken as before."""
+    from tokenrelay.server.direct_write import _NotifyingEvent
+
+    calls: list[str] = []
+    event = _NotifyingEvent(lambda: calls.append("set"))
+    waiter = asyncio.create_task(event.wait())
+    await asyncio.sleep(0)
+    event.set()
+    assert await asyncio.wait_for(waiter, 5) is True
+    assert calls == ["set"]
+    assert event._waiters == []

@@ -7,6 +7,7 @@ middleware counts is counted once per app, whichever chain a request came throug
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -67,3 +68,64 @@ async def test_an_unexpected_failure_is_logged_and_answered_in_our_shape(
     assert "a bug in the route" not in response.text  # details go to the log, not the client
     assert any("POST /api/chat/stream" in r.getMessage() for r in caplog.records)
     assert after.status_code == 200  # the server goes on
+
+
+def _request_stacks() -> list[list[str]]:
+    """The coroutines that every task running an ASGI request is suspended in, outermost
+    first (following each one's `cr_await`)."""
+    stacks = []
+    for task in asyncio.all_tasks():
+        names, awaited = [], task.get_coro()
+        while awaited is not None:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+            if frame is not None:
+                names.append(frame.f_code.co_qualname)
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+        if names and names[0] == "RequestResponseCycle.run_asgi":
+            stacks.append(names)
+    return stacks
+
+
+async def test_an_open_stream_keeps_no_middleware_frame_and_is_logged_when_it_ends(
+    live_server, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = {"message": "q", "options": {"scripted": {"reply": "a b c", "stall_after": 2}}}
+    async with live_server(idle_timeout_s=1.5) as srv, httpx.AsyncClient(base_url=srv.url) as c:
+        with caplog.at_level(logging.INFO, logger="tokenrelay.access"):
+            async with c.stream("POST", "/api/chat/stream", json=body) as response:
+                seen, stacks = "", None
+                async for chunk in response.aiter_text():
+                    seen += chunk
+                    if stacks is None and seen.count("event: token") == 2:
+                        stacks = _request_stacks()
+                        logged_while_open = [r for r in caplog.records if r.msg == "request"]
+                    if "event: error" in seen:
+                        break  # the idle timeout ended the stalled stream
+    assert len(stacks) == 1
+    # the server's frames, then ours: the app's call and the reading it followed
+    assert stacks[0][-2:] == ["TokenRelayAPI.__call__", "StreamReading.follow"]
+    kept = {"AccessLogMiddleware.__call__", "LimitsMiddleware.__call__", "ChatStreamRoute.__call__"}
+    assert not kept & set(stacks[0])
+    assert logged_while_open == []  # the access log waits for the end of the stream
+    lines = [r for r in caplog.records if r.msg == "request"]
+    assert len(lines) == 1
+    assert lines[0].status == 200 and lines[0].path == "/api/chat/stream"
+    assert lines[0].duration_ms >= 1500  # the whole stream, not just its start
+
+
+def test_a_middleware_of_the_deployment_keeps_the_stream_inside_it(settings_factory) -> None:
+    class Timing:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            await self.app(scope, receive, send)  # might time the whole response
+
+    app = create_app(settings_factory())
+    assert isinstance(app, TokenRelayAPI)
+    app._build_front()
+    assert app._handoff is True
+    app.add_middleware(Timing)
+    app._front = None
+    app._build_front()
+    assert app._handoff is False

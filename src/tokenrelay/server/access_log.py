@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tokenrelay.logs import redact_query
-from tokenrelay.server.asgi import client_ip, header, scope_state
+from tokenrelay.server.asgi import AFTER_BODY, HANDOFF, client_ip, header, scope_state
 
 logger = logging.getLogger("tokenrelay.access")
 
@@ -44,9 +45,15 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, logging_send)
         finally:
-            self._log(scope, status, trace_id, time.perf_counter() - started)
+            if scope.get(HANDOFF) is not None:  # the response goes on: log when it ends
+                scope.setdefault(AFTER_BODY, []).append(
+                    partial(self._log, scope, status, trace_id, started)
+                )
+            else:
+                self._log(scope, status, trace_id, started)
 
-    def _log(self, scope: Scope, status: int, trace_id: bytes | None, duration: float) -> None:
+    def _log(self, scope: Scope, status: int, trace_id: bytes | None, started: float) -> None:
+        duration = time.perf_counter() - started
         trace = trace_id or header(scope, b"x-trace-id")
         query = scope.get("query_string", b"").decode("latin-1")
         logger.info(

@@ -13,16 +13,21 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sse_starlette.sse import AppStatus
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tokenrelay import __version__
 from tokenrelay.config import Settings
 from tokenrelay.errors import TokenRelayError, internal_error
-from tokenrelay.server.asgi import RAW_SEND
+from tokenrelay.server.access_log import AccessLogMiddleware
+from tokenrelay.server.asgi import AFTER_BODY, HANDOFF, RAW_SEND
 from tokenrelay.server.chat_stream_route import PATH as CHAT_STREAM_PATH
 from tokenrelay.server.chat_stream_route import ChatStreamRoute
 from tokenrelay.server.error_responses import error_response, validation_error
+from tokenrelay.server.limits import LimitsMiddleware
 from tokenrelay.server.routes import chat, health, openai_compat, plans, sessions, streams, web
+from tokenrelay.server.security import AuthMiddleware
+from tokenrelay.server.sse import StreamReading
 from tokenrelay.services import Services
 
 logger = logging.getLogger("tokenrelay.server")
@@ -80,6 +85,7 @@ class TokenRelayAPI(FastAPI):
     """
 
     _front: ASGIApp | None = None
+    _handoff = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -90,9 +96,38 @@ class TokenRelayAPI(FastAPI):
                     scope["app"] = self
                     if self.root_path:
                         scope["root_path"] = self.root_path
-                    await front(scope, receive, send)
+                    reading = await self._front_call(front, scope, receive, send)
+                    if reading is not None:  # handed back: followed in this frame
+                        try:
+                            await reading.follow()
+                        finally:
+                            _after_body(scope)
                     return
         await super().__call__(scope, receive, send)
+
+    async def _front_call(
+        self, front: ASGIApp, scope: Scope, receive: Receive, send: Send
+    ) -> StreamReading | None:
+        """The chain answers; a stream's reading it hands back (`asgi.HANDOFF`) is followed
+        here, after every layer of the chain has returned: an open stream keeps none of their
+        frames (findings item 19). Only when each layer knows to do its end-of-response work
+        in `AFTER_BODY` (`_HANDOFF_AWARE`)."""
+        if not self._handoff:
+            await front(scope, receive, send)
+            return None
+        scope[HANDOFF] = None
+        try:
+            await front(scope, receive, send)
+        except BaseException:
+            reading = scope.pop(HANDOFF, None)
+            if reading is not None:
+                reading.abandon()
+            _after_body(scope)
+            raise
+        reading = cast("StreamReading | None", scope.pop(HANDOFF, None))
+        if reading is None:
+            _after_body(scope)
+        return reading
 
     def _build_front(self) -> ASGIApp | None:
         """Our middleware around `ChatStreamRoute`, which answers every request that reaches
@@ -104,8 +139,25 @@ class TokenRelayAPI(FastAPI):
         app: ASGIApp = self.router
         for cls, args, kwargs in reversed(self.user_middleware):
             app = cls(app, *args, **kwargs)
+        self._handoff = all(m.cls in _HANDOFF_AWARE for m in self.user_middleware)
         self._front = _UnexpectedErrors(app)
         return self._front
+
+
+def _after_body(scope: Scope) -> None:
+    for done in scope.pop(AFTER_BODY, ()):
+        done()
+
+
+# layers that do nothing after the response start but what they leave in AFTER_BODY (or
+# nothing at all); a middleware a deployment adds is not one, so no handoff with it
+_HANDOFF_AWARE: set[Any] = {
+    AccessLogMiddleware,
+    AuthMiddleware,
+    CORSMiddleware,
+    ChatStreamRoute,
+    LimitsMiddleware,
+}
 
 
 class _UnexpectedErrors:

@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 MetricsGetter = Callable[[], "Metrics | None"]
 
 RAW_SEND = "tokenrelay.raw_send"  # the server's own `send` (see server/app.py: TokenRelayAPI)
+# present when only handoff-aware layers stand between the server and the route: an SSE
+# response then leaves its reading here and returns, and the outermost layer follows it
+HANDOFF = "tokenrelay.handoff"
+# callables to run when a handed-off response has ended (the access log's line)
+AFTER_BODY = "tokenrelay.after_body"
 
 
 def count_rejected(metrics: MetricsGetter | None, reason: str) -> None:

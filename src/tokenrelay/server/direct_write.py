@@ -70,6 +70,9 @@ class _NotifyingEvent(asyncio.Event):
 
     def __init__(self, callback: Callable[[], None]) -> None:
         super().__init__()
+        # a list, not the 640-byte deque Event makes: at most a stray `receive()` waits on
+        # this event, and Event only appends, removes and iterates its waiters
+        self._waiters: Any = []
         self._callback = callback
 
     def set(self) -> None:

@@ -31,7 +31,7 @@ from starlette.types import Receive, Scope, Send
 
 from tokenrelay.errors import StreamNotFound
 from tokenrelay.events import PING_FRAME, TERMINAL_TYPES, Envelope, encode_frames, encode_sse
-from tokenrelay.server.asgi import RAW_SEND
+from tokenrelay.server.asgi import HANDOFF, RAW_SEND
 from tokenrelay.server.direct_write import DirectWriter, direct_writer, watch_disconnect
 from tokenrelay.services import Services
 from tokenrelay.streams import timers
@@ -65,53 +65,122 @@ class EventStreamResponse(Response):
             else list(SSE_RAW_HEADERS)  # a list of its own: middleware may add headers
         )
         self._services = services
-        self._stream_id = stream_id
-        self._after = after_seq
-        self._event_names = event_names
-        self._gone = False
-        self._ping_due = False
+        self.stream_id = stream_id
+        self.after_seq = after_seq
+        self.event_names = event_names
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        reading = await self.open(scope, receive, send)
+        if reading is None:
+            return
+        if HANDOFF in scope:  # the outermost layer follows the stream (app.TokenRelayAPI)
+            scope[HANDOFF] = reading
+            return
+        await reading.follow()
+
+    async def open(self, scope: Scope, receive: Receive, send: Send) -> StreamReading | None:
+        """Subscribe and send the response start; None if the stream is gone (answered)."""
         services = self._services
         try:
-            sub = await services.log.subscribe(self._stream_id, self._after)
+            sub = await services.log.subscribe(self.stream_id, self.after_seq)
         except StreamNotFound as exc:  # expired between the route's check and now
             await JSONResponse(exc.to_dict(), status_code=exc.http_status)(scope, receive, send)
-            return
-        runner = services.runner
-        runner.attach(self._stream_id)
-        loop = asyncio.get_running_loop()
-        heartbeat = services.settings.heartbeat_s
-
-        def ping() -> None:
-            self._ping_due = True
-            sub.wake()
-
-        def gone() -> None:
-            self._gone = True
-            sub.wake()
-
-        # the middleware chain sees the start; body chunks skip it (app.TokenRelayAPI)
+            return None
+        # the middleware chain sees the start; body chunks skip it (app.TokenRelayAPI), and
+        # so does the end when nothing of the chain is left to see it (HANDOFF)
         body_send: Send = scope.get(RAW_SEND, send)
-        listener = (
-            None
-            if watch_disconnect(body_send, gone)
-            else loop.create_task(self._listen(receive, gone))
+        reading = StreamReading(
+            self, services, sub, body_send, body_send if HANDOFF in scope else send
         )
-        timer = timers.call_later(heartbeat, ping)
-        finished = False
+        if not watch_disconnect(body_send, reading.gone):
+            reading.listener = asyncio.create_task(self._listen(receive, reading.gone))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        except BaseException:
+            reading.abandon()
+            raise
+        return reading
+
+    @staticmethod
+    async def _listen(receive: Receive, gone: Callable[[], None]) -> None:
+        """Wait for the client to go away (servers `watch_disconnect` cannot watch)."""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone()
+                return
+
+
+class StreamReading:
+    """One response's reading of its stream, from the response start to the end.
+
+    Its own object, not locals of the response's call, so that the end can be followed from
+    the outermost layer once every middleware between has returned (`HANDOFF`): an idle open
+    stream then holds no frame of theirs (bench/relay/findings.md, item 19).
+    """
+
+    __slots__ = (
+        "_after",
+        "_body_send",
+        "_end_send",
+        "_finished",
+        "_gone",
+        "_left",
+        "_names",
+        "_ping_due",
+        "_services",
+        "_stream_id",
+        "_sub",
+        "_timer",
+        "listener",
+    )
+
+    def __init__(
+        self,
+        response: EventStreamResponse,
+        services: Services,
+        sub: Subscription,
+        body_send: Send,
+        end_send: Send,
+    ) -> None:
+        # what it needs of the response, not the response (its headers are sent)
+        self._stream_id = response.stream_id
+        self._after = response.after_seq
+        self._names = response.event_names
+        self._services = services
+        self._sub = sub
+        self._body_send = body_send
+        self._end_send = end_send
+        self._gone = False
+        self._ping_due = False
+        self._finished = False
+        self._left = False
+        self.listener: asyncio.Task[None] | None = None
+        services.runner.attach(self._stream_id)
+        self._timer = timers.call_later(services.settings.heartbeat_s, self._ping)
+
+    def _ping(self) -> None:
+        self._ping_due = True
+        self._sub.wake()
+
+    def gone(self) -> None:
+        self._gone = True
+        self._sub.wake()
+
+    async def follow(self) -> None:
+        """Send the stream until its terminal event, the client leaving, or a release."""
+        try:
+            sub, body_send = self._sub, self._body_send
             writer = direct_writer(body_send)
             pusher: _Pusher | None = None
             after = self._after
-            retry: int | None = services.settings.retry_ms
-            stream_id, names = self._stream_id, self._event_names
+            retry: int | None = self._services.settings.retry_ms
+            stream_id, names = self._stream_id, self._names
             while not self._gone:
                 batch = sub.take(after)
                 if batch:
                     # nothing follows a terminal event in a log: only the last can be one
-                    finished = batch[-1].type in TERMINAL_TYPES
+                    self._finished = batch[-1].type in TERMINAL_TYPES
                     if retry is not None:  # the first frame tells the client when to retry
                         body = encode_sse(
                             stream_id, batch[0], event_names=names, retry_ms=retry
@@ -123,14 +192,14 @@ class EventStreamResponse(Response):
                     del batch  # not held while the reader waits
                     await body_send({"type": "http.response.body", "body": body, "more_body": True})
                     del body
-                    if finished:
+                    if self._finished:
                         break
                     continue
                 if sub.done:
                     break
                 if writer is not None and retry is None:
                     if pusher is None:
-                        pusher = _Pusher(writer, sub, stream_id, names, loop)
+                        pusher = _Pusher(writer, sub, stream_id, names, asyncio.get_running_loop())
                     pusher.after = pusher.until = after
                     sub.set_push(pusher.push)
                 await sub.waiter()
@@ -143,28 +212,30 @@ class EventStreamResponse(Response):
                     await body_send(
                         {"type": "http.response.body", "body": PING_FRAME, "more_body": True}
                     )
-                    timer = timers.call_later(heartbeat, ping)
+                    heartbeat = self._services.settings.heartbeat_s
+                    self._timer = timers.call_later(heartbeat, self._ping)
             if not self._gone:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                end = {"type": "http.response.body", "body": b"", "more_body": False}
+                await self._end_send(end)
         except OSError:
             self._gone = True  # servers that raise on a closed connection
         finally:
-            timer.cancel()
-            sub.close()
-            runner.detach(self._stream_id, finished=finished)
+            self.abandon()
+            listener = self.listener
             if listener is not None:
-                listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
 
-    @staticmethod
-    async def _listen(receive: Receive, gone: Callable[[], None]) -> None:
-        """Wait for the client to go away (servers `watch_disconnect` cannot watch)."""
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                gone()
-                return
+    def abandon(self) -> None:
+        """Let go of the stream (once): no more pings, the runner hears the reader left."""
+        if self._left:
+            return
+        self._left = True
+        self._timer.cancel()
+        self._sub.close()
+        if self.listener is not None:
+            self.listener.cancel()
+        self._services.runner.detach(self._stream_id, finished=self._finished)
 
 
 class _Pusher:
