@@ -190,10 +190,13 @@ class StreamReading:
                         body = encode_frames(stream_id, batch, event_names=names)
                     after = batch[-1].seq
                     del batch  # not held while the reader waits
+                    if self._finished:  # the last frames and the end of the body, one write
+                        await self._end_send(
+                            {"type": "http.response.body", "body": body, "more_body": False}
+                        )
+                        return
                     await body_send({"type": "http.response.body", "body": body, "more_body": True})
                     del body
-                    if self._finished:
-                        break
                     continue
                 if sub.done:
                     break
