@@ -75,6 +75,11 @@ def body(tokens: int, delay_ms: float, stall_after: int | None = None) -> dict[s
     return {"message": "bench", "options": {"scripted": scripted}}
 
 
+def _meets_gap_target(row: dict[str, Any]) -> bool:
+    p99 = row["gap_p99_ms"]
+    return p99 is not None and p99 <= GAP_TARGET_S * 1000 and row["errors"] == 0
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -252,37 +257,28 @@ class Bench:
             log(f"ttft {name}: p50 {row['p50_ms']} ms p99 {row['p99_ms']} ms")
 
     def paced(self) -> None:
+        """Ramp every server through the levels. A level whose p99 gap misses the target is
+        run once more for that server, and the better of the two counts (both are kept in
+        the row): on a shared machine one stall elsewhere can fail a level by itself, and
+        the knee is a passing prefix, so one such stall would set it. Every server gets the
+        same second chance, once per level, until a failure is confirmed."""
         active = list(self.servers)
+        confirmed: set[str] = set()  # servers with a level that failed twice
         for level in self.args.levels:
             if not active:
                 break
             for name in list(active):
-                server = self.servers[name]
-                spec = FixedSpec(
-                    HOST,
-                    server.port,
-                    STREAM_PATH,
-                    body(self.args.tokens, self.args.delay_ms),
-                    level,
-                    ramp_s=self.args.ramp,
-                    timeout_s=self.args.stream_timeout,
-                )
-                jiffies = machine_jiffies()
-                before = server.sample()
-                res = run_fixed(spec, procs=self.args.procs)
-                after = server.sample()
-                row = {
-                    "server": name,
-                    "concurrency": level,
-                    **summarize(res, before, after, jiffies),
-                }
+                row = self._paced_level(name, level)
+                if not _meets_gap_target(row) and name not in confirmed:
+                    log(f"  {name} missed the gap target at c={level}: running it once more")
+                    again = self._paced_level(name, level)
+                    first_p99, again_p99 = row["gap_p99_ms"], again["gap_p99_ms"]
+                    if _meets_gap_target(again) or (again_p99 or 1e9) < (first_p99 or 1e9):
+                        row = again
+                    row["attempts_gap_p99_ms"] = [first_p99, again_p99]
+                    if not _meets_gap_target(row):
+                        confirmed.add(name)
                 self.results["paced"].append(row)
-                log(
-                    f"paced {name:>13} c={level:<5} gap p50 {row['gap_p50_ms']} p99 "
-                    f"{row['gap_p99_ms']} ms, dur p99 {row['duration_p99_s']} s, "
-                    f"ttft p99 {row['ttft_p99_ms']} ms, err {row['errors']}, "
-                    f"cpu {row['server_cpu_us_per_event']} us/ev, lg {row['loadgen_cpu_s']}s"
-                )
                 p99 = row["gap_p99_ms"]
                 past = (
                     p99 is None
@@ -292,8 +288,32 @@ class Bench:
                 if past and level >= self.args.must_reach:
                     active.remove(name)
                     log(f"  {name} is past the knee; it leaves the ramp")
-                time.sleep(self.args.pause)
-                self.settle(server)
+
+    def _paced_level(self, name: str, level: int) -> dict[str, Any]:
+        server = self.servers[name]
+        spec = FixedSpec(
+            HOST,
+            server.port,
+            STREAM_PATH,
+            body(self.args.tokens, self.args.delay_ms),
+            level,
+            ramp_s=self.args.ramp,
+            timeout_s=self.args.stream_timeout,
+        )
+        jiffies = machine_jiffies()
+        before = server.sample()
+        res = run_fixed(spec, procs=self.args.procs)
+        after = server.sample()
+        row = {"server": name, "concurrency": level, **summarize(res, before, after, jiffies)}
+        log(
+            f"paced {name:>13} c={level:<5} gap p50 {row['gap_p50_ms']} p99 "
+            f"{row['gap_p99_ms']} ms, dur p99 {row['duration_p99_s']} s, "
+            f"ttft p99 {row['ttft_p99_ms']} ms, err {row['errors']}, "
+            f"cpu {row['server_cpu_us_per_event']} us/ev, lg {row['loadgen_cpu_s']}s"
+        )
+        time.sleep(self.args.pause)
+        self.settle(server)
+        return row
 
     def unpaced(self) -> None:
         best: dict[str, dict[str, Any]] = {}
