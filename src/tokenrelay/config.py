@@ -29,7 +29,7 @@ class Settings(BaseSettings):
         default=True, description="collect Prometheus metrics (off only to measure their cost)"
     )
     gc_threshold: int = Field(
-        default=50_000,
+        default=5_000,
         ge=0,
         description="allocations between young-generation garbage collections in"
         " `tokenrelay serve` (0: Python's default); see docs/benchmarks.md",

@@ -41,6 +41,12 @@ def tune_gc(threshold: int) -> None:
     throughput and a third of the p99 inter-token gap at 500 streams with this tuning
     (docs/benchmarks.md). Streams free their objects by reference counting; the collector
     is only needed for cycles, which stay rare.
+
+    Not much rarer, though: a young collection stops every stream at once, for a time that
+    grows with the threshold. At 50,000 one collection took 31 ms on the benchmark VM, which
+    put a 50 ms gap into every open stream (the paced p99); at 5,000 the longest took 3 ms,
+    and all of them together took less time (bench/relay/findings.md, item 22). The older
+    generations stay 50 and 100 times rarer, so full walks over the open streams are rare.
     """
     if threshold <= 0:
         return
