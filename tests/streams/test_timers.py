@@ -71,3 +71,21 @@ async def test_a_failing_callback_is_reported_and_the_others_still_run() -> None
         loop.set_exception_handler(None)
     assert fired == ["after"]
     assert isinstance(reported[0]["exception"], RuntimeError)
+
+
+def test_a_closed_loop_and_its_timeouts_are_let_go() -> None:
+    import gc
+    import weakref
+
+    loop = asyncio.new_event_loop()
+
+    async def arm() -> None:
+        timers.call_later(30.0, lambda: None)
+
+    loop.run_until_complete(arm())
+    assert loop in timers._wheels
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert gone() is None

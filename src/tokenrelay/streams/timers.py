@@ -55,23 +55,25 @@ class Timeout:
 
 
 class _Wheel:
-    """One loop's timeouts, by the quarter second they are due in."""
+    """One loop's timeouts, by the quarter second they are due in. It keeps no reference to
+    its loop: `_wheels` holds it under a weak reference to the loop, and a value that
+    referred to its key would keep every closed loop (and its wheel) alive."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
         self._due: dict[int, list[Timeout]] = {}
 
-    def add(self, delay: float, timeout: Timeout) -> None:
-        slot = math.ceil((self._loop.time() + delay) / TICK)
+    def add(self, loop: asyncio.AbstractEventLoop, delay: float, timeout: Timeout) -> None:
+        slot = math.ceil((loop.time() + delay) / TICK)
         due = self._due.get(slot)
         if due is None:
             due = self._due[slot] = []
-            self._loop.call_at(slot * TICK, self._fire, slot)
+            loop.call_at(slot * TICK, self._fire, slot)
         due.append(timeout)
 
     def _fire(self, slot: int) -> None:
+        loop = asyncio.get_running_loop()
         for timeout in self._due.pop(slot, ()):
-            timeout._run(self._loop)
+            timeout._run(loop)
 
 
 _wheels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Wheel] = weakref.WeakKeyDictionary()
@@ -84,7 +86,7 @@ def call_later(delay: float, callback: Callable[..., object], *args: Any) -> Can
         return loop.call_later(delay, callback, *args)
     wheel = _wheels.get(loop)
     if wheel is None:
-        wheel = _wheels[loop] = _Wheel(loop)
+        wheel = _wheels[loop] = _Wheel()
     timeout = Timeout(callback, args)
-    wheel.add(delay, timeout)
+    wheel.add(loop, delay, timeout)
     return timeout
