@@ -22,7 +22,7 @@ class _RandomIds:
 
     Five ids are made per stream (stream, trace, session, two messages), and each
     `os.urandom` is a `getrandom` system call: under unpaced load on the benchmark VM they were
-    2.6 % of the server's samples (bench/relay/findings.md, item 21). The bytes are the same;
+    2.6 % of the server's samples (bench/relay/findings.md, item 20). The bytes are the same;
     only the calls are fewer. No lock: `next()` on a list iterator is one step under the GIL,
     so threads (session stores make ids on their workers) never get the same id, and two that
     refill at once just make two batches. A forked child drops its batch, so parent and
