@@ -157,6 +157,13 @@ def _run_group(
     return results
 
 
+# how long a deferred write waits for company. Under load each write had a thread hop and a
+# commit of its own: at 400 paced streams (~170 new sessions a second, one every 6 ms) no two
+# writes met, and the hops, their GIL hand-offs and the WAL pages each commit appends were
+# about a tenth of the server's CPU (bench/relay/findings.md item 23)
+GROUP_WINDOW_S = 0.02
+
+
 class _Failed:
     __slots__ = ("exc",)
 
@@ -173,13 +180,29 @@ class SQLiteSessionStore:
         self._worker = worker
         self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
-    async def _write(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+    async def _write(self, body: Callable[[sqlite3.Connection], T], *, defer: bool = False) -> T:
+        """Queue `body` for the next group. `defer`: nothing the caller answers waits on this
+        write yet (a new session's first write, made while its answer starts), so the group
+        may wait up to `GROUP_WINDOW_S` for other writes to share its thread hop and commit;
+        any other write sends it at once."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
         self._pending.append((body, fut))
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+            if not defer:
+                self._send_group()
+            elif self._timer is None:
+                self._timer = loop.call_later(GROUP_WINDOW_S, self._send_group)
         return await fut
+
+    def _send_group(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pending and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
         while self._pending:
@@ -261,7 +284,7 @@ class SQLiteSessionStore:
             )
             return TurnStart(sid, user_id, answer_id, history)
 
-        return await self._write(body)
+        return await self._write(body, defer=session_id is None and planned is not None)
 
     async def add_message(
         self,
@@ -352,4 +375,7 @@ class SQLiteSessionStore:
         return await self._write(body)
 
     async def aclose(self) -> None:
+        self._send_group()  # a deferred group still waiting goes now
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
         await self._worker.close()
