@@ -9,6 +9,7 @@ taken here: readers are woken for every event.
     .venv/bin/python -m bench.relay.inprocess --streams 300 --tokens 100 --delay-ms 0.001
     .venv/bin/python -m bench.relay.inprocess --streams 2000 --tokens 1     # per-stream cost
     .venv/bin/python -m bench.relay.inprocess --app --delay-ms 0           # + HTTP app layers
+    .venv/bin/python -m bench.relay.inprocess --app --naive --delay-ms 20  # the naive app
 
 `--app` sends each stream through the whole ASGI app (`POST /api/chat/stream`: our
 middleware, the request model, the route) instead of starting the pipeline directly; only the
@@ -48,11 +49,15 @@ async def run(
     app_mode: bool,
     sort: str = "tottime",
     rows: int = 25,
+    naive: bool = False,
+    uvicorn_mode: bool = False,
 ) -> None:
     settings = Settings(provider="scripted", data_dir=tempfile.mkdtemp())
     services = await Services.open(settings)
-    app = create_app(settings)
+    app: Any = create_app(settings)
     app.state.services = services
+    if naive:
+        from bench.relay.baselines.naive_app import app
     sent = 0
 
     async def send(message: Any) -> None:
@@ -96,7 +101,12 @@ async def run(
         }
         await app(scope, receive_body, send)
 
+    through_uvicorn = _uvicorn_driver(app, request) if uvicorn_mode else None
+
     async def one() -> None:
+        if through_uvicorn is not None:
+            await through_uvicorn()
+            return
         if app_mode:
             await through_app()
             return
@@ -132,6 +142,71 @@ async def run(
         pstats.Stats(profiler).sort_stats(sort).print_stats(rows)
 
 
+class _Transport(asyncio.Transport):
+    """A socket that takes every write and ends the stream at the chunked body's end."""
+
+    def __init__(self, done: asyncio.Future[None]) -> None:
+        super().__init__()
+        self._done = done
+        self._closing = False
+        self._protocol: Any = None
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 40000)}.get(
+            name, default
+        )
+
+    def write(self, data: Any) -> None:
+        if bytes(data).endswith(b"0\r\n\r\n") and not self._done.done():
+            self._done.set_result(None)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            if not self._done.done():
+                self._done.set_result(None)
+
+    def set_protocol(self, protocol: Any) -> None:
+        self._protocol = protocol
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def _uvicorn_driver(app: Any, request_body: bytes) -> Any:
+    """Each stream through uvicorn's own httptools protocol (as `tokenrelay serve` runs it),
+    on a transport that only takes the bytes: everything but the kernel's socket work."""
+    import uvicorn
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    config = uvicorn.Config(app, http="httptools", lifespan="off", access_log=False)
+    config.load()
+    state = ServerState()
+    head = (
+        "POST /api/chat/stream HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n"
+        "Accept: text/event-stream\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(request_body)}\r\n\r\n"
+    ).encode()
+
+    async def one() -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        transport = _Transport(done)
+        protocol = HttpToolsProtocol(config=config, server_state=state, app_state={})
+        protocol.connection_made(transport)
+        protocol.data_received(head + request_body)
+        await done
+        protocol.connection_lost(None)
+
+    return one
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--streams", type=int, default=300)
@@ -139,6 +214,12 @@ def main() -> None:
     p.add_argument("--delay-ms", type=float, default=0.001)
     p.add_argument("--profile", action="store_true")
     p.add_argument("--app", action="store_true", help="through the ASGI app (see above)")
+    p.add_argument(
+        "--naive", action="store_true", help="with --app: the naive baseline's app instead"
+    )
+    p.add_argument(
+        "--uvicorn", action="store_true", help="with --app: through uvicorn's HTTP protocol"
+    )
     p.add_argument("--sort", default="tottime", help="cProfile order (tottime, cumulative)")
     p.add_argument("--rows", type=int, default=25)
     args = p.parse_args()
@@ -152,7 +233,17 @@ def main() -> None:
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)  # as `tokenrelay serve` (server/serve.py: tune_gc)
     asyncio.run(
-        run(args.streams, args.tokens, args.delay_ms, args.profile, args.app, args.sort, args.rows)
+        run(
+            args.streams,
+            args.tokens,
+            args.delay_ms,
+            args.profile,
+            args.app,
+            args.sort,
+            args.rows,
+            naive=args.naive,
+            uvicorn_mode=args.uvicorn,
+        )
     )
 
 

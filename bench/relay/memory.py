@@ -39,9 +39,98 @@ ENTRY = ("tokenrelay/cli.py", "tokenrelay/server/serve.py")  # on every stack: n
 LIBRARIES = ("uvicorn/", "fastapi/", "starlette/", "pydantic/")
 
 
-def serve(port: int, data: str, out: Path, gc_mode: bool) -> None:
+class StallMonitor:
+    """How long the event loop goes without running a callback, and what it ran meanwhile.
+
+    A thread posts a ping into the loop every `period_s` and, until the loop runs it, samples
+    the main thread's stack (as often as the GIL lets it: every switch interval, 5 ms). A ping
+    that waited longer than `threshold_ms` is a stall: every open stream waited with it. The
+    samples say what held the loop; a stall with none was the process not running at all
+    (another process on the core) or the GIL held by another thread.
+    """
+
+    def __init__(self, loop: Any, threshold_ms: float = 10.0, period_s: float = 0.002) -> None:
+        import threading
+
+        self.loop = loop
+        self.threshold_ms = threshold_ms
+        self.period_s = period_s
+        self.main_ident = threading.main_thread().ident
+        self.lags: list[float] = []
+        self.stalls: list[tuple[float, list[str], int]] = []  # lag ms, samples, collections
+        self.gc_runs = 0
+        self.gc_log: list[tuple[int, float]] = []  # generation, ms
+        self._gc_started = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stall-monitor", daemon=True)
+        gc.callbacks.append(self._on_gc)
+        self._thread.start()
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self.gc_runs += 1
+            self._gc_started = time.perf_counter()
+        else:
+            ms = (time.perf_counter() - self._gc_started) * 1e3
+            self.gc_log.append((info["generation"], ms))
+
+    def _run(self) -> None:
+        import threading
+
+        while not self._stop.is_set():
+            done = threading.Event()
+            sent = time.perf_counter()
+            gc_before = self.gc_runs
+            self.loop.call_soon_threadsafe(done.set)
+            samples: list[str] = []
+            while not done.wait(0.001):
+                frame = sys._current_frames().get(self.main_ident)
+                if frame is not None:
+                    samples.append(_where(frame))
+            lag = (time.perf_counter() - sent) * 1e3
+            self.lags.append(lag)
+            if lag > self.threshold_ms:
+                self.stalls.append((lag, samples, self.gc_runs - gc_before))
+            time.sleep(self.period_s)
+
+    def take(self) -> dict[str, Any]:
+        out = {"lags": self.lags, "stalls": self.stalls, "gc": self.gc_log}
+        self.lags, self.stalls, self.gc_log = [], [], []
+        return out
+
+
+def _where(frame: Any) -> str:
+    """The innermost few frames of ours or a library's, innermost first."""
+    names: list[str] = []
+    while frame is not None and len(names) < 4:
+        name = _short(frame.f_code.co_filename)
+        if "stall" not in frame.f_code.co_name:
+            names.append(f"{name}:{frame.f_lineno}({frame.f_code.co_name})")
+        frame = frame.f_back
+    return " < ".join(names)
+
+
+def serve(port: int, data: str, out: Path, gc_mode: bool, stalls: bool = False) -> None:
     """The server side: `tokenrelay serve`, with SIGUSR1/SIGUSR2 taking the measurements."""
-    if gc_mode:
+    if stalls:
+        from tokenrelay.server.serve import DrainingServer
+
+        monitor: list[StallMonitor] = []
+        startup = DrainingServer.startup
+
+        async def watched(self: Any, sockets: Any = None) -> None:
+            import asyncio
+
+            monitor.append(StallMonitor(asyncio.get_running_loop()))
+            await startup(self, sockets)
+
+        DrainingServer.startup = watched  # type: ignore[method-assign]
+
+        def dump_stalls(*_: Any) -> None:
+            (out / "stalls.json").write_text(json.dumps(monitor[0].take()))
+
+        signal.signal(signal.SIGUSR1, dump_stalls)
+    elif gc_mode:
         pauses: list[tuple[int, float]] = []
         started = [0.0]
 
@@ -108,6 +197,37 @@ def report(out: Path, streams: int, rows: int) -> None:
         print(f"{size / streams:8,.0f}  {owner}   <- {top}")
 
 
+def report_stalls(data: dict[str, Any], res: Any, streams: int) -> None:
+    gaps = sorted(res.gaps)
+    p99 = gaps[int(len(gaps) * 0.99)] * 1e3 if gaps else float("nan")
+    lags = sorted(data["lags"])
+    print(
+        f"{streams} paced streams: p99 gap {p99:.1f} ms; loop lag p50 {lags[len(lags) // 2]:.2f}"
+        f" p99 {lags[int(len(lags) * 0.99)]:.2f} max {lags[-1]:.1f} ms over {len(lags)} pings"
+    )
+    stalls = data["stalls"]
+    print(f"stalls over 10 ms: {len(stalls)}, their lag in all {sum(s[0] for s in stalls):.0f} ms")
+    where: collections.Counter[str] = collections.Counter()
+    for rank, (lag, samples, gcs) in enumerate(sorted(stalls, reverse=True)):
+        where.update(samples)
+        if rank >= 30:
+            continue
+        top = collections.Counter(samples).most_common(1)
+        print(
+            f"  {lag:6.1f} ms  {len(samples)} samples  {gcs} gc  "
+            f"{top[0][0] if top else '(no sample: not running, or GIL elsewhere)'}"
+        )
+    for gen in sorted({g for g, _ in data["gc"]}):
+        ms = [m for g, m in data["gc"] if g == gen]
+        print(
+            f"generation {gen}: {len(ms)} collections, longest {max(ms):.2f} ms, "
+            f"all {sum(ms):.1f} ms"
+        )
+    print("samples taken during stalls, by place:")
+    for place, n in where.most_common(25):
+        print(f"  {n:4d}  {place}")
+
+
 def _wait(path: Path, timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not path.exists():
@@ -121,11 +241,12 @@ def main() -> None:
     p.add_argument("--streams", type=int, default=1000)
     p.add_argument("--rows", type=int, default=30)
     p.add_argument("--gc", action="store_true", help="time collections under paced load")
+    p.add_argument("--stalls", action="store_true", help="time event-loop stalls under paced load")
     p.add_argument("--serve", nargs=3, metavar=("PORT", "DATA", "OUT"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve:
         port, data, out = args.serve
-        serve(int(port), data, Path(out), args.gc)
+        serve(int(port), data, Path(out), args.gc, args.stalls)
         return
 
     import subprocess
@@ -135,11 +256,25 @@ def main() -> None:
     argv = [sys.executable, "-m", "bench.relay.memory", "--serve", str(port), str(out), str(out)]
     log = (out / "server.log").open("wb")
     proc = subprocess.Popen(
-        argv + (["--gc"] if args.gc else []), stdout=log, stderr=subprocess.STDOUT
+        argv + (["--gc"] if args.gc else []) + (["--stalls"] if args.stalls else []),
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         _ready(port)
         run_fixed(FixedSpec("127.0.0.1", port, STREAM_PATH, body(20, 1), 50, ramp_s=0.2))
+        if args.stalls:
+            os.kill(proc.pid, signal.SIGUSR1)  # forget the warm-up
+            _wait(out / "stalls.json")
+            (out / "stalls.json").unlink()
+            res = run_fixed(
+                FixedSpec("127.0.0.1", port, STREAM_PATH, body(100, 20), args.streams, ramp_s=1.0)
+            )
+            os.kill(proc.pid, signal.SIGUSR1)
+            _wait(out / "stalls.json")
+            time.sleep(0.3)
+            report_stalls(json.loads((out / "stalls.json").read_text()), res, args.streams)
+            return
         if args.gc:
             os.kill(proc.pid, signal.SIGUSR1)  # forget the warm-up's collections
             time.sleep(0.5)

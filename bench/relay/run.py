@@ -111,6 +111,7 @@ def summarize(
         "gap_max_ms": ms(gaps[-1] if gaps else None),
         "ttft_p50_ms": ms(pct(ttft, 50)),
         "ttft_p99_ms": ms(pct(ttft, 99)),
+        "peak_delivering": peak_delivering(recs),
         "duration_p50_s": pct(dur, 50),
         "duration_p99_s": pct(dur, 99),
         "server_cpu_s": round(cpu, 3),
@@ -123,6 +124,26 @@ def summarize(
         "hwm_mb": round(server_after.hwm / 2**20, 1),
         "machine_busy_cores": busy_cores(jiffies, machine_jiffies(), NCPU),
     }
+
+
+def peak_delivering(records: list[Any]) -> int:
+    """The most streams that were between their first token and their end at one moment.
+
+    A server that sets streams up more slowly than the ramp opens them never has all of a
+    level's streams delivering at once: the early ones finish before the late ones start. Its
+    gaps are then those of a lower concurrency than the level's name (bench/relay/findings.md
+    item 24), which this shows."""
+    edges = sorted(
+        edge
+        for r in records
+        if r.first_token is not None and r.end is not None
+        for edge in ((r.first_token, 1), (r.end, -1))
+    )
+    now = peak = 0
+    for _, step in edges:
+        now += step
+        peak = max(peak, now)
+    return peak
 
 
 class Bench:
