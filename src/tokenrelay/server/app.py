@@ -88,46 +88,41 @@ class TokenRelayAPI(FastAPI):
     _handoff = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope[RAW_SEND] = send
-            if scope["method"] == "POST" and scope["path"] == CHAT_STREAM_PATH:
-                front = self._front or self._build_front()
-                if front is not None:
-                    scope["app"] = self
-                    if self.root_path:
-                        scope["root_path"] = self.root_path
-                    reading = await self._front_call(front, scope, receive, send)
-                    if reading is not None:  # handed back: followed in this frame
-                        try:
-                            await reading.follow()
-                        finally:
-                            _after_body(scope)
-                    return
-        await super().__call__(scope, receive, send)
-
-    async def _front_call(
-        self, front: ASGIApp, scope: Scope, receive: Receive, send: Send
-    ) -> StreamReading | None:
-        """The chain answers; a stream's reading it hands back (`asgi.HANDOFF`) is followed
-        here, after every layer of the chain has returned: an open stream keeps none of their
-        frames (findings item 19). Only when each layer knows to do its end-of-response work
-        in `AFTER_BODY` (`_HANDOFF_AWARE`)."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        scope[RAW_SEND] = send
+        front = None
+        if scope["method"] == "POST" and scope["path"] == CHAT_STREAM_PATH:
+            front = self._front or self._build_front()
+        if front is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        if self.root_path:
+            scope["root_path"] = self.root_path
         if not self._handoff:
             await front(scope, receive, send)
-            return None
+            return
+        # The chain answers; a stream's reading it hands back (`asgi.HANDOFF`) is followed
+        # here, in this frame, after every layer of the chain has returned: an open stream
+        # keeps none of their frames (findings item 19). Only when each layer knows to do its
+        # end-of-response work in `AFTER_BODY` (`_HANDOFF_AWARE`), which runs once, however
+        # the response ends.
         scope[HANDOFF] = None
         try:
             await front(scope, receive, send)
-        except BaseException:
-            reading = scope.pop(HANDOFF, None)
+            reading = cast("StreamReading | None", scope.pop(HANDOFF, None))
             if reading is not None:
-                reading.abandon()
-            _after_body(scope)
+                await reading.follow()
+        except BaseException:
+            left = scope.pop(HANDOFF, None)  # handed back, then the chain failed
+            if left is not None:
+                left.abandon()
             raise
-        reading = cast("StreamReading | None", scope.pop(HANDOFF, None))
-        if reading is None:
-            _after_body(scope)
-        return reading
+        finally:
+            for done in scope.pop(AFTER_BODY, ()):
+                done()
 
     def _build_front(self) -> ASGIApp | None:
         """Our middleware around `ChatStreamRoute`, which answers every request that reaches
@@ -142,11 +137,6 @@ class TokenRelayAPI(FastAPI):
         self._handoff = all(m.cls in _HANDOFF_AWARE for m in self.user_middleware)
         self._front = _UnexpectedErrors(app)
         return self._front
-
-
-def _after_body(scope: Scope) -> None:
-    for done in scope.pop(AFTER_BODY, ()):
-        done()
 
 
 # layers that do nothing after the response start but what they leave in AFTER_BODY (or
