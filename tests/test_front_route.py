@@ -129,3 +129,32 @@ def test_a_middleware_of_the_deployment_keeps_the_stream_inside_it(settings_fact
     app._front = None
     app._build_front()
     assert app._handoff is False
+
+
+async def test_a_finished_request_leaves_no_reference_cycle(live_server) -> None:
+    """Each request's objects are freed by reference counting when it ends, not left for
+    the garbage collector: a cycle per stream (the scope holding the server's `send`, the
+    request's event calling back into the reading) made every young collection free whole
+    connections, which lengthened the pauses every open stream waits through."""
+    import gc
+
+    body = {"message": "q", "options": {"scripted": {"reply": "a b c"}}}
+    watched = {"RequestResponseCycle", "StreamReading", "_NotifyingEvent", "HttpToolsProtocol"}
+    async with live_server() as srv, httpx.AsyncClient(base_url=srv.url) as client:
+        (await client.post("/api/chat/stream", json=body)).raise_for_status()  # warm up
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(3):
+                response = await client.post("/api/chat/stream", json=body)
+                assert "event: done" in response.text
+            assert (await client.get("/api/sessions")).status_code == 200
+            await asyncio.sleep(0.05)  # the server's side of each request has ended
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            gc.collect()
+            left = sorted({type(o).__name__ for o in gc.garbage} & watched)
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+    assert left == []

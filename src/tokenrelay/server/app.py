@@ -92,37 +92,43 @@ class TokenRelayAPI(FastAPI):
             await super().__call__(scope, receive, send)
             return
         scope[RAW_SEND] = send
-        front = None
-        if scope["method"] == "POST" and scope["path"] == CHAT_STREAM_PATH:
-            front = self._front or self._build_front()
-        if front is None:
-            await super().__call__(scope, receive, send)
-            return
-        scope["app"] = self
-        if self.root_path:
-            scope["root_path"] = self.root_path
-        if not self._handoff:
-            await front(scope, receive, send)
-            return
-        # The chain answers; a stream's reading it hands back (`asgi.HANDOFF`) is followed
-        # here, in this frame, after every layer of the chain has returned: an open stream
-        # keeps none of their frames (findings item 19). Only when each layer knows to do its
-        # end-of-response work in `AFTER_BODY` (`_HANDOFF_AWARE`), which runs once, however
-        # the response ends.
-        scope[HANDOFF] = None
         try:
-            await front(scope, receive, send)
-            reading = cast("StreamReading | None", scope.pop(HANDOFF, None))
-            if reading is not None:
-                await reading.follow()
-        except BaseException:
-            left = scope.pop(HANDOFF, None)  # handed back, then the chain failed
-            if left is not None:
-                left.abandon()
-            raise
+            front = None
+            if scope["method"] == "POST" and scope["path"] == CHAT_STREAM_PATH:
+                front = self._front or self._build_front()
+            if front is None:
+                await super().__call__(scope, receive, send)
+                return
+            scope["app"] = self
+            if self.root_path:
+                scope["root_path"] = self.root_path
+            if not self._handoff:
+                await front(scope, receive, send)
+                return
+            # The chain answers; a stream's reading it hands back (`asgi.HANDOFF`) is
+            # followed here, in this frame, after every layer of the chain has returned: an
+            # open stream keeps none of their frames (findings item 19). Only when each layer
+            # knows to do its end-of-response work in `AFTER_BODY` (`_HANDOFF_AWARE`), which
+            # runs once, however the response ends.
+            scope[HANDOFF] = None
+            try:
+                await front(scope, receive, send)
+                reading = cast("StreamReading | None", scope.pop(HANDOFF, None))
+                if reading is not None:
+                    await reading.follow()
+            except BaseException:
+                left = scope.pop(HANDOFF, None)  # handed back, then the chain failed
+                if left is not None:
+                    left.abandon()
+                raise
+            finally:
+                for done in scope.pop(AFTER_BODY, ()):
+                    done()
         finally:
-            for done in scope.pop(AFTER_BODY, ()):
-                done()
+            # uvicorn's request cycle holds the scope, and `send` is the cycle's method: kept
+            # in the scope, every request would be a reference cycle that only the garbage
+            # collector frees, with its connection (findings item 25)
+            scope.pop(RAW_SEND, None)
 
     def _build_front(self) -> ASGIApp | None:
         """Our middleware around `ChatStreamRoute`, which answers every request that reaches

@@ -66,23 +66,29 @@ def direct_writer(send: Send) -> DirectWriter | None:
 
 
 class _NotifyingEvent(asyncio.Event):
-    """uvicorn's per-request `message_event`, which also calls back when it is set."""
+    """uvicorn's per-request `message_event`, which also calls back when it is set, until
+    `forget` is called."""
 
     def __init__(self, callback: Callable[[], None]) -> None:
         super().__init__()
         # a list, not the 640-byte deque Event makes: at most a stray `receive()` waits on
         # this event, and Event only appends, removes and iterates its waiters
         self._waiters: Any = []
-        self._callback = callback
+        self._callback: Callable[[], None] | None = callback
 
     def set(self) -> None:
         super().set()
-        self._callback()
+        if self._callback is not None:
+            self._callback()
+
+    def forget(self) -> None:
+        self._callback = None
 
 
-def watch_disconnect(send: Send, gone: Callable[[], None]) -> bool:
-    """Call `gone()` when the client of `send`'s connection goes away; False when this
-    server is not one we can watch (then the caller listens on `receive` instead).
+def watch_disconnect(send: Send, gone: Callable[[], None]) -> Callable[[], None] | None:
+    """Call `gone()` when the client of `send`'s connection goes away, until the returned
+    function is called; None when this server is not one we can watch (then the caller
+    listens on `receive` instead).
 
     Why: the other way to hear of a disconnect is a task that waits on `receive()` for the
     whole stream, a task and three coroutine frames for each open stream (about 1.2 KB of the
@@ -90,19 +96,25 @@ def watch_disconnect(send: Send, gone: Callable[[], None]) -> bool:
     sets the request's `message_event` when the connection is lost (and when the response
     completes or more body arrives, which `gone` is not called for); here that event also
     calls back. Only for a request whose body has been read: nothing else waits on it then.
+
+    The caller must call the returned function when it stops listening: the callback refers
+    to the caller (a reading) and the request's cycle refers to the callback, a reference
+    cycle that only the garbage collector would otherwise free, with the connection, the
+    reading and what they hold (26 objects per stream; findings item 25).
     """
     cycle = _cycle(send)
     if cycle is None or not all(
         hasattr(cycle, name) for name in ("message_event", "disconnected", "flow")
     ):
-        return False
+        return None
 
     def on_set() -> None:
         if cycle.disconnected:
             gone()
 
-    cycle.message_event = _NotifyingEvent(on_set)
+    event = _NotifyingEvent(on_set)
+    cycle.message_event = event
     cycle.flow.resume_reading()  # as `receive()` does: reading must go on to see the end
     if cycle.disconnected:
         gone()
-    return True
+    return event.forget

@@ -92,7 +92,8 @@ class EventStreamResponse(Response):
         reading = StreamReading(
             self, services, sub, body_send, body_send if HANDOFF in scope else send
         )
-        if not watch_disconnect(body_send, reading.gone):
+        reading.unwatch = watch_disconnect(body_send, reading.gone)
+        if reading.unwatch is None:
             reading.listener = asyncio.create_task(self._listen(receive, reading.gone))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
@@ -133,6 +134,7 @@ class StreamReading:
         "_sub",
         "_timer",
         "listener",
+        "unwatch",
     )
 
     def __init__(
@@ -156,6 +158,7 @@ class StreamReading:
         self._finished = False
         self._left = False
         self.listener: asyncio.Task[None] | None = None
+        self.unwatch: Callable[[], None] | None = None  # from `watch_disconnect`
         services.runner.attach(self._stream_id)
         self._timer = timers.call_later(services.settings.heartbeat_s, self._ping)
 
@@ -236,6 +239,9 @@ class StreamReading:
         self._left = True
         self._timer.cancel()
         self._sub.close()
+        if self.unwatch is not None:  # the connection lets go of this reading
+            self.unwatch()
+            self.unwatch = None
         if self.listener is not None:
             self.listener.cancel()
         self._services.runner.detach(self._stream_id, finished=self._finished)
