@@ -32,6 +32,10 @@ class DrainingServer(uvicorn.Server):
         await super().startup(sockets=sockets)  # type: ignore[arg-type]
 
 
+OLDER_EVERY = 1_000  # young collections per collection of the middle generation (Python: 10)
+OLDEST_EVERY = 5  # middle-generation collections per full one (Python: 10)
+
+
 def tune_gc(threshold: int) -> None:
     """Collect less often, and never scan what start-up made.
 
@@ -45,14 +49,20 @@ def tune_gc(threshold: int) -> None:
     Not much rarer, though: a young collection stops every stream at once, for a time that
     grows with the threshold. At 50,000 one collection took 31 ms on the benchmark VM, which
     put a 50 ms gap into every open stream (the paced p99); at 5,000 the longest took 3 ms,
-    and all of them together took less time (bench/relay/findings.md, item 22). The older
-    generations stay 50 and 100 times rarer, so full walks over the open streams are rare.
+    and all of them together took less time (bench/relay/findings.md, item 22).
+
+    The older generations are what must be rare: a collection of the middle one walks every
+    object of every open stream, 57-107 ms at 1,000-1,500 open streams on the benchmark VM,
+    and at the ratio used before (one per 50 young ones) that came every few seconds under
+    load. A finished stream leaves no reference cycle (item 25), so those walks find next to
+    nothing; here the middle generation is collected once per 1,000 young collections, and
+    the oldest once per 5 of those, as often as before (item 26).
     """
     if threshold <= 0:
         return
     gc.collect()
     gc.freeze()  # start-up objects (modules, app, settings) move out of every collection
-    gc.set_threshold(threshold, 50, 100)
+    gc.set_threshold(threshold, OLDER_EVERY, OLDEST_EVERY)
 
 
 def run(settings: Settings) -> None:
