@@ -88,3 +88,15 @@ async def test_close_writes_what_is_still_waiting(tmp_path: Path) -> None:
         assert await reopened.get_session(plan.session_id) is not None
     finally:
         await reopened.aclose()
+
+
+async def test_a_turn_that_needs_its_first_write_sends_it_at_once(
+    store: SQLiteSessionStore,
+) -> None:
+    plan = planned()
+    deferred = asyncio.ensure_future(store.start_turn(None, "short answer", planned=plan))
+    await asyncio.sleep(0)
+    assert store._timer is not None  # waiting for company
+    store.send_deferred()  # e.g. the answer ended before the window did
+    assert store._timer is None
+    assert (await deferred).session_id == plan.session_id

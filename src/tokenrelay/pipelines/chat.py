@@ -124,6 +124,8 @@ class _Recorder:
     async def started(self) -> None:
         """The turn's first write is done (raises what it raised, e.g. BACKEND_UNAVAILABLE)."""
         if self._writing is not None:
+            if not self._writing.done() and self._sessions is not None:
+                self._sessions.send_deferred()  # needed now: no more waiting for company
             await self._writing
 
     async def settle(self) -> None:

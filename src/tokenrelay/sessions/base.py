@@ -163,4 +163,10 @@ class SessionStore(Protocol):
 
     async def delete_session(self, session_id: str, *, owner: str | None = None) -> bool: ...
 
+    def send_deferred(self) -> None:
+        """Send now any write that is waiting for others to share its commit (a new session's
+        first write, see sessions/sqlite.py): its caller has come to need it. A no-op for a
+        store that does not defer."""
+        ...
+
     async def aclose(self) -> None: ...

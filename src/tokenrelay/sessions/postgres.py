@@ -311,5 +311,8 @@ class PostgresSessionStore:
             )
         return bool(result.endswith(" 1"))
 
+    def send_deferred(self) -> None:
+        """Nothing waits here: every write goes to the pool at once."""
+
     async def aclose(self) -> None:
         await self._pool.close()

@@ -186,7 +186,8 @@ class SQLiteSessionStore:
         """Queue `body` for the next group. `defer`: nothing the caller answers waits on this
         write yet (a new session's first write, made while its answer starts), so the group
         may wait up to `GROUP_WINDOW_S` for other writes to share its thread hop and commit;
-        any other write sends it at once."""
+        any other write sends it at once, and so does `send_deferred` (the turn needs it: an
+        answer that ends within the window does not wait for it)."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         self._pending.append((body, fut))
@@ -196,6 +197,9 @@ class SQLiteSessionStore:
             elif self._timer is None:
                 self._timer = loop.call_later(GROUP_WINDOW_S, self._send_group)
         return await fut
+
+    def send_deferred(self) -> None:
+        self._send_group()
 
     def _send_group(self) -> None:
         if self._timer is not None:
@@ -375,7 +379,7 @@ class SQLiteSessionStore:
         return await self._write(body)
 
     async def aclose(self) -> None:
-        self._send_group()  # a deferred group still waiting goes now
+        self.send_deferred()
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
         await self._worker.close()
