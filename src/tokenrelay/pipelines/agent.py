@@ -143,16 +143,17 @@ async def stream_round(
     per_provider = metrics.provider(provider.name)  # labelled once, not per token
     gap_metric = per_provider.token_gap
     watchdog = IdleWatchdog(settings.idle_timeout_s)
+    clock = time.monotonic  # the watchdog's clock too: one reading per event serves both
     try:
         async for event in events:
-            watchdog.fed()
+            now = clock()
+            watchdog.last = now  # fed
             if asked:  # provider latency: request sent → its first event of this round
-                per_provider.first_event.observe(time.monotonic() - asked)
+                per_provider.first_event.observe(now - asked)
                 asked = 0.0
             answer.add(event)
             out: Any = None
             if isinstance(event, TextDelta) and event.text:
-                now = time.monotonic()
                 if timing.ttft is None:
                     timing.ttft = now - timing.started
                     per_provider.ttft.observe(timing.ttft)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
@@ -26,22 +27,22 @@ class IdleWatchdog:
     per token was a fifth of the relay's CPU at 1,000 streams: bench/relay/findings.md). The
     owner calls `fed()` on every item and sets `paused` while it is busy elsewhere (a consumer
     of its own output); when the cancel it caused arrives, `fired` is True and `timeout()` is
-    the error to raise instead.
+    the error to raise instead. Its clock is `time.monotonic`: an owner that has just read it
+    may set `last` itself instead of calling `fed()` (one clock read per token, not two).
     """
 
-    __slots__ = ("_handle", "_loop", "_seconds", "_task", "fired", "last", "paused")
+    __slots__ = ("_handle", "_seconds", "_task", "fired", "last", "paused")
 
     def __init__(self, seconds: float) -> None:
-        self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         self._seconds = seconds
-        self.last = self._loop.time()
+        self.last = time.monotonic()
         self.fired = False
         self.paused = False
         self._handle = timers.call_later(seconds, self._check)
 
     def _check(self) -> None:
-        remaining = self.last + self._seconds - self._loop.time()
+        remaining = self.last + self._seconds - time.monotonic()
         if remaining > 0 or self.paused or self._task is None:
             self._handle = timers.call_later(max(remaining, self._seconds / 10), self._check)
             return
@@ -49,7 +50,7 @@ class IdleWatchdog:
         self._task.cancel()
 
     def fed(self) -> None:
-        self.last = self._loop.time()
+        self.last = time.monotonic()
 
     def stop(self) -> None:
         self._handle.cancel()
