@@ -32,7 +32,8 @@ class Settings(BaseSettings):
         default=5_000,
         ge=0,
         description="allocations between young-generation garbage collections in"
-        " `tokenrelay serve` (0: Python's default); see docs/benchmarks.md",
+        " `tokenrelay serve`; the older generations come once per 1,000 and per 5,000 of"
+        " those (0: Python's defaults); see docs/benchmarks.md",
     )
 
     # -- model
