@@ -25,9 +25,10 @@ one user question, rendered with the model's chat template):
    interleaved, median ms per step and the tokens/s gain over one sequence — the ceiling of
    what batching can give on this CPU.
 
-Threads: `--threads N` (default 1) for one-token steps and `--threads-batch M` (default N) for
-larger ones, on every path (direct `Llama(n_threads=N, n_threads_batch=M)`, the provider, and
-the server through TOKENRELAY_LOCAL_N_THREADS / _N_THREADS_BATCH); flash attention off
+Threads: `--threads N` (default 1) for one-token steps and `--threads-batch M` (default: the
+server's own, every core) for larger ones, on every path (direct
+`Llama(n_threads=N, n_threads_batch=M)`, the provider, and the server through
+TOKENRELAY_LOCAL_N_THREADS / _N_THREADS_BATCH); flash attention off
 everywhere (llama-cpp-python's default). The load average is printed before and after and
 goes into the report. The section between the `<!-- local-model:begin -->` and
 `<!-- local-model:end -->` markers is rewritten.
@@ -607,7 +608,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1, help="threads for one-token steps")
-    parser.add_argument("--threads-batch", type=int, default=None, help="default: --threads")
+    parser.add_argument(
+        "--threads-batch", type=int, default=None, help="default: the server's (every core)"
+    )
     parser.add_argument(
         "--weights", default="auto", choices=["auto", "original", "q8_0", "f16", "bf16"]
     )
@@ -619,8 +622,10 @@ def main() -> None:
     )
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
-    if args.threads_batch is None:
-        args.threads_batch = args.threads
+    if args.threads_batch is None:  # what `tokenrelay serve` uses unless told otherwise
+        from tokenrelay.providers.local import default_threads
+
+        args.threads_batch = default_threads()[1]
     command = ".venv/bin/python bench/local_model.py " + " ".join(sys.argv[1:])
     before = os.getloadavg()
     print(f"load average before: {_load(before)}", flush=True)

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     local_seed: int = 0
     local_n_seq_max: int = Field(default=4, ge=1, le=64)  # sequences batched together
     local_n_batch: int = Field(default=512, ge=32)  # tokens per decode step (prefill chunks)
-    local_n_threads_batch: int | None = None  # threads for steps of >1 token; None: see docs
+    local_n_threads_batch: int | None = None  # threads for steps of >1 token; None: every core
     local_weights: Literal["auto", "original", "q8_0", "f16", "bf16"] = Field(
         default="auto",
         description="auto: the bundled model converted once to F16 (batched kernels), cached "

@@ -70,20 +70,24 @@ DEFAULT_TEMPERATURE = 0.2  # SmolLM2's recommended sampling temperature
 
 
 def default_threads() -> tuple[int, int]:
-    """(generation, batch) threads: half the cores for both.
+    """(generation, batch) threads: half the cores for one-token steps, all of them for
+    larger ones (llama-cpp-python's own defaults).
 
     llama.cpp uses the generation count for one-token steps (a single stream decoding) and the
-    batch count for every larger step (prefill, and decode steps of several sequences). On a
-    quiet 2-core machine, 2 batch threads made 4-sequence F16 steps about 1.2x faster, but with
-    one other busy process they made them slower and 8-sequence steps almost 4x slower:
-    llama.cpp's threads spin at barriers, and a descheduled one stalls the rest (letting them
-    sleep instead, OMP_WAIT_POLICY=passive, doubled the cost of every batched step). Half the
-    cores leaves room for the event loop and for neighbours (see docs/benchmarks.md).
-    TOKENRELAY_LOCAL_N_THREADS sets both; TOKENRELAY_LOCAL_N_THREADS_BATCH the batch count
-    alone, for a machine that does nothing else.
+    batch count for every larger step (prefill, and decode steps of several sequences). A
+    one-token step gains little from more threads; a batched step is where the work is when
+    several users share the model. On the 2-core benchmark VM of the fourth relay round, one
+    batch thread gave 4 users 1.17x the tokens/s of one user, two gave 1.80x (89 against 133
+    tokens/s together; docs/benchmarks.md, "Local model").
+
+    The cost: llama.cpp's threads spin at barriers, so when another busy process takes a core
+    a descheduled thread stalls the rest; on an earlier VM, with one such neighbour, 2 batch
+    threads made 8-sequence steps almost 4x slower. On a machine shared with other work, set
+    TOKENRELAY_LOCAL_N_THREADS_BATCH (or TOKENRELAY_LOCAL_N_THREADS, which sets both) to half
+    the cores (docs/providers.md).
     """
-    threads = max(1, (os.cpu_count() or 2) // 2)
-    return threads, threads
+    cores = os.cpu_count() or 2
+    return max(1, cores // 2), cores
 
 
 class LocalProvider:
