@@ -77,8 +77,8 @@ def default_threads() -> tuple[int, int]:
     batch count for every larger step (prefill, and decode steps of several sequences). A
     one-token step gains little from more threads; a batched step is where the work is when
     several users share the model. On the 2-core benchmark VM of the fourth relay round, one
-    batch thread gave 4 users 1.17x the tokens/s of one user, two gave 1.80x (89 against 133
-    tokens/s together; docs/benchmarks.md, "Local model").
+    batch thread gave 4 users 1.17x the tokens/s of one user, two gave 1.80x (89 against
+    133-141 tokens/s together; docs/benchmarks.md, "Local model").
 
     The cost: llama.cpp's threads spin at barriers, so when another busy process takes a core
     a descheduled thread stalls the rest; on an earlier VM, with one such neighbour, 2 batch

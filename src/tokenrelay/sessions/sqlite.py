@@ -158,9 +158,9 @@ def _run_group(
 
 
 # how long a deferred write waits for company. Under load each write had a thread hop and a
-# commit of its own: at 400 paced streams (~170 new sessions a second, one every 6 ms) no two
-# writes met, and the hops, their GIL hand-offs and the WAL pages each commit appends were
-# about a tenth of the server's CPU (bench/relay/findings.md item 23)
+# commit of its own: at 400 paced streams (~170 new sessions a second, one every 6 ms) few
+# writes met, and a bare hop cost about 90 us of CPU on the benchmark VM, more than the SQL
+# of a turn's two writes (bench/relay/findings.md item 23)
 GROUP_WINDOW_S = 0.02
 
 
