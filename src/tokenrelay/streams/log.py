@@ -170,14 +170,7 @@ class _MemoryStream:
         without a call to `envelope` and without asking whether a token ends the stream."""
         if self.finished:
             raise RuntimeError("an event after the terminal one")
-        entries = self.entries
-        env = _tuple_new(Envelope, (len(entries) + 1, event.type, event.data))
-        entries.append(env)  # `add`, inlined: this is once per token
-        if self.pushers:
-            for sub in tuple(self.pushers):
-                sub.offer(env)
-        if self.waiters:
-            wake_all(self.waiters)
+        self.add(_tuple_new(Envelope, (len(self.entries) + 1, event.type, event.data)))
 
 
 class MemorySubscription:
