@@ -17,6 +17,8 @@ class GatedStart:
     """The app's session store, with new sessions' first write held until `open` is set (or
     failing, with `fail`)."""
 
+    writes_in_order = False  # a later write may land before the held one
+
     def __init__(self, inner: Any, *, fail: bool = False) -> None:
         self._inner = inner
         self.open = asyncio.Event()
@@ -88,3 +90,22 @@ async def test_a_failed_first_write_ends_the_stream_with_its_error(live_server: 
     assert result.types[0] == "metadata"
     assert result.types[-1] == "error"
     assert result.last()["code"] == "BACKEND_UNAVAILABLE" and result.last()["retryable"]
+
+
+async def test_a_short_first_turn_is_stored_whole(live_server: Any) -> None:
+    """An answer that ends before its session's first write has left (the group window): the
+    answer's write is queued behind it, never ahead (SQLite: `writes_in_order`)."""
+    body = {"message": "hello", "options": {"scripted": {"tokens": 3}}}
+    async with live_server() as srv, httpx.AsyncClient(base_url=srv.url, timeout=10) as client:
+        assert srv.app.state.services.sessions.writes_in_order
+        results = [await chat_stream(srv.url, body) for _ in range(3)]
+        stored = [
+            (await client.get(f"/api/sessions/{r.last()['session_id']}")).json()["messages"]
+            for r in results
+        ]
+    for result, messages in zip(results, stored, strict=True):
+        assert result.types[-1] == "done" and result.last()["history_length"] == 2
+        assert [(m["role"], m["content"], m["status"]) for m in messages] == [
+            ("user", "hello", "complete"),
+            ("assistant", result.text, "complete"),
+        ]

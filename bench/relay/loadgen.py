@@ -62,6 +62,7 @@ class StreamRecord:
     start: float  # request written (perf_counter)
     first_event: float | None = None
     first_token: float | None = None
+    last_token: float | None = None
     end: float | None = None  # terminal event seen
     tokens: int = 0
     events: int = 0
@@ -215,7 +216,7 @@ class _Stream(asyncio.Protocol):
                     self._shared.gaps.append(now - self._last_token)
                 else:
                     rec.first_token = now
-                self._last_token = now
+                self._last_token = rec.last_token = now
                 rec.tokens += 1
                 window = self._shared.window
                 if window is not None and window[0] <= now < window[1]:

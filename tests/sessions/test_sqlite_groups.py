@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tokenrelay.errors import SessionNotFound
 from tokenrelay.sessions.base import TurnStart, new_id
 from tokenrelay.sessions.sqlite import GROUP_WINDOW_S, SQLiteSessionStore
 
@@ -100,3 +101,36 @@ async def test_a_turn_that_needs_its_first_write_sends_it_at_once(
     store.send_deferred()  # e.g. the answer ended before the window did
     assert store._timer is None
     assert (await deferred).session_id == plan.session_id
+
+
+async def test_a_failing_write_fails_alone_in_its_group(store: SQLiteSessionStore) -> None:
+    """No savepoints: a group with a failing write is undone and its writes run one by one."""
+    existing = await store.start_turn(None, "existing")
+    plans = [planned() for _ in range(2)]
+    results = await asyncio.gather(
+        store.start_turn(None, "first", planned=plans[0]),
+        store.start_turn("no-such-session", "lost"),  # SESSION_NOT_FOUND, in the same group
+        store.finish_turn(existing.assistant_message_id, "kept", "complete"),
+        store.start_turn(None, "second", planned=plans[1]),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], SessionNotFound)
+    assert results[2] == 2
+    for plan in plans:
+        assert [m.role for m in await store.messages(plan.session_id)] == ["user", "assistant"]
+    answer = (await store.messages(existing.session_id))[-1]
+    assert (answer.content, answer.status) == ("kept", "complete")
+
+
+async def test_a_short_turn_is_one_hop(store: SQLiteSessionStore) -> None:
+    """The answer's write queued behind a first write that has not landed: one commit."""
+    hops = count_hops(store)
+    plan = planned()
+    # both queued by the calls themselves, in this order (an answer that ended at once)
+    first = store.start_turn(None, "hi", planned=plan)
+    finishing = store.finish_turn(plan.assistant_message_id, "hello", "complete")
+    assert (await first).session_id == plan.session_id
+    assert await finishing == 2
+    assert hops[0] == 1
+    answer = (await store.messages(plan.session_id))[-1]
+    assert (answer.content, answer.status) == ("hello", "complete")

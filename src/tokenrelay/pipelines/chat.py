@@ -270,18 +270,28 @@ async def _finish(
     setup: ToolSetup | None,
 ) -> int:
     """Store the rest of the answer; server tool calls left without results (the turn was
-    interrupted) get an error result, so the history never holds a call without its answer."""
-    await recorder.started()
+    interrupted) get an error result, so the history never holds a call without its answer.
+
+    A store whose writes land in order takes the answer's write at once, behind the turn's
+    first write if that has not landed yet (a short answer): the two share one commit."""
+    sessions = services.sessions
     await recorder.settle()
+    if not sessions.writes_in_order:
+        await recorder.started()
     open_calls = recorder.open_calls()
     metadata = _answer_metadata(answer, meta, open_calls, retrieved)
-    count = await services.sessions.finish_turn(
-        recorder.message_id, recorder.text(), status, metadata
-    )
+    finishing = sessions.finish_turn(recorder.message_id, recorder.text(), status, metadata)
+    if sessions.writes_in_order:
+        try:
+            await recorder.started()  # its failure is the turn's: the answer's write, in the
+        except BaseException:  # same group, found no row to update
+            asyncio.ensure_future(finishing).add_done_callback(_retrieved)
+            raise
+    count = await finishing
     if setup is not None and open_calls and answer.finish_reason != "max_tool_rounds":
         for call in open_calls:
             outcome = failed(call, f"not run: the answer ended ({status}) before the tool finished")
-            await services.sessions.add_message(
+            await sessions.add_message(
                 start.session_id,
                 "tool",
                 outcome.content(),
@@ -289,6 +299,12 @@ async def _finish(
             )
             count += 1
     return count
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """A write whose outcome nobody reads any more: its exception is not 'never retrieved'."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _calls_json(calls: Sequence[ToolCall]) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ final status: `complete`, `interrupted` (cancelled, timed out, disconnected) or 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -119,16 +119,23 @@ def turn_ids(session_id: str | None, planned: TurnStart | None) -> tuple[str, st
 
 
 class SessionStore(Protocol):
-    async def start_turn(
+    # True when writes land in the order of the calls to `start_turn`, `finish_turn` (one
+    # connection, one queue, as in sessions/sqlite.py): a turn may then queue its answer's
+    # write before its first write has landed, and the two share a commit. False where writes
+    # run side by side (a pool) or a call may wait before its write is queued.
+    writes_in_order: bool
+
+    def start_turn(
         self,
         session_id: str | None,
         user_text: str,
         *,
         owner: str | None = None,
         planned: TurnStart | None = None,
-    ) -> TurnStart:
+    ) -> Awaitable[TurnStart]:
         """Create the session when `session_id` is None (with the ids of `planned` when given);
-        raise SessionNotFound if unknown."""
+        raise SessionNotFound if unknown. With `writes_in_order`, the write is queued by the
+        call itself, before any await."""
         ...
 
     async def add_message(
@@ -141,14 +148,15 @@ class SessionStore(Protocol):
         metadata: dict[str, Any] | None = None,
     ) -> str: ...
 
-    async def finish_turn(
+    def finish_turn(
         self,
         message_id: str,
         content: str,
         status: MessageStatus,
         metadata: dict[str, Any] | None = None,
-    ) -> int:
-        """Store the answer; returns how many messages the session now holds."""
+    ) -> Awaitable[int]:
+        """Store the answer; returns how many messages the session now holds. With
+        `writes_in_order`, the write is queued by the call itself, before any await."""
         ...
 
     async def get_session(

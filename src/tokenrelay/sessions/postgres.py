@@ -139,6 +139,8 @@ _SESSION_COLUMNS = (
 
 
 class PostgresSessionStore:
+    writes_in_order = False  # a pool: a later write may land before an earlier one
+
     def __init__(self, pool: Any, schema: str) -> None:
         self._pool = pool
         self.schema = schema

@@ -137,24 +137,38 @@ def _messages(db: sqlite3.Connection, session_id: str) -> list[StoredMessage]:
 def _run_group(
     db: sqlite3.Connection, bodies: list[Callable[[sqlite3.Connection], Any]]
 ) -> list[Any]:
-    """Several writes in one transaction (group commit), each isolated by a savepoint: one
-    that raises is undone alone and its exception returned in its place."""
-    results: list[Any] = []
+    """Several writes in one transaction (group commit). If one raises, the group is undone
+    and each write is run again in a transaction of its own, so only that one fails (its
+    exception is returned in its place).
+
+    Why not a savepoint per write: a write fails only on bad input (an unknown session), and
+    every statement is a GIL hand-off between this thread and the event loop's; two of them
+    per write were a third of a new session's turn (bench/relay/findings.md item 29)."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        for body in bodies:
-            db.execute("SAVEPOINT one_write")
-            try:
-                results.append(body(db))
-            except Exception as exc:
-                db.execute("ROLLBACK TO one_write")
-                results.append(_Failed(exc))
-            db.execute("RELEASE one_write")
+        results = [body(db) for body in bodies]
+    except Exception:
+        db.execute("ROLLBACK")
+        return [_run_alone(db, body) for body in bodies]
     except BaseException:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
     return results
+
+
+def _run_alone(db: sqlite3.Connection, body: Callable[[sqlite3.Connection], Any]) -> Any:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = body(db)
+    except Exception as exc:
+        db.execute("ROLLBACK")
+        return _Failed(exc)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return result
 
 
 # how long a deferred write waits for company. Under load each write had a thread hop and a
@@ -182,12 +196,19 @@ class SQLiteSessionStore:
         self._flusher: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
-    async def _write(self, body: Callable[[sqlite3.Connection], T], *, defer: bool = False) -> T:
-        """Queue `body` for the next group. `defer`: nothing the caller answers waits on this
-        write yet (a new session's first write, made while its answer starts), so the group
-        may wait up to `GROUP_WINDOW_S` for other writes to share its thread hop and commit;
-        any other write sends it at once, and so does `send_deferred` (the turn needs it: an
-        answer that ends within the window does not wait for it)."""
+    # writes land in the order they are queued (one connection, one queue): a turn may queue
+    # its answer behind its first write before that has landed (pipelines/chat.py `_finish`)
+    writes_in_order = True
+
+    def _write(
+        self, body: Callable[[sqlite3.Connection], T], *, defer: bool = False
+    ) -> asyncio.Future[T]:
+        """Queue `body` for the next group; the future of its result. `defer`: nothing the
+        caller answers waits on this write yet (a new session's first write, made while its
+        answer starts), so the group may wait up to `GROUP_WINDOW_S` for other writes to share
+        its thread hop and commit; any other write sends it at once, and so does
+        `send_deferred` (the turn needs it: an answer that ends within the window does not
+        wait for it)."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         self._pending.append((body, fut))
@@ -196,7 +217,7 @@ class SQLiteSessionStore:
                 self._send_group()
             elif self._timer is None:
                 self._timer = loop.call_later(GROUP_WINDOW_S, self._send_group)
-        return await fut
+        return fut
 
     def send_deferred(self) -> None:
         self._send_group()
@@ -251,14 +272,15 @@ class SQLiteSessionStore:
             raise
         return cls(worker)
 
-    async def start_turn(
+    def start_turn(
         self,
         session_id: str | None,
         user_text: str,
         *,
         owner: str | None = None,
         planned: TurnStart | None = None,
-    ) -> TurnStart:
+    ) -> asyncio.Future[TurnStart]:
+        """Queued by the call itself, before any await: see `writes_in_order`."""
         now = time.time()
         sid, user_id, answer_id = turn_ids(session_id, planned)
 
@@ -278,17 +300,17 @@ class SQLiteSessionStore:
                 if cur.rowcount == 0:
                     raise session_not_found(sid)
                 history = _messages(db, sid)
-            db.executemany(
+            db.execute(  # one statement for both rows: one step, one GIL hand-off
                 "INSERT INTO messages(id, session_id, role, content, status, created_at)"
-                " VALUES (?,?,?,?,?,?)",
-                [
-                    (user_id, sid, "user", user_text, "complete", now),
-                    (answer_id, sid, "assistant", "", "streaming", now),
-                ],
+                " VALUES (?,?,?,?,?,?), (?,?,?,?,?,?)",
+                (
+                    *(user_id, sid, "user", user_text, "complete", now),
+                    *(answer_id, sid, "assistant", "", "streaming", now),
+                ),
             )
             return TurnStart(sid, user_id, answer_id, history)
 
-        return await self._write(body, defer=session_id is None and planned is not None)
+        return self._write(body, defer=session_id is None and planned is not None)
 
     async def add_message(
         self,
@@ -320,13 +342,14 @@ class SQLiteSessionStore:
         await self._write(body)
         return message_id
 
-    async def finish_turn(
+    def finish_turn(
         self,
         message_id: str,
         content: str,
         status: MessageStatus,
         metadata: dict[str, Any] | None = None,
-    ) -> int:
+    ) -> asyncio.Future[int]:
+        """Queued at once, not at the first await: see `writes_in_order`."""
         dumped = dump_metadata(metadata)
 
         def body(db: sqlite3.Connection) -> int:
@@ -341,7 +364,7 @@ class SQLiteSessionStore:
             ).fetchone()
             return int(row[0]) if row else 0
 
-        return await self._write(body)
+        return self._write(body)
 
     async def get_session(self, session_id: str, *, owner: str | None = None) -> SessionInfo | None:
         def body(db: sqlite3.Connection) -> SessionInfo | None:
