@@ -1,10 +1,11 @@
-"""Ids: 32 hex digits, never repeated, across threads and across a fork."""
+"""Ids: 32 hex digits, time first, never repeated, across threads and across a fork."""
 
 from __future__ import annotations
 
 import os
 import re
 import threading
+import time
 
 from tokenrelay.sessions.base import _RandomIds, new_id
 
@@ -13,6 +14,16 @@ def test_ids_are_128_bit_hex_and_unique_past_a_batch() -> None:
     ids = [new_id() for _ in range(3 * _RandomIds.BATCH + 7)]
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_ids_start_with_the_time_so_later_ids_sort_after() -> None:
+    before = time.time_ns() // 1_000_000
+    first = new_id()
+    time.sleep(0.002)
+    second = new_id()
+    after = time.time_ns() // 1_000_000
+    assert before <= int(first[:12], 16) < int(second[:12], 16) <= after
+    assert first < second  # B-tree keys: a new row's index entry goes at the end
 
 
 def test_threads_never_get_the_same_id() -> None:

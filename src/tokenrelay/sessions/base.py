@@ -8,6 +8,7 @@ final status: `complete`, `interrupted` (cancelled, timed out, disconnected) or 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -18,7 +19,7 @@ from tokenrelay.errors import SessionNotFound
 
 
 class _RandomIds:
-    """128-bit ids from the OS's CSPRNG, made 256 at a time.
+    """The random part of ids (80 bits each) from the OS's CSPRNG, made 256 at a time.
 
     Five ids are made per stream (stream, trace, session, two messages), and each
     `os.urandom` is a `getrandom` system call: under unpaced load on the benchmark VM they were
@@ -30,6 +31,7 @@ class _RandomIds:
     """
 
     BATCH = 256
+    BYTES = 10
 
     def __init__(self) -> None:
         self._next: Iterator[str] = iter(())
@@ -42,8 +44,9 @@ class _RandomIds:
         try:
             return next(self._next)
         except StopIteration:
-            pool = os.urandom(16 * self.BATCH)
-            ids = [pool[i : i + 16].hex() for i in range(0, len(pool), 16)]
+            size = self.BYTES
+            pool = os.urandom(size * self.BATCH)
+            ids = [pool[i : i + size].hex() for i in range(0, len(pool), size)]
             self._next = iter(ids[1:])
             return ids[0]
 
@@ -52,9 +55,14 @@ _ids = _RandomIds()
 
 
 def new_id() -> str:
-    """A random 128-bit id as 32 hex digits (what uuid4().hex looks like, without the UUID
-    object and, mostly, without a system call: `_RandomIds`)."""
-    return _ids.take()
+    """A 128-bit id as 32 hex digits: the time in milliseconds (48 bits, as in a UUIDv7),
+    then 80 random bits (`_RandomIds`).
+
+    Why time first: sessions and messages are B-tree keys by id. Random ids put every new
+    row's index entries on a page of their own, so each commit wrote one page per id; ids
+    that grow with time append to the same last pages, which a group of writes shares
+    (bench/relay/findings.md item 30). 80 random bits keep ids unguessable."""
+    return f"{time.time_ns() // 1_000_000:012x}{_ids.take()}"
 
 
 def dump_metadata(metadata: dict[str, Any] | None) -> str:
