@@ -1,11 +1,13 @@
-"""`tokenrelay serve` tunes the garbage collector for many open streams (see serve.tune_gc)."""
+"""`tokenrelay serve` tunes the garbage collector for many open streams (see serve.tune_gc)
+and the GIL for the session store's thread (serve.tune_gil)."""
 
 from __future__ import annotations
 
 import gc
+import sys
 
 from tokenrelay.config import Settings
-from tokenrelay.server.serve import tune_gc
+from tokenrelay.server.serve import SWITCH_INTERVAL_S, tune_gc, tune_gil
 
 
 def test_tune_gc_sets_the_threshold_and_freezes_start_up_objects() -> None:
@@ -28,3 +30,12 @@ def test_the_default_is_tuned() -> None:
     # young collections 7x rarer than Python's, but each short: a collection stops every
     # stream at once, and at 50,000 one took 31 ms on the benchmark VM (findings item 22)
     assert Settings().gc_threshold == 5_000
+
+
+def test_serve_lets_other_threads_have_the_gil_sooner() -> None:
+    before = sys.getswitchinterval()
+    try:
+        tune_gil()
+        assert sys.getswitchinterval() == SWITCH_INTERVAL_S < before
+    finally:
+        sys.setswitchinterval(before)
