@@ -49,6 +49,14 @@ def _row(rows: list[dict[str, Any]], server: str, **match: Any) -> dict[str, Any
     return None
 
 
+def _best_duration(row: dict[str, Any] | None) -> float | None:
+    """A level's p99 stream duration: the better run's where it was run twice."""
+    if row is None:
+        return None
+    runs = [d for d in row.get("attempts_duration_p99_s") or [] if d]
+    return min(runs) if runs else row["duration_p99_s"]
+
+
 def _target(name: str, ok: bool | None, detail: str) -> dict[str, Any]:
     status = "n/a" if ok is None else ("PASS" if ok else "FAIL")
     return {"target": name, "status": status, "detail": detail}
@@ -92,14 +100,17 @@ def evaluate(res: dict[str, Any]) -> list[dict[str, Any]]:
         _row(paced, "tokenrelay", concurrency=1000),
         _row(paced, "naive", concurrency=1000),
     )
-    if tr_1k and naive_1k and tr_1k["duration_p99_s"] and naive_1k["duration_p99_s"]:
-        ratio = tr_1k["duration_p99_s"] / naive_1k["duration_p99_s"]
+    tr_dur, naive_dur = _best_duration(tr_1k), _best_duration(naive_1k)
+    if tr_1k and naive_1k and tr_dur and naive_dur:
+        ratio = tr_dur / naive_dur
+        runs = len(tr_1k.get("attempts_duration_p99_s") or [0])
         out.append(
             _target(
                 "paced: p99 stream duration at 1,000 streams <= 1.1x naive's",
                 ratio <= 1.1 and tr_1k["errors"] == 0,
-                f"{tr_1k['duration_p99_s']:.2f} s vs {naive_1k['duration_p99_s']:.2f} s "
-                f"(ratio {ratio:.2f}; errors {tr_1k['errors']} vs {naive_1k['errors']})",
+                f"{tr_dur:.2f} s vs {naive_dur:.2f} s (ratio {ratio:.2f}"
+                + (f", the better of {runs} runs each" if runs > 1 else "")
+                + f"; errors {tr_1k['errors']} vs {naive_1k['errors']})",
             )
         )
     else:
@@ -262,13 +273,15 @@ def markdown(res: dict[str, Any]) -> str:
     for r in sorted(
         res.get("paced", []), key=lambda r: (order.get(r["server"], 9), r["concurrency"])
     ):
-        dur = r["duration_p99_s"]
+        dur = _f(r["duration_p99_s"], 2)
+        if r.get("attempts_duration_p99_s"):
+            dur = f"{dur} (runs: {' / '.join(_f(a, 2) for a in r['attempts_duration_p99_s'])})"
         attempts = r.get("attempts_gap_p99_ms")
         second = f" (runs: {' / '.join(_f(a) for a in attempts)})" if attempts else ""
         lines.append(
             f"| {r['server']} | {r['concurrency']:,} | {_peak(r)} | {_f(r['gap_p50_ms'])} "
             f"| {_f(r['gap_p99_ms'])}{second} "
-            f"| {_f(r['gap_max_ms'])} | {_f(r['ttft_p99_ms'])} | {_f(dur, 2)} | {r['errors']} "
+            f"| {_f(r['gap_max_ms'])} | {_f(r['ttft_p99_ms'])} | {dur} | {r['errors']} "
             f"| {_f(r['server_cpu_us_per_event'])} | {_f(r['server_cpu_util'], 2)} "
             f"| {_f(r['loadgen_cpu_us_per_event'])} | {_f(r['rss_mb'])} |"
         )
@@ -286,7 +299,9 @@ def markdown(res: dict[str, Any]) -> str:
         "streams.",
         "A level that misses the gap target is run once more for that server and the better "
         "run counts (both p99s are shown): on this shared machine a stall elsewhere can fail "
-        "one level by itself. Each server gets that second chance until a failure repeats.",
+        "one level by itself. Each server gets that second chance until a failure repeats. "
+        "Every server runs the 1,000-stream level twice: the duration target compares each "
+        "server's better p99 duration (both are shown).",
         "",
     ]
 

@@ -282,7 +282,11 @@ class Bench:
         run once more for that server, and the better of the two counts (both are kept in
         the row): on a shared machine one stall elsewhere can fail a level by itself, and
         the knee is a passing prefix, so one such stall would set it. Every server gets the
-        same second chance, once per level, until a failure is confirmed."""
+        same second chance, once per level, until a failure is confirmed.
+
+        The duration target's level (`--must-reach`) is run twice by every server, and the
+        target compares each server's better duration: before, only a server that missed
+        the gap target there had two runs, and its better run's duration counted."""
         active = list(self.servers)
         confirmed: set[str] = set()  # servers with a level that failed twice
         for level in self.args.levels:
@@ -290,14 +294,20 @@ class Bench:
                 break
             for name in list(active):
                 row = self._paced_level(name, level)
-                if not _meets_gap_target(row) and name not in confirmed:
-                    log(f"  {name} missed the gap target at c={level}: running it once more")
+                missed = not _meets_gap_target(row) and name not in confirmed
+                if missed or level == self.args.must_reach:
+                    why = "missed the gap target" if missed else "the duration target's level"
+                    log(f"  {name} at c={level} ({why}): running it once more")
                     again = self._paced_level(name, level)
                     first_p99, again_p99 = row["gap_p99_ms"], again["gap_p99_ms"]
-                    if _meets_gap_target(again) or (again_p99 or 1e9) < (first_p99 or 1e9):
+                    durations = [row["duration_p99_s"], again["duration_p99_s"]]
+                    if missed and (
+                        _meets_gap_target(again) or (again_p99 or 1e9) < (first_p99 or 1e9)
+                    ):
                         row = again
                     row["attempts_gap_p99_ms"] = [first_p99, again_p99]
-                    if not _meets_gap_target(row):
+                    row["attempts_duration_p99_s"] = durations
+                    if missed and not _meets_gap_target(row):
                         confirmed.add(name)
                 self.results["paced"].append(row)
                 p99 = row["gap_p99_ms"]
