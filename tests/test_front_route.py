@@ -15,6 +15,7 @@ import httpx
 import pytest
 from starlette.routing import Router
 
+from tests.helpers import chat_stream
 from tokenrelay.server import chat_stream_route
 from tokenrelay.server.app import TokenRelayAPI, create_app
 from tokenrelay.server.chat_stream_route import ChatStreamRoute
@@ -158,3 +159,15 @@ async def test_a_finished_request_leaves_no_reference_cycle(live_server) -> None
             gc.garbage.clear()
             gc.enable()
     assert left == []
+
+
+async def test_without_the_access_log_a_stream_still_has_its_line(
+    live_server, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="tokenrelay"):
+        async with live_server(access_log=False) as srv:
+            result = await chat_stream(srv.url, {"message": "q"})
+    assert result.types[-1] == "done"
+    assert not [r for r in caplog.records if r.msg == "request"]
+    (line,) = [r for r in caplog.records if r.msg == "stream finished"]
+    assert line.outcome == "done"

@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_content: bool = False
+    access_log: bool = Field(
+        default=True,
+        description="one JSON line per HTTP request; a stream also has its own"
+        " `stream_finished` line (off: as uvicorn's `--no-access-log`; about 10 % more"
+        " unpaced throughput, see docs/deployment.md)",
+    )
     metrics_enabled: bool = Field(
         default=True, description="collect Prometheus metrics (off only to measure their cost)"
     )

@@ -68,7 +68,8 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
             expose_headers=CORS_EXPOSE_HEADERS,
             max_age=600,
         )
-    app.add_middleware(AccessLogMiddleware, log_content=settings.log_content)
+    if settings.access_log:
+        app.add_middleware(AccessLogMiddleware, log_content=settings.log_content)
 
 
 def install_http_error_shape(app: FastAPI) -> None:
