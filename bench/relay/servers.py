@@ -195,7 +195,9 @@ def make_server(name: str, env: dict[str, str] | None = None) -> Server:
     py = sys.executable
     common = ["--host", "127.0.0.1", "--port", "{port}", "--workers", "1", "--no-access-log"]
     if name == "tokenrelay":
-        tr_env = {"TOKENRELAY_HOST": "127.0.0.1", **(env or {})}
+        # no access log line, as every other server here runs with uvicorn's --no-access-log
+        # (its `stream_finished` line stays: that is the pipeline's own)
+        tr_env = {"TOKENRELAY_HOST": "127.0.0.1", "TOKENRELAY_ACCESS_LOG": "false", **(env or {})}
         if has_module("tokenrelay.cli"):
             exe = VENV_BIN / "tokenrelay"
             argv = [str(exe), "serve", "--provider", "scripted", "--port", "{port}"]
