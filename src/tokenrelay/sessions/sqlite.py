@@ -29,7 +29,7 @@ from tokenrelay.sessions.base import (
     session_not_found,
     turn_ids,
 )
-from tokenrelay.sqlite_worker import SqliteWorker
+from tokenrelay.sqlite_worker import SqliteWorker, write_transaction
 
 Migration = Callable[[sqlite3.Connection], None]
 T = TypeVar("T")
@@ -144,31 +144,17 @@ def _run_group(
     Why not a savepoint per write: a write fails only on bad input (an unknown session), and
     every statement is a GIL hand-off between this thread and the event loop's; two of them
     per write were a third of a new session's turn (bench/relay/findings.md item 29)."""
-    db.execute("BEGIN IMMEDIATE")
     try:
-        results = [body(db) for body in bodies]
-    except Exception:
-        db.execute("ROLLBACK")
+        return write_transaction(db, lambda db: [body(db) for body in bodies])
+    except Exception:  # rolled back: each write again, alone
         return [_run_alone(db, body) for body in bodies]
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-    return results
 
 
 def _run_alone(db: sqlite3.Connection, body: Callable[[sqlite3.Connection], Any]) -> Any:
-    db.execute("BEGIN IMMEDIATE")
     try:
-        result = body(db)
+        return write_transaction(db, body)
     except Exception as exc:
-        db.execute("ROLLBACK")
         return _Failed(exc)
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-    return result
 
 
 # how long a deferred write waits for company. Under load each write had a thread hop and a
