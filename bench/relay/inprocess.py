@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import gc
 import pstats
 import tempfile
 import time
@@ -37,6 +36,7 @@ import orjson
 from tokenrelay.config import Settings
 from tokenrelay.pipelines.chat import ChatTurn, chat_pipeline
 from tokenrelay.server.app import create_app
+from tokenrelay.server.serve import tune_gc, tune_gil
 from tokenrelay.server.sse import EventStreamResponse
 from tokenrelay.services import Services
 
@@ -229,9 +229,8 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)  # as `tokenrelay serve` (server/serve.py: tune_gc)
+    tune_gc(Settings().gc_threshold)  # as `tokenrelay serve` does
+    tune_gil()
     asyncio.run(
         run(
             args.streams,
