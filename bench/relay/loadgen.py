@@ -62,7 +62,7 @@ class StreamRecord:
     start: float  # request written (perf_counter)
     first_event: float | None = None
     first_token: float | None = None
-    last_token: float | None = None
+    last_token: float = 0.0  # (perf_counter) 0.0 until the first token
     end: float | None = None  # terminal event seen
     tokens: int = 0
     events: int = 0
@@ -104,7 +104,6 @@ class _Stream(asyncio.Protocol):
         "_close_after",
         "_done",
         "_head",
-        "_last_token",
         "_raw",
         "_request",
         "_shared",
@@ -128,7 +127,6 @@ class _Stream(asyncio.Protocol):
         self._chunked = False
         self._raw = bytearray()
         self._sse = b""
-        self._last_token = 0.0
         self.rec = StreamRecord(start=0.0)
         self.transport: asyncio.Transport | None = None
 
@@ -213,10 +211,10 @@ class _Stream(asyncio.Protocol):
             kind = m.group(1) if m else b""
             if kind == _TOKEN:
                 if rec.tokens:
-                    self._shared.gaps.append(now - self._last_token)
+                    self._shared.gaps.append(now - rec.last_token)
                 else:
                     rec.first_token = now
-                self._last_token = rec.last_token = now
+                rec.last_token = now
                 rec.tokens += 1
                 window = self._shared.window
                 if window is not None and window[0] <= now < window[1]:

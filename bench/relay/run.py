@@ -93,6 +93,8 @@ def summarize(
     gaps = sorted(result.gaps)
     ttft = sorted(r.first_token - r.start for r in recs if r.first_token is not None)
     dur = sorted(r.end - r.start for r in ok if r.end is not None)
+    # the last token to the terminal event: what `done` waits for (the answer's session write)
+    ending = sorted(r.end - r.last_token for r in ok if r.end is not None and r.tokens)
     tokens = sum(r.tokens for r in recs)
     events = sum(r.events for r in recs)
     cpu = server_after.cpu_s - server_before.cpu_s
@@ -114,6 +116,7 @@ def summarize(
         "peak_delivering": peak_delivering(recs),
         "duration_p50_s": pct(dur, 50),
         "duration_p99_s": pct(dur, 99),
+        "last_token_to_end_p99_ms": ms(pct(ending, 99)),
         "server_cpu_s": round(cpu, 3),
         "server_cpu_util": round(cpu / wall, 3) if wall > 0 else None,
         "server_cpu_us_per_event": round(cpu / events * 1e6, 1) if events else None,
