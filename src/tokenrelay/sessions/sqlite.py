@@ -83,19 +83,18 @@ def migrate(db: sqlite3.Connection, component: str, migrations: list[Migration])
     ).fetchone()
     version = int(row[0]) if row else 0
     for number, step in enumerate(migrations[version:], start=version + 1):
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            step(db)
-            db.execute(
-                "INSERT INTO tokenrelay_migrations(component, version) VALUES (?, ?)"
-                " ON CONFLICT(component) DO UPDATE SET version = excluded.version",
-                (component, number),
-            )
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        write_transaction(db, partial(_apply, step=step, component=component, number=number))
     return len(migrations)
+
+
+def _apply(db: sqlite3.Connection, *, step: Migration, component: str, number: int) -> None:
+    """One migration and the version it reaches, in the same transaction."""
+    step(db)
+    db.execute(
+        "INSERT INTO tokenrelay_migrations(component, version) VALUES (?, ?)"
+        " ON CONFLICT(component) DO UPDATE SET version = excluded.version",
+        (component, number),
+    )
 
 
 def _message(row: sqlite3.Row) -> StoredMessage:
