@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+import socket
 import sys
 from types import FrameType
+from typing import cast
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 from tokenrelay.config import Settings
 from tokenrelay.server.app import create_app
+from tokenrelay.server.listener import GreedyListener, bind
+
+logger = logging.getLogger("uvicorn.error")  # where uvicorn reports a port it cannot bind
 
 
 class DrainingServer(uvicorn.Server):
@@ -28,9 +35,36 @@ class DrainingServer(uvicorn.Server):
             loop.call_soon_threadsafe(services.begin_drain)
         super().handle_exit(sig, frame)
 
-    async def startup(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self._tokenrelay_loop = asyncio.get_running_loop()
-        await super().startup(sockets=sockets)  # type: ignore[arg-type]
+        config = self.config
+        if sockets is not None or config.uds or config.fd is not None or config.ssl:
+            await super().startup(sockets=sockets)
+            return
+        # uvicorn's own start-up for a host and port, with our listener (server/listener.py)
+        # instead of `loop.create_server`
+        await self.lifespan.startup()
+        if self.lifespan.should_exit:
+            sys.exit(STARTUP_FAILURE)
+        try:
+            listening = bind(config.host, config.port, config.backlog)
+        except OSError as exc:
+            logger.error(exc)
+            await self.lifespan.shutdown()
+            sys.exit(STARTUP_FAILURE)
+
+        def protocol() -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state
+            )
+
+        # uvicorn calls close() and wait_closed() on its servers, which is all a listener has
+        self.servers = cast(
+            list[asyncio.Server],
+            [GreedyListener(sock, protocol, batch=config.backlog) for sock in listening],
+        )
+        self._log_started_message(listening)
+        self.started = True
 
 
 OLDER_EVERY = 1_000  # young collections per collection of the middle generation (Python: 10)

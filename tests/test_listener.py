@@ -1,0 +1,172 @@
+"""`tokenrelay serve` accepts every waiting connection at each wake-up (server/listener.py):
+under uvloop a server accepts one per loop turn, and at 1,000 streams opened in a second the
+last ones waited hundreds of milliseconds in the accept queue (findings item 35)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import httpx
+import pytest
+import uvicorn
+
+from tokenrelay.server import listener as listener_module
+from tokenrelay.server.listener import GreedyListener, bind
+from tokenrelay.server.serve import DrainingServer
+
+BURST = 64
+
+
+class _Counting(asyncio.Protocol):
+    made: list[asyncio.BaseTransport]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.made.append(transport)
+
+
+def _counting() -> tuple[Callable[[], asyncio.Protocol], list[asyncio.BaseTransport]]:
+    made: list[asyncio.BaseTransport] = []
+
+    def factory() -> asyncio.Protocol:
+        proto = _Counting()
+        proto.made = made
+        return proto
+
+    return factory, made
+
+
+async def _turns_to_take_a_burst() -> int:
+    """Loop turns from a listener's start until a burst already waiting is all connected."""
+    [sock] = bind("127.0.0.1", 0, 1024)
+    port = sock.getsockname()[1]
+    # blocking connects complete in the kernel: the burst waits in the accept queue
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(BURST)]
+    factory, made = _counting()
+    listener = GreedyListener(sock, factory, batch=1024)
+    try:
+        turns = 0
+        while len(made) < BURST and turns < 50:
+            await asyncio.sleep(0)
+            turns += 1
+        assert len(made) == BURST
+        return turns
+    finally:
+        listener.close()
+        await listener.wait_closed()
+        for transport in made:
+            transport.close()
+        for client in clients:
+            client.close()
+
+
+async def test_a_waiting_burst_is_taken_in_one_wake_up() -> None:
+    # one turn to accept them all, a few for the loop to call connection_made: not one
+    # turn per connection, as uvloop's own server takes
+    assert await _turns_to_take_a_burst() <= 5
+
+
+def test_the_same_under_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(_turns_to_take_a_burst()) <= 5
+
+
+class _OutOfFiles:
+    """A listening socket whose accept fails as it does in a process out of descriptors."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.accepts = 0
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        self.accepts += 1
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+async def test_out_of_descriptors_pauses_accepting_and_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(listener_module, "PAUSE_S", 0.05)
+    [sock] = bind("127.0.0.1", 0, 16)
+    client = socket.create_connection(sock.getsockname())  # keeps the socket readable
+    failing = _OutOfFiles(sock)
+    factory, made = _counting()
+    with caplog.at_level(logging.ERROR, logger="tokenrelay.server"):
+        listener = GreedyListener(cast(socket.socket, failing), factory, batch=16)
+        try:
+            for _ in range(20):
+                await asyncio.sleep(0)
+            # not a busy loop on a socket that stays readable: one try, then a pause
+            assert failing.accepts == 1
+            assert "ulimit -n" in caplog.text
+            await asyncio.sleep(0.2)
+            assert failing.accepts >= 2  # and it tries again after the pause
+            assert made == []
+        finally:
+            listener.close()
+            client.close()
+
+
+async def _serving(server: uvicorn.Server) -> asyncio.Task[None]:
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    return task
+
+
+async def _hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    assert scope["type"] == "http"
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+def _server(port: int) -> DrainingServer:
+    app = cast(Callable[..., Awaitable[None]], _hello)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="error")
+    return DrainingServer(config)
+
+
+async def test_serve_listens_with_it_and_stops_listening_on_shutdown() -> None:
+    server = _server(0)
+    task = await _serving(server)
+    try:
+        assert server.started
+        [listening] = server.servers
+        assert isinstance(listening, GreedyListener)
+        port = listening.sockets[0].getsockname()[1]
+        async with httpx.AsyncClient() as client:
+            reply = await client.get(f"http://127.0.0.1:{port}/")
+        assert reply.text == "hello"
+    finally:
+        server.should_exit = True
+        await task
+    with pytest.raises(OSError):  # the port is closed
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_a_port_in_use_is_a_start_up_failure(capfd: pytest.CaptureFixture[str]) -> None:
+    with contextlib.closing(socket.socket()) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        server = _server(taken.getsockname()[1])
+        with pytest.raises(SystemExit) as exited:
+            server.run()
+    assert exited.value.code == 3  # as uvicorn's own start-up exits
+    assert "in use" in capfd.readouterr().err  # uvicorn's log says why
