@@ -12,7 +12,7 @@ import httpx
 import uvicorn
 
 from tests.conftest import free_port
-from tokenrelay.events import Envelope, token_event
+from tokenrelay.events import token_event
 from tokenrelay.server.direct_write import direct_writer
 from tokenrelay.streams.log import MemoryStreamLog
 
@@ -53,9 +53,9 @@ async def test_the_log_pushes_to_a_waiting_reader_until_it_refuses() -> None:
     taken: list[int] = []
     accept = True
 
-    def push(env: Envelope) -> bool:
+    def push(seq: int, kind: str) -> bool:
         if accept:
-            taken.append(env.seq)
+            taken.append(seq)
         return accept
 
     sub.set_push(push)

@@ -238,4 +238,32 @@ def encode_frames(stream_id: str, envs: Sequence[Envelope], *, event_names: bool
     return text.encode()
 
 
+def encode_pairs(
+    stream_id: str, first_seq: int, pairs: Sequence[str], *, event_names: bool = True
+) -> bytes:
+    """`encode_frames` of events kept as (type, JSON) string pairs, numbered from
+    `first_seq`: the memory log's own storage (streams/log.py), encoded without an envelope
+    per event. Each frame is one token on the paced hot path: that case is formatted alone."""
+    if len(pairs) == 2:
+        if event_names:
+            return f"id: {stream_id}:{first_seq}\nevent: {pairs[0]}\ndata: {pairs[1]}\n\n".encode()
+        return f"id: {stream_id}:{first_seq}\ndata: {pairs[1]}\n\n".encode()
+    seqs = range(first_seq, first_seq + len(pairs) // 2)
+    if event_names:
+        text = "".join(
+            [
+                f"id: {stream_id}:{seq}\nevent: {kind}\ndata: {data}\n\n"
+                for seq, kind, data in zip(seqs, pairs[0::2], pairs[1::2], strict=False)
+            ]
+        )
+    else:
+        text = "".join(
+            [
+                f"id: {stream_id}:{seq}\ndata: {data}\n\n"
+                for seq, data in zip(seqs, pairs[1::2], strict=False)
+            ]
+        )
+    return text.encode()
+
+
 PING_FRAME = b": ping\n\n"

@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from tokenrelay.errors import StreamNotFound
-from tokenrelay.events import PING_FRAME, TERMINAL_TYPES, Envelope, encode_frames, encode_sse
+from tokenrelay.events import PING_FRAME, TERMINAL_TYPES, encode_frames, encode_sse
 from tokenrelay.server.asgi import HANDOFF, RAW_SEND
 from tokenrelay.server.direct_write import DirectWriter, direct_writer, watch_disconnect
 from tokenrelay.services import Services
@@ -272,15 +272,15 @@ class _Pusher:
         self.after = 0  # the last seq written
         self.until = 0  # the last seq taken (written, or to be written by the next flush)
 
-    def push(self, env: Envelope) -> bool:
-        if env.type in TERMINAL_TYPES:
+    def push(self, seq: int, kind: str) -> bool:
+        if kind in TERMINAL_TYPES:
             return False
         if not self._scheduled:
             if not self._writer.writable:
                 return False
             self._scheduled = True
             self._loop.call_soon(self.flush)
-        self.until = env.seq
+        self.until = seq
         return True
 
     def flush(self) -> None:
@@ -288,9 +288,10 @@ class _Pusher:
         count = self.until - self.after
         if count <= 0:
             return
-        batch = self._sub.take(self.after)[:count]  # not the terminal event, if it came
+        # `count`: not the terminal event, if it came meanwhile
+        body = self._sub.frames(self.after, count, self._stream_id, event_names=self._names)
         self.after = self.until
-        self._writer.write(encode_frames(self._stream_id, batch, event_names=self._names))
+        self._writer.write(body)
 
 
 def stream_response(

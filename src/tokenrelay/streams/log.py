@@ -3,6 +3,12 @@
 `StreamLog` is the protocol; `MemoryStreamLog` keeps streams in this process (the embedded
 default). A reader replays what it missed and then follows live events until the terminal one.
 Finished streams stay readable for `ttl_s`, then they are forgotten.
+
+The memory log keeps each event as two strings (its type and its JSON) in one list per
+stream, not as an object of its own: an `Envelope` is a named tuple, which the garbage
+collector tracks for as long as it lives, and a log keeps every event of every stream of the
+last `ttl_s` seconds. Readers get envelopes made as they take them, which live only until
+they are encoded (bench/relay/findings.md item 36).
 """
 
 from __future__ import annotations
@@ -11,10 +17,11 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Protocol
 
 from tokenrelay.errors import StreamNotFound
-from tokenrelay.events import Encoded, Envelope, envelope
+from tokenrelay.events import Encoded, Envelope, encode_frames, encode_pairs, envelope
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +43,11 @@ class Subscription(Protocol):
 
     def take(self, after_seq: int) -> list[Envelope]: ...
 
+    def frames(self, after_seq: int, count: int, stream_id: str, *, event_names: bool) -> bytes:
+        """The SSE frames of the `count` events after `after_seq`: what a reader that took
+        events by push (`set_push`) writes, encoded from the log's own storage."""
+        ...
+
     @property
     def done(self) -> bool:
         """Nothing more will arrive (the terminal event is there, or readers were released)."""
@@ -45,10 +57,11 @@ class Subscription(Protocol):
 
     def wake(self) -> None: ...
 
-    def set_push(self, push: Callable[[Envelope], bool] | None) -> None:
-        """While set, a new event is first offered to `push` (called at once, from whoever
-        appends); if it returns True the event counts as delivered and the waiter stays
-        pending. A log may ignore this (then every event wakes the waiter)."""
+    def set_push(self, push: Callable[[int, str], bool] | None) -> None:
+        """While set, a new event is first offered to `push(seq, type)` (called at once, from
+        whoever appends); if it returns True the event counts as delivered (the reader takes
+        it later with `take`) and the waiter stays pending. A log may ignore this (then every
+        event wakes the waiter)."""
         ...
 
     def close(self) -> None: ...
@@ -148,7 +161,8 @@ _tuple_new = tuple.__new__  # a named tuple without its Python-level `__new__` (
 class _MemoryStream:
     owner: str | None
     session_id: str | None
-    entries: list[Envelope] = field(default_factory=list)
+    # the events, two strings each: the type, then the JSON (seq n at 2n-2 and 2n-1)
+    items: list[str] = field(default_factory=list)
     finished: bool = False
     expires_at: float = float("inf")
     # futures of readers waiting for the next event; made only when a reader actually waits
@@ -156,21 +170,41 @@ class _MemoryStream:
     # waiting readers that take events by push (see Subscription.set_push)
     pushers: list[MemorySubscription] = field(default_factory=list)
 
-    def add(self, env: Envelope) -> None:
-        """Store `env` and hand it to the readers that wait for it."""
-        self.entries.append(env)
+    @property
+    def last_seq(self) -> int:
+        return len(self.items) >> 1
+
+    def add(self, kind: str, data: str) -> int:
+        """Store one event and hand it to the readers that wait for it; its seq."""
+        items = self.items
+        items.append(kind)
+        items.append(data)
+        seq = len(items) >> 1
         if self.pushers:
             for sub in tuple(self.pushers):
-                sub.offer(env)
+                sub.offer(seq, kind)
         if self.waiters:
             wake_all(self.waiters)
+        return seq
 
     def put(self, event: Encoded) -> None:
-        """The lane (`StreamLog.lane`): numbered and stored without looking the stream up,
-        without a call to `envelope` and without asking whether a token ends the stream."""
+        """The lane (`StreamLog.lane`): stored without looking the stream up and without
+        asking whether a token ends the stream."""
         if self.finished:
             raise RuntimeError("an event after the terminal one")
-        self.add(_tuple_new(Envelope, (len(self.entries) + 1, event.type, event.data)))
+        self.add(event.type, event.data)
+
+    def envelopes(self, after_seq: int) -> list[Envelope]:
+        """The events after `after_seq`, as envelopes made now."""
+        items = self.items
+        start, end = after_seq << 1, len(items)
+        if start + 2 == end:  # one event: what a waiting reader usually takes
+            return [_tuple_new(Envelope, (after_seq + 1, items[start], items[start + 1]))]
+        if start >= end:
+            return []
+        seqs = range(after_seq + 1, (end >> 1) + 1)
+        events = zip(seqs, items[start::2], items[start + 1 :: 2], strict=False)
+        return list(map(_tuple_new, repeat(Envelope), events))  # no Python loop per event
 
 
 class MemorySubscription:
@@ -180,11 +214,15 @@ class MemorySubscription:
         self._log = log
         self._stream = stream
         self._fut: asyncio.Future[None] | None = None
-        self._push: Callable[[Envelope], bool] | None = None
+        self._push: Callable[[int, str], bool] | None = None
 
     def take(self, after_seq: int) -> list[Envelope]:
-        entries = self._stream.entries
-        return entries[after_seq:] if after_seq < len(entries) else []
+        return self._stream.envelopes(after_seq)
+
+    def frames(self, after_seq: int, count: int, stream_id: str, *, event_names: bool) -> bytes:
+        start = after_seq << 1
+        pairs = self._stream.items[start : start + 2 * count]
+        return encode_pairs(stream_id, after_seq + 1, pairs, event_names=event_names)
 
     @property
     def done(self) -> bool:
@@ -200,17 +238,17 @@ class MemorySubscription:
                 self._stream.waiters.append(fut)
         return fut
 
-    def set_push(self, push: Callable[[Envelope], bool] | None) -> None:
+    def set_push(self, push: Callable[[int, str], bool] | None) -> None:
         if push is None and self._push is not None:
             pushers = self._stream.pushers
             if self in pushers:
                 pushers.remove(self)
         self._push = push
 
-    def offer(self, env: Envelope) -> None:
-        """Push `env`; when it is not taken, leave push mode and wake the waiter."""
+    def offer(self, seq: int, kind: str) -> None:
+        """Push event `seq`; when it is not taken, leave push mode and wake the waiter."""
         push = self._push
-        if push is None or not push(env):
+        if push is None or not push(seq, kind):
             self.close()
 
     def wake(self) -> None:
@@ -246,11 +284,11 @@ class MemoryStreamLog:
         stream = self._streams.get(stream_id)
         if stream is None or stream.finished:
             raise not_found(stream_id)
-        env = envelope(len(stream.entries) + 1, event)  # type: ignore[arg-type]
+        env = envelope(stream.last_seq + 1, event)  # type: ignore[arg-type]
         if env.terminal:
             stream.finished = True
             stream.expires_at = time.monotonic() + self._ttl_s
-        stream.add(env)
+        stream.add(env.type, env.data)
         return env
 
     def lane(self, stream_id: str) -> Callable[[Encoded], object]:
@@ -276,7 +314,7 @@ class MemoryStreamLog:
             owner=stream.owner,
             session_id=stream.session_id,
             finished=stream.finished,
-            last_seq=len(stream.entries),
+            last_seq=stream.last_seq,
         )
 
     def is_local(self, stream_id: str) -> bool:
@@ -348,6 +386,10 @@ class PumpSubscription:
             raise self._error  # the remote read failed: tell the reader once it has the rest
         return self._buffer[start:]
 
+    def frames(self, after_seq: int, count: int, stream_id: str, *, event_names: bool) -> bytes:
+        envs = self.take(after_seq)[:count]
+        return encode_frames(stream_id, envs, event_names=event_names)
+
     @property
     def done(self) -> bool:
         return self._ended and self._error is None
@@ -363,7 +405,7 @@ class PumpSubscription:
         if self._fut is not None and not self._fut.done():
             self._fut.set_result(None)
 
-    def set_push(self, push: Callable[[Envelope], bool] | None) -> None:
+    def set_push(self, push: Callable[[int, str], bool] | None) -> None:
         return None  # a remote read wakes its reader for every event
 
     def close(self) -> None:

@@ -1,0 +1,88 @@
+"""The in-process stream log (streams/log.py `MemoryStreamLog`)."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from tokenrelay.errors import StreamNotFound
+from tokenrelay.events import (
+    DoneEvent,
+    Envelope,
+    StatusEvent,
+    UsageInfo,
+    encode_frames,
+    token_event,
+)
+from tokenrelay.streams.log import MemoryStreamLog, read_subscription
+
+
+def _done() -> DoneEvent:
+    return DoneEvent(
+        session_id="s",
+        message_id="m",
+        finish_reason="stop",
+        usage=UsageInfo(),
+        total_chunks=2,
+        ttft_s=None,
+        processing_time_s=0.0,
+        history_length=2,
+    )
+
+
+async def test_events_are_numbered_and_readable_from_any_position() -> None:
+    log = MemoryStreamLog()
+    await log.create("s", owner=None, session_id=None)
+    log.emit("s", StatusEvent(message="thinking"))
+    lane = log.lane("s")
+    lane(token_event("안녕", 0))
+    lane(token_event("하세요", 1))
+    log.emit("s", _done())
+    sub = await log.subscribe("s")
+    taken = sub.take(0)
+    assert [(e.seq, e.type) for e in taken] == [
+        (1, "status"),
+        (2, "token"),
+        (3, "token"),
+        (4, "done"),
+    ]
+    assert isinstance(taken[1], Envelope) and taken[1].data == token_event("안녕", 0).data
+    assert taken[-1].terminal and not taken[0].terminal
+    assert [e.seq for e in sub.take(2)] == [3, 4]
+    assert sub.take(4) == [] and sub.done
+    assert [e.seq for e in [env async for env in read_subscription(sub, 1)]] == [2, 3, 4]
+    info = await log.info("s")
+    assert info is not None and info.finished and info.last_seq == 4
+    with pytest.raises(StreamNotFound):
+        log.emit("s", StatusEvent(message="after the end"))
+    with pytest.raises(RuntimeError):
+        lane(token_event("after the end", 2))
+
+
+async def test_it_keeps_no_object_for_the_collector_per_event() -> None:
+    """A log holds every event of the last `stream_ttl_s` seconds; as objects the collector
+    tracks (named tuples), every older-generation collection walked them all."""
+    log = MemoryStreamLog()
+    await log.create("s", owner=None, session_id=None)
+    lane = log.lane("s")
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(2_000):
+        lane(token_event(f"piece {i}", i))
+    log.emit("s", StatusEvent(message="and one that is not a token"))
+    assert len(gc.get_objects()) - before < 20
+    assert (await log.info("s")) is not None
+
+
+async def test_a_pushed_readers_frames_are_the_envelopes_encoding() -> None:
+    log = MemoryStreamLog()
+    await log.create("s", owner=None, session_id=None)
+    lane = log.lane("s")
+    for i, piece in enumerate(["첫", " 번째", "\n줄"]):
+        lane(token_event(piece, i))
+    sub = await log.subscribe("s")
+    for after, count in ((0, 1), (0, 3), (1, 2), (2, 5)):
+        for names in (True, False):
+            expected = encode_frames("s", sub.take(after)[:count], event_names=names)
+            assert sub.frames(after, count, "s", event_names=names) == expected
