@@ -170,3 +170,15 @@ def test_a_port_in_use_is_a_start_up_failure(capfd: pytest.CaptureFixture[str]) 
             server.run()
     assert exited.value.code == 3  # as uvicorn's own start-up exits
     assert "in use" in capfd.readouterr().err  # uvicorn's log says why
+
+
+def test_bind_takes_every_address_of_the_host() -> None:
+    everywhere = bind("", 0, 8)  # "" is every interface, as with loop.create_server
+    try:
+        assert "0.0.0.0" in {sock.getsockname()[0] for sock in everywhere}
+    finally:
+        for sock in everywhere:
+            sock.close()
+    [loopback] = bind("127.0.0.1", 0, 8)
+    with loopback:
+        assert loopback.getsockname()[0] == "127.0.0.1"

@@ -109,7 +109,8 @@ class GreedyListener:
 def bind(host: str, port: int, backlog: int) -> list[socket.socket]:
     """Listening TCP sockets on `host:port`: one per address `host` resolves to, as
     `loop.create_server` makes (``localhost`` may be both 127.0.0.1 and ::1)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    # "" means every interface, as `loop.create_server` takes it
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     sockets: list[socket.socket] = []
     seen: set[tuple[int, object]] = set()
     try:
