@@ -365,6 +365,13 @@ def markdown(res: dict[str, Any]) -> str:
         for name, s in servers.items():
             libs = ", ".join(s["libs"]) or "none of uvloop/httptools/orjson"
             lines.append(f"- {name}: `{' '.join(s['argv'])}` (loaded: {libs})")
+        lines += [
+            "",
+            "Every server but the floor runs uvicorn's HTTP protocol on uvloop. `tokenrelay "
+            "serve` accepts connections with its own listener (every waiting connection at "
+            "each wake-up); the uvicorn baselines accept with uvloop's, one per loop turn "
+            "(findings item 35 below).",
+        ]
     findings = Path(__file__).with_name("findings.md")
     if findings.exists():
         lines += ["", findings.read_text().rstrip()]
