@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from tokenrelay.events import DoneEvent, UsageInfo
+
 
 @dataclass
 class Frame:
@@ -95,3 +97,17 @@ async def stream(
 
 async def chat_stream(base_url: str, body: dict[str, Any], **kwargs: Any) -> StreamResult:
     return await stream(base_url, "POST", "/api/chat/stream", json=body, **kwargs)
+
+
+def done_event(total_chunks: int = 2) -> DoneEvent:
+    """A terminal `done` event for tests that feed a stream log by hand."""
+    return DoneEvent(
+        session_id="s",
+        message_id="m",
+        finish_reason="stop",
+        usage=UsageInfo(),
+        total_chunks=total_chunks,
+        ttft_s=0.0,
+        processing_time_s=0.0,
+        history_length=2,
+    )

@@ -6,29 +6,15 @@ import gc
 
 import pytest
 
+from tests.helpers import done_event
 from tokenrelay.errors import StreamNotFound
 from tokenrelay.events import (
-    DoneEvent,
     Envelope,
     StatusEvent,
-    UsageInfo,
     encode_frames,
     token_event,
 )
 from tokenrelay.streams.log import MemoryStreamLog, read_subscription
-
-
-def _done() -> DoneEvent:
-    return DoneEvent(
-        session_id="s",
-        message_id="m",
-        finish_reason="stop",
-        usage=UsageInfo(),
-        total_chunks=2,
-        ttft_s=None,
-        processing_time_s=0.0,
-        history_length=2,
-    )
 
 
 async def test_events_are_numbered_and_readable_from_any_position() -> None:
@@ -38,7 +24,7 @@ async def test_events_are_numbered_and_readable_from_any_position() -> None:
     lane = log.lane("s")
     lane(token_event("안녕", 0))
     lane(token_event("하세요", 1))
-    log.emit("s", _done())
+    log.emit("s", done_event())
     sub = await log.subscribe("s")
     taken = sub.take(0)
     assert [(e.seq, e.type) for e in taken] == [

@@ -7,22 +7,10 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import done_event
 from tokenrelay.errors import BackendUnavailable
-from tokenrelay.events import DoneEvent, ErrorEvent, TokenEvent, UsageInfo
+from tokenrelay.events import ErrorEvent, TokenEvent
 from tokenrelay.streams.redis import RedisStreamLog
-
-
-def _done() -> DoneEvent:
-    return DoneEvent(
-        session_id="s",
-        message_id="m",
-        finish_reason="stop",
-        usage=UsageInfo(),
-        total_chunks=3,
-        ttft_s=0.0,
-        processing_time_s=0.0,
-        history_length=2,
-    )
 
 
 async def _pair(redis_settings: dict[str, Any]) -> tuple[RedisStreamLog, RedisStreamLog]:
@@ -55,7 +43,7 @@ async def test_another_replica_replays_and_follows_live(redis_settings) -> None:
         reader = asyncio.create_task(follow())
         await asyncio.sleep(0.1)
         await a.append("s1", TokenEvent(content="t3", index=3))
-        await a.append("s1", _done())
+        await a.append("s1", done_event(3))
         await asyncio.wait_for(reader, 10)
         assert seen == [(2, "token"), (3, "token"), (4, "token"), (5, "done")]
         info = await b.info("s1")
