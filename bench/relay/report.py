@@ -72,6 +72,21 @@ def evaluate(res: dict[str, Any]) -> list[dict[str, Any]]:
         k, open_ended = knee(paced, s)
         return f"{k}{'+' if open_ended else ''}"
 
+    def past_knee(*names: str) -> str:
+        """How many streams each server had delivering at once at the level it failed: one
+        that admits streams more slowly than the ramp opens them has fewer (findings 24, 35)."""
+        parts = []
+        for s in names:
+            k, open_ended = knee(paced, s)
+            beyond = sorted(
+                (r for r in paced if r["server"] == s and r["concurrency"] > k),
+                key=lambda r: r["concurrency"],
+            )
+            if beyond and not open_ended and beyond[0].get("peak_delivering") is not None:
+                r = beyond[0]
+                parts.append(f"{s} {r['peak_delivering']:,} of {r['concurrency']:,}")
+        return f"; delivering at once where each failed: {', '.join(parts)}" if parts else ""
+
     if has_tr and "naive" in servers:
         tr, naive = knee(paced, "tokenrelay")[0], knee(paced, "naive")[0]
         out.append(
@@ -79,7 +94,8 @@ def evaluate(res: dict[str, Any]) -> list[dict[str, Any]]:
                 "paced: knee (largest concurrency with p99 gap <= 40 ms) >= naive's",
                 None if naive == 0 else tr >= naive,
                 f"tokenrelay {knee_text('tokenrelay')} vs naive {knee_text('naive')}"
-                + (f" (ratio {tr / naive:.2f})" if naive else ""),
+                + (f" (ratio {tr / naive:.2f})" if naive else "")
+                + past_knee("tokenrelay", "naive"),
             )
         )
     else:
@@ -91,7 +107,9 @@ def evaluate(res: dict[str, Any]) -> list[dict[str, Any]]:
                 "paced: knee >= 2x sse-starlette's",
                 None if sse == 0 else tr >= 2 * sse,
                 f"tokenrelay {knee_text('tokenrelay')} vs sse-starlette "
-                f"{knee_text('sse_starlette')}" + (f" (ratio {tr / sse:.2f})" if sse else ""),
+                f"{knee_text('sse_starlette')}"
+                + (f" (ratio {tr / sse:.2f})" if sse else "")
+                + past_knee("tokenrelay", "sse_starlette"),
             )
         )
     else:
