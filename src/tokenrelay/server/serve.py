@@ -25,6 +25,9 @@ class DrainingServer(uvicorn.Server):
 
     Draining refuses new streams (503, retryable) and, with a shared log, lets clients resume
     on another replica while this one finishes generating for `shutdown_grace_s`.
+
+    On a host and port it listens with `GreedyListener` (server/listener.py), which takes
+    every waiting connection at each wake-up, where uvloop would take one per loop turn.
     """
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
