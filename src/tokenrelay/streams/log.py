@@ -59,8 +59,8 @@ class Subscription(Protocol):
 
     def set_push(self, push: Callable[[int, str], bool] | None) -> None:
         """While set, a new event is first offered to `push(seq, type)` (called at once, from
-        whoever appends); if it returns True the event counts as delivered (the reader takes
-        it later with `take`) and the waiter stays pending. A log may ignore this (then every
+        whoever appends); if it returns True the event counts as delivered (the reader writes
+        it later with `frames`) and the waiter stays pending. A log may ignore this (then every
         event wakes the waiter)."""
         ...
 
@@ -174,18 +174,17 @@ class _MemoryStream:
     def last_seq(self) -> int:
         return len(self.items) >> 1
 
-    def add(self, kind: str, data: str) -> int:
-        """Store one event and hand it to the readers that wait for it; its seq."""
+    def add(self, kind: str, data: str) -> None:
+        """Store one event and hand it to the readers that wait for it."""
         items = self.items
         items.append(kind)
         items.append(data)
-        seq = len(items) >> 1
         if self.pushers:
+            seq = len(items) >> 1
             for sub in tuple(self.pushers):
                 sub.offer(seq, kind)
         if self.waiters:
             wake_all(self.waiters)
-        return seq
 
     def put(self, event: Encoded) -> None:
         """The lane (`StreamLog.lane`): stored without looking the stream up and without
