@@ -180,6 +180,16 @@ def connection_error(upstream: Upstream, detail: str) -> ProviderError:
     return upstream_error(upstream, ErrorCode.PROVIDER_UNAVAILABLE, detail)
 
 
+def timed_out(upstream: Upstream, timeout_s: float) -> ProviderError:
+    """No response within the configured timeout."""
+    return connection_error(upstream, f"no response within {timeout_s:g}s")
+
+
+def unreachable(upstream: Upstream, cause: object) -> ProviderError:
+    """The connection failed (refused, reset, DNS); `cause` says how."""
+    return connection_error(upstream, f"could not connect ({cause})")
+
+
 def stream_cut(upstream: Upstream) -> ProviderError:
     """The body ended without a finish reason: a cut connection, not an empty success."""
     return upstream_error(

@@ -22,14 +22,16 @@ from tokenrelay.errors import ErrorCode, ProviderError
 from tokenrelay.providers._errors import (
     Upstream,
     classify,
-    connection_error,
     missing_key,
     missing_sdk,
     retry_after_from_headers,
     stream_cut,
+    timed_out,
+    unreachable,
     upstream_error,
 )
 from tokenrelay.providers._formats import configured_model, json_format, settle_finish
+from tokenrelay.providers._sdk_stream import relay
 from tokenrelay.providers._toolcalls import ToolCallAccumulator
 from tokenrelay.providers.base import (
     ChatMessage,
@@ -44,7 +46,6 @@ from tokenrelay.providers.base import (
 )
 
 if TYPE_CHECKING:
-    import anthropic
     import httpx2
     from anthropic.types import RawMessageStreamEvent
 
@@ -131,26 +132,15 @@ class AnthropicProvider:
             params["extra_body"] = extra
         return params
 
-    async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
+    def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         import anthropic
 
-        reader = EventReader(self._upstream)
-        response: anthropic.AsyncStream[RawMessageStreamEvent] | None = None
-        try:
-            try:
-                response = await self._client.messages.create(
-                    stream=True, **self.request_params(request)
-                )
-                async for event in response:
-                    for out in reader.feed(event):
-                        yield out
-            except anthropic.AnthropicError as e:
-                raise self.map_error(e) from e
-            for out in reader.end():
-                yield out
-        finally:
-            if response is not None:
-                await response.close()
+        return relay(
+            lambda: self._client.messages.create(stream=True, **self.request_params(request)),
+            EventReader(self._upstream),
+            anthropic.AnthropicError,
+            self.map_error,
+        )
 
     def map_error(self, e: Exception) -> ProviderError:
         """Our ProviderError for an `anthropic` SDK exception."""
@@ -158,9 +148,9 @@ class AnthropicProvider:
 
         upstream = self._upstream
         if isinstance(e, anthropic.APITimeoutError):
-            return connection_error(upstream, f"no response within {self._timeout_s:g}s")
+            return timed_out(upstream, self._timeout_s)
         if isinstance(e, anthropic.APIConnectionError):
-            return connection_error(upstream, f"could not connect ({e.__cause__ or e})")
+            return unreachable(upstream, e.__cause__ or e)
         if isinstance(e, anthropic.APIStatusError):
             # status 200: an `event: error` inside the stream; its error type decides
             status = e.status_code if e.status_code != 200 else None

@@ -32,14 +32,16 @@ from tokenrelay.errors import ErrorCode, ProviderError
 from tokenrelay.providers._errors import (
     Upstream,
     classify,
-    connection_error,
     duration_seconds,
     missing_key,
     missing_sdk,
     stream_cut,
+    timed_out,
+    unreachable,
     upstream_error,
 )
 from tokenrelay.providers._formats import configured_model, json_format, settle_finish
+from tokenrelay.providers._sdk_stream import relay
 from tokenrelay.providers._toolcalls import new_call_id
 from tokenrelay.providers.base import (
     ChatMessage,
@@ -235,45 +237,23 @@ class GeminiProvider:
                 out.append(types.Content(role=role, parts=parts))
         return out
 
-    async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
+    def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         from google.genai import errors
 
-        reader = ResponseReader(self._upstream, self._remember_signature)
-        caught: tuple[type[Exception], ...] = (
-            errors.APIError,
-            errors.UnknownApiResponseError,
-            *_transport_errors(),
+        async def open_stream() -> _TrackedChunks:
+            chunks = await self._client.aio.models.generate_content_stream(
+                model=request.model or self.default_model,
+                contents=self.contents(request.messages),
+                config=self.request_config(request),
+            )
+            return _TrackedChunks(chunks)
+
+        return relay(
+            open_stream,
+            ResponseReader(self._upstream, self._remember_signature),
+            (errors.APIError, errors.UnknownApiResponseError, *_transport_errors()),
+            self.map_error,
         )
-        opened: list[Any] = []
-        chunks: AsyncIterator[types.GenerateContentResponse] | None = None
-        try:
-            try:
-                chunks = await self._client.aio.models.generate_content_stream(
-                    model=request.model or self.default_model,
-                    contents=self.contents(request.messages),
-                    config=self.request_config(request),
-                )
-                while True:
-                    token = _open_responses.set(opened)
-                    try:
-                        chunk = await anext(chunks)
-                    except StopAsyncIteration:
-                        break
-                    finally:
-                        _open_responses.reset(token)
-                    for event in reader.feed(chunk):
-                        yield event
-            except caught as e:
-                raise self.map_error(e) from e
-            for event in reader.end():
-                yield event
-        finally:
-            for response in opened:
-                with contextlib.suppress(Exception):
-                    await response.aclose()
-            if chunks is not None:
-                with contextlib.suppress(Exception):
-                    await chunks.aclose()  # type: ignore[attr-defined]
 
     def _remember_signature(self, call_id: str, signature: bytes) -> None:
         self._signatures[call_id] = signature
@@ -305,8 +285,35 @@ class GeminiProvider:
         if isinstance(e, errors.UnknownApiResponseError):
             return upstream_error(upstream, ErrorCode.PROVIDER_ERROR, str(e))
         if "Timeout" in type(e).__name__:
-            return connection_error(upstream, f"no response within {self._timeout_s:g}s")
-        return connection_error(upstream, f"could not connect ({e})")
+            return timed_out(upstream, self._timeout_s)
+        return unreachable(upstream, e)
+
+
+class _TrackedChunks:
+    """The SDK's chunk iterator, noting the httpx responses each step opens (`_track_response`
+    sees them through `_open_responses`), so that `close()` closes them at once, however deep
+    the SDK's own generators are suspended."""
+
+    def __init__(self, chunks: AsyncIterator[types.GenerateContentResponse]) -> None:
+        self._chunks = chunks
+        self._opened: list[Any] = []
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> types.GenerateContentResponse:
+        token = _open_responses.set(self._opened)
+        try:
+            return await anext(self._chunks)
+        finally:
+            _open_responses.reset(token)
+
+    async def close(self) -> None:
+        for response in self._opened:
+            with contextlib.suppress(Exception):
+                await response.aclose()
+        with contextlib.suppress(Exception):
+            await self._chunks.aclose()  # type: ignore[attr-defined]
 
 
 def _transport_errors() -> tuple[type[Exception], ...]:

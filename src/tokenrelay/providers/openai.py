@@ -18,12 +18,13 @@ from tokenrelay.errors import ErrorCode, ProviderError
 from tokenrelay.providers._errors import (
     Upstream,
     classify,
-    connection_error,
     missing_key,
     missing_sdk,
     retry_after_from_headers,
     status_from,
     stream_cut,
+    timed_out,
+    unreachable,
     upstream_error,
 )
 from tokenrelay.providers._formats import (
@@ -32,6 +33,7 @@ from tokenrelay.providers._formats import (
     json_format,
     settle_finish,
 )
+from tokenrelay.providers._sdk_stream import relay
 from tokenrelay.providers._toolcalls import ToolCallAccumulator
 from tokenrelay.providers.base import (
     ChatMessage,
@@ -48,7 +50,6 @@ from tokenrelay.providers.base import (
 if TYPE_CHECKING:
     import httpx
     import httpx2
-    import openai
     from openai.types.chat import ChatCompletionChunk
 
 OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
@@ -148,26 +149,17 @@ class OpenAIProvider:
             params["extra_body"] = extra
         return params
 
-    async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
+    def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         import openai
 
-        reader = ChunkReader(self._upstream)
-        response: openai.AsyncStream[ChatCompletionChunk] | None = None
-        try:
-            try:
-                response = await self._client.chat.completions.create(
-                    stream=True, **self.request_params(request)
-                )
-                async for chunk in response:
-                    for event in reader.feed(chunk):
-                        yield event
-            except openai.OpenAIError as e:
-                raise self.map_error(e) from e
-            for event in reader.end():
-                yield event
-        finally:
-            if response is not None:
-                await response.close()
+        return relay(
+            lambda: self._client.chat.completions.create(
+                stream=True, **self.request_params(request)
+            ),
+            ChunkReader(self._upstream),
+            openai.OpenAIError,
+            self.map_error,
+        )
 
     def map_error(self, e: Exception) -> ProviderError:
         """Our ProviderError for an `openai` SDK exception."""
@@ -175,9 +167,9 @@ class OpenAIProvider:
 
         upstream = self._upstream
         if isinstance(e, openai.APITimeoutError):
-            return connection_error(upstream, f"no response within {self._timeout_s:g}s")
+            return timed_out(upstream, self._timeout_s)
         if isinstance(e, openai.APIConnectionError):
-            return connection_error(upstream, f"could not connect ({e.__cause__ or e})")
+            return unreachable(upstream, e.__cause__ or e)
         if isinstance(e, openai.APIStatusError):
             return _from_body(upstream, e.status_code, e.body, e.message, e.response.headers)
         if isinstance(e, openai.APIError):  # an error event inside a 200 stream
