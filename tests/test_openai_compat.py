@@ -102,6 +102,30 @@ async def test_stream_wire_ends_with_done_and_keeps_korean(live_server) -> None:
     assert "usage" not in json.loads(data[1])  # only with stream_options.include_usage
 
 
+async def test_a_paced_stream_arrives_whole_and_in_order(live_server) -> None:
+    """Paced tokens reach a waiting reader by push (under uvicorn, server/sse.py's `_Pusher`),
+    formatted by the OpenAI framer: every piece arrives once, in order, then `[DONE]`."""
+    async with live_server() as srv:
+        result = await stream(
+            srv.url,
+            "POST",
+            "/v1/chat/completions",
+            json={
+                "model": "scripted",
+                "stream": True,
+                "messages": [{"role": "user", "content": "x"}],
+                "tokenrelay": {"scripted": {"reply": "가 나 다 라 마 바 사 아", "delay_ms": 5}},
+            },
+        )
+    data = [f.data for f in result.frames if f.data is not None]
+    assert data[-1] == "[DONE]"
+    chunks = [json.loads(d) for d in data[:-1]]
+    deltas = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]]
+    assert deltas[0] == "" and "".join(d or "" for d in deltas) == "가 나 다 라 마 바 사 아"
+    assert len(deltas) == 1 + 8 + 1  # the role chunk, one chunk per word, the finish chunk
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
 async def test_tools_round_trip(live_server) -> None:
     scripted = {"tool_calls": [{"name": "get_weather", "arguments": {"city": "Seoul"}}]}
     scripted_reply = {**scripted, "reply": "It is sunny in Seoul."}

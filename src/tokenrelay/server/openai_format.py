@@ -11,6 +11,7 @@ stable code as `code`. No I/O here: the route in `routes/openai_compat.py` does 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from tokenrelay.errors import ErrorCode, ValidationError
+from tokenrelay.events import Envelope
 from tokenrelay.providers.base import ChatMessage, Role, ToolCall, ToolSpec
 from tokenrelay.providers.scripted import ScriptedOptions
 
@@ -255,6 +257,8 @@ class ChunkTranslator:
     include_usage: bool = False
     _tool_index: int = 0
     _started: bool = False
+    # (model, the token frame's bytes before and after the content's JSON)
+    _template: tuple[str, bytes, bytes] | None = None
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         chunk: dict[str, Any] = {
@@ -300,6 +304,40 @@ class ChunkTranslator:
                 chunks.append(usage_chunk)
             return chunks
         return []  # sources, status, progress, tool progress: no OpenAI counterpart
+
+    def frames(self, events: Sequence[Envelope]) -> bytes:
+        """The SSE body for a batch of our events: their chunks as `data:` frames and, after
+        a terminal event, `data: [DONE]` (an `error` becomes OpenAI's error chunk first,
+        which is what the official SDK raises on). A token, the hot path, is formatted from
+        a template that `sse_data(self._chunk(...))` would give byte for byte."""
+        out: list[bytes] = []
+        for env in events:
+            kind = env.type
+            if kind == "token" and self._started:
+                out.append(self._token_frame(orjson.loads(env.data)["content"]))
+                continue
+            data = orjson.loads(env.data)
+            if kind == "error":
+                body = error_body(
+                    str(data.get("code", ErrorCode.INTERNAL_ERROR.value)),
+                    str(data.get("message", "")),
+                    suggestion=str(data.get("suggestion", "")),
+                )
+                out += (sse_data(body), DONE_FRAME)
+                break
+            out += [sse_data(chunk) for chunk in self.translate(kind, data)]
+            if kind == "done":
+                out.append(DONE_FRAME)
+                break
+        return b"".join(out)
+
+    def _token_frame(self, content: str) -> bytes:
+        template = self._template
+        if template is None or template[0] != self.model:
+            sample = sse_data(self._chunk({"content": ""}))
+            head, _, tail = sample.partition(b'"content":""')
+            template = self._template = (self.model, head + b'"content":', tail)
+        return template[1] + orjson.dumps(content) + template[2]
 
 
 @dataclass

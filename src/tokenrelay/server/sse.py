@@ -18,19 +18,24 @@ per response:
   (`app.TokenRelayAPI`);
 - when the reader leaves before the terminal event the runner hears of it (`detach`), which is
   how a disconnect reaches the provider.
+
+The native endpoints send our own frames (`id:`, `event:`, `data:`). Another wire format of
+the same events, such as OpenAI's chunks on `/v1/chat/completions`, comes as a `Framer`: the
+same reader, pushes, pings and disconnects, with the framer's bytes for each batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from tokenrelay.errors import StreamNotFound
-from tokenrelay.events import PING_FRAME, TERMINAL_TYPES, encode_frames, encode_sse
+from tokenrelay.events import PING_FRAME, TERMINAL_TYPES, Envelope, encode_frames, encode_sse
 from tokenrelay.server.asgi import HANDOFF, RAW_SEND
 from tokenrelay.server.direct_write import DirectWriter, direct_writer, watch_disconnect
 from tokenrelay.services import Services
@@ -44,6 +49,15 @@ SSE_RAW_HEADERS = [
 ]
 
 
+class Framer(Protocol):
+    """A wire format of our events other than the native frames."""
+
+    def frames(self, events: Sequence[Envelope]) -> bytes:
+        """The body bytes for a batch of events, in order (may be empty). A batch that ends
+        with the terminal event gets whatever the format ends a stream with."""
+        ...
+
+
 class EventStreamResponse(Response):
     media_type = "text/event-stream"
 
@@ -55,6 +69,7 @@ class EventStreamResponse(Response):
         after_seq: int = 0,
         event_names: bool = True,
         trace_id: str | None = None,
+        framer: Framer | None = None,
     ) -> None:
         self.status_code = 200
         self.background = None
@@ -68,6 +83,7 @@ class EventStreamResponse(Response):
         self.stream_id = stream_id
         self.after_seq = after_seq
         self.event_names = event_names
+        self.framer = framer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         reading = await self.open(scope, receive, send)
@@ -125,6 +141,7 @@ class StreamReading:
         "_body_send",
         "_end_send",
         "_finished",
+        "_framer",
         "_gone",
         "_left",
         "_names",
@@ -149,6 +166,7 @@ class StreamReading:
         self._stream_id = response.stream_id
         self._after = response.after_seq
         self._names = response.event_names
+        self._framer = response.framer
         self._services = services
         self._sub = sub
         self._body_send = body_send
@@ -177,14 +195,18 @@ class StreamReading:
             writer = direct_writer(body_send)
             pusher: _Pusher | None = None
             after = self._after
-            retry: int | None = self._services.settings.retry_ms
+            framer = self._framer
+            # the native first frame tells the client when to retry
+            retry = self._services.settings.retry_ms if framer is None else None
             stream_id, names = self._stream_id, self._names
             while not self._gone:
                 batch = sub.take(after)
                 if batch:
                     # nothing follows a terminal event in a log: only the last can be one
                     self._finished = batch[-1].type in TERMINAL_TYPES
-                    if retry is not None:  # the first frame tells the client when to retry
+                    if framer is not None:
+                        body = framer.frames(batch)
+                    elif retry is not None:
                         body = encode_sse(
                             stream_id, batch[0], event_names=names, retry_ms=retry
                         ) + encode_frames(stream_id, batch[1:], event_names=names)
@@ -198,14 +220,18 @@ class StreamReading:
                             {"type": "http.response.body", "body": body, "more_body": False}
                         )
                         return
-                    await body_send({"type": "http.response.body", "body": body, "more_body": True})
+                    if body:
+                        await body_send(
+                            {"type": "http.response.body", "body": body, "more_body": True}
+                        )
                     del body
                     continue
                 if sub.done:
                     break
                 if writer is not None and retry is None:
                     if pusher is None:
-                        pusher = _Pusher(writer, sub, stream_id, names, asyncio.get_running_loop())
+                        loop = asyncio.get_running_loop()
+                        pusher = _Pusher(writer, sub, stream_id, names, framer, loop)
                     pusher.after = pusher.until = after
                     sub.set_push(pusher.push)
                 await sub.waiter()
@@ -253,7 +279,17 @@ class _Pusher:
     in that turn as one chunk (server/direct_write.py). It refuses the terminal event, and
     everything while the connection is not writable: the reader wakes and sends those."""
 
-    __slots__ = ("_loop", "_names", "_scheduled", "_stream_id", "_sub", "_writer", "after", "until")
+    __slots__ = (
+        "_framer",
+        "_loop",
+        "_names",
+        "_scheduled",
+        "_stream_id",
+        "_sub",
+        "_writer",
+        "after",
+        "until",
+    )
 
     def __init__(
         self,
@@ -261,12 +297,14 @@ class _Pusher:
         sub: Subscription,
         stream_id: str,
         names: bool,
+        framer: Framer | None,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self._writer = writer
         self._sub = sub
         self._stream_id = stream_id
         self._names = names
+        self._framer = framer
         self._loop = loop
         self._scheduled = False
         self.after = 0  # the last seq written
@@ -289,9 +327,14 @@ class _Pusher:
         if count <= 0:
             return
         # `count`: not the terminal event, if it came meanwhile
-        body = self._sub.frames(self.after, count, self._stream_id, event_names=self._names)
+        framer = self._framer
+        if framer is None:
+            body = self._sub.frames(self.after, count, self._stream_id, event_names=self._names)
+        else:
+            body = framer.frames(self._sub.take(self.after)[:count])
         self.after = self.until
-        self._writer.write(body)
+        if body:
+            self._writer.write(body)
 
 
 def stream_response(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -21,13 +21,11 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from tokenrelay.errors import ErrorCode, TokenRelayError, internal_error
 from tokenrelay.pipelines.chat import ChatTurn, chat_pipeline
 from tokenrelay.server.deps import get_services, owner_of, start_stream, trace_id_for
 from tokenrelay.server.openai_format import (
-    DONE_FRAME,
     ChatCompletionRequest,
     ChunkTranslator,
     CompletionAccumulator,
@@ -36,17 +34,16 @@ from tokenrelay.server.openai_format import (
     model_entry,
     openai_status,
     resolve_model,
-    sse_data,
     to_chat_messages,
     to_tool_choice,
     to_tool_specs,
 )
+from tokenrelay.server.sse import EventStreamResponse
 from tokenrelay.services import Services
 from tokenrelay.sessions.base import new_id
 
 logger = logging.getLogger("tokenrelay.server.openai")
 _STARTED = int(time.time())
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def openai_error_response(exc: TokenRelayError, param: str | None = None) -> JSONResponse:
@@ -149,34 +146,6 @@ async def _events(
         services.runner.detach(stream_id, finished=finished)
 
 
-async def _chunks(
-    services: Services, stream_id: str, translator: ChunkTranslator
-) -> AsyncIterator[bytes]:
-    events = _events(services, stream_id)
-    try:
-        async for kind, data in events:
-            if kind == "error":
-                yield sse_data(
-                    error_body(
-                        str(data.get("code", ErrorCode.INTERNAL_ERROR.value)),
-                        str(data.get("message", "")),
-                        suggestion=str(data.get("suggestion", "")),
-                    )
-                )
-                break
-            for chunk in translator.translate(kind, data):
-                yield sse_data(chunk)
-            if kind == "done":
-                break
-        yield DONE_FRAME
-    finally:
-        await events.aclose()
-
-
-def _ping() -> ServerSentEvent:
-    return ServerSentEvent(comment="ping", sep="\n")
-
-
 @router.post("/v1/chat/completions", summary="OpenAI-compatible Chat Completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     services = get_services(request)
@@ -188,12 +157,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         translator = ChunkTranslator(
             turn.stream_id, created, body.model, include_usage=body.include_usage
         )
-        return EventSourceResponse(
-            _chunks(services, turn.stream_id, translator),
-            headers={**_SSE_HEADERS, **trace},
-            ping=services.settings.heartbeat_s,
-            ping_message_factory=_ping,
-            sep="\n",
+        # our SSE response, with OpenAI's chunks for frames: the same pushes, pings and
+        # disconnects as the native stream (sse-starlette here cost 3x the CPU per token:
+        # bench/relay/findings.md item 38)
+        return EventStreamResponse(
+            services, turn.stream_id, trace_id=turn.trace_id, framer=translator
         )
     result = CompletionAccumulator(turn.stream_id, created, body.model)
     events = _events(services, turn.stream_id)
