@@ -38,6 +38,22 @@ _TOKEN = b"token"
 _TERMINAL = (b"done", b"error")
 
 
+_FRAMES = {
+    "native": (_TYPE_RE, _TOKEN, _TERMINAL),
+    # OpenAI `chat.completion.chunk` frames: one with a "content" key is a token (the role
+    # chunk, whose content is empty, counts as one), `data: [DONE]` is the end
+    "openai": (re.compile(rb'("content"|\[DONE\])'), b'"content"', (b"[DONE]",)),
+}
+
+
+def use_frames(wire: str) -> None:
+    """Which frames this process's streams read: tokenrelay's own ("native") or OpenAI's
+    chunks ("openai", for `/v1/chat/completions`: bench/relay/v1.py). Not carried into the
+    worker processes of `run_fixed(procs=...)`."""
+    global _TYPE_RE, _TOKEN, _TERMINAL
+    _TYPE_RE, _TOKEN, _TERMINAL = _FRAMES[wire]
+
+
 def _raise_nofile() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = hard if hard != resource.RLIM_INFINITY else 65536
