@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.helpers import parse_frames, stream
+from tests.helpers import StreamResult, parse_frames, stream
 
 WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
@@ -28,6 +28,21 @@ WEATHER_TOOL: dict[str, Any] = {
 
 def sdk(url: str) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+
+
+async def v1_stream(url: str, content: str, scripted: dict[str, Any]) -> StreamResult:
+    """A raw `/v1` stream of one user message, answered by the scripted provider."""
+    return await stream(
+        url,
+        "POST",
+        "/v1/chat/completions",
+        json={
+            "model": "scripted",
+            "stream": True,
+            "messages": [{"role": "user", "content": content}],
+            "tokenrelay": {"scripted": scripted},
+        },
+    )
 
 
 async def test_non_streaming_completion(live_server) -> None:
@@ -81,17 +96,7 @@ async def test_streaming_with_usage(live_server) -> None:
 
 async def test_stream_wire_ends_with_done_and_keeps_korean(live_server) -> None:
     async with live_server() as srv:
-        result = await stream(
-            srv.url,
-            "POST",
-            "/v1/chat/completions",
-            json={
-                "model": "scripted",
-                "stream": True,
-                "messages": [{"role": "user", "content": "안녕"}],
-                "tokenrelay": {"scripted": {"reply": "안녕하세요"}},
-            },
-        )
+        result = await v1_stream(srv.url, "안녕", {"reply": "안녕하세요"})
     assert result.response.headers["content-type"].startswith("text/event-stream")
     assert result.response.headers["x-trace-id"]
     data = [f.data for f in result.frames if f.data is not None]
@@ -106,17 +111,7 @@ async def test_a_paced_stream_arrives_whole_and_in_order(live_server) -> None:
     """Paced tokens reach a waiting reader by push (under uvicorn, server/sse.py's `_Pusher`),
     formatted by the OpenAI framer: every piece arrives once, in order, then `[DONE]`."""
     async with live_server() as srv:
-        result = await stream(
-            srv.url,
-            "POST",
-            "/v1/chat/completions",
-            json={
-                "model": "scripted",
-                "stream": True,
-                "messages": [{"role": "user", "content": "x"}],
-                "tokenrelay": {"scripted": {"reply": "가 나 다 라 마 바 사 아", "delay_ms": 5}},
-            },
-        )
+        result = await v1_stream(srv.url, "x", {"reply": "가 나 다 라 마 바 사 아", "delay_ms": 5})
     data = [f.data for f in result.frames if f.data is not None]
     assert data[-1] == "[DONE]"
     chunks = [json.loads(d) for d in data[:-1]]
@@ -280,17 +275,7 @@ async def test_error_after_stream_started_raises_api_error(live_server) -> None:
 
 async def test_error_frame_is_followed_by_done(live_server) -> None:
     async with live_server() as srv:
-        result = await stream(
-            srv.url,
-            "POST",
-            "/v1/chat/completions",
-            json={
-                "model": "scripted",
-                "stream": True,
-                "messages": [{"role": "user", "content": "x"}],
-                "tokenrelay": {"scripted": {"error_after": 0}},
-            },
-        )
+        result = await v1_stream(srv.url, "x", {"error_after": 0})
     data = [f.data for f in parse_frames(result.raw) if f.data is not None]
     assert data[-1] == "[DONE]"
     assert json.loads(data[-2])["error"]["code"] == "PROVIDER_ERROR"
