@@ -312,11 +312,10 @@ class ChunkTranslator:
         a template that `sse_data(self._chunk(...))` would give byte for byte."""
         out: list[bytes] = []
         for env in events:
-            kind = env.type
+            kind, data = env.type, orjson.loads(env.data)
             if kind == "token" and self._started:
-                out.append(self._token_frame(orjson.loads(env.data)["content"]))
+                out.append(self._token_frame(data["content"]))
                 continue
-            data = orjson.loads(env.data)
             if kind == "error":
                 body = error_body(
                     str(data.get("code", ErrorCode.INTERNAL_ERROR.value)),
