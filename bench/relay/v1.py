@@ -12,7 +12,8 @@ chunks for `/v1` (`loadgen.use_frames`), whose role chunk counts as one more tok
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from bench.relay import loadgen
 from bench.relay.loadgen import ClosedSpec, FixedSpec, LoadResult, run_closed, run_fixed
@@ -20,6 +21,7 @@ from bench.relay.servers import Server, make_server
 from bench.relay.stats import pct
 
 HOST = "127.0.0.1"
+Spec = TypeVar("Spec", ClosedSpec, FixedSpec)
 
 
 def request(wire: str, tokens: int, delay_ms: float) -> tuple[str, dict[str, Any]]:
@@ -35,9 +37,12 @@ def request(wire: str, tokens: int, delay_ms: float) -> tuple[str, dict[str, Any
     return "/v1/chat/completions", body
 
 
-def measured(server: Server, run: Any) -> tuple[LoadResult, float]:
+def measured(
+    server: Server, run: Callable[[Spec], LoadResult], spec: Spec
+) -> tuple[LoadResult, float]:
+    """The load's result, and the server's CPU per token it received."""
     before = server.sample()
-    result: LoadResult = run()
+    result = run(spec)
     cpu = server.sample().cpu_s - before.cpu_s
     tokens = sum(r.tokens for r in result.records)
     return result, cpu / max(1, tokens) * 1e6
@@ -61,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 loadgen.use_frames("openai" if wire == "v1" else "native")
                 path, body = request(wire, 100, 0)
                 spec = ClosedSpec(HOST, server.port, path, body, 32, args.seconds, warmup_s=1)
-                res, cpu = measured(server, lambda spec=spec: run_closed(spec))
+                res, cpu = measured(server, run_closed, spec)
                 errors = sum(1 for r in res.records if r.error)
                 rate = res.window_tokens / res.wall_s
                 rows.append(
@@ -70,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 path, body = request(wire, 100, 20)
                 fixed = FixedSpec(HOST, server.port, path, body, args.streams, ramp_s=1.0)
-                res, cpu = measured(server, lambda fixed=fixed: run_fixed(fixed))
+                res, cpu = measured(server, run_fixed, fixed)
                 gaps = sorted(res.gaps)
                 errors = sum(1 for r in res.records if r.error)
                 rows.append(
