@@ -12,7 +12,9 @@ import httpx
 import uvicorn
 
 from tests.conftest import free_port
+from tests.helpers import chat_stream
 from tokenrelay.events import token_event
+from tokenrelay.providers.scripted import default_reply, split_pieces
 from tokenrelay.server.direct_write import direct_writer
 from tokenrelay.streams.log import MemoryStreamLog
 
@@ -112,3 +114,27 @@ async def test_the_watched_event_still_wakes_a_receive_call() -> None:
     assert await asyncio.wait_for(waiter, 5) is True
     assert calls == ["set"]
     assert event._waiters == []
+
+
+async def test_streams_whose_tokens_fall_due_together_each_arrive_once_in_order(
+    live_server,
+) -> None:
+    """Pushed tokens of many streams are written by one flush per loop turn for all of them
+    (server/sse.py `_FlushQueue`): each stream still gets each of its tokens once, in order,
+    with its own ids, and its own text."""
+    tokens = 40
+
+    async def one(url: str, k: int) -> None:
+        body = {
+            "message": f"stream {k}",
+            "options": {"scripted": {"tokens": tokens, "delay_ms": 2}},
+        }
+        result = await chat_stream(url, body)
+        events = result.events
+        stream_id = events[0].json["stream_id"]
+        assert [f.id for f in events] == [f"{stream_id}:{i}" for i in range(1, tokens + 3)]
+        assert result.types == ["metadata", *["token"] * tokens, "done"]
+        assert result.text == "".join(split_pieces(default_reply(f"stream {k}"), tokens))
+
+    async with live_server() as srv:
+        await asyncio.gather(*(one(srv.url, k) for k in range(40)))

@@ -181,10 +181,15 @@ class Encoded(NamedTuple):
 _tuple_new = tuple.__new__
 
 
+def token_json(content: str, index: int) -> str:
+    """The token event's JSON, as orjson writes the model's dict (no spaces, same order):
+    what the runner's lane takes (`StreamLog.lane`), one per token."""
+    return f'{{"type":"token","content":{orjson.dumps(content).decode()},"index":{index}}}'
+
+
 def token_event(content: str, index: int) -> Encoded:
-    """The token event's JSON, as orjson writes the model's dict (no spaces, same order)."""
-    data = f'{{"type":"token","content":{orjson.dumps(content).decode()},"index":{index}}}'
-    return _tuple_new(Encoded, ("token", data))
+    """The token event, encoded (`token_json`), for callers that yield or emit events."""
+    return _tuple_new(Encoded, ("token", token_json(content, index)))
 
 
 def envelope(seq: int, event: _Event | Encoded) -> Envelope:

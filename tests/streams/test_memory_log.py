@@ -13,6 +13,7 @@ from tokenrelay.events import (
     StatusEvent,
     encode_frames,
     token_event,
+    token_json,
 )
 from tokenrelay.streams.log import MemoryStreamLog, read_subscription
 
@@ -22,8 +23,8 @@ async def test_events_are_numbered_and_readable_from_any_position() -> None:
     await log.create("s", owner=None, session_id=None)
     log.emit("s", StatusEvent(message="thinking"))
     lane = log.lane("s")
-    lane(token_event("안녕", 0))
-    lane(token_event("하세요", 1))
+    lane(token_json("안녕", 0))
+    lane(token_json("하세요", 1))
     log.emit("s", done_event())
     sub = await log.subscribe("s")
     taken = sub.take(0)
@@ -43,7 +44,7 @@ async def test_events_are_numbered_and_readable_from_any_position() -> None:
     with pytest.raises(StreamNotFound):
         log.emit("s", StatusEvent(message="after the end"))
     with pytest.raises(RuntimeError):
-        lane(token_event("after the end", 2))
+        lane(token_json("after the end", 2))
 
 
 async def test_it_keeps_no_object_for_the_collector_per_event() -> None:
@@ -55,7 +56,7 @@ async def test_it_keeps_no_object_for_the_collector_per_event() -> None:
     gc.collect()
     before = len(gc.get_objects())
     for i in range(2_000):
-        lane(token_event(f"piece {i}", i))
+        lane(token_json(f"piece {i}", i))
     log.emit("s", StatusEvent(message="and one that is not a token"))
     assert len(gc.get_objects()) - before < 20
     assert (await log.info("s")) is not None
@@ -66,7 +67,7 @@ async def test_a_pushed_readers_frames_are_the_envelopes_encoding() -> None:
     await log.create("s", owner=None, session_id=None)
     lane = log.lane("s")
     for i, piece in enumerate(["첫", " 번째", "\n줄"]):
-        lane(token_event(piece, i))
+        lane(token_json(piece, i))
     sub = await log.subscribe("s")
     for after, count in ((0, 1), (0, 3), (1, 2), (2, 5)):
         for names in (True, False):

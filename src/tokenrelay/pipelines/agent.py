@@ -27,6 +27,7 @@ from tokenrelay.events import (
     ToolProgressEvent,
     ToolResultEvent,
     token_event,
+    token_json,
 )
 from tokenrelay.pipelines.answer import Answer
 from tokenrelay.providers.base import (
@@ -125,7 +126,7 @@ async def stream_round(
     request: ProviderRequest,
     answer: Answer,
     timing: Timing,
-    emit: Callable[[Any], object] | None = None,
+    emit: Callable[[str], object] | None = None,
 ) -> AsyncIterator[Any]:
     """One provider round: text becomes `token` events, tool calls `tool_call` events.
 
@@ -160,10 +161,10 @@ async def stream_round(
                 else:
                     gap_metric.observe(now - timing.last_token)
                 timing.last_token = now
-                out = token_event(event.text, answer.chunks - 1)
                 if emit is not None:
-                    emit(out)
+                    emit(token_json(event.text, answer.chunks - 1))
                     continue
+                out = token_event(event.text, answer.chunks - 1)
             elif isinstance(event, ToolCallPart):
                 call = event.call
                 out = ToolCallEvent(call_id=call.id, tool=call.name, args=call.arguments)
@@ -237,7 +238,7 @@ async def agent_loop(
     timing: Timing,
     setup: ToolSetup | None,
     recorder: RoundRecorder,
-    emit: Callable[[Any], object] | None = None,
+    emit: Callable[[str], object] | None = None,
 ) -> AsyncIterator[Any]:
     """Rounds until the model answers without server tool calls (see module doc)."""
     metrics = services.metrics

@@ -27,12 +27,20 @@ HTTPTOOLS_CYCLE = "uvicorn.protocols.http.httptools_impl"
 
 
 class DirectWriter:
+    """Writes chunks of one chunked response on uvicorn's transport. The SSE response's
+    pusher (server/sse.py) is one, which reads these attributes itself on its hot path."""
+
     __slots__ = ("_cycle", "_flow", "_transport")
 
     def __init__(self, cycle: Any) -> None:
         self._cycle = cycle
         self._transport = cycle.transport
         self._flow = cycle.flow
+
+    @property
+    def cycle(self) -> Any:
+        """uvicorn's `RequestResponseCycle` of the response."""
+        return self._cycle
 
     @property
     def writable(self) -> bool:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -230,8 +231,7 @@ class StreamReading:
                     break
                 if writer is not None and retry is None:
                     if pusher is None:
-                        loop = asyncio.get_running_loop()
-                        pusher = _Pusher(writer, sub, stream_id, names, framer, loop)
+                        pusher = _Pusher(writer, sub, stream_id, names, framer, flush_queue())
                     pusher.after = pusher.until = after
                     sub.set_push(pusher.push)
                 await sub.waiter()
@@ -273,20 +273,67 @@ class StreamReading:
         self._services.runner.detach(self._stream_id, finished=self._finished)
 
 
-class _Pusher:
+class _FlushQueue:
+    """The pushers with something to write, flushed by one callback per loop turn for all of
+    them, instead of a callback per stream per turn: with many paced streams, the tokens of
+    hundreds of streams fall due in the same turn, and each callback was a handle made,
+    queued and run for one token (bench/relay/findings.md, item 39). A pusher appends itself
+    to `pending` and calls `start()` first when it finds the list empty.
+
+    It keeps no reference to its loop: `_queues` holds it under a weak reference to the loop,
+    and a value that referred to its key would keep every closed loop alive."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: list[_Pusher] = []
+
+    def start(self) -> None:
+        asyncio.get_running_loop().call_soon(self._run)
+
+    def _run(self) -> None:
+        batch = self.pending[:]
+        self.pending.clear()  # the list itself stays: pushers hold it
+        for pusher in batch:
+            try:
+                pusher.flush()
+            except Exception as exc:  # as the loop treats a failing callback: report, go on
+                asyncio.get_running_loop().call_exception_handler(
+                    {"message": "SSE flush failed", "exception": exc}
+                )
+
+
+_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _FlushQueue] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def flush_queue() -> _FlushQueue:
+    """The running loop's flush queue (made on first use; it goes with its loop)."""
+    loop = asyncio.get_running_loop()
+    queue = _queues.get(loop)
+    if queue is None:
+        queue = _queues[loop] = _FlushQueue()
+    return queue
+
+
+class _Pusher(DirectWriter):
     """Takes a waiting reader's events from the log as they are appended (`set_push`): each
-    push only notes the event, and one callback per loop turn encodes and writes what came
-    in that turn as one chunk (server/direct_write.py). It refuses the terminal event, and
-    everything while the connection is not writable: the reader wakes and sends those."""
+    push only notes the event, and the loop's flush queue encodes and writes, once per loop
+    turn, what came in that turn as one chunk. It refuses the terminal event, and everything
+    while the connection is not writable: the reader wakes and sends those.
+
+    A `DirectWriter` itself, so that `push` and `flush` read the connection's state as
+    `writable` and `write` do, without a call of either: both run once per token."""
 
     __slots__ = (
         "_framer",
-        "_loop",
         "_names",
+        "_pending",
+        "_queue",
         "_scheduled",
         "_stream_id",
         "_sub",
-        "_writer",
         "after",
         "until",
     )
@@ -298,14 +345,15 @@ class _Pusher:
         stream_id: str,
         names: bool,
         framer: Framer | None,
-        loop: asyncio.AbstractEventLoop,
+        queue: _FlushQueue,
     ) -> None:
-        self._writer = writer
+        super().__init__(writer.cycle)
         self._sub = sub
         self._stream_id = stream_id
         self._names = names
         self._framer = framer
-        self._loop = loop
+        self._queue = queue
+        self._pending = queue.pending
         self._scheduled = False
         self.after = 0  # the last seq written
         self.until = 0  # the last seq taken (written, or to be written by the next flush)
@@ -314,10 +362,14 @@ class _Pusher:
         if kind in TERMINAL_TYPES:
             return False
         if not self._scheduled:
-            if not self._writer.writable:
+            cycle = self._cycle  # `writable`, inline
+            if cycle.disconnected or cycle.response_complete or self._flow.write_paused:
                 return False
             self._scheduled = True
-            self._loop.call_soon(self.flush)
+            pending = self._pending
+            if not pending:
+                self._queue.start()
+            pending.append(self)
         self.until = seq
         return True
 
@@ -333,8 +385,9 @@ class _Pusher:
         else:
             body = framer.frames(self._sub.take(self.after)[:count])
         self.after = self.until
-        if body:
-            self._writer.write(body)
+        cycle = self._cycle  # `write`, inline
+        if body and not (cycle.disconnected or cycle.response_complete):
+            self._transport.write(b"%x\r\n%b\r\n" % (len(body), body))
 
 
 def stream_response(

@@ -21,7 +21,7 @@ from itertools import repeat
 from typing import Protocol
 
 from tokenrelay.errors import StreamNotFound
-from tokenrelay.events import Encoded, Envelope, encode_frames, encode_pairs, envelope
+from tokenrelay.events import Envelope, encode_frames, encode_pairs, envelope
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +83,10 @@ class StreamLog(Protocol):
         """`emit`, for callers that prefer to await."""
         ...
 
-    def lane(self, stream_id: str) -> Callable[[Encoded], object]:
-        """`emit` bound to one stream, for its non-terminal events already encoded (tokens):
-        the runner's lane (`StreamRunner.lane`). The stream must exist."""
+    def lane(self, stream_id: str) -> Callable[[str], object]:
+        """`emit` of a `token` event bound to one stream, taking the event's JSON
+        (`events.token_json`): the runner's lane (`StreamRunner.lane`), one call per token.
+        The stream must exist."""
         ...
 
     def read(self, stream_id: str, after_seq: int = 0) -> AsyncIterator[Envelope]:
@@ -180,18 +181,38 @@ class _MemoryStream:
         items.append(kind)
         items.append(data)
         if self.pushers:
-            seq = len(items) >> 1
-            for sub in tuple(self.pushers):
-                sub.offer(seq, kind)
+            self.offer(len(items) >> 1, kind)
         if self.waiters:
             wake_all(self.waiters)
 
-    def put(self, event: Encoded) -> None:
-        """The lane (`StreamLog.lane`): stored without looking the stream up and without
-        asking whether a token ends the stream."""
+    def put(self, data: str) -> None:
+        """The lane (`StreamLog.lane`): `add` of a token's JSON, stored without looking the
+        stream up and without asking whether it ends the stream. `add`'s body, not a call of
+        it: this runs once per token (bench/relay/findings.md, item 39)."""
         if self.finished:
             raise RuntimeError("an event after the terminal one")
-        self.add(event.type, event.data)
+        items = self.items
+        items.append("token")
+        items.append(data)
+        if self.pushers:
+            self.offer(len(items) >> 1, "token")
+        if self.waiters:
+            wake_all(self.waiters)
+
+    def offer(self, seq: int, kind: str) -> None:
+        """Event `seq` to each reader that takes by push; one that refuses it leaves push
+        mode and is woken (`MemorySubscription.close`)."""
+        pushers = self.pushers
+        if len(pushers) == 1:  # one reader: no copy of the list for the loop below
+            sub = pushers[0]
+            push = sub._push
+            if push is None or not push(seq, kind):
+                sub.close()
+            return
+        for sub in tuple(pushers):
+            push = sub._push
+            if push is None or not push(seq, kind):
+                sub.close()
 
     def envelopes(self, after_seq: int) -> list[Envelope]:
         """The events after `after_seq`, as envelopes made now."""
@@ -244,12 +265,6 @@ class MemorySubscription:
                 pushers.remove(self)
         self._push = push
 
-    def offer(self, seq: int, kind: str) -> None:
-        """Push event `seq`; when it is not taken, leave push mode and wake the waiter."""
-        push = self._push
-        if push is None or not push(seq, kind):
-            self.close()
-
     def wake(self) -> None:
         if self._fut is not None and not self._fut.done():
             self._fut.set_result(None)
@@ -290,7 +305,7 @@ class MemoryStreamLog:
         stream.add(env.type, env.data)
         return env
 
-    def lane(self, stream_id: str) -> Callable[[Encoded], object]:
+    def lane(self, stream_id: str) -> Callable[[str], object]:
         stream = self._streams.get(stream_id)
         if stream is None:
             raise not_found(stream_id)

@@ -21,7 +21,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import partial
 from typing import Any
 
 from tokenrelay.errors import BackendUnavailable, ErrorCode, TokenRelayError
@@ -119,8 +118,13 @@ class RedisStreamLog:
     async def append(self, stream_id: str, event: object) -> Envelope:
         return self.emit(stream_id, event)
 
-    def lane(self, stream_id: str) -> Callable[[Encoded], object]:
-        return partial(self.emit, stream_id)
+    def lane(self, stream_id: str) -> Callable[[str], object]:
+        emit = self.emit
+
+        def put(data: str) -> None:
+            emit(stream_id, Encoded("token", data))
+
+        return put
 
     def emit(self, stream_id: str, event: object) -> Envelope:
         env = self._local.emit(stream_id, event)

@@ -100,13 +100,14 @@ class StreamRunner:
         running.deadline = timers.call_later(self._deadline_s, self._cancel, running, "deadline")
         self._metrics.active_streams.inc()
 
-    def lane(self, stream_id: str) -> Callable[[Any], object]:
+    def lane(self, stream_id: str) -> Callable[[str], object]:
         """A direct way into the stream's log for the pipeline's hottest events (tokens).
 
         An event yielded by a pipeline passes up through every generator layer (tool loop,
         pipeline, runner) before it is stored; the pipeline of a chat turn hands its tokens to
-        the lane instead, which stores them at once. Order is kept: the runner stores what the
-        pipeline yields as soon as it is yielded, in the same task.
+        the lane instead, which stores them at once: it takes a token event's JSON
+        (`events.token_json`). Order is kept: the runner stores what the pipeline yields as
+        soon as it is yielded, in the same task.
         """
         return self._log.lane(stream_id)
 
