@@ -6,6 +6,7 @@ direct path under cuts and resumes is tests/test_resume.py's."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ from tests.conftest import free_port
 from tests.helpers import chat_stream
 from tokenrelay.events import token_event
 from tokenrelay.providers.scripted import default_reply, split_pieces
-from tokenrelay.server.direct_write import direct_writer
+from tokenrelay.server.direct_write import direct_writer, slim_connection
 from tokenrelay.streams.log import MemoryStreamLog
 
 
@@ -138,3 +139,60 @@ async def test_streams_whose_tokens_fall_due_together_each_arrive_once_in_order(
 
     async with live_server() as srv:
         await asyncio.gather(*(one(srv.url, k) for k in range(40)))
+
+
+async def test_uvicorn_lets_an_open_stream_give_back_its_empty_deques() -> None:
+    """`slim_connection` finds uvicorn's two per-connection deques (pipelined requests, flow
+    control waiters): if uvicorn renames them, this fails instead of memory growing."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        slimmed = slim_connection(send)
+        body = b"slimmed" if slimmed else b"not slimmed"
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http="httptools")
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"http://127.0.0.1:{port}/")
+    finally:
+        server.should_exit = True
+        await task
+    assert response.text == "slimmed"
+
+
+async def test_a_request_pipelined_behind_a_stream_is_still_answered(live_server) -> None:
+    """The queue of pipelined requests is a `_LazyDeque` once the stream has started: a
+    request sent behind it on the same connection is answered when the stream ends."""
+    body = json.dumps({"message": "q", "options": {"scripted": {"tokens": 5, "delay_ms": 20}}})
+    async with live_server() as srv:
+        port = int(srv.url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(
+                b"POST /api/chat/stream HTTP/1.1\r\nHost: t\r\nContent-Type: application/json"
+                b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body.encode())
+            )
+            raw = b""
+            async with asyncio.timeout(10):
+                while b"event: metadata" not in raw:
+                    raw += await reader.read(65536)
+                writer.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+                while raw.count(b"HTTP/1.1 200") < 2 or not raw.endswith(b"}"):
+                    chunk = await reader.read(65536)
+                    assert chunk, raw
+                    raw += chunk
+        finally:
+            writer.close()
+    stream, _, health = raw.partition(b"0\r\n\r\nHTTP/1.1 200")
+    assert stream.count(b"event: token") == 5 and b"event: done" in stream
+    assert json.loads(health.rsplit(b"\r\n\r\n", 1)[1])["status"] == "ok"

@@ -18,6 +18,7 @@ taken under uvicorn, so an upgrade that changes these attributes fails loudly, n
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -126,3 +127,57 @@ def watch_disconnect(send: Send, gone: Callable[[], None]) -> Callable[[], None]
     if cycle.disconnected:
         gone()
     return event.forget
+
+
+class _LazyDeque:
+    """uvicorn's queue of pipelined requests (`HttpToolsProtocol.pipeline`), made only when
+    a client pipelines one: the operations uvicorn uses, on a deque that exists only then."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        self._items: deque[Any] | None = None
+
+    def appendleft(self, item: Any) -> None:
+        if self._items is None:
+            self._items = deque()
+        self._items.appendleft(item)
+
+    def pop(self) -> Any:
+        if self._items is None:
+            raise IndexError("pop from an empty deque")
+        return self._items.pop()
+
+    def __len__(self) -> int:
+        return 0 if self._items is None else len(self._items)
+
+
+def slim_connection(send: Send) -> bool:
+    """Give back what an open stream's connection holds for nothing; True if it did.
+
+    Why: uvicorn makes two empty deques per connection that a stream never uses, the queue
+    of pipelined requests and the waiters of its flow control's `asyncio.Event` (a client
+    waiting for a stream sends nothing more, and a writer waits there only while writes are
+    paused). An empty deque is 760 bytes: 1.5 KB of the 19 KB per open idle stream
+    (bench/relay/findings.md item 40). The queue becomes `_LazyDeque`, the waiters a list
+    (all `asyncio.Event` does with them is append, remove and iterate; `_NotifyingEvent` does
+    the same). Each is replaced only while empty, and only when it is the deque uvicorn
+    makes; a test checks that it happens under uvicorn, and that a pipelined request is
+    still answered.
+    """
+    cycle = _cycle(send)
+    if cycle is None:
+        return False
+    done = False
+    transport = getattr(cycle, "transport", None)
+    protocol: Any = transport.get_protocol() if transport is not None else None
+    pipeline = getattr(protocol, "pipeline", None)
+    if type(pipeline) is deque and not pipeline:
+        protocol.pipeline = _LazyDeque()
+        done = True
+    event: Any = getattr(getattr(cycle, "flow", None), "_is_writable_event", None)
+    waiters = getattr(event, "_waiters", None)
+    if type(waiters) is deque and not waiters:
+        event._waiters = []
+        done = True
+    return done

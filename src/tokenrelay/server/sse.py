@@ -38,7 +38,12 @@ from starlette.types import Receive, Scope, Send
 from tokenrelay.errors import StreamNotFound
 from tokenrelay.events import PING_FRAME, TERMINAL_TYPES, Envelope, encode_frames, encode_sse
 from tokenrelay.server.asgi import HANDOFF, RAW_SEND
-from tokenrelay.server.direct_write import DirectWriter, direct_writer, watch_disconnect
+from tokenrelay.server.direct_write import (
+    DirectWriter,
+    direct_writer,
+    slim_connection,
+    watch_disconnect,
+)
 from tokenrelay.services import Services
 from tokenrelay.streams import timers
 from tokenrelay.streams.log import Subscription
@@ -110,6 +115,7 @@ class EventStreamResponse(Response):
             self, services, sub, body_send, body_send if HANDOFF in scope else send
         )
         reading.unwatch = watch_disconnect(body_send, reading.gone)
+        slim_connection(body_send)
         if reading.unwatch is None:
             reading.listener = asyncio.create_task(self._listen(receive, reading.gone))
         try:
