@@ -196,3 +196,42 @@ async def test_a_request_pipelined_behind_a_stream_is_still_answered(live_server
     stream, _, health = raw.partition(b"0\r\n\r\nHTTP/1.1 200")
     assert stream.count(b"event: token") == 5 and b"event: done" in stream
     assert json.loads(health.rsplit(b"\r\n\r\n", 1)[1])["status"] == "ok"
+
+
+async def test_a_transport_that_cannot_name_its_protocol_is_left_as_it_is() -> None:
+    """`slim_connection` is best effort: on a transport of asyncio's base class, whose
+    `get_protocol` raises, the response goes on (a fault found by the in-process bench)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    written: list[bytes] = []
+    results: list[bool] = []
+
+    class Transport(asyncio.Transport):
+        def get_extra_info(self, name: str, default: Any = None) -> Any:
+            return {"sockname": ("127.0.0.1", 1), "peername": ("127.0.0.1", 2)}.get(name)
+
+        def write(self, data: Any) -> None:
+            written.append(bytes(data))
+
+        def is_closing(self) -> bool:
+            return False
+
+        def close(self) -> None:
+            pass
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        results.append(slim_connection(send))
+        await send({"type": "http.response.body", "body": b"still here", "more_body": False})
+
+    config = uvicorn.Config(app, http="httptools", lifespan="off", access_log=False)
+    config.load()
+    protocol = HttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+    protocol.connection_made(Transport())
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    async with asyncio.timeout(5):
+        while not any(b"still here" in w for w in written):
+            await asyncio.sleep(0.01)
+    protocol.connection_lost(None)
+    assert results == [True]  # the flow control's waiters, not the pipeline queue

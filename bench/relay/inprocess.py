@@ -172,6 +172,9 @@ class _Transport(asyncio.Transport):
     def set_protocol(self, protocol: Any) -> None:
         self._protocol = protocol
 
+    def get_protocol(self) -> Any:
+        return self._protocol
+
     def pause_reading(self) -> None:
         pass
 
@@ -199,6 +202,7 @@ def _uvicorn_driver(app: Any, request_body: bytes) -> Any:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         transport = _Transport(done)
         protocol = HttpToolsProtocol(config=config, server_state=state, app_state={})
+        transport.set_protocol(protocol)  # as the loop's transports know theirs
         protocol.connection_made(transport)
         protocol.data_received(head + request_body)
         await done

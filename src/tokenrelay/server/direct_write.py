@@ -169,8 +169,10 @@ def slim_connection(send: Send) -> bool:
     if cycle is None:
         return False
     done = False
-    transport = getattr(cycle, "transport", None)
-    protocol: Any = transport.get_protocol() if transport is not None else None
+    try:  # a transport of asyncio's base class has no protocol to give
+        protocol: Any = cycle.transport.get_protocol()
+    except (AttributeError, NotImplementedError):
+        protocol = None
     pipeline = getattr(protocol, "pipeline", None)
     if type(pipeline) is deque and not pipeline:
         protocol.pipeline = _LazyDeque()
