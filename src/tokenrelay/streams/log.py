@@ -194,8 +194,15 @@ class _MemoryStream:
         items = self.items
         items.append("token")
         items.append(data)
-        if self.pushers:
-            self.offer(len(items) >> 1, "token")
+        pushers = self.pushers
+        if pushers:
+            if len(pushers) == 1:  # one reader (as `offer`, without the call)
+                sub = pushers[0]
+                push = sub._push
+                if push is None or not push(len(items) >> 1, "token"):
+                    sub.close()
+            else:
+                self.offer(len(items) >> 1, "token")
         if self.waiters:
             wake_all(self.waiters)
 
