@@ -4,9 +4,10 @@
     .venv/bin/python bench/local_model.py --no-server     # without `tokenrelay serve`
     .venv/bin/python bench/local_model.py --write         # also update docs/benchmarks.md
 
-Weights: `--weights` (default `auto`, the provider's default: the bundled Q4_1 file converted
-once to F16) picks the model file, and every path below uses that same file, so the comparison
-is like with like; the bundled Q4_1 file called directly is also timed, as a reference row.
+Weights: `--weights` (default `auto`, the provider's default: the bundled Q4_1 file or its F16
+conversion, whichever this machine runs faster, timed at the first start) picks the model
+file, and every path below uses that same file, so the comparison is like with like; when
+that is a conversion, the bundled Q4_1 file called directly is also timed, as a reference row.
 
 Scenarios (greedy decoding, same prompt messages everywhere: the server's system prompt plus
 one user question, rendered with the model's chat template):
@@ -61,7 +62,6 @@ from tokenrelay.providers.llama_runtime import RuntimeConfig, convert_weights
 from tokenrelay.providers.local import LocalProvider
 from tokenrelay.providers.model_files import (
     bundled_model_path,
-    effective_weights,
     prepare_weights,
 )
 
@@ -429,7 +429,8 @@ async def bench(args: argparse.Namespace) -> Results:
         await provider.aclose()
         if server is not None:
             server.stop()
-    results.weights = effective_weights(args.weights, bundled=True)
+    assert provider.weights is not None
+    results.weights = provider.weights  # what `auto` chose, or the kind asked for
     files = results.files = {results.weights: provider.model_file}
     if args.compare_weights:
         cache = Path(data_dir) / "models"
@@ -452,6 +453,8 @@ async def bench(args: argparse.Namespace) -> Results:
 def render(results: Results, args: argparse.Namespace, command: str) -> str:
     med = {k: statistics.median(v) for k, v in results.single.items()}
     name = results.model_file.name if results.model_file else "?"
+    chose = f" (timed at the first start, it chose `{results.weights}`)"
+    chose = chose if args.weights == "auto" else ""
     lines = [
         "## Local model (SmolLM2-135M-Instruct, llama.cpp)",
         "",
@@ -461,7 +464,7 @@ def render(results: Results, args: argparse.Namespace, command: str) -> str:
         f"load average {_load(results.load_before)} before, "
         f"{_load(results.load_after)} after), "
         f"Python {platform.python_version()}, llama-cpp-python {_llama_version()}. "
-        f"Weights `{args.weights}`: model file `{name}` for every path "
+        f"Weights `{args.weights}`{chose}: model file `{name}` for every path "
         "(direct, provider, server, step costs); "
         f"{args.threads} thread(s) for one-token steps and {args.threads_batch} for "
         f"larger ones on every path; flash attention off; n_seq_max 4; greedy, "

@@ -73,8 +73,10 @@ class Settings(BaseSettings):
     local_n_threads_batch: int | None = None  # threads for steps of >1 token; None: every core
     local_weights: Literal["auto", "original", "q8_0", "f16", "bf16"] = Field(
         default="auto",
-        description="auto: the bundled model converted once to F16 (batched kernels), cached "
-        "in data_dir/models; original: the model file as is; q8_0/f16/bf16: convert any file",
+        description="auto: the bundled Q4_1 file or its F16 conversion, whichever this "
+        "machine decodes faster with local_n_seq_max sequences (timed once at the first start, "
+        "the choice cached in data_dir/models); original: the model file as is; "
+        "q8_0/f16/bf16: convert any file once",
     )
 
     # -- remote providers (see docs/providers.md)

@@ -1,5 +1,5 @@
-"""Pure parts of the local provider: finding the GGUF and caching its conversion, the chat
-template, tool-mode parsing."""
+"""Pure parts of the local provider: finding the GGUF and caching its conversion, choosing the
+weights `auto` loads, the chat template, tool-mode parsing."""
 
 from __future__ import annotations
 
@@ -22,12 +22,13 @@ from tokenrelay.providers.llama_structured import (
 )
 from tokenrelay.providers.local import _Mailbox
 from tokenrelay.providers.model_files import (
-    AUTO_BUNDLED,
     bundled_model_path,
+    converted_path,
     effective_weights,
     prepare_weights,
     resolve_model_path,
 )
+from tokenrelay.providers.weights_auto import CHOICE_FILE, Timing, auto_weights, choose
 
 
 def test_missing_model_package_says_how_to_install() -> None:
@@ -194,8 +195,8 @@ def test_original_weights_are_the_file_itself(tmp_path: Path) -> None:
     assert convert.calls == [] and not (tmp_path / "models").exists()
 
 
-def test_auto_converts_only_the_bundled_model() -> None:
-    assert effective_weights("auto", bundled=True) == AUTO_BUNDLED
+def test_auto_chooses_only_for_the_bundled_model() -> None:
+    assert effective_weights("auto", bundled=True) == "auto"
     assert effective_weights("auto", bundled=False) == "original"
     assert effective_weights("q8_0", bundled=False) == "q8_0"
     assert effective_weights("original", bundled=True) == "original"
@@ -240,3 +241,74 @@ def test_mailbox_of_a_closed_loop_refuses_posts() -> None:
     for _ in range(2):  # also after a failed post: the consumer is gone, the engine must know
         with pytest.raises(RuntimeError):
             mailbox.post(queue, EngineText("x"))
+
+
+def timing(step_1_ms: float, step_4_ms: float) -> Timing:
+    return Timing(n=4, step_1=step_1_ms / 1000, step_n=step_4_ms / 1000, prefill=0.2)
+
+
+def test_auto_takes_the_weights_with_the_most_batched_tokens_per_second() -> None:
+    # this machine's numbers: Q4_1 faster at every batch size
+    assert choose({"original": timing(18.6, 34.6), "f16": timing(32.2, 51.6)}) == "original"
+    # the session that made F16 the fixed default: Q4_1 did not batch there
+    assert choose({"original": timing(8.7, 34.2), "f16": timing(15.6, 24.3)}) == "f16"
+    # within 5 %: the original file (no conversion, less memory)
+    assert choose({"original": timing(10.0, 30.0), "f16": timing(12.0, 29.0)}) == "original"
+
+
+class FakeMeasure:
+    def __init__(self, timings: dict[str, Timing]) -> None:
+        self.timings = timings
+        self.calls: list[dict[str, Path]] = []
+
+    def __call__(self, files: dict[str, Path]) -> dict[str, Timing]:
+        self.calls.append(files)
+        assert all(path.is_file() for path in files.values())
+        return self.timings
+
+
+def test_auto_times_once_then_reads_its_choice(tmp_path: Path) -> None:
+    source = tmp_path / "Model.Q4_1.gguf"
+    source.write_bytes(b"weights")
+    cache = tmp_path / "models"
+    convert = FakeConverter()
+    measure = FakeMeasure({"original": timing(18.6, 34.6), "f16": timing(32.2, 51.6)})
+    context = ["a build", "a cpu", "threads 1/2"]
+    assert auto_weights(source, cache, convert, measure, context=context) == ("original", source)
+    assert len(measure.calls) == 1 and set(measure.calls[0]) == {"original", "f16"}
+    # the losing conversion does not stay on disk; the choice does
+    assert not converted_path(source, "f16", cache).exists()
+    stored = json.loads((cache / CHOICE_FILE).read_text())
+    [entry] = stored.values()
+    assert entry["weights"] == "original" and entry["context"] == context
+    assert entry["timings"]["f16"]["step_n"] == pytest.approx(0.0516)
+    # the next start reads it: no timing, no conversion
+    assert auto_weights(source, cache, convert, measure, context=context) == ("original", source)
+    assert len(measure.calls) == 1 and len(convert.calls) == 1
+    # other threads (or another build, CPU, source file) are timed again
+    auto_weights(source, cache, convert, measure, context=[*context[:2], "threads 2/2"])
+    assert len(measure.calls) == 2
+
+
+def test_auto_keeps_the_conversion_it_chose(tmp_path: Path) -> None:
+    source = tmp_path / "Model.Q4_1.gguf"
+    source.write_bytes(b"weights")
+    cache = tmp_path / "models"
+    convert = FakeConverter()
+    measure = FakeMeasure({"original": timing(8.7, 34.2), "f16": timing(15.6, 24.3)})
+    kind, chosen = auto_weights(source, cache, convert, measure)
+    assert kind == "f16" and chosen == converted_path(source, "f16", cache) and chosen.is_file()
+    chosen.unlink()  # deleted by hand: converted again, not timed again
+    assert auto_weights(source, cache, convert, measure) == ("f16", chosen) and chosen.is_file()
+    assert len(measure.calls) == 1 and len(convert.calls) == 2
+
+
+def test_a_damaged_choice_file_is_timed_again(tmp_path: Path) -> None:
+    source = tmp_path / "Model.Q4_1.gguf"
+    source.write_bytes(b"weights")
+    cache = tmp_path / "models"
+    cache.mkdir()
+    (cache / CHOICE_FILE).write_text("{not json")
+    measure = FakeMeasure({"original": timing(18.6, 34.6), "f16": timing(32.2, 51.6)})
+    assert auto_weights(source, cache, FakeConverter(), measure) == ("original", source)
+    assert len(measure.calls) == 1 and json.loads((cache / CHOICE_FILE).read_text())

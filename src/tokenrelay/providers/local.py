@@ -27,6 +27,7 @@ import os
 import threading
 import weakref
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,7 @@ from tokenrelay.providers.model_files import (
     prepare_weights,
     resolve_model_path,
 )
+from tokenrelay.providers.weights_auto import auto_weights, machine_context, time_decode_steps
 
 DEFAULT_TEMPERATURE = 0.2  # SmolLM2's recommended sampling temperature
 
@@ -123,6 +125,7 @@ class LocalProvider:
         self._weights: WeightsKind = weights
         self._cache_dir = cache_dir if cache_dir is not None else Settings().data_dir / "models"
         self.model_file: Path | None = None  # the GGUF actually loaded, once loaded
+        self.weights: str | None = None  # its kind ("original", "f16", ...), once loaded
         self.seed = seed
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -158,12 +161,25 @@ class LocalProvider:
             if self._engine is None:
                 source = resolve_model_path(self._model_path)
                 kind = effective_weights(self._weights, bundled=self._model_path is None)
-                path = prepare_weights(source, kind, self._cache_dir, convert_weights)
+                if kind == "auto":
+                    kind, path = self._auto_weights(source)
+                else:
+                    path = prepare_weights(source, kind, self._cache_dir, convert_weights)
                 runtime = LlamaRuntime.load(RuntimeConfig(model_path=path, **self._config_args))
                 self._template = runtime.chat_template() or CHATML_TEMPLATE
                 self.model_file = path
+                self.weights = kind
                 self._engine = LlamaEngine(runtime)
             return self._engine
+
+    def _auto_weights(self, source: Path) -> tuple[str, Path]:
+        """The bundled file or its F16 conversion, whichever this machine runs faster with
+        this provider's threads and sequences (timed once, then cached)."""
+        args = self._config_args
+        n, threads, batch = args["n_seq_max"], args["n_threads"], args["n_threads_batch"]
+        measure = partial(time_decode_steps, n=n, threads=threads, threads_batch=batch)
+        context = [*machine_context(), f"threads {threads}/{batch}", f"sequences {n}"]
+        return auto_weights(source, self._cache_dir, convert_weights, measure, context=context)
 
     def close(self) -> None:
         """Stop the engine thread and free the model. Blocking; `aclose` from async code."""

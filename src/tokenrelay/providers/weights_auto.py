@@ -1,0 +1,236 @@
+"""`local_weights=auto`: which weights of the bundled model this machine runs best, measured.
+
+Why measured: how fast llama.cpp multiplies Q4_1 against F16 weights depends on the build and
+the CPU, and the answer flipped between machines. On the session that chose F16 (a native
+build, one batch thread) the bundled Q4_1 file gained nothing from batching, so F16 was made
+the default; on every machine since (the portable AVX2 build, every core for batches) Q4_1
+was as fast or faster at every batch size: 4-sequence steps gave 115 against 78 tokens/s here,
+and one user 57 against 39 (docs/benchmarks.md, "Local model"; bench/relay/findings.md item
+42). A fixed choice is wrong somewhere, so at the first start the candidates are timed, on
+this machine and with this server's threads, and the choice is cached next to the converted
+files: later starts read it.
+
+The measure is what the local model is for when shared: tokens per second of a decode step
+with `n_seq_max` sequences. One-sequence steps and a prefill are timed too, for the log and
+the cache file. A tie (within `TIE`) goes to the original file: no conversion, less memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tokenrelay.providers.model_files import Converter, converted_path, prepare_weights
+
+logger = logging.getLogger("tokenrelay.local")
+
+CANDIDATES = ("original", "f16")
+TIE = 0.05  # within 5 % of the best batched tokens/s counts as as fast
+CHOICE_FILE = "weights-auto.json"
+ROUNDS = 5  # timed steps per batch size and candidate, interleaved across candidates
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Median seconds per decode step with 1 and with `n` sequences, and of one prefill."""
+
+    n: int
+    step_1: float
+    step_n: float
+    prefill: float
+
+    @property
+    def batched_tokens_s(self) -> float:
+        return self.n / self.step_n
+
+    @property
+    def single_tokens_s(self) -> float:
+        return 1.0 / self.step_1
+
+
+def choose(timings: dict[str, Timing]) -> str:
+    """The candidate with the most tokens/s in `n`-sequence steps; "original" on a tie (pure)."""
+    best = max(t.batched_tokens_s for t in timings.values())
+    original = timings.get("original")
+    if original is not None and original.batched_tokens_s >= best * (1 - TIE):
+        return "original"
+    return max(timings, key=lambda kind: timings[kind].batched_tokens_s)
+
+
+Measure = Callable[[dict[str, Path]], dict[str, Timing]]
+
+
+def auto_weights(
+    source: Path,
+    cache_dir: Path,
+    convert: Converter,
+    measure: Measure,
+    *,
+    context: Sequence[object] = (),
+) -> tuple[str, Path]:
+    """What `auto` loads, as (weights, file): the cached choice for this source file and
+    `context` (what the timing depends on besides the file: build, CPU, threads, sequences),
+    else the candidates timed with `measure` and the choice stored. The losing conversion is
+    deleted. Blocking."""
+    key = _key(source, context)
+    choices = _read(cache_dir / CHOICE_FILE)
+    known = choices.get(key)
+    if isinstance(known, dict) and known.get("weights") in CANDIDATES:
+        kind = str(known["weights"])
+        path = prepare_weights(source, kind, cache_dir, convert)
+        if path.is_file():
+            return kind, path
+    files = {kind: prepare_weights(source, kind, cache_dir, convert) for kind in CANDIDATES}
+    started = time.perf_counter()
+    timings = measure(files)
+    kind = choose(timings)
+    logger.info(
+        "local weights chosen",
+        extra={
+            "event": "local_weights_chosen",
+            "weights": kind,
+            "measured_s": round(time.perf_counter() - started, 3),
+            **{f"{k}_{f}": round(v, 6) for k, t in timings.items() for f, v in _fields(t)},
+        },
+    )
+    choices[key] = {
+        "weights": kind,
+        "source": source.name,
+        "context": [str(c) for c in context],
+        "timings": {k: asdict(t) for k, t in timings.items()},
+    }
+    _write(cache_dir / CHOICE_FILE, choices)
+    for other in CANDIDATES:
+        if other not in (kind, "original"):
+            converted_path(source, other, cache_dir).unlink(missing_ok=True)
+    return kind, files[kind]
+
+
+def machine_context() -> list[str]:
+    """What the timing depends on besides the file and the server's settings: the llama.cpp
+    build (llama-cpp-python's version) and the CPU."""
+    try:
+        import importlib.metadata
+
+        version = importlib.metadata.version("llama-cpp-python")
+    except Exception:
+        version = "?"
+    return [f"llama-cpp-python {version}", _cpu_model(), f"{os.cpu_count()} cpus"]
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _fields(t: Timing) -> list[tuple[str, float]]:
+    return [("step_1_s", t.step_1), (f"step_{t.n}_s", t.step_n), ("prefill_s", t.prefill)]
+
+
+def _key(source: Path, context: Sequence[object]) -> str:
+    stat = source.stat()
+    raw = "|".join(
+        [str(source.resolve()), str(stat.st_size), str(stat.st_mtime_ns), *map(str, context)]
+    )
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    """Written to a temporary name, then renamed: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        partial.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def time_decode_steps(
+    files: dict[str, Path], *, n: int, threads: int, threads_batch: int
+) -> dict[str, Timing]:
+    """Decode steps of 1 and `n` sequences, and a 64-token prefill, on each file; rounds
+    interleaved across the files so that a noisy neighbour slows them alike. About a second
+    for SmolLM2 on 2 cores."""
+    from tokenrelay.providers.llama_runtime import LlamaRuntime, RuntimeConfig
+
+    prompt = 64
+    loaded: dict[str, Any] = {}
+    steps: dict[str, dict[int, list[float]]] = {k: {1: [], n: []} for k in files}
+    prefills: dict[str, list[float]] = {k: [] for k in files}
+    positions: dict[str, list[int]] = {k: [0] * n for k in files}
+    try:
+        for kind, path in files.items():
+            config = RuntimeConfig(
+                model_path=path,
+                n_ctx_per_seq=prompt + 2 * ROUNDS + 8,
+                n_seq_max=n,
+                n_batch=prompt,
+                n_threads=threads,
+                n_threads_batch=threads_batch,
+                flash_attn=False,
+            )
+            runtime = LlamaRuntime.load(config)
+            loaded[kind] = (runtime, runtime.new_batch(prompt))
+        for kind, (runtime, batch) in loaded.items():  # every sequence gets a context
+            for seq in range(n):
+                batch.clear()
+                for i in range(prompt):
+                    batch.add(100 + i, i, seq, i == prompt - 1)
+                start = time.perf_counter()
+                _decode(runtime, batch)
+                prefills[kind].append(time.perf_counter() - start)
+                positions[kind][seq] = prompt
+        for r in range(ROUNDS + 1):  # the first round warms up and is not counted
+            for size in (1, n):
+                for kind, (runtime, batch) in loaded.items():
+                    batch.clear()
+                    pos = positions[kind]
+                    for seq in range(size):
+                        batch.add(200 + r, pos[seq], seq, True)
+                        pos[seq] += 1
+                    start = time.perf_counter()
+                    _decode(runtime, batch)
+                    if r:
+                        steps[kind][size].append(time.perf_counter() - start)
+    finally:
+        for runtime, batch in loaded.values():
+            batch.close()
+            runtime.close()
+    return {
+        kind: Timing(
+            n=n,
+            step_1=statistics.median(steps[kind][1]),
+            step_n=statistics.median(steps[kind][n]),
+            prefill=statistics.median(prefills[kind]),
+        )
+        for kind in files
+    }
+
+
+def _decode(runtime: Any, batch: Any) -> None:
+    if runtime.decode(batch) != 0:
+        raise RuntimeError("llama.cpp could not decode while timing the local weights")
