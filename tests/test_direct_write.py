@@ -20,6 +20,24 @@ from tokenrelay.server.direct_write import direct_writer, slim_connection
 from tokenrelay.streams.log import MemoryStreamLog
 
 
+async def get_from_uvicorn(app: Any) -> httpx.Response:
+    """`GET /` from a bare ASGI `app` under a real uvicorn (httptools), then stop it."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http="httptools")
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        async with httpx.AsyncClient() as client:
+            return await client.get(f"http://127.0.0.1:{port}/")
+    finally:
+        server.should_exit = True
+        await task
+
+
 async def test_uvicorn_lends_its_transport_to_a_chunked_response() -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -31,20 +49,7 @@ async def test_uvicorn_lends_its_transport_to_a_chunked_response() -> None:
         else:
             await send({"type": "http.response.body", "body": b"no bypass", "more_body": False})
 
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http="httptools")
-    )
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        async with httpx.AsyncClient() as client:
-            response = await client.get(f"http://127.0.0.1:{port}/")
-    finally:
-        server.should_exit = True
-        await task
+    response = await get_from_uvicorn(app)
     # if uvicorn renames what the bypass reads, this fails instead of the relay slowing down
     assert response.text == "direct then asgi"
 
@@ -153,20 +158,7 @@ async def test_uvicorn_lets_an_open_stream_give_back_its_empty_deques() -> None:
         body = b"slimmed" if slimmed else b"not slimmed"
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http="httptools")
-    )
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        async with httpx.AsyncClient() as client:
-            response = await client.get(f"http://127.0.0.1:{port}/")
-    finally:
-        server.should_exit = True
-        await task
+    response = await get_from_uvicorn(app)
     assert response.text == "slimmed"
 
 

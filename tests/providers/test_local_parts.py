@@ -247,11 +247,14 @@ def timing(step_1_ms: float, step_4_ms: float) -> Timing:
     return Timing(n=4, step_1=step_1_ms / 1000, step_n=step_4_ms / 1000, prefill=0.2)
 
 
+# Q4_1 faster at every batch size (this machine); Q4_1 not batching (a native build)
+Q4_WINS = {"original": timing(18.6, 34.6), "f16": timing(32.2, 51.6)}
+F16_WINS = {"original": timing(8.7, 34.2), "f16": timing(15.6, 24.3)}
+
+
 def test_auto_takes_the_weights_with_the_most_batched_tokens_per_second() -> None:
-    # this machine's numbers: Q4_1 faster at every batch size
-    assert choose({"original": timing(18.6, 34.6), "f16": timing(32.2, 51.6)}) == "original"
-    # the session that made F16 the fixed default: Q4_1 did not batch there
-    assert choose({"original": timing(8.7, 34.2), "f16": timing(15.6, 24.3)}) == "f16"
+    assert choose(Q4_WINS) == "original"
+    assert choose(F16_WINS) == "f16"
     # within 5 %: the original file (no conversion, less memory)
     assert choose({"original": timing(10.0, 30.0), "f16": timing(12.0, 29.0)}) == "original"
 
@@ -267,12 +270,16 @@ class FakeMeasure:
         return self.timings
 
 
-def test_auto_times_once_then_reads_its_choice(tmp_path: Path) -> None:
+def a_model(tmp_path: Path) -> tuple[Path, Path]:
+    """A stand-in model file and the cache folder next to it."""
     source = tmp_path / "Model.Q4_1.gguf"
     source.write_bytes(b"weights")
-    cache = tmp_path / "models"
-    convert = FakeConverter()
-    measure = FakeMeasure({"original": timing(18.6, 34.6), "f16": timing(32.2, 51.6)})
+    return source, tmp_path / "models"
+
+
+def test_auto_times_once_then_reads_its_choice(tmp_path: Path) -> None:
+    source, cache = a_model(tmp_path)
+    convert, measure = FakeConverter(), FakeMeasure(Q4_WINS)
     context = ["a build", "a cpu", "threads 1/2"]
     assert auto_weights(source, cache, convert, measure, context=context) == ("original", source)
     assert len(measure.calls) == 1 and set(measure.calls[0]) == {"original", "f16"}
@@ -291,11 +298,8 @@ def test_auto_times_once_then_reads_its_choice(tmp_path: Path) -> None:
 
 
 def test_auto_keeps_the_conversion_it_chose(tmp_path: Path) -> None:
-    source = tmp_path / "Model.Q4_1.gguf"
-    source.write_bytes(b"weights")
-    cache = tmp_path / "models"
-    convert = FakeConverter()
-    measure = FakeMeasure({"original": timing(8.7, 34.2), "f16": timing(15.6, 24.3)})
+    source, cache = a_model(tmp_path)
+    convert, measure = FakeConverter(), FakeMeasure(F16_WINS)
     kind, chosen = auto_weights(source, cache, convert, measure)
     assert kind == "f16" and chosen == converted_path(source, "f16", cache) and chosen.is_file()
     chosen.unlink()  # deleted by hand: converted again, not timed again
@@ -304,11 +308,9 @@ def test_auto_keeps_the_conversion_it_chose(tmp_path: Path) -> None:
 
 
 def test_a_damaged_choice_file_is_timed_again(tmp_path: Path) -> None:
-    source = tmp_path / "Model.Q4_1.gguf"
-    source.write_bytes(b"weights")
-    cache = tmp_path / "models"
+    source, cache = a_model(tmp_path)
     cache.mkdir()
     (cache / CHOICE_FILE).write_text("{not json")
-    measure = FakeMeasure({"original": timing(18.6, 34.6), "f16": timing(32.2, 51.6)})
+    measure = FakeMeasure(Q4_WINS)
     assert auto_weights(source, cache, FakeConverter(), measure) == ("original", source)
     assert len(measure.calls) == 1 and json.loads((cache / CHOICE_FILE).read_text())
