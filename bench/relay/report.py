@@ -386,9 +386,9 @@ def markdown(res: dict[str, Any]) -> str:
         lines += [
             "",
             "Every server but the floor runs uvicorn's HTTP protocol on uvloop. `tokenrelay "
-            "serve` accepts connections with its own listener (every waiting connection at "
-            "each wake-up); the uvicorn baselines accept with uvloop's, one per loop turn "
-            "(findings item 35 below).",
+            "serve` accepts connections with its own listener (up to 32 waiting connections "
+            "at each wake-up); the uvicorn baselines accept with uvloop's, one per loop turn "
+            "(findings items 35 and 41 below).",
         ]
     findings = Path(__file__).with_name("findings.md")
     if findings.exists():
