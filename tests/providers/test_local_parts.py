@@ -314,3 +314,14 @@ def test_a_damaged_choice_file_is_timed_again(tmp_path: Path) -> None:
     measure = FakeMeasure(Q4_WINS)
     assert auto_weights(source, cache, FakeConverter(), measure) == ("original", source)
     assert len(measure.calls) == 1 and json.loads((cache / CHOICE_FILE).read_text())
+
+
+def test_weights_that_cannot_be_timed_fall_back_to_the_original_file(tmp_path: Path) -> None:
+    """A failed timing does not stop the server: the file as it is, timed again next start."""
+    source, cache = a_model(tmp_path)
+
+    def broken(files: dict[str, Path]) -> dict[str, Timing]:
+        raise RuntimeError("llama.cpp could not decode while timing the local weights")
+
+    assert auto_weights(source, cache, FakeConverter(), broken) == ("original", source)
+    assert not (cache / CHOICE_FILE).exists()

@@ -91,7 +91,11 @@ def auto_weights(
             return kind, path
     files = {kind: prepare_weights(source, kind, cache_dir, convert) for kind in CANDIDATES}
     started = time.perf_counter()
-    timings = measure(files)
+    try:
+        timings = measure(files)
+    except Exception:  # the file as it is; timed again at the next start
+        logger.warning("could not time the local weights; using the original file", exc_info=True)
+        return "original", source
     kind = choose(timings)
     logger.info(
         "local weights chosen",
@@ -108,7 +112,10 @@ def auto_weights(
         "context": [str(c) for c in context],
         "timings": {k: asdict(t) for k, t in timings.items()},
     }
-    _write(cache_dir / CHOICE_FILE, choices)
+    try:
+        _write(cache_dir / CHOICE_FILE, choices)
+    except OSError:  # a read-only data dir: the choice holds for this run
+        logger.warning("could not store the local weights choice in %s", cache_dir, exc_info=True)
     for other in CANDIDATES:
         if other not in (kind, "original"):
             converted_path(source, other, cache_dir).unlink(missing_ok=True)
