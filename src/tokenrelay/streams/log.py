@@ -208,15 +208,9 @@ class _MemoryStream:
 
     def offer(self, seq: int, kind: str) -> None:
         """Event `seq` to each reader that takes by push; one that refuses it leaves push
-        mode and is woken (`MemorySubscription.close`)."""
-        pushers = self.pushers
-        if len(pushers) == 1:  # one reader: no copy of the list for the loop below
-            sub = pushers[0]
-            push = sub._push
-            if push is None or not push(seq, kind):
-                sub.close()
-            return
-        for sub in tuple(pushers):
+        mode and is woken (`MemorySubscription.close`). The lane (`put`) does this itself
+        for a single reader, the case of every token."""
+        for sub in tuple(self.pushers):  # a copy: `close` takes a reader off the list
             push = sub._push
             if push is None or not push(seq, kind):
                 sub.close()
