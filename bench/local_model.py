@@ -58,12 +58,13 @@ import httpx
 
 from tokenrelay.config import Settings
 from tokenrelay.providers.base import ChatMessage, Finish, ProviderRequest, TextDelta, Usage
-from tokenrelay.providers.llama_runtime import RuntimeConfig, convert_weights
+from tokenrelay.providers.llama_runtime import convert_weights
 from tokenrelay.providers.local import LocalProvider
 from tokenrelay.providers.model_files import (
     bundled_model_path,
     prepare_weights,
 )
+from tokenrelay.providers.weights_auto import StepTimes, time_decode_steps
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "benchmarks.md"
@@ -92,7 +93,7 @@ class Run:
 class Results:
     single: dict[str, list[float]] = field(default_factory=dict)
     concurrent: dict[str, dict[str, float]] = field(default_factory=dict)
-    steps: dict[str, StepCost] = field(default_factory=dict)  # by weights
+    steps: dict[str, StepTimes] = field(default_factory=dict)  # by weights
     quality: dict[str, tuple[float, float]] = field(default_factory=dict)  # by weights
     weights: str = ""  # the weights every path used (a key of steps)
     files: dict[str, Path] = field(default_factory=dict)  # by weights
@@ -242,78 +243,19 @@ STEP_SIZES = (1, 2, 4, 8)
 PREFILL_TOKENS = 128
 
 
-@dataclass
-class StepCost:
-    steps: dict[int, float]  # sequences -> median seconds per decode step
-    prefill: float  # median seconds to prefill PREFILL_TOKENS of one sequence
-
-
 def step_costs(
     files: dict[str, Path], threads: int, threads_batch: int, rounds: int = 25
-) -> dict[str, StepCost]:
-    """Decode step cost by batch size for each model file, rounds interleaved across files."""
-    from tokenrelay.providers.llama_runtime import LlamaRuntime
-
-    loaded: dict[str, tuple[Any, Any]] = {}
-    positions = {name: [0] * 8 for name in files}
-    times: dict[str, dict[int, list[float]]] = {n: {k: [] for k in STEP_SIZES} for n in files}
-    prefill: dict[str, list[float]] = {name: [] for name in files}
-    try:
-        for name, path in files.items():
-            config = RuntimeConfig(
-                model_path=path,
-                n_ctx_per_seq=512,
-                n_seq_max=8,
-                n_threads=threads,
-                n_threads_batch=threads_batch,
-                flash_attn=False,
-            )
-            runtime = LlamaRuntime.load(config)
-            loaded[name] = (runtime, runtime.new_batch(512))
-        for r in range(rounds):
-            for name, (runtime, batch) in loaded.items():
-                pos = positions[name]
-                if r % 5 == 0:  # every 5th round: prefill sequence 7 afresh (and reset all)
-                    for seq in range(8):
-                        runtime.forget(seq)
-                        pos[seq] = 0
-                    batch.clear()
-                    for i in range(PREFILL_TOKENS):
-                        batch.add(100 + i, i, 7, i == PREFILL_TOKENS - 1)
-                    start = time.perf_counter()
-                    _decode(runtime, batch)
-                    prefill[name].append(time.perf_counter() - start)
-                    for seq in range(7):  # a 40-token context for every other sequence
-                        batch.clear()
-                        for i in range(40):
-                            batch.add(100 + i, i, seq, i == 39)
-                        _decode(runtime, batch)
-                        pos[seq] = 40
-                    pos[7] = PREFILL_TOKENS
-                for n in STEP_SIZES:
-                    batch.clear()
-                    for seq in range(n):
-                        batch.add(200 + r, pos[seq], seq, True)
-                        pos[seq] += 1
-                    start = time.perf_counter()
-                    _decode(runtime, batch)
-                    times[name][n].append(time.perf_counter() - start)
-    finally:
-        for runtime, batch in loaded.values():
-            batch.close()
-            runtime.close()
-    return {
-        name: StepCost(
-            {n: statistics.median(v) for n, v in times[name].items()},
-            statistics.median(prefill[name]),
-        )
-        for name in files
-    }
-
-
-def _decode(runtime: Any, batch: Any) -> None:
-    if runtime.decode(batch) != 0:
-        raise RuntimeError("decode failed")
+) -> dict[str, StepTimes]:
+    """Decode step cost by batch size for each model file, rounds interleaved across files:
+    the provider's own timing of `local_weights=auto`, with more sizes and rounds."""
+    return time_decode_steps(
+        files,
+        sizes=STEP_SIZES,
+        threads=threads,
+        threads_batch=threads_batch,
+        rounds=rounds,
+        prompt=PREFILL_TOKENS,
+    )
 
 
 def quality(files: dict[str, Path], reference: str) -> dict[str, tuple[float, float]]:

@@ -28,7 +28,7 @@ from tokenrelay.providers.model_files import (
     prepare_weights,
     resolve_model_path,
 )
-from tokenrelay.providers.weights_auto import CHOICE_FILE, Timing, auto_weights, choose
+from tokenrelay.providers.weights_auto import CHOICE_FILE, StepTimes, auto_weights, choose
 
 
 def test_missing_model_package_says_how_to_install() -> None:
@@ -243,8 +243,8 @@ def test_mailbox_of_a_closed_loop_refuses_posts() -> None:
             mailbox.post(queue, EngineText("x"))
 
 
-def timing(step_1_ms: float, step_4_ms: float) -> Timing:
-    return Timing(n=4, step_1=step_1_ms / 1000, step_n=step_4_ms / 1000, prefill=0.2)
+def timing(step_1_ms: float, step_4_ms: float) -> StepTimes:
+    return StepTimes(steps={1: step_1_ms / 1000, 4: step_4_ms / 1000}, prefill=0.2)
 
 
 # Q4_1 faster at every batch size (this machine); Q4_1 not batching (a native build)
@@ -260,11 +260,11 @@ def test_auto_takes_the_weights_with_the_most_batched_tokens_per_second() -> Non
 
 
 class FakeMeasure:
-    def __init__(self, timings: dict[str, Timing]) -> None:
+    def __init__(self, timings: dict[str, StepTimes]) -> None:
         self.timings = timings
         self.calls: list[dict[str, Path]] = []
 
-    def __call__(self, files: dict[str, Path]) -> dict[str, Timing]:
+    def __call__(self, files: dict[str, Path]) -> dict[str, StepTimes]:
         self.calls.append(files)
         assert all(path.is_file() for path in files.values())
         return self.timings
@@ -288,7 +288,7 @@ def test_auto_times_once_then_reads_its_choice(tmp_path: Path) -> None:
     stored = json.loads((cache / CHOICE_FILE).read_text())
     [entry] = stored.values()
     assert entry["weights"] == "original" and entry["context"] == context
-    assert entry["timings"]["f16"]["step_n"] == pytest.approx(0.0516)
+    assert entry["timings"]["f16"]["steps"]["4"] == pytest.approx(0.0516)
     # the next start reads it: no timing, no conversion
     assert auto_weights(source, cache, convert, measure, context=context) == ("original", source)
     assert len(measure.calls) == 1 and len(convert.calls) == 1
@@ -320,7 +320,7 @@ def test_weights_that_cannot_be_timed_fall_back_to_the_original_file(tmp_path: P
     """A failed timing does not stop the server: the file as it is, timed again next start."""
     source, cache = a_model(tmp_path)
 
-    def broken(files: dict[str, Path]) -> dict[str, Timing]:
+    def broken(files: dict[str, Path]) -> dict[str, StepTimes]:
         raise RuntimeError("llama.cpp could not decode while timing the local weights")
 
     assert auto_weights(source, cache, FakeConverter(), broken) == ("original", source)

@@ -177,7 +177,7 @@ class LocalProvider:
         this provider's threads and sequences (timed once, then cached)."""
         args = self._config_args
         n, threads, batch = args["n_seq_max"], args["n_threads"], args["n_threads_batch"]
-        measure = partial(time_decode_steps, n=n, threads=threads, threads_batch=batch)
+        measure = partial(time_decode_steps, sizes=(1, n), threads=threads, threads_batch=batch)
         context = [*machine_context(), f"threads {threads}/{batch}", f"sequences {n}"]
         return auto_weights(source, self._cache_dir, convert_weights, measure, context=context)
 

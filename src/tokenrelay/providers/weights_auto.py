@@ -13,6 +13,7 @@ files: later starts read it.
 The measure is what the local model is for when shared: tokens per second of a decode step
 with `n_seq_max` sequences. One-sequence steps and a prefill are timed too, for the log and
 the cache file. A tie (within `TIE`) goes to the original file: no conversion, less memory.
+bench/local_model.py times its step-cost table with the same function (`time_decode_steps`).
 """
 
 from __future__ import annotations
@@ -40,33 +41,29 @@ ROUNDS = 5  # timed steps per batch size and candidate, interleaved across candi
 
 
 @dataclass(frozen=True)
-class Timing:
-    """Median seconds per decode step with 1 and with `n` sequences, and of one prefill."""
+class StepTimes:
+    """Median seconds per decode step by how many sequences it decodes (one token each), and
+    of one prefill."""
 
-    n: int
-    step_1: float
-    step_n: float
+    steps: dict[int, float]
     prefill: float
 
-    @property
-    def batched_tokens_s(self) -> float:
-        return self.n / self.step_n
-
-    @property
-    def single_tokens_s(self) -> float:
-        return 1.0 / self.step_1
+    def tokens_s(self, sequences: int) -> float:
+        return sequences / self.steps[sequences]
 
 
-def choose(timings: dict[str, Timing]) -> str:
-    """The candidate with the most tokens/s in `n`-sequence steps; "original" on a tie (pure)."""
-    best = max(t.batched_tokens_s for t in timings.values())
+def choose(timings: dict[str, StepTimes]) -> str:
+    """The candidate with the most tokens/s in the largest steps timed; "original" on a tie
+    (pure)."""
+    n = max(max(t.steps) for t in timings.values())
+    best = max(t.tokens_s(n) for t in timings.values())
     original = timings.get("original")
-    if original is not None and original.batched_tokens_s >= best * (1 - TIE):
+    if original is not None and original.tokens_s(n) >= best * (1 - TIE):
         return "original"
-    return max(timings, key=lambda kind: timings[kind].batched_tokens_s)
+    return max(timings, key=lambda kind: timings[kind].tokens_s(n))
 
 
-Measure = Callable[[dict[str, Path]], dict[str, Timing]]
+Measure = Callable[[dict[str, Path]], dict[str, StepTimes]]
 
 
 def auto_weights(
@@ -85,10 +82,8 @@ def auto_weights(
     choices = _read(cache_dir / CHOICE_FILE)
     known = choices.get(key)
     if isinstance(known, dict) and known.get("weights") in CANDIDATES:
-        kind = str(known["weights"])
-        path = prepare_weights(source, kind, cache_dir, convert)
-        if path.is_file():
-            return kind, path
+        kind = str(known["weights"])  # converted again if its file was deleted
+        return kind, prepare_weights(source, kind, cache_dir, convert)
     files = {kind: prepare_weights(source, kind, cache_dir, convert) for kind in CANDIDATES}
     started = time.perf_counter()
     try:
@@ -145,8 +140,8 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _fields(t: Timing) -> list[tuple[str, float]]:
-    return [("step_1_s", t.step_1), (f"step_{t.n}_s", t.step_n), ("prefill_s", t.prefill)]
+def _fields(t: StepTimes) -> list[tuple[str, float]]:
+    return [*((f"step_{n}_s", v) for n, v in t.steps.items()), ("prefill_s", t.prefill)]
 
 
 def _key(source: Path, context: Sequence[object]) -> str:
@@ -177,23 +172,31 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 
 def time_decode_steps(
-    files: dict[str, Path], *, n: int, threads: int, threads_batch: int
-) -> dict[str, Timing]:
-    """Decode steps of 1 and `n` sequences, and a 64-token prefill, on each file; rounds
-    interleaved across the files so that a noisy neighbour slows them alike. About a second
-    for SmolLM2 on 2 cores."""
+    files: dict[str, Path],
+    *,
+    sizes: Sequence[int],
+    threads: int,
+    threads_batch: int,
+    rounds: int = ROUNDS,
+    prompt: int = 64,
+) -> dict[str, StepTimes]:
+    """Decode steps of each of `sizes` sequences, and a `prompt`-token prefill, on each file;
+    rounds interleaved across the files so that a noisy neighbour slows them alike (the first
+    round warms up and is not counted). About a second for SmolLM2 on 2 cores with the
+    defaults; bench/local_model.py times its table with more sizes and rounds."""
     from tokenrelay.providers.llama_runtime import LlamaRuntime, RuntimeConfig
 
-    prompt = 64
+    sizes = sorted(set(sizes))
+    n = sizes[-1]
     loaded: dict[str, Any] = {}
-    steps: dict[str, dict[int, list[float]]] = {k: {1: [], n: []} for k in files}
+    steps: dict[str, dict[int, list[float]]] = {k: {size: [] for size in sizes} for k in files}
     prefills: dict[str, list[float]] = {k: [] for k in files}
     positions: dict[str, list[int]] = {k: [0] * n for k in files}
     try:
         for kind, path in files.items():
             config = RuntimeConfig(
                 model_path=path,
-                n_ctx_per_seq=prompt + 2 * ROUNDS + 8,
+                n_ctx_per_seq=prompt + len(sizes) * (rounds + 1) + 8,
                 n_seq_max=n,
                 n_batch=prompt,
                 n_threads=threads,
@@ -211,8 +214,8 @@ def time_decode_steps(
                 _decode(runtime, batch)
                 prefills[kind].append(time.perf_counter() - start)
                 positions[kind][seq] = prompt
-        for r in range(ROUNDS + 1):  # the first round warms up and is not counted
-            for size in (1, n):
+        for r in range(rounds + 1):
+            for size in sizes:
                 for kind, (runtime, batch) in loaded.items():
                     batch.clear()
                     pos = positions[kind]
@@ -228,10 +231,8 @@ def time_decode_steps(
             batch.close()
             runtime.close()
     return {
-        kind: Timing(
-            n=n,
-            step_1=statistics.median(steps[kind][1]),
-            step_n=statistics.median(steps[kind][n]),
+        kind: StepTimes(
+            steps={size: statistics.median(v) for size, v in steps[kind].items()},
             prefill=statistics.median(prefills[kind]),
         )
         for kind in files
