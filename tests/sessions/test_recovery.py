@@ -90,10 +90,16 @@ async def test_the_sweep_keeps_the_log_text_else_the_checkpoint(store: SessionSt
     unlogged = await _answer(store, "dead", "s-expired")  # its stream is gone from the log
     await store.checkpoint(unlogged.assistant_message_id, "kept by the checkpoint")
     live = await _answer(store, "me", "s-live")
-    await store.beat("me")
 
-    assert await recover(store, log, "me", stale_after_s=3600) == 2
-    assert await recover(store, log, "me", stale_after_s=3600) == 0  # done once
+    await store.beat("dead")
+    await asyncio.sleep(0.05)
+    await store.beat("me")
+    assert await recover(store, log, "me", stale_after_s=0.01) == 2
+    assert await recover(store, log, "me", stale_after_s=0.01) == 0  # done once
+    # the dead replica's heartbeat row is gone with it (its answers count as orphans however
+    # long the period); this replica's row stays (its answer is nobody's orphan)
+    late = await _answer(store, "dead", "s-late")
+    assert await _orphans(store, "someone", 3600) == {late.assistant_message_id}
 
     texts = {}
     for turn in (logged, unlogged, live):

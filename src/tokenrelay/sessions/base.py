@@ -219,6 +219,11 @@ class SessionStore(Protocol):
         per database, at its start)."""
         ...
 
+    async def prune_replicas(self, replica_id: str, *, stale_after_s: float | None) -> None:
+        """Drop the heartbeat rows of dead replicas (as `orphans` judges them): every start
+        makes a new replica id. A missing row counts as dead, so nothing changes verdict."""
+        ...
+
     async def interrupt(self, message_id: str, content: str, reason: str) -> bool:
         """A `streaming` answer becomes `interrupted` with `content`, its metadata noting
         `"interrupted": reason`; False (and nothing written) if it is no longer streaming."""

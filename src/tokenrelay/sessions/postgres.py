@@ -336,6 +336,15 @@ class PostgresSessionStore:
             )
         return [Orphan(r["id"], r["stream_id"], r["content"]) for r in rows]
 
+    async def prune_replicas(self, replica_id: str, *, stale_after_s: float | None) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                f"DELETE FROM tokenrelay_replicas WHERE id <> $1 AND ($2 OR seen_at < {_NOW} - $3)",
+                replica_id,
+                stale_after_s is None,
+                stale_after_s or 0.0,
+            )
+
     async def interrupt(self, message_id: str, content: str, reason: str) -> bool:
         async with self._conn() as conn:
             result = await conn.execute(

@@ -76,6 +76,7 @@ async def recover(
                 orphan.stream_id,
                 len(content),
             )
+    await sessions.prune_replicas(replica_id, stale_after_s=stale_after_s)
     return recovered
 
 

@@ -417,6 +417,16 @@ class SQLiteSessionStore:
 
         return await self._worker.run(body)
 
+    async def prune_replicas(self, replica_id: str, *, stale_after_s: float | None) -> None:
+        everyone_else_dead = int(stale_after_s is None)
+        seen_before = time.time() - (stale_after_s or 0.0)
+        await self._write(
+            lambda db: db.execute(
+                "DELETE FROM replicas WHERE id != ? AND (? OR seen_at < ?)",
+                (replica_id, everyone_else_dead, seen_before),
+            )
+        )
+
     async def interrupt(self, message_id: str, content: str, reason: str) -> bool:
         def body(db: sqlite3.Connection) -> bool:
             cur = db.execute(
