@@ -122,6 +122,8 @@ class _Recorder:
         busy = self._pending is not None and not self._pending.done()  # a round being stored
         if busy or size == self._saved or (self._saving is not None and not self._saving.done()):
             return
+        if self._writing is not None and self._writing.done():
+            return  # the turn's first write failed: no placeholder to write to
         self._saved = size
         self._saving = asyncio.ensure_future(self._checkpoint(self.message_id, self.text()))
 
