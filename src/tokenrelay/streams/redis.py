@@ -19,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from tokenrelay.errors import BackendUnavailable, ErrorCode, TokenRelayError
-from tokenrelay.events import Encoded, Envelope, ErrorEvent
+from tokenrelay.errors import BackendUnavailable, StreamIncomplete, TokenRelayError
+from tokenrelay.events import Encoded, Envelope, ErrorEvent, reader_error
+from tokenrelay.streams import redis_lua as lua
 from tokenrelay.streams.log import (
     MemoryStreamLog,
     PumpSubscription,
@@ -35,9 +37,38 @@ from tokenrelay.streams.log import (
 
 logger = logging.getLogger("tokenrelay.streams.redis")
 
-LEASE_S = 5.0
-ALIVE_S = 15.0
+LEASE_S = 5.0  # a remote reader's own lease (`lease:<id>`), not the owner's
+OUTAGE_S = 5.0  # how long a remote reader rides out Redis being away
 _BLOCK_MS = 1000
+_GAP_POLL_MS = 200
+
+
+def _seq(entry_id: str) -> int:
+    return int(entry_id.partition("-")[2])
+
+
+def _lost() -> TokenRelayError:
+    return BackendUnavailable(
+        "the server generating this answer stopped before it finished",
+        suggestion="send your message again",
+        retryable=True,
+    )
+
+
+def _incomplete() -> StreamIncomplete:
+    return StreamIncomplete(
+        "part of this answer is no longer available",
+        suggestion="send your message again",
+        retryable=False,
+    )
+
+
+def _reader_cut_off() -> BackendUnavailable:
+    return BackendUnavailable(
+        "this answer cannot be followed right now",
+        suggestion="try again in a moment",
+        retryable=True,
+    )
 
 
 def backend_down(exc: BaseException) -> BackendUnavailable:
@@ -56,20 +87,29 @@ class RedisStreamLog:
         max_len: int = 100_000,
         max_age_s: float = 3600.0,
         prefix: str = "tokenrelay",
+        lease_s: float = 15.0,
+        outage_s: float = OUTAGE_S,
     ) -> None:
         self._redis = client
         self._ttl_s = ttl_s
         self._max_len = max_len
         self._max_age_s = max_age_s  # how long an unfinished stream's keys may live
         self._prefix = prefix
+        self._lease_s = lease_s
+        self._outage_s = outage_s  # how long a reader rides out Redis being away
         self._local = MemoryStreamLog(ttl_s=ttl_s)
         self._pending: list[tuple[str, Envelope]] = []
+        self._dirty: set[str] = set()  # streams to write again whole, from the local copy
+        self._lost: set[str] = set()  # streams declared lost elsewhere: no longer copied
         self._wake = asyncio.Event()
         self._inflight = 0
         self._flusher: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
-        self._alive_at: dict[str, float] = {}
         self._released = False
+        self._renew = client.register_script(lua.RENEW)
+        self._rewrite = client.register_script(lua.REWRITE)
+        self._declare = client.register_script(lua.DECLARE_LOST)
 
     @classmethod
     async def connect(cls, url: str, **kwargs: Any) -> RedisStreamLog:
@@ -107,13 +147,12 @@ class RedisStreamLog:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hset(self._k("meta", stream_id), mapping=meta)
                 pipe.expire(self._k("meta", stream_id), int(self._max_age_s))
-                pipe.set(self._k("alive", stream_id), 1, ex=int(ALIVE_S))
+                pipe.set(self._k("alive", stream_id), 1, px=self._lease_ms)
                 await pipe.execute()
         except Exception as exc:
             raise backend_down(exc) from exc
         await self._local.create(stream_id, owner=owner, session_id=session_id)
-        self._alive_at[stream_id] = time.monotonic()
-        self._ensure_flusher()
+        self._ensure_tasks()
 
     async def append(self, stream_id: str, event: object) -> Envelope:
         return self.emit(stream_id, event)
@@ -132,33 +171,81 @@ class RedisStreamLog:
         self._wake.set()
         return env
 
-    def _ensure_flusher(self) -> None:
+    @property
+    def _lease_ms(self) -> int:
+        return max(1, int(self._lease_s * 1000))
+
+    def _ensure_tasks(self) -> None:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_forever(), name="redis-log-flusher")
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._renew_forever(), name="redis-log-lease")
 
     async def _flush_forever(self) -> None:
         backoff = 0.05
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending:
+            while self._pending or self._dirty:
+                # taken together, with no await between: a stream written again from its
+                # copy has exactly the events of `batch` and before, later ones stay pending
                 batch, self._pending = self._pending, []
-                self._inflight = len(batch)
+                dirty, self._dirty = self._dirty, set()
+                rewrites = [r for r in map(self._copy_of, dirty) if r is not None]
+                skip = dirty | self._lost
+                if skip:
+                    batch = [item for item in batch if item[0] not in skip]
+                self._inflight = len(batch) + len(rewrites)
                 try:
-                    await self._write(batch)
+                    await self._write(batch, rewrites)
                     backoff = 0.05
                 except Exception:
-                    logger.warning("redis stream log write failed; retrying", exc_info=True)
-                    # keep the events (the newest, if Redis stays away for long) and retry
-                    self._pending = (batch + self._pending)[-200_000:]
+                    logger.warning(
+                        "redis stream log write failed; these streams are written again from"
+                        " this replica's copy when Redis answers",
+                        exc_info=True,
+                    )
+                    # never a gap: each stream touched is written again whole, from memory
+                    self._dirty |= dirty | {stream_id for stream_id, _ in batch}
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 2.0)
                 finally:
                     self._inflight = 0
 
-    async def _write(self, batch: list[tuple[str, Envelope]]) -> None:
-        now = time.monotonic()
+    def _copy_of(self, stream_id: str) -> tuple[str, list[str | int]] | None:
+        """The rewrite script's arguments for one stream, from the local copy (None when it
+        is no longer held here, or was declared lost)."""
+        stream = self._local.stream(stream_id)
+        if stream is None or stream_id in self._lost:
+            return None
+        count = stream.last_seq
+        first = max(1, count - self._max_len + 1)
+        if stream.finished:
+            expiry = math.ceil(max(0.0, stream.expires_at - time.monotonic())) + 1
+        else:
+            expiry = int(self._max_age_s)
+        head: list[str | int] = [
+            stream.owner or "",
+            int(stream.owner is not None),
+            stream.session_id or "",
+            int(stream.finished),
+            self._lease_ms,
+            expiry,
+            first,
+        ]
+        return stream_id, head + stream.items[2 * (first - 1) :]
+
+    async def _write(
+        self,
+        batch: list[tuple[str, Envelope]],
+        rewrites: list[tuple[str, list[str | int]]],
+    ) -> None:
+        # per command: the stream whose copy a failure of it spoils (None: harmless)
+        spoils: list[str | None] = []
         async with self._redis.pipeline(transaction=False) as pipe:
+            for stream_id, args in rewrites:
+                await self._rewrite(keys=self._keys(stream_id), args=args, client=pipe)
+                spoils.append(stream_id)
             for stream_id, env in batch:
                 key = self._k("s", stream_id)
                 pipe.xadd(
@@ -168,23 +255,83 @@ class RedisStreamLog:
                     maxlen=self._max_len,
                     approximate=True,
                 )
+                spoils.append(stream_id)
                 if env.terminal:
                     ttl = int(self._ttl_s) + 1
                     pipe.hset(self._k("meta", stream_id), "finished", 1)
                     pipe.expire(key, ttl)
                     pipe.expire(self._k("meta", stream_id), ttl)
                     pipe.delete(self._k("alive", stream_id))
-                    self._alive_at.pop(stream_id, None)
-                elif now - self._alive_at.get(stream_id, 0.0) > ALIVE_S / 3:
+                    spoils += (None, None, None, None)
+                elif env.seq == 1:  # the key is new: bound its life until the lease renews it
                     pipe.expire(key, int(self._max_age_s))
-                    pipe.set(self._k("alive", stream_id), 1, ex=int(ALIVE_S))
-                    self._alive_at[stream_id] = now
-            await pipe.execute()
+                    spoils.append(None)
+            results = await pipe.execute(raise_on_error=False)
+        rewritten = len(rewrites)
+        for i, (spoilt, result) in enumerate(zip(spoils, results, strict=True)):
+            if spoilt is None or spoilt in self._lost:
+                continue
+            if i < rewritten and result == 0:
+                self._stop_copying(spoilt)
+            elif isinstance(result, Exception) and str(result).startswith("NOSCRIPT"):
+                self._dirty.add(spoilt)  # Redis restarted between loading and running
+            elif isinstance(result, Exception) and i < rewritten:
+                logger.error("redis stream log could not write stream %s again: %s", spoilt, result)
+                self._stop_copying(spoilt)
+            elif isinstance(result, Exception):
+                # an id already there: a retried pipeline, or a reader declared the stream
+                # lost; writing it again from the copy tells which (the script checks)
+                self._dirty.add(spoilt)
+
+    def _stop_copying(self, stream_id: str) -> None:
+        self._lost.add(stream_id)
+        logger.warning(
+            "stream %s was declared lost by a reader on another replica while this replica"
+            " could not renew its lease (Redis away or this process stalled for longer than"
+            " stream_lease_s); its remaining events stay local and are no longer copied to Redis",
+            stream_id,
+        )
+
+    def _keys(self, stream_id: str) -> list[str]:
+        return [self._k("meta", stream_id), self._k("alive", stream_id), self._k("s", stream_id)]
+
+    async def _renew_forever(self) -> None:
+        """Renew the lease of every stream held here, one round trip per `lease_s / 3`, and
+        write again any stream that Redis lost (a restart without persistence)."""
+        while True:
+            await asyncio.sleep(self._lease_s / 3)
+            try:
+                await self._renew_all()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("redis stream log could not renew its leases", exc_info=True)
+
+    async def _renew_all(self) -> None:
+        held = self._local.held()
+        if self._lost:
+            self._lost &= {stream_id for stream_id, _ in held}
+        held = [(sid, stream) for sid, stream in held if sid not in self._lost]
+        if not held:
+            return
+        keys: list[str] = []
+        args: list[int] = [self._lease_ms, int(self._max_age_s)]
+        for stream_id, stream in held:
+            keys += self._keys(stream_id)
+            args.append(0 if stream.finished else 1)
+        statuses = await self._renew(keys=keys, args=args)
+        for (stream_id, _), status in zip(held, statuses, strict=True):
+            if status == lua.GONE:
+                self._dirty.add(stream_id)
+            elif status == lua.LOST and stream_id not in self._lost:
+                self._stop_copying(stream_id)
+        if self._dirty:
+            self._wake.set()
 
     async def flush(self, within_s: float = 5.0) -> None:
         """Wait until everything appended so far is in Redis (used at shutdown and in tests)."""
         deadline = time.monotonic() + within_s
-        while (self._pending or self._inflight) and time.monotonic() < deadline:
+        while (self._pending or self._inflight or self._dirty) and time.monotonic() < deadline:
             self._wake.set()
             await asyncio.sleep(0.005)
 
@@ -208,44 +355,113 @@ class RedisStreamLog:
         return PumpSubscription(self._read_remote(stream_id, after_seq), after_seq)
 
     async def _read_remote(self, stream_id: str, after_seq: int) -> AsyncIterator[Envelope]:
+        """Follow a stream generated elsewhere: every event once, in order, then exactly one
+        terminal event, whatever happens to Redis or to the owner (module docstring)."""
         key = self._k("s", stream_id)
-        last = f"0-{max(0, after_seq)}"
+        last = max(0, after_seq)
         lease_at = 0.0
-        try:
-            while True:
+        waiting_since: float | None = None  # at a gap, or for a stream that vanished
+        down_since: float | None = None
+        backoff = 0.05
+        while True:
+            gap = False
+            try:
                 now = time.monotonic()
                 if now - lease_at > LEASE_S / 3:
                     await self._redis.set(self._k("lease", stream_id), 1, ex=int(LEASE_S))
                     lease_at = now
-                reply = await self._redis.xread({key: last}, count=1000, block=_BLOCK_MS)
+                block = _BLOCK_MS if waiting_since is None else _GAP_POLL_MS
+                reply = await self._redis.xread({key: f"0-{last}"}, count=1000, block=block)
                 entries = reply[0][1] if reply else []
+                state: tuple[bool, bool, bool] | None = None
+                if entries and _seq(entries[0][0]) != last + 1:
+                    gap = True
+                if not entries or gap:
+                    if self._released:
+                        return
+                    state = await self._state(stream_id)
+                down_since, backoff = None, 0.05
+            except Exception as exc:
+                now = time.monotonic()
+                down_since = now if down_since is None else down_since
+                if now - down_since >= self._outage_s:
+                    logger.warning(
+                        "redis stream log: a reader of stream %s gave up after %.1f s without"
+                        " Redis (%s); check TOKENRELAY_REDIS_URL and Redis",
+                        stream_id,
+                        now - down_since,
+                        type(exc).__name__,
+                    )
+                    yield reader_error(_reader_cut_off())
+                    return
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 0.5)
+                continue
+            if state is None:  # events, in order from `last`
+                waiting_since = None
                 for entry_id, fields in entries:
-                    last = entry_id
-                    env = Envelope(int(entry_id.split("-")[1]), fields["t"], fields["d"])
+                    seq = _seq(entry_id)
+                    if seq != last + 1:
+                        break  # a gap further on: the next read starts there
+                    last = seq
+                    env = Envelope(seq, fields["t"], fields["d"])
                     yield env
                     if env.terminal:
                         return
-                if entries:
-                    continue
-                if self._released:
-                    return
-                if not await self._redis.exists(self._k("alive", stream_id)):
-                    # the generating replica vanished: nothing more will come
-                    if await self._redis.xread({key: last}, count=1):
-                        continue
-                    lost = TokenRelayError(
-                        "the replica generating this answer went away",
-                        suggestion="send the message again",
-                        code=ErrorCode.BACKEND_UNAVAILABLE,
-                        retryable=True,
-                    )
-                    seq = int(last.split("-")[1]) + 1
-                    yield Envelope(seq, "error", ErrorEvent.from_error(lost).model_dump_json())
-                    return
-        except TokenRelayError:
-            raise
+                continue
+            alive, known, finished = state
+            if not gap and alive:
+                waiting_since = None  # the owner is there, silent: wait on
+                continue
+            if not gap and known and not finished:
+                # the owner's lease expired: end the stream, in the log, for every reader
+                with contextlib.suppress(Exception):  # a failure shows on the next read
+                    await self._declare_lost(stream_id)
+                continue
+            if not gap and known and finished:
+                return  # a finished stream, read up to its end: nothing more to send
+            # a gap, or the stream vanished: wait (a while) for its owner to write it again
+            now = time.monotonic()
+            waiting_since = now if waiting_since is None else waiting_since
+            if (alive or not known) and now - waiting_since < self._lease_s:
+                continue
+            logger.warning(
+                "redis stream log: events of stream %s after seq %d are gone (trimmed by"
+                " redis_stream_maxlen, or lost with a Redis restart and no owner left to write"
+                " them again); the reader ends with STREAM_INCOMPLETE",
+                stream_id,
+                last,
+            )
+            yield reader_error(_incomplete())
+            return
+
+    async def _state(self, stream_id: str) -> tuple[bool, bool, bool]:
+        """(the owner's lease is live, the stream is known, it is finished)"""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.exists(self._k("alive", stream_id))
+            pipe.hmget(self._k("meta", stream_id), ["has_owner", "finished"])
+            alive, (has_owner, finished) = await pipe.execute()
+        return bool(alive), has_owner is not None, finished == "1"
+
+    async def _declare_lost(self, stream_id: str) -> int:
+        data = ErrorEvent.from_error(_lost()).model_dump_json()
+        status = int(
+            await self._declare(keys=self._keys(stream_id), args=[data, int(self._ttl_s) + 1])
+        )
+        if status == lua.DECLARED:
+            logger.warning(
+                "stream %s declared lost: its owner's lease expired before it finished (the"
+                " owning replica died, or could not reach Redis for stream_lease_s)",
+                stream_id,
+            )
+        return status
+
+    async def declare_lost(self, stream_id: str) -> bool:
+        try:
+            status = await self._declare_lost(stream_id)
         except Exception as exc:
             raise backend_down(exc) from exc
+        return status in (lua.DECLARED, lua.ALREADY_LOST)
 
     async def info(self, stream_id: str) -> StreamInfo | None:
         local = await self._local.info(stream_id)
@@ -258,8 +474,8 @@ class RedisStreamLog:
                 meta, last = await pipe.execute()
         except Exception as exc:
             raise backend_down(exc) from exc
-        if not meta:
-            return None
+        if not meta.get("has_owner"):
+            return None  # unknown, or lost by Redis and not yet written again by its owner
         return StreamInfo(
             stream_id=stream_id,
             owner=meta.get("owner") if meta.get("has_owner") == "1" else None,
@@ -310,7 +526,7 @@ class RedisStreamLog:
 
     async def aclose(self) -> None:
         await self.flush()
-        for task in (self._flusher, self._listener):
+        for task in (self._flusher, self._renewer, self._listener):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
