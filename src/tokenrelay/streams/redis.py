@@ -21,7 +21,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Set
 from typing import Any
 
 from tokenrelay.errors import BackendUnavailable, StreamIncomplete, TokenRelayError
@@ -41,6 +41,9 @@ LEASE_S = 5.0  # a remote reader's own lease (`lease:<id>`), not the owner's
 OUTAGE_S = 5.0  # how long a remote reader rides out Redis being away
 _BLOCK_MS = 1000
 _GAP_POLL_MS = 200
+
+
+_NONE: frozenset[str] = frozenset()
 
 
 def _seq(entry_id: str) -> int:
@@ -190,20 +193,24 @@ class RedisStreamLog:
                 # taken together, with no await between: a stream written again from its
                 # copy has exactly the events of `batch` and before, later ones stay pending
                 batch, self._pending = self._pending, []
-                dirty, self._dirty = self._dirty, set()
-                rewrites = [r for r in map(self._copy_of, dirty) if r is not None]
-                skip = dirty | self._lost
-                if skip:
+                dirty: Set[str] = _NONE
+                rewrites: list[tuple[str, list[str | int]]] = []
+                if self._dirty:
+                    dirty, self._dirty = self._dirty, set()
+                    rewrites = [r for r in map(self._copy_of, dirty) if r is not None]
+                if dirty or self._lost:
+                    skip = dirty | self._lost
                     batch = [item for item in batch if item[0] not in skip]
                 self._inflight = len(batch) + len(rewrites)
                 try:
                     await self._write(batch, rewrites)
                     backoff = 0.05
-                except Exception:
+                except Exception as exc:
                     logger.warning(
-                        "redis stream log write failed; these streams are written again from"
-                        " this replica's copy when Redis answers",
-                        exc_info=True,
+                        "redis stream log write failed (%s); the streams are written again"
+                        " from this replica's copy when Redis answers",
+                        type(exc).__name__,
+                        exc_info=backoff == 0.05,  # the trace once per outage
                     )
                     # never a gap: each stream touched is written again whole, from memory
                     self._dirty |= dirty | {stream_id for stream_id, _ in batch}
@@ -267,20 +274,24 @@ class RedisStreamLog:
                     pipe.expire(key, int(self._max_age_s))
                     spoils.append(None)
             results = await pipe.execute(raise_on_error=False)
-        rewritten = len(rewrites)
-        for i, (spoilt, result) in enumerate(zip(spoils, results, strict=True)):
-            if spoilt is None or spoilt in self._lost:
-                continue
-            if i < rewritten and result == 0:
-                self._stop_copying(spoilt)
+        for (stream_id, _), result in zip(rewrites, results, strict=False):
+            if result == 0:
+                self._stop_copying(stream_id)
             elif isinstance(result, Exception) and str(result).startswith("NOSCRIPT"):
-                self._dirty.add(spoilt)  # Redis restarted between loading and running
-            elif isinstance(result, Exception) and i < rewritten:
-                logger.error("redis stream log could not write stream %s again: %s", spoilt, result)
-                self._stop_copying(spoilt)
+                self._dirty.add(stream_id)  # Redis restarted between loading and running
             elif isinstance(result, Exception):
-                # an id already there: a retried pipeline, or a reader declared the stream
-                # lost; writing it again from the copy tells which (the script checks)
+                logger.error(
+                    "redis stream log could not write stream %s again: %s", stream_id, result
+                )
+                self._stop_copying(stream_id)
+        start = len(rewrites)
+        failed = [i for i, r in enumerate(results[start:], start) if isinstance(r, Exception)]
+        for i in failed:
+            # an id already there: a pipeline that redis-py sent again after a dropped
+            # connection, or a reader declared the stream lost; writing the stream again from
+            # its copy tells which (the script checks)
+            spoilt = spoils[i]
+            if spoilt is not None and spoilt not in self._lost:
                 self._dirty.add(spoilt)
 
     def _stop_copying(self, stream_id: str) -> None:
