@@ -277,7 +277,7 @@ async def test_client_kills_during_a_fast_stream_lose_nothing(own: OwnRedis) -> 
 
         killer = asyncio.create_task(storm())
         count = 0
-        while count < 600 or not killer.done() and count < 6000:
+        while count < 600 or (not killer.done() and count < 6000):
             a.emit("storm", TokenEvent(content=f"t{count}", index=count))
             count += 1
             await asyncio.sleep(0.001 if count % 4 == 0 else 0)

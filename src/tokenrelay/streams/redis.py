@@ -6,12 +6,29 @@ replica can replay from a `Last-Event-ID` and follow live with XREAD. Writes are
 background flusher pipelines all pending appends, so Redis costs one round trip per batch, not
 per token. Streams are bounded (MAXLEN) and expire (`stream_ttl_s` after they finish).
 
-Cross-replica coordination, all through Redis:
+Exact under faults (issue #19); each decision two replicas could race on is one Lua script
+(streams/redis_lua.py):
+- **The owner's lease** (`alive:<id>`) is renewed on a timer, every `lease_s / 3`, for every
+  unfinished stream held here, in one round trip: a model that says nothing is not lost.
+- **Declaring a stream lost** is a conditional append: a reader that finds no new events and
+  no lease runs a script that appends the terminal `error` after the stream's last id, marks
+  it finished and lost, and moves the stream's last id past every `0-<seq>`, so all readers
+  read the same event and no late write of the owner can follow it. The owner learns it from
+  a refused write or from its lease timer, and stops copying that stream (a warning).
+- **Redis restarted without persistence**: the owner keeps every event of its streams here;
+  its lease timer sees a stream's `meta` gone and writes the stream again, meta and events,
+  in one script; so does the flusher after any failed write (never a batch retried blindly).
+  Finished streams still held here are written again too, so ownership checks stay right.
+- **Readers never skip**: each entry must be the seq after the last; at a gap (or a stream
+  that vanished) a reader waits up to a lease for the owner to write it again, else it ends
+  with `STREAM_INCOMPLETE`. Redis away under a reader: it retries for `outage_s`, then ends
+  with a retryable `BACKEND_UNAVAILABLE`. Those terminal events are the reader's own, not in
+  the log: seq `READER_SEQ`, sent without an `id:` so that a retry resumes exactly.
+
+Other cross-replica coordination:
 - `cancel` pub/sub channel: a cancel received by any replica reaches the one generating;
 - `lease:<id>` keys: a replica following a stream it does not generate keeps a short lease,
-  so the generating replica does not cancel it as abandoned;
-- `alive:<id>` keys: refreshed by the generating replica; a remote reader that sees it vanish
-  without a terminal event reports the stream as lost instead of waiting forever.
+  so the generating replica does not cancel it as abandoned.
 """
 
 from __future__ import annotations
@@ -327,9 +344,8 @@ class RedisStreamLog:
             return
         keys: list[str] = []
         args: list[int] = [self._lease_ms, int(self._max_age_s)]
-        for stream_id, stream in held:
+        for stream_id, _ in held:
             keys += self._keys(stream_id)
-            args.append(0 if stream.finished else 1)
         statuses = await self._renew(keys=keys, args=args)
         for (stream_id, _), status in zip(held, statuses, strict=True):
             if status == lua.GONE:

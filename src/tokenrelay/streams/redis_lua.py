@@ -10,19 +10,21 @@ write created again in part: it counts as gone.
 from __future__ import annotations
 
 # The owner's lease, for every stream it holds, in one call. KEYS: (meta, alive, s) per stream.
-# ARGV: lease ms, max age s, then per stream 1 (running) or 0 (finished here).
-# Returns per stream: 0 gone (write it again), 1 renewed, 2 declared lost by a reader.
+# ARGV: lease ms, max age s. The lease is renewed until Redis has the stream's terminal event
+# (a stream finished here whose end is still on its way stays alive meanwhile).
+# Returns per stream: 0 gone (write it again), 1 renewed or finished, 2 declared lost.
 RENEW = """
 local lease, max_age = ARGV[1], ARGV[2]
 local out = {}
-for i = 1, #ARGV - 2 do
+for i = 1, #KEYS / 3 do
   local meta, alive, s = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
-  if redis.call('HEXISTS', meta, 'has_owner') == 0 then
+  local state = redis.call('HMGET', meta, 'has_owner', 'finished', 'lost')
+  if not state[1] then
     out[i] = 0
-  elseif redis.call('HGET', meta, 'lost') == '1' then
+  elseif state[3] == '1' then
     out[i] = 2
   else
-    if ARGV[i + 2] == '1' then
+    if state[2] ~= '1' then
       redis.call('SET', alive, '1', 'PX', lease)
       redis.call('EXPIRE', meta, max_age)
       redis.call('EXPIRE', s, max_age)
