@@ -297,10 +297,7 @@ class RedisStreamLog:
             elif isinstance(result, Exception) and str(result).startswith("NOSCRIPT"):
                 self._dirty.add(stream_id)  # Redis restarted between loading and running
             elif isinstance(result, Exception):
-                logger.error(
-                    "redis stream log could not write stream %s again: %s", stream_id, result
-                )
-                self._stop_copying(stream_id)
+                self._stop_copying(stream_id, f"Redis refused to take it again ({result})")
         start = len(rewrites)
         failed = [i for i, r in enumerate(results[start:], start) if isinstance(r, Exception)]
         for i in failed:
@@ -311,13 +308,17 @@ class RedisStreamLog:
             if spoilt is not None and spoilt not in self._lost:
                 self._dirty.add(spoilt)
 
-    def _stop_copying(self, stream_id: str) -> None:
+    def _stop_copying(
+        self,
+        stream_id: str,
+        why: str = "a reader on another replica declared it lost while this replica could not"
+        " renew its lease (Redis away, or this process stalled, for longer than stream_lease_s)",
+    ) -> None:
         self._lost.add(stream_id)
         logger.warning(
-            "stream %s was declared lost by a reader on another replica while this replica"
-            " could not renew its lease (Redis away or this process stalled for longer than"
-            " stream_lease_s); its remaining events stay local and are no longer copied to Redis",
+            "stream %s is no longer copied to Redis, its remaining events stay local: %s",
             stream_id,
+            why,
         )
 
     def _keys(self, stream_id: str) -> list[str]:
