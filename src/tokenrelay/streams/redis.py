@@ -7,7 +7,7 @@ background flusher pipelines all pending appends, so Redis costs one round trip 
 per token. Streams are bounded (MAXLEN) and expire (`stream_ttl_s` after they finish).
 
 Exact under faults (issue #19); each decision two replicas could race on is one Lua script
-(streams/redis_lua.py):
+(streams/redis_lua.py), and readers of other replicas' streams are streams/redis_reader.py:
 - **The owner's lease** (`alive:<id>`) is renewed on a timer, every `lease_s / 3`, for every
   unfinished stream held here, in one round trip: a model that says nothing is not lost.
 - **Declaring a stream lost** is a conditional append: a reader that finds no new events and
@@ -41,8 +41,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Set
 from typing import Any
 
-from tokenrelay.errors import BackendUnavailable, StreamIncomplete, TokenRelayError
-from tokenrelay.events import Encoded, Envelope, ErrorEvent, reader_error
+from tokenrelay.errors import BackendUnavailable
+from tokenrelay.events import Encoded, Envelope
 from tokenrelay.streams import redis_lua as lua
 from tokenrelay.streams.log import (
     MemoryStreamLog,
@@ -51,44 +51,11 @@ from tokenrelay.streams.log import (
     Subscription,
     not_found,
 )
+from tokenrelay.streams.redis_reader import OUTAGE_S, RemoteReader
 
 logger = logging.getLogger("tokenrelay.streams.redis")
 
-LEASE_S = 5.0  # a remote reader's own lease (`lease:<id>`), not the owner's
-OUTAGE_S = 5.0  # how long a remote reader rides out Redis being away
-_BLOCK_MS = 1000
-_GAP_POLL_MS = 200
-
-
 _NONE: frozenset[str] = frozenset()
-
-
-def _seq(entry_id: str) -> int:
-    return int(entry_id.partition("-")[2])
-
-
-def _lost() -> TokenRelayError:
-    return BackendUnavailable(
-        "the server generating this answer stopped before it finished",
-        suggestion="send your message again",
-        retryable=True,
-    )
-
-
-def _incomplete() -> StreamIncomplete:
-    return StreamIncomplete(
-        "part of this answer is no longer available",
-        suggestion="send your message again",
-        retryable=False,
-    )
-
-
-def _reader_cut_off() -> BackendUnavailable:
-    return BackendUnavailable(
-        "this answer cannot be followed right now",
-        suggestion="try again in a moment",
-        retryable=True,
-    )
 
 
 def backend_down(exc: BaseException) -> BackendUnavailable:
@@ -116,7 +83,6 @@ class RedisStreamLog:
         self._max_age_s = max_age_s  # how long an unfinished stream's keys may live
         self._prefix = prefix
         self._lease_s = lease_s
-        self._outage_s = outage_s  # how long a reader rides out Redis being away
         self._local = MemoryStreamLog(ttl_s=ttl_s)
         self._pending: list[tuple[str, Envelope]] = []
         self._dirty: set[str] = set()  # streams to write again whole, from the local copy
@@ -126,10 +92,11 @@ class RedisStreamLog:
         self._flusher: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
-        self._released = False
+        self._reader = RemoteReader(
+            client, prefix=prefix, lease_s=lease_s, ttl_s=ttl_s, outage_s=outage_s
+        )
         self._renew = client.register_script(lua.RENEW)
         self._rewrite = client.register_script(lua.REWRITE)
-        self._declare = client.register_script(lua.DECLARE_LOST)
 
     @classmethod
     async def connect(cls, url: str, **kwargs: Any) -> RedisStreamLog:
@@ -372,7 +339,7 @@ class RedisStreamLog:
             async for env in self._local.read(stream_id, after_seq):
                 yield env
             return
-        async for env in self._read_remote(stream_id, after_seq):
+        async for env in self._reader.read(stream_id, after_seq):
             yield env
 
     async def subscribe(self, stream_id: str, after_seq: int = 0) -> Subscription:
@@ -380,113 +347,11 @@ class RedisStreamLog:
             return await self._local.subscribe(stream_id, after_seq)
         if await self.info(stream_id) is None:
             raise not_found(stream_id)
-        return PumpSubscription(self._read_remote(stream_id, after_seq), after_seq)
-
-    async def _read_remote(self, stream_id: str, after_seq: int) -> AsyncIterator[Envelope]:
-        """Follow a stream generated elsewhere: every event once, in order, then exactly one
-        terminal event, whatever happens to Redis or to the owner (module docstring)."""
-        key = self._k("s", stream_id)
-        last = max(0, after_seq)
-        lease_at = 0.0
-        waiting_since: float | None = None  # at a gap, or for a stream that vanished
-        down_since: float | None = None
-        backoff = 0.05
-        while True:
-            gap = False
-            try:
-                now = time.monotonic()
-                if now - lease_at > LEASE_S / 3:
-                    await self._redis.set(self._k("lease", stream_id), 1, ex=int(LEASE_S))
-                    lease_at = now
-                block = _BLOCK_MS if waiting_since is None else _GAP_POLL_MS
-                reply = await self._redis.xread({key: f"0-{last}"}, count=1000, block=block)
-                entries = reply[0][1] if reply else []
-                state: tuple[bool, bool, bool] | None = None
-                if entries and _seq(entries[0][0]) != last + 1:
-                    gap = True
-                if not entries or gap:
-                    if self._released:
-                        return
-                    state = await self._state(stream_id)
-                down_since, backoff = None, 0.05
-            except Exception as exc:
-                now = time.monotonic()
-                down_since = now if down_since is None else down_since
-                if now - down_since >= self._outage_s:
-                    logger.warning(
-                        "redis stream log: a reader of stream %s gave up after %.1f s without"
-                        " Redis (%s); check TOKENRELAY_REDIS_URL and Redis",
-                        stream_id,
-                        now - down_since,
-                        type(exc).__name__,
-                    )
-                    yield reader_error(_reader_cut_off())
-                    return
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 0.5)
-                continue
-            if state is None:  # events, in order from `last`
-                waiting_since = None
-                for entry_id, fields in entries:
-                    seq = _seq(entry_id)
-                    if seq != last + 1:
-                        break  # a gap further on: the next read starts there
-                    last = seq
-                    env = Envelope(seq, fields["t"], fields["d"])
-                    yield env
-                    if env.terminal:
-                        return
-                continue
-            alive, known, finished = state
-            if not gap and alive:
-                waiting_since = None  # the owner is there, silent: wait on
-                continue
-            if not gap and known and not finished:
-                # the owner's lease expired: end the stream, in the log, for every reader
-                with contextlib.suppress(Exception):  # a failure shows on the next read
-                    await self._declare_lost(stream_id)
-                continue
-            if not gap and known and finished:
-                return  # a finished stream, read up to its end: nothing more to send
-            # a gap, or the stream vanished: wait (a while) for its owner to write it again
-            now = time.monotonic()
-            waiting_since = now if waiting_since is None else waiting_since
-            if (alive or not known) and now - waiting_since < self._lease_s:
-                continue
-            logger.warning(
-                "redis stream log: events of stream %s after seq %d are gone (trimmed by"
-                " redis_stream_maxlen, or lost with a Redis restart and no owner left to write"
-                " them again); the reader ends with STREAM_INCOMPLETE",
-                stream_id,
-                last,
-            )
-            yield reader_error(_incomplete())
-            return
-
-    async def _state(self, stream_id: str) -> tuple[bool, bool, bool]:
-        """(the owner's lease is live, the stream is known, it is finished)"""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.exists(self._k("alive", stream_id))
-            pipe.hmget(self._k("meta", stream_id), ["has_owner", "finished"])
-            alive, (has_owner, finished) = await pipe.execute()
-        return bool(alive), has_owner is not None, finished == "1"
-
-    async def _declare_lost(self, stream_id: str) -> int:
-        data = ErrorEvent.from_error(_lost()).model_dump_json()
-        status = int(
-            await self._declare(keys=self._keys(stream_id), args=[data, int(self._ttl_s) + 1])
-        )
-        if status == lua.DECLARED:
-            logger.warning(
-                "stream %s declared lost: its owner's lease expired before it finished (the"
-                " owning replica died, or could not reach Redis for stream_lease_s)",
-                stream_id,
-            )
-        return status
+        return PumpSubscription(self._reader.read(stream_id, after_seq), after_seq)
 
     async def declare_lost(self, stream_id: str) -> bool:
         try:
-            status = await self._declare_lost(stream_id)
+            status = await self._reader.declare_lost(stream_id)
         except Exception as exc:
             raise backend_down(exc) from exc
         return status in (lua.DECLARED, lua.ALREADY_LOST)
@@ -514,7 +379,7 @@ class RedisStreamLog:
 
     # -- coordination
     def release_readers(self) -> None:
-        self._released = True
+        self._reader.released = True
         self._local.release_readers()
 
     async def has_remote_readers(self, stream_id: str) -> bool:
