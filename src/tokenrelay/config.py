@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     disconnect_grace_s: float = Field(default=0.0, ge=0)
     coalesce_ms: float = Field(default=0.0, ge=0)
     stream_ttl_s: float = Field(default=300.0, gt=0)
+    stream_lease_s: float = Field(
+        default=15.0,
+        ge=0.3,
+        description="with Redis: how long a stream's owner may go unheard before a replica"
+        " reading the stream declares it lost (error BACKEND_UNAVAILABLE); the owner renews"
+        " this lease every third of it, whether the model is writing or silent",
+    )
     event_names: bool = True
 
     # -- input limits and history
