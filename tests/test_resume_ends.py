@@ -37,7 +37,8 @@ def test_generation_outlives_the_connection_by_default() -> None:
 
 
 async def test_a_dropped_reader_resumes_to_done_with_the_default_grace(live_server) -> None:
-    body: dict[str, Any] = {"message": "hi", "options": {"scripted": {"tokens": 20, "delay_ms": 30}}}
+    scripted = {"tokens": 20, "delay_ms": 30}
+    body: dict[str, Any] = {"message": "hi", "options": {"scripted": scripted}}
     async with live_server() as srv, httpx.AsyncClient(base_url=srv.url, timeout=30) as client:
         meta = await open_stream(client, body)  # reads the metadata, then drops the connection
         await asyncio.sleep(0.3)
@@ -103,9 +104,7 @@ async def test_resume_of_an_unknown_stream_is_204_or_json_404(live_server) -> No
 
 async def test_eventsource_get_reconnecting_after_done_gets_204(live_server) -> None:
     async with live_server() as srv, httpx.AsyncClient(base_url=srv.url) as client:
-        first = await client.get(
-            "/api/chat/stream", params={"message": "hi"}, headers=EVENT_STREAM
-        )
+        first = await client.get("/api/chat/stream", params={"message": "hi"}, headers=EVENT_STREAM)
         last_id = parse_sse(first.content)[-1].id
         again = await client.get(
             "/api/chat/stream",

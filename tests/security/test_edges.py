@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,7 +16,7 @@ import pytest
 
 from tests.conftest import postgres_url
 from tests.processes import serve
-from tests.redis_server import OwnRedis, redis_server  # noqa: F401  (the fixture)
+from tests.redis_server import OwnRedis, own_redis
 from tests.security.conftest import open_stream
 from tests.tcp_proxy import TcpProxy
 
@@ -183,8 +184,14 @@ SURROGATE_BODIES = [
     ("/api/chat/stream", b'{"message": "hi \\ud800 there"}'),
     ("/api/chat", b'{"message": "\\udfff"}'),
     ("/api/chat", b'{"message": "hi", "options": {"model": "a\\ud800"}}'),
-    ("/v1/chat/completions", b'{"model": "scripted", "messages": [{"role": "user", "content": "a\\ud800"}], "stream": true}'),  # noqa: E501
-    ("/v1/chat/completions", b'{"model": "scripted", "messages": [{"role": "user", "content": "a\\uD800"}]}'),  # noqa: E501
+    (
+        "/v1/chat/completions",
+        b'{"model": "scripted", "messages": [{"role": "user", "content": "a\\ud800"}], "stream": true}',
+    ),  # noqa: E501
+    (
+        "/v1/chat/completions",
+        b'{"model": "scripted", "messages": [{"role": "user", "content": "a\\uD800"}]}',
+    ),  # noqa: E501
 ]
 
 
@@ -269,6 +276,16 @@ def test_x_forwarded_for_is_ignored_by_default(tmp_path: Path) -> None:
 # -- backends down: 503 BACKEND_UNAVAILABLE at the boundary; /readyz says which
 
 
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[OwnRedis]:
+    with own_redis(tmp_path) as server:
+        yield server
+
+
+def commands_processed(server: OwnRedis) -> int:
+    return int(server.cli("info", "stats").split("total_commands_processed:")[1].split()[0])
+
+
 async def test_rate_limiter_redis_down_is_503_not_500(live_server, redis_server: OwnRedis) -> None:
     settings: dict[str, Any] = {"redis_url": redis_server.url, "rate_limit_per_minute": 6000}
     async with live_server(**settings) as srv, httpx.AsyncClient(base_url=srv.url) as client:
@@ -343,9 +360,9 @@ async def test_readyz_answers_a_probe_storm_from_one_check(
         live_server(redis_url=redis_server.url) as srv,
         httpx.AsyncClient(base_url=srv.url) as client,
     ):
-        before = int(redis_server.cli("info", "stats").split("total_commands_processed:")[1].split()[0])
+        before = commands_processed(redis_server)
         answers = await asyncio.gather(*(client.get("/readyz") for _ in range(50)))
-        after = int(redis_server.cli("info", "stats").split("total_commands_processed:")[1].split()[0])
+        after = commands_processed(redis_server)
     assert {a.status_code for a in answers} == {200}
     assert after - before < 25  # not one ping per probe (the log's own commands run too)
     json.dumps(answers[0].json())

@@ -8,7 +8,7 @@ import logging
 import socket
 import sys
 from types import FrameType
-from typing import cast
+from typing import Any, cast
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
@@ -119,7 +119,7 @@ def tune_gil() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
-def proxy_config(forwarded_allow_ips: str) -> dict[str, object]:
+def proxy_config(forwarded_allow_ips: str) -> dict[str, Any]:
     """uvicorn's proxy-header options: X-Forwarded-For/-Proto are trusted only from the
     addresses in `forwarded_allow_ips`. uvicorn's own default trusts 127.0.0.1, so any
     process on the host (or a proxy there that passes the header on) could pick the client
