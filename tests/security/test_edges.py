@@ -186,12 +186,13 @@ SURROGATE_BODIES = [
     ("/api/chat", b'{"message": "hi", "options": {"model": "a\\ud800"}}'),
     (
         "/v1/chat/completions",
-        b'{"model": "scripted", "messages": [{"role": "user", "content": "a\\ud800"}], "stream": true}',
-    ),  # noqa: E501
+        b'{"model": "scripted", "messages": [{"role": "user", "content": "a\\ud800"}],'
+        b' "stream": true}',
+    ),
     (
         "/v1/chat/completions",
         b'{"model": "scripted", "messages": [{"role": "user", "content": "a\\uD800"}]}',
-    ),  # noqa: E501
+    ),
 ]
 
 
