@@ -113,6 +113,7 @@ class ErrorEvent(_Event):
     suggestion: str = ""
     retryable: bool = False
     retry_after_s: float | None = None
+    details: Any = None  # for developers and operators (what to check), not for end users
 
     @classmethod
     def from_error(cls, err: TokenRelayError) -> ErrorEvent:
@@ -122,6 +123,7 @@ class ErrorEvent(_Event):
             suggestion=err.suggestion,
             retryable=err.retryable,
             retry_after_s=err.retry_after_s,
+            details=err.details,
         )
 
 
