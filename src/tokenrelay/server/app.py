@@ -195,7 +195,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await Services.open(settings)
+        try:
+            services = await Services.open(settings)
+        except TokenRelayError as exc:  # the operator's fix goes to the log, not to clients
+            logger.error("start-up failed: %s (%s)", exc, exc.details or exc.suggestion)
+            raise
         app.state.services = services
         app.state.documents = services.documents
         app.state.readiness = Readiness(settings)

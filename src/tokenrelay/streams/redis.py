@@ -60,8 +60,11 @@ _NONE: frozenset[str] = frozenset()
 
 def backend_down(exc: BaseException) -> BackendUnavailable:
     return BackendUnavailable(
-        f"the shared stream log (Redis) is unreachable ({type(exc).__name__})",
-        suggestion="retry in a moment; operators: check TOKENRELAY_REDIS_URL and Redis",
+        "the server cannot reach its shared stream log right now",
+        suggestion="try again in a moment",
+        details={
+            "operator": f"check TOKENRELAY_REDIS_URL and that Redis is up ({type(exc).__name__})"
+        },
     )
 
 
