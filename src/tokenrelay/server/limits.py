@@ -112,6 +112,16 @@ def starts_stream(scope: Scope) -> bool:
     return True
 
 
+def reads_stream(scope: Scope) -> bool:
+    """Does this request open a reading of a stream (a resume)? An open reading holds a slot
+    of `max_open_streams` as a running stream does (`sse.ReaderSlots`), so it is admitted
+    the same way: a flood of readers of finished streams gets the same 503."""
+    if scope.get("method") != "GET":
+        return False
+    path: str = scope.get("path", "")
+    return path == "/api/chat/stream" or path.startswith("/api/streams/")
+
+
 @dataclass
 class LimitsConfig:
     max_body_bytes: int
@@ -181,7 +191,7 @@ class LimitsMiddleware:
                 return
         if length is None and header(scope, b"transfer-encoding") is not None:
             receive, send = _count_body(receive, send, limit, setting)
-        if self.config.max_open_streams > 0 and starts_stream(scope):
+        if self.config.max_open_streams > 0 and (starts_stream(scope) or reads_stream(scope)):
             await self._admit(scope, receive, send)
             return
         await self.app(scope, receive, send)
