@@ -6,10 +6,13 @@
 Starts `tokenrelay serve` (scripted provider, a fresh data dir), then opens `--readers` raw
 sockets with a small receive buffer (`SO_RCVBUF`), each sending one `POST /api/chat/stream`
 whose scripted reply is `--reply-bytes` of text in `--tokens` tokens, and never reads a byte.
-It prints the server's RSS (from /proc) before, while the readers are stalled, and then once a
-second until `--after` seconds past `--write-timeout` (TOKENRELAY_WRITE_TIMEOUT_S), with how
-many of the client sockets the server has closed. The numbers of docs/benchmarks.md
-("Stalled readers") and docs/deployment.md ("Slow readers") come from this script.
+It prints the server's RSS (from /proc) before, while the readers are stalled, at its peak
+until every reader is closed by the server (at most `--after` seconds past `--write-timeout`,
+TOKENRELAY_WRITE_TIMEOUT_S), and once the streams have expired from the log (`--ttl`). The
+same again for `--waves` rounds: RSS rarely shrinks (the allocator keeps freed pages), so
+what was released shows as a next wave that fits in the memory of the last. The numbers of
+docs/benchmarks.md ("Stalled readers") and docs/deployment.md ("Slow readers") come from
+this script; `--no-timeout-setting` runs it against a build without the setting.
 """
 
 from __future__ import annotations
@@ -41,17 +44,37 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def stalled_reader(port: int, body: bytes, rcvbuf: int) -> socket.socket:
-    """A client that sends its request and never reads (the kernel's window stays small)."""
+def stalled_reader(
+    port: int, body: bytes, rcvbuf: int, *, resume: str | None = None
+) -> socket.socket:
+    """A client that sends its request and never reads (the kernel's window stays small):
+    a new stream with `body`, or the replay of stream `resume` from its start."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before connect: the window
     sock.connect(("127.0.0.1", port))
+    if resume is not None:
+        sock.sendall(
+            f"GET /api/streams/{resume} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+        )
+        return sock
     head = (
         f"POST /api/chat/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
     sock.sendall(head + body)
     return sock
+
+
+def finished_stream(port: int, body: bytes) -> str:
+    """Run one stream, read whole; its id."""
+    with httpx.stream(
+        "POST", f"http://127.0.0.1:{port}/api/chat/stream", content=body, timeout=60
+    ) as response:
+        lines = response.iter_lines()
+        first = next(lines)  # "id: <stream>:1"
+        for _ in lines:
+            pass
+    return first.split(" ", 1)[1].rsplit(":", 1)[0]
 
 
 def open_sockets(pid: int) -> int:
@@ -75,7 +98,17 @@ def main() -> None:
     parser.add_argument("--rcvbuf", type=int, default=4096)
     parser.add_argument("--write-timeout", type=float, default=10.0)
     parser.add_argument("--stalled-for", type=float, default=5.0, help="seconds before 'stalled'")
-    parser.add_argument("--after", type=float, default=5.0, help="seconds past the timeout")
+    parser.add_argument("--after", type=float, default=20.0, help="at most, past the timeout")
+    parser.add_argument("--waves", type=int, default=2, help="rounds of stalled readers")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="the readers replay finished streams (GET /api/streams/{id}) instead of"
+        " starting them: what the readers alone hold, without generation's memory",
+    )
+    parser.add_argument(
+        "--ttl", type=float, default=5.0, help="stream_ttl_s: the log's copy goes after this"
+    )
     parser.add_argument("--no-timeout-setting", action="store_true", help="for the old build")
     args = parser.parse_args()
 
@@ -87,6 +120,8 @@ def main() -> None:
         TOKENRELAY_DATA_DIR=data,
         TOKENRELAY_LOG_LEVEL="warning",
         TOKENRELAY_MAX_TOKENS="32768",  # the scripted reply is cut at max_tokens pieces
+        TOKENRELAY_STREAM_TTL_S=str(600 if args.resume else args.ttl),
+        TOKENRELAY_DISCONNECT_GRACE_S="60",
         TOKENRELAY_MAX_BODY_BYTES=str(args.reply_bytes + 100_000),
     )
     if not args.no_timeout_setting:
@@ -112,36 +147,49 @@ def main() -> None:
         # one warm-up stream read whole, so that "before" includes what the first stream loads
         httpx.post(f"http://127.0.0.1:{port}/api/chat/stream", content=body, timeout=60)
         time.sleep(1)
+        ids: list[str | None] = [None] * args.readers
+        if args.resume:  # the streams to replay, finished and kept by the log
+            ids = [finished_stream(port, body) for _ in range(args.readers)]
+            time.sleep(1)
         before = rss_mb(server.pid)
         base_sockets = open_sockets(server.pid)
         print(f"RSS before: {before:.0f} MB", flush=True)
-        started = time.monotonic()
-        socks = [stalled_reader(port, body, args.rcvbuf) for _ in range(args.readers)]
-        time.sleep(args.stalled_for)
-        stalled = rss_mb(server.pid)
-        closed = base_sockets + args.readers - open_sockets(server.pid)
-        print(
-            f"RSS with {args.readers} stalled readers ({args.stalled_for:g} s): {stalled:.0f} MB"
-            f" (+{(stalled - before) / args.readers:.1f} MB each), closed by the server: {closed}",
-            flush=True,
-        )
-        until = started + args.write_timeout + args.after
-        while time.monotonic() < until:
-            time.sleep(1)
+        for wave in range(1, args.waves + 1):
+            started = time.monotonic()
+            socks = [stalled_reader(port, body, args.rcvbuf, resume=i) for i in ids]
+            time.sleep(args.stalled_for)
+            stalled = rss_mb(server.pid)
             closed = base_sockets + args.readers - open_sockets(server.pid)
             print(
-                f"  t={time.monotonic() - started:5.1f} s  RSS {rss_mb(server.pid):.0f} MB"
-                f"  closed {closed}/{args.readers}",
+                f"wave {wave}: RSS with {args.readers} stalled readers after"
+                f" {args.stalled_for:g} s: {stalled:.0f} MB, closed by the server: {closed}",
                 flush=True,
             )
-        after = rss_mb(server.pid)
-        print(
-            f"RSS {args.write_timeout + args.after:g} s after the stall began: {after:.0f} MB"
-            f" (closed {closed}/{args.readers})",
-            flush=True,
-        )
-        for s in socks:
-            s.close()
+            until = started + args.write_timeout + args.after
+            peak = stalled
+            while time.monotonic() < until:
+                time.sleep(1)
+                closed = base_sockets + args.readers - open_sockets(server.pid)
+                peak = max(peak, rss_mb(server.pid))
+                if closed == args.readers:
+                    break
+            # the memory log forgets expired streams when a stream is created: one small one
+            wait = 0.0 if args.resume else args.ttl
+            time.sleep(wait)
+            small = {"message": "m", "options": {"scripted": {"tokens": 1}}}
+            httpx.post(f"http://127.0.0.1:{port}/api/chat/stream", json=small, timeout=60)
+            time.sleep(1)
+            print(
+                f"wave {wave}: peak RSS {peak:.0f} MB (+{(peak - before) / args.readers:.1f} MB"
+                f" per reader over 'before'); {closed}/{args.readers} closed by the server"
+                f" {time.monotonic() - started - wait - 1:.0f} s after the wave began;"
+                f" RSS {'then' if args.resume else 'once the streams expired'}:"
+                f" {rss_mb(server.pid):.0f} MB",
+                flush=True,
+            )
+            for sock in socks:
+                sock.close()
+            time.sleep(2)
     finally:
         server.send_signal(signal.SIGTERM)
         try:

@@ -18,6 +18,9 @@ taken under uvicorn, so an upgrade that changes these attributes fails loudly, n
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import sys
+import termios
 import time
 from collections import deque
 from collections.abc import Callable
@@ -74,6 +77,13 @@ class DirectWriter:
         """Bytes written and not yet taken by the kernel (the transport's own buffer)."""
         return int(self._transport.get_write_buffer_size())
 
+    def socket_fd(self) -> int | None:
+        sock = self._transport.get_extra_info("socket")
+        try:
+            return int(sock.fileno()) if sock is not None else None
+        except (AttributeError, OSError, ValueError):
+            return None
+
     async def drain(self) -> None:
         """Until the transport takes writes again, or the connection is lost (uvicorn's
         `connection_lost` resumes writing)."""
@@ -85,6 +95,20 @@ class DirectWriter:
         self._transport.abort()
 
 
+_OUTQ = getattr(termios, "TIOCOUTQ", None)  # Linux: bytes in a socket's send queue
+
+
+def kernel_unsent(fd: int | None) -> int:
+    """Bytes the kernel holds for the socket `fd` that the peer has not acknowledged (0 where
+    that cannot be known): the socket's own buffer, which a client that reads empties."""
+    if fd is None or _OUTQ is None:
+        return 0
+    try:
+        return int.from_bytes(fcntl.ioctl(fd, _OUTQ, b"\0\0\0\0"), sys.byteorder, signed=True)
+    except OSError:
+        return 0
+
+
 class WriteWatch:
     """Closes a connection that does not drain: one whose unsent bytes stay put for
     `timeout_s`, or grow past `max_bytes` (`write_timeout_s`, `max_connection_buffer_bytes`).
@@ -92,8 +116,10 @@ class WriteWatch:
     Armed by the reader when it finds the connection's writes paused, never per token: it
     looks at the connection every `interval` seconds on the coarse timers
     (streams/timers.py), and stops looking once the buffer is empty and writes flow. Progress
-    is the buffer shrinking or the reader's position (`progress()`, the last event written)
-    moving: a client that reads slowly but reads is never closed. A close is an abort (the
+    is the unsent bytes shrinking (the transport's buffer and the kernel's send queue: a
+    kernel send buffer grows to megabytes, and the transport's moves only once the kernel
+    takes more) or the reader's position (`progress()`, the last event written) moving: a
+    client that reads slowly but reads is never closed. A close is an abort (the
     client sees the connection end without a terminal event, and resumes with Last-Event-ID);
     uvicorn then reports the connection lost, which ends the reading as a disconnect does.
     It outlives the reading when the end of the body is still unsent: uvicorn's keep-alive
@@ -101,6 +127,7 @@ class WriteWatch:
     """
 
     __slots__ = (
+        "_fd",
         "_interval",
         "_mark",
         "_max",
@@ -124,6 +151,7 @@ class WriteWatch:
         on_close: Callable[[str], None],
     ) -> None:
         self._writer = writer
+        self._fd = writer.socket_fd()
         self._timeout = timeout_s
         self._max = max_bytes
         # checked four times per timeout: a stall is closed within 1.25 x timeout_s
@@ -143,7 +171,7 @@ class WriteWatch:
             return self.closed
         if self._timer is None:
             self._since = time.monotonic()
-            self._size = self._writer.buffered()
+            self._size = self._writer.buffered() + kernel_unsent(self._fd)
             self._mark = self._progress()
             self._timer = timers.call_later(self._interval, self._check)
         return False
@@ -167,6 +195,7 @@ class WriteWatch:
         size = writer.buffered()
         if size == 0 and not writer.write_paused:
             return  # drained: armed again at the next pause
+        size += kernel_unsent(self._fd)
         mark = self._progress()
         now = time.monotonic()
         if size < self._size or mark != self._mark:
