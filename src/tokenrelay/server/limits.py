@@ -7,7 +7,8 @@
   with `Retry-After`;
 - open streams per process: a request that would start a stream while `max_open_streams` run
   here → 503 BACKEND_UNAVAILABLE with `Retry-After` (running streams are never touched; a load
-  balancer can send the retry to another replica).
+  balancer can send the retry to another replica). A request that reads a stream (a resume)
+  is admitted the same way: open readings count (`sse.open_streams`, `reads_stream`).
 
 `limited_pipeline(request, pipeline)` is the per-client running-stream limit: the route calls it
 before `runner.start`, gets 429 when the client already runs `max_streams_per_client` streams,
