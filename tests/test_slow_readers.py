@@ -206,3 +206,21 @@ async def test_a_resume_of_a_finished_stream_holds_a_slot_while_open(live_server
             await until(lambda: open_streams(runner) == 0)
             after = await client.post("/api/chat/stream", json={"message": "hi"})
             assert after.status_code == 200
+
+
+async def test_a_stalled_reader_of_a_finished_stream_holds_a_slot_until_closed(
+    live_server: Any,
+) -> None:
+    """The issue's case: readers of finished streams did not count toward the cap."""
+    async with live_server(max_open_streams=1, write_timeout_s=8, **SETTINGS) as srv:
+        runner = srv.app.state.services.runner
+        sock = await asyncio.to_thread(open_raw, srv.url, post_request(srv.url, BIG))
+        await asyncio.to_thread(started, sock)
+        await until(lambda: runner.active == 0 and open_streams(runner) == 1)
+        async with httpx.AsyncClient(base_url=srv.url, timeout=30) as client:
+            refused = await client.post("/api/chat/stream", json={"message": "hi"})
+            assert refused.status_code == 503
+            await until(lambda: open_streams(runner) == 0)  # closed: the slot comes back
+            after = await client.post("/api/chat/stream", json={"message": "hi"})
+            assert after.status_code == 200
+        sock.close()

@@ -93,8 +93,9 @@ class ReaderSlots:
     which its first reading here shares (`riders`); every other reading holds one while it
     is open (a resume of a finished stream, a second reader of a stream, a reading of a
     stream that runs on another replica). A riding reading whose stream has finished takes
-    a slot of its own when it notices: as soon as its connection backs up (the case of a
-    client that does not read), or when it ends.
+    a slot of its own when it notices: when its connection backs up (the case of a client
+    that does not read) and at each look of its `WriteWatch` after that (a quarter of
+    `write_timeout_s` apart); a reading that keeps up reads the end and leaves.
     """
 
     __slots__ = ("count", "riders")
@@ -410,7 +411,9 @@ class StreamReading:
         elif self._riding:
             slots.riders.discard(self._stream_id)
         self._slot = self._riding = False
-        # the watch, if any, goes on until the connection has drained or is closed
+        # the watch, if any, goes on until the connection has drained or is closed (it holds
+        # this reading until then); dropped here, so the two are no reference cycle
+        self._watch = None
         if self.unwatch is not None:  # the connection lets go of this reading
             self.unwatch()
             self.unwatch = None
