@@ -74,8 +74,12 @@ class DirectWriter:
         return bool(self._cycle.disconnected)
 
     def buffered(self) -> int:
-        """Bytes written and not yet taken by the kernel (the transport's own buffer)."""
-        return int(self._transport.get_write_buffer_size())
+        """Bytes written and not yet taken by the kernel (the transport's own buffer); 0 for a
+        transport that cannot tell (the ABC's default raises NotImplementedError)."""
+        try:
+            return int(self._transport.get_write_buffer_size())
+        except (NotImplementedError, AttributeError):
+            return 0
 
     def socket_fd(self) -> int | None:
         sock = self._transport.get_extra_info("socket")
