@@ -125,20 +125,54 @@ async def read_sse(
     return Read(response.status_code, events.frames, headers, cut=cut, broken=broken)
 
 
-async def reached(event: asyncio.Event, reading: asyncio.Task[Read], within_s: float = 30) -> None:
-    """Wait for `event` (set by an `on_events` callback), failing at once with what was read
-    when the read ends first."""
-    waiting = asyncio.ensure_future(event.wait())
-    try:
-        await asyncio.wait({waiting, reading}, timeout=within_s, return_when="FIRST_COMPLETED")
-    finally:
-        waiting.cancel()
-    if event.is_set():
-        return
-    if reading.done():
-        got = reading.result()
-        pytest.fail(f"the read ended first: HTTP {got.status}, {len(got.frames)} events")
-    pytest.fail(f"not reached within {within_s} s")
+class Live:
+    """A read going on in a task, whose events so far the test can wait for and act on."""
+
+    def __init__(self) -> None:
+        self.frames: list[Frame] = []
+        self._waiters: list[tuple[StopWhen, asyncio.Event]] = []
+        self.task: asyncio.Task[Read]
+
+    def see(self, frames: list[Frame]) -> None:
+        self.frames = frames
+        for when, event in self._waiters:
+            if not event.is_set() and when(frames):
+                event.set()
+
+    async def reaches(self, when: StopWhen, within_s: float = 30) -> bool:
+        """Wait until `when(events so far)`; False when the read ended before it."""
+        if when(self.frames):
+            return True
+        event = asyncio.Event()
+        self._waiters.append((when, event))
+        waiting = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait(
+                {waiting, self.task}, timeout=within_s, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            waiting.cancel()
+        if event.is_set():
+            return True
+        if self.task.done():
+            return False
+        pytest.fail(f"not reached within {within_s} s ({len(self.frames)} events read)")
+
+    async def until(self, when: StopWhen, within_s: float = 30) -> None:
+        """Wait until `when(events so far)`; fail at once when the read ends before it."""
+        if not await self.reaches(when, within_s):
+            got = self.task.result()
+            pytest.fail(f"the read ended first: HTTP {got.status}, {len(got.frames)} events")
+
+    async def result(self) -> Read:
+        return await self.task
+
+
+def live_read(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> Live:
+    """`read_sse` in a task (see `Live`)."""
+    live = Live()
+    live.task = asyncio.create_task(read_sse(client, method, url, on_events=live.see, **kwargs))
+    return live
 
 
 def stream_id_of(frames: Sequence[Frame]) -> str:
