@@ -91,15 +91,19 @@ async def read_sse(
     stop_when: StopWhen | None = None,
     cut_bytes: int | None = None,
     on_events: Callable[[list[Frame]], object] | None = None,
+    on_headers: Callable[[dict[str, str]], object] | None = None,
     **kwargs: Any,
 ) -> Read:
     """Read one SSE response until the server ends it, or hang up once `stop_when(events)` is
     true or after `cut_bytes` bytes of body (a cut anywhere, also inside a frame).
-    `on_events(events so far)` is called as events arrive (to act in the middle of a read)."""
+    `on_events(events so far)` is called as events arrive (to act in the middle of a read),
+    `on_headers(headers)` when the response starts."""
     events = _Events()
     cut = broken = False
     async with client.stream(method, url, **kwargs) as response:
         headers = dict(response.headers)
+        if on_headers is not None:
+            on_headers(headers)
         if response.status_code != 200:
             await response.aread()
             return Read(response.status_code, [], headers)
@@ -130,8 +134,12 @@ class Live:
 
     def __init__(self) -> None:
         self.frames: list[Frame] = []
+        self.headers: dict[str, str] = {}
         self._waiters: list[tuple[StopWhen, asyncio.Event]] = []
         self.task: asyncio.Task[Read]
+
+    def start(self, headers: dict[str, str]) -> None:
+        self.headers = headers
 
     def see(self, frames: list[Frame]) -> None:
         self.frames = frames
@@ -171,7 +179,9 @@ class Live:
 def live_read(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> Live:
     """`read_sse` in a task (see `Live`)."""
     live = Live()
-    live.task = asyncio.create_task(read_sse(client, method, url, on_events=live.see, **kwargs))
+    live.task = asyncio.create_task(
+        read_sse(client, method, url, on_events=live.see, on_headers=live.start, **kwargs)
+    )
     return live
 
 
