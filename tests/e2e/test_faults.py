@@ -9,8 +9,10 @@ The table of guarantees in docs/protocol.md and docs/deployment.md names these t
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -371,3 +373,19 @@ async def test_a_reader_that_never_reads_is_closed_after_the_write_timeout_and_t
             sock.close()
     text = assert_exact(frames + other.frames, text=expected_text("stall", tokens, reply))
     assert (answer["status"], answer["content"]) == ("complete", text)
+
+
+def _guarantees(doc: Path) -> str:
+    text = doc.read_text()
+    rows = text[text.index("| fault | what a client sees |") :].splitlines()
+    return "\n".join(row for row in itertools.takewhile(lambda r: r.startswith("|"), rows))
+
+
+def test_the_guarantees_table_is_one_in_both_docs_and_names_tests_that_exist() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    table = _guarantees(docs / "protocol.md")
+    assert _guarantees(docs / "deployment.md") == table
+    named = re.findall(r"`(test_\w+)\.py::(test_\w+)`", table)
+    assert len(named) >= 9
+    for module, test in named:
+        assert f"def {test}(" in (Path(__file__).parent / f"{module}.py").read_text(), test
