@@ -32,6 +32,7 @@ class GatedStart:
         *,
         owner: str | None = None,
         planned: TurnStart | None = None,
+        **placeholder: Any,  # the answer's stream and replica (crash recovery)
     ) -> TurnStart:
         if session_id is None:
             await self.open.wait()
@@ -43,7 +44,7 @@ class GatedStart:
                     retryable=True,
                 )
         start: TurnStart = await self._inner.start_turn(
-            session_id, user_text, owner=owner, planned=planned
+            session_id, user_text, owner=owner, planned=planned, **placeholder
         )
         self.written.append(start.session_id)
         return start

@@ -49,19 +49,6 @@ async def test_delete_session(live_server) -> None:
     assert again.status_code == 404 and again.json()["code"] == "SESSION_NOT_FOUND"
 
 
-async def test_restart_marks_an_answer_cut_by_a_crash_as_interrupted(tmp_path) -> None:
-    from tokenrelay.sessions.sqlite import SQLiteSessionStore
-
-    path = tmp_path / "s.sqlite3"
-    store = await SQLiteSessionStore.open(path)
-    turn = await store.start_turn(None, "hello")
-    await store.aclose()  # the process "dies" before finish_turn
-    store = await SQLiteSessionStore.open(path)
-    messages = await store.messages(turn.session_id)
-    await store.aclose()
-    assert [m.status for m in messages] == ["complete", "interrupted"]
-
-
 def _msg(role: str, content: str, status: str = "complete") -> StoredMessage:
     return StoredMessage(
         id=content,

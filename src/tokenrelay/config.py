@@ -140,6 +140,19 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(default="tokenrelay", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     redis_stream_maxlen: int = Field(default=100_000, ge=100)
     shutdown_grace_s: float = Field(default=20.0, ge=0)  # on SIGTERM: let streams finish
+    replica_heartbeat_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="how often this process writes its heartbeat to the session database;"
+        " an answer left `streaming` by a process silent for 3 periods is recovered as"
+        " `interrupted` with its text (see docs/deployment.md)",
+    )
+    answer_checkpoint_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="how often a streaming answer's text so far is saved to its session"
+        " message, when it has grown, so a crash keeps it (0: off; shorter answers never pay)",
+    )
 
     @property
     def sqlite_path(self) -> Path:

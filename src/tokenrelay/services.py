@@ -10,7 +10,8 @@ from typing import Any
 from tokenrelay.config import Settings
 from tokenrelay.metrics import Metrics
 from tokenrelay.providers.registry import ProviderRegistry
-from tokenrelay.sessions.base import SessionStore
+from tokenrelay.sessions.base import SessionStore, new_id
+from tokenrelay.sessions.recovery import Heartbeat
 from tokenrelay.streams.log import MemoryStreamLog, StreamLog
 from tokenrelay.streams.runner import StreamRunner
 
@@ -58,6 +59,9 @@ class Services:
     runner: StreamRunner
     metrics: Metrics
     documents: Any = None  # retrieval.DocumentStore when retrieval is available
+    # this process among the replicas: its answers' placeholders carry it (sessions/recovery.py)
+    replica_id: str = ""
+    heartbeat: Heartbeat | None = None
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
@@ -66,6 +70,20 @@ class Services:
         try:
             log = await _open_log(settings)
         except BaseException:
+            await sessions.aclose()
+            raise
+        replica_id = new_id()
+        heartbeat = Heartbeat(
+            sessions,
+            log,
+            replica_id,
+            period_s=settings.replica_heartbeat_s,
+            single_process=settings.database_url is None,  # SQLite: one process per file
+        )
+        try:
+            await heartbeat.start()  # and the start-up sweep
+        except BaseException:
+            await log.aclose()
             await sessions.aclose()
             raise
         runner = StreamRunner(
@@ -82,6 +100,8 @@ class Services:
             runner=runner,
             metrics=metrics,
             documents=await _open_documents(settings),
+            replica_id=replica_id,
+            heartbeat=heartbeat,
         )
 
     @property
@@ -94,6 +114,8 @@ class Services:
 
     async def aclose(self) -> None:
         await self.runner.shutdown(grace_s=self.settings.shutdown_grace_s)
+        if self.heartbeat is not None:  # every answer of this replica is stored by now
+            await self.heartbeat.aclose()
         await self.providers.aclose()
         await self.log.aclose()
         await self.sessions.aclose()

@@ -16,6 +16,7 @@ The `done` event's `message_id` is that last message (the `metadata` event's is 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,11 @@ from tokenrelay.sessions.base import (
     plan_new_session,
 )
 from tokenrelay.sessions.history import build_messages
+from tokenrelay.streams import timers
+from tokenrelay.streams.timers import Cancellable
 from tokenrelay.tools.runner import ToolOutcome, failed
+
+logger = logging.getLogger("tokenrelay.pipelines.chat")
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,12 @@ class ChatTurn:
 
 
 class _Recorder:
-    """Stores tool rounds in the session as they end (see module doc); stateless: nothing."""
+    """Stores tool rounds in the session as they end (see module doc); stateless: nothing.
+
+    While the answer streams, its text so far is written to its placeholder every
+    `answer_checkpoint_s` when it has grown (`keep_checkpoints`): a crash of this process
+    then keeps it (sessions/recovery.py). One coarse timer per stream, never a write per
+    token; an answer shorter than the period never writes one."""
 
     def __init__(
         self,
@@ -74,6 +84,9 @@ class _Recorder:
         answer: Answer,
         meta: dict[str, Any],
         writing: asyncio.Future[TurnStart] | None = None,
+        *,
+        stream_id: str | None = None,
+        replica_id: str | None = None,
     ) -> None:
         self._sessions = sessions
         self._writing = writing  # a new session's first write, still on its way
@@ -82,10 +95,45 @@ class _Recorder:
         self._session_id = start.session_id
         self._answer = answer
         self._meta = meta
+        self._stream_id = stream_id
+        self._replica_id = replica_id
         self.message_id = start.assistant_message_id
         self.text_start = 0
         self.calls_start = 0
         self._pending: asyncio.Task[None] | None = None
+        self._every_s = 0.0
+        self._timer: Cancellable | None = None
+        self._saved = 0  # len(answer.parts) at the last checkpoint
+        self._saving: asyncio.Future[None] | None = None
+
+    def keep_checkpoints(self, every_s: float) -> None:
+        if every_s > 0 and self._sessions is not None:
+            self._every_s = every_s
+            self._timer = timers.call_later(every_s, self._checkpoint_due)
+
+    def stop_checkpoints(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _checkpoint_due(self) -> None:
+        self._timer = timers.call_later(self._every_s, self._checkpoint_due)
+        size = len(self._answer.parts)
+        busy = self._pending is not None and not self._pending.done()  # a round being stored
+        if busy or size == self._saved or (self._saving is not None and not self._saving.done()):
+            return
+        if self._writing is not None and self._writing.done():
+            return  # the turn's first write failed: no placeholder to write to
+        self._saved = size
+        self._saving = asyncio.ensure_future(self._checkpoint(self.message_id, self.text()))
+
+    async def _checkpoint(self, message_id: str, text: str) -> None:
+        assert self._sessions is not None
+        try:
+            await self.started()
+            await self._sessions.checkpoint(message_id, text)
+        except Exception:  # the answer goes on; its finish reports a store that is down
+            logger.warning("answer checkpoint failed", exc_info=True)
 
     async def round_done(
         self, text: str, calls: Sequence[ToolCall], outcomes: Sequence[ToolOutcome]
@@ -113,7 +161,12 @@ class _Recorder:
                 metadata={"call_id": o.call.id, "tool": o.call.name, "error": o.error is not None},
             )
         self.message_id = await sessions.add_message(
-            self._session_id, "assistant", "", status="streaming"
+            self._session_id,
+            "assistant",
+            "",
+            status="streaming",
+            stream_id=self._stream_id,
+            replica_id=self._replica_id,
         )
 
     def _written(self, writing: asyncio.Future[TurnStart]) -> None:
@@ -129,8 +182,10 @@ class _Recorder:
             await self._writing
 
     async def settle(self) -> None:
-        if self._pending is not None and not self._pending.done():
-            await asyncio.wait([self._pending])
+        """No round and no checkpoint is being written (call `stop_checkpoints` first)."""
+        for write in (self._pending, self._saving):
+            if write is not None and not write.done():
+                await asyncio.wait([write])
 
     def open_calls(self) -> list[ToolCall]:
         return self._answer.tool_calls[self.calls_start :]
@@ -192,8 +247,17 @@ async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any
     answer = Answer()
     stored = turn.messages is None
     meta = {"provider": provider.name, "model": model, "stream_id": turn.stream_id}
-    recorder = _Recorder(services.sessions if stored else None, start, answer, meta, writing)
+    recorder = _Recorder(
+        services.sessions if stored else None,
+        start,
+        answer,
+        meta,
+        writing,
+        stream_id=turn.stream_id,
+        replica_id=services.replica_id,
+    )
     del writing  # the recorder lets the finished write go; this frame lasts the whole turn
+    recorder.keep_checkpoints(settings.answer_checkpoint_s)
     status: MessageStatus = "failed"
     history_length = len(messages) + 1
     try:
@@ -213,6 +277,7 @@ async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any
         status = "interrupted" if code == "TIMEOUT" else "failed"
         raise
     finally:
+        recorder.stop_checkpoints()
         if stored:
             history_length = await asyncio.shield(
                 _finish(services, start, recorder, answer, status, meta, retrieved, setup)
@@ -253,10 +318,24 @@ async def _start(
     if turn.session_id is None:
         planned = plan_new_session()
         writing = asyncio.ensure_future(
-            sessions.start_turn(None, turn.message, owner=turn.owner, planned=planned)
+            sessions.start_turn(
+                None,
+                turn.message,
+                owner=turn.owner,
+                planned=planned,
+                stream_id=turn.stream_id,
+                replica_id=services.replica_id,
+            )
         )
         return planned, writing
-    return await sessions.start_turn(turn.session_id, turn.message, owner=turn.owner), None
+    started = await sessions.start_turn(
+        turn.session_id,
+        turn.message,
+        owner=turn.owner,
+        stream_id=turn.stream_id,
+        replica_id=services.replica_id,
+    )
+    return started, None
 
 
 async def _finish(

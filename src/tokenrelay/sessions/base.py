@@ -3,6 +3,11 @@
 A turn is written in two steps: `start_turn` stores the user's message and a placeholder for
 the answer (status `streaming`) in one transaction; `finish_turn` stores the answer with its
 final status: `complete`, `interrupted` (cancelled, timed out, disconnected) or `failed`.
+
+Crash recovery (sessions/recovery.py): a placeholder records its stream and the replica (the
+process) generating it; each replica keeps a heartbeat row; an answer left `streaming` by a
+replica whose heartbeat has stopped is an orphan, and becomes `interrupted` with the longest
+text there is (the stream log's, else the placeholder's last checkpoint).
 """
 
 from __future__ import annotations
@@ -126,6 +131,16 @@ def turn_ids(session_id: str | None, planned: TurnStart | None) -> tuple[str, st
     return session_id or new_id(), new_id(), new_id()
 
 
+@dataclass(frozen=True, slots=True)
+class Orphan:
+    """An answer left `streaming` by a replica that is gone: its text so far is `content`
+    (the last checkpoint), its stream `stream_id` (None for rows older than the column)."""
+
+    message_id: str
+    stream_id: str | None
+    content: str
+
+
 class SessionStore(Protocol):
     # True when writes land in the order of the calls to `start_turn`, `finish_turn` (one
     # connection, one queue, as in sessions/sqlite.py): a turn may then queue its answer's
@@ -140,10 +155,13 @@ class SessionStore(Protocol):
         *,
         owner: str | None = None,
         planned: TurnStart | None = None,
+        stream_id: str | None = None,
+        replica_id: str | None = None,
     ) -> Awaitable[TurnStart]:
         """Create the session when `session_id` is None (with the ids of `planned` when given);
         raise SessionNotFound if unknown. With `writes_in_order`, the write is queued by the
-        call itself, before any await."""
+        call itself, before any await. The answer's placeholder records `stream_id` and
+        `replica_id` (the process generating it), for crash recovery."""
         ...
 
     async def add_message(
@@ -154,6 +172,8 @@ class SessionStore(Protocol):
         *,
         status: MessageStatus = "complete",
         metadata: dict[str, Any] | None = None,
+        stream_id: str | None = None,
+        replica_id: str | None = None,
     ) -> str: ...
 
     def finish_turn(
@@ -178,6 +198,36 @@ class SessionStore(Protocol):
     async def messages(self, session_id: str) -> list[StoredMessage]: ...
 
     async def delete_session(self, session_id: str, *, owner: str | None = None) -> bool: ...
+
+    def checkpoint(self, message_id: str, content: str) -> Awaitable[None]:
+        """The answer's text so far, written to its placeholder while it is still `streaming`
+        (a no-op once the answer is finished), so that a crash keeps it."""
+        ...
+
+    async def beat(self, replica_id: str) -> None:
+        """This replica is alive: upsert its heartbeat row (now)."""
+        ...
+
+    async def forget_replica(self, replica_id: str) -> None:
+        """A clean shutdown: drop this replica's heartbeat row."""
+        ...
+
+    async def orphans(self, replica_id: str, *, stale_after_s: float | None) -> list[Orphan]:
+        """Answers still `streaming` whose replica is dead, seen from `replica_id` (never its
+        own): no replica recorded (older rows), no heartbeat row, or a heartbeat older than
+        `stale_after_s` seconds; with None every other replica counts as dead (one process
+        per database, at its start)."""
+        ...
+
+    async def prune_replicas(self, replica_id: str, *, stale_after_s: float | None) -> None:
+        """Drop the heartbeat rows of dead replicas (as `orphans` judges them): every start
+        makes a new replica id. A missing row counts as dead, so nothing changes verdict."""
+        ...
+
+    async def interrupt(self, message_id: str, content: str, reason: str) -> bool:
+        """A `streaming` answer becomes `interrupted` with `content`, its metadata noting
+        `"interrupted": reason`; False (and nothing written) if it is no longer streaming."""
+        ...
 
     def send_deferred(self) -> None:
         """Send now any write that is waiting for others to share its commit (a new session's

@@ -17,6 +17,7 @@ from typing import Any, cast
 from tokenrelay.errors import BackendUnavailable
 from tokenrelay.sessions.base import (
     MessageStatus,
+    Orphan,
     SessionInfo,
     StoredMessage,
     StoredRole,
@@ -63,7 +64,26 @@ async def _m001_sessions_and_messages(conn: Any) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_m001_sessions_and_messages]
+async def _m002_answer_owners_and_replicas(conn: Any) -> None:
+    """Crash recovery: as sessions/sqlite.py's migration of the same name. Heartbeats are in
+    the database's clock (replicas on several machines need not agree on the time)."""
+    await conn.execute(
+        """
+        ALTER TABLE tokenrelay_messages ADD COLUMN stream_id TEXT;
+        ALTER TABLE tokenrelay_messages ADD COLUMN replica_id TEXT;
+        CREATE INDEX tokenrelay_messages_streaming ON tokenrelay_messages(replica_id)
+            WHERE status = 'streaming';
+        CREATE TABLE tokenrelay_replicas (
+            id TEXT PRIMARY KEY,
+            seen_at DOUBLE PRECISION NOT NULL
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [_m001_sessions_and_messages, _m002_answer_owners_and_replicas]
+
+_NOW = "extract(epoch FROM clock_timestamp())"
 
 
 async def migrate(conn: Any, component: str, migrations: list[Migration]) -> int:
@@ -186,6 +206,8 @@ class PostgresSessionStore:
         *,
         owner: str | None = None,
         planned: TurnStart | None = None,
+        stream_id: str | None = None,
+        replica_id: str | None = None,
     ) -> TurnStart:
         now = time.time()
         history: list[StoredMessage] = []
@@ -216,11 +238,12 @@ class PostgresSessionStore:
                 )
                 history = [_message(r) for r in rows]
             await conn.executemany(
-                "INSERT INTO tokenrelay_messages(id, session_id, role, content, status, created_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO tokenrelay_messages"
+                "(id, session_id, role, content, status, created_at, stream_id, replica_id)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 [
-                    (user_id, sid, "user", user_text, "complete", now),
-                    (answer_id, sid, "assistant", "", "streaming", now),
+                    (user_id, sid, "user", user_text, "complete", now, None, None),
+                    (answer_id, sid, "assistant", "", "streaming", now, stream_id, replica_id),
                 ],
             )
         return TurnStart(sid, user_id, answer_id, history)
@@ -233,13 +256,15 @@ class PostgresSessionStore:
         *,
         status: MessageStatus = "complete",
         metadata: dict[str, Any] | None = None,
+        stream_id: str | None = None,
+        replica_id: str | None = None,
     ) -> str:
         message_id = new_id()
         async with self._conn() as conn:
             await conn.execute(
                 "INSERT INTO tokenrelay_messages"
-                "(id, session_id, role, content, status, created_at, metadata)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+                "(id, session_id, role, content, status, created_at, metadata, stream_id,"
+                " replica_id) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)",
                 message_id,
                 session_id,
                 role,
@@ -247,6 +272,8 @@ class PostgresSessionStore:
                 status,
                 time.time(),
                 dump_metadata(metadata),
+                stream_id,
+                replica_id,
             )
         return message_id
 
@@ -270,6 +297,65 @@ class PostgresSessionStore:
                 message_id,
             )
         return int(count or 0)
+
+    async def checkpoint(self, message_id: str, content: str) -> None:
+        """Conditional on `streaming`: landing after the answer's `finish_turn` (a pool keeps
+        no order) changes nothing."""
+        async with self._conn() as conn:
+            await conn.execute(
+                "UPDATE tokenrelay_messages SET content = $1"
+                " WHERE id = $2 AND status = 'streaming'",
+                content,
+                message_id,
+            )
+
+    async def beat(self, replica_id: str) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                f"INSERT INTO tokenrelay_replicas(id, seen_at) VALUES ($1, {_NOW})"
+                " ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
+                replica_id,
+            )
+
+    async def forget_replica(self, replica_id: str) -> None:
+        async with self._conn() as conn:
+            await conn.execute("DELETE FROM tokenrelay_replicas WHERE id = $1", replica_id)
+
+    async def orphans(self, replica_id: str, *, stale_after_s: float | None) -> list[Orphan]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT m.id, m.stream_id, m.content FROM tokenrelay_messages m"
+                " LEFT JOIN tokenrelay_replicas r ON r.id = m.replica_id"
+                " WHERE m.status = 'streaming' AND (m.replica_id IS NULL"
+                "  OR (m.replica_id <> $1 AND ($2 OR r.id IS NULL"
+                f"   OR r.seen_at < {_NOW} - $3)))"
+                " ORDER BY m.seq",
+                replica_id,
+                stale_after_s is None,
+                stale_after_s or 0.0,
+            )
+        return [Orphan(r["id"], r["stream_id"], r["content"]) for r in rows]
+
+    async def prune_replicas(self, replica_id: str, *, stale_after_s: float | None) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                f"DELETE FROM tokenrelay_replicas WHERE id <> $1 AND ($2 OR seen_at < {_NOW} - $3)",
+                replica_id,
+                stale_after_s is None,
+                stale_after_s or 0.0,
+            )
+
+    async def interrupt(self, message_id: str, content: str, reason: str) -> bool:
+        async with self._conn() as conn:
+            result = await conn.execute(
+                "UPDATE tokenrelay_messages SET content = $1, status = 'interrupted',"
+                " metadata = metadata || jsonb_build_object('interrupted', $2::text)"
+                " WHERE id = $3 AND status = 'streaming'",
+                content,
+                reason,
+                message_id,
+            )
+        return bool(result.endswith(" 1"))
 
     async def get_session(self, session_id: str, *, owner: str | None = None) -> SessionInfo | None:
         async with self._conn() as conn:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 
 from tokenrelay.sessions.base import (
     MessageStatus,
+    Orphan,
     SessionInfo,
     StoredMessage,
     StoredRole,
@@ -69,7 +70,22 @@ def _m001_sessions_and_messages(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_m001_sessions_and_messages]
+def _m002_answer_owners_and_replicas(db: sqlite3.Connection) -> None:
+    """Crash recovery: the stream and replica of a `streaming` answer, the replicas'
+    heartbeats. The partial index holds only the answers being written, so the sweep reads a
+    handful of entries however long the history."""
+    _script(
+        db,
+        """
+        ALTER TABLE messages ADD COLUMN stream_id TEXT;
+        ALTER TABLE messages ADD COLUMN replica_id TEXT;
+        CREATE INDEX messages_streaming ON messages(replica_id) WHERE status = 'streaming';
+        CREATE TABLE replicas (id TEXT PRIMARY KEY, seen_at REAL NOT NULL)
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [_m001_sessions_and_messages, _m002_answer_owners_and_replicas]
 
 
 def migrate(db: sqlite3.Connection, component: str, migrations: list[Migration]) -> int:
@@ -247,8 +263,8 @@ class SQLiteSessionStore:
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA busy_timeout=5000")
             migrate(db, "sessions", MIGRATIONS)
-            # a previous process that died mid-answer left placeholders: they were interrupted
-            db.execute("UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
+            # answers a previous process left `streaming` are recovered by the start-up sweep
+            # (sessions/recovery.py), with their text
 
         try:
             await worker.run(prepare)
@@ -264,6 +280,8 @@ class SQLiteSessionStore:
         *,
         owner: str | None = None,
         planned: TurnStart | None = None,
+        stream_id: str | None = None,
+        replica_id: str | None = None,
     ) -> asyncio.Future[TurnStart]:
         """Queued by the call itself, before any await: see `writes_in_order`."""
         now = time.time()
@@ -286,11 +304,12 @@ class SQLiteSessionStore:
                     raise session_not_found(sid)
                 history = _messages(db, sid)
             db.execute(  # one statement for both rows: one step, one GIL hand-off
-                "INSERT INTO messages(id, session_id, role, content, status, created_at)"
-                " VALUES (?,?,?,?,?,?), (?,?,?,?,?,?)",
+                "INSERT INTO messages"
+                "(id, session_id, role, content, status, created_at, stream_id, replica_id)"
+                " VALUES (?,?,?,?,?,?,NULL,NULL), (?,?,?,?,?,?,?,?)",
                 (
                     *(user_id, sid, "user", user_text, "complete", now),
-                    *(answer_id, sid, "assistant", "", "streaming", now),
+                    *(answer_id, sid, "assistant", "", "streaming", now, stream_id, replica_id),
                 ),
             )
             return TurnStart(sid, user_id, answer_id, history)
@@ -305,6 +324,8 @@ class SQLiteSessionStore:
         *,
         status: MessageStatus = "complete",
         metadata: dict[str, Any] | None = None,
+        stream_id: str | None = None,
+        replica_id: str | None = None,
     ) -> str:
         message_id = new_id()
         values = (
@@ -315,12 +336,14 @@ class SQLiteSessionStore:
             status,
             time.time(),
             dump_metadata(metadata),
+            stream_id,
+            replica_id,
         )
 
         def body(db: sqlite3.Connection) -> None:
             db.execute(
-                "INSERT INTO messages(id, session_id, role, content, status, created_at, metadata)"
-                " VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO messages(id, session_id, role, content, status, created_at, metadata,"
+                " stream_id, replica_id) VALUES (?,?,?,?,?,?,?,?,?)",
                 values,
             )
 
@@ -350,6 +373,71 @@ class SQLiteSessionStore:
             return int(row[0]) if row else 0
 
         return self._write(body)
+
+    def checkpoint(self, message_id: str, content: str) -> asyncio.Future[None]:
+        """Queued at once, so it lands before the answer's own `finish_turn`."""
+
+        def body(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE messages SET content = ? WHERE id = ? AND status = 'streaming'",
+                (content, message_id),
+            )
+
+        return self._write(body)
+
+    async def beat(self, replica_id: str) -> None:
+        now = time.time()
+
+        def body(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO replicas(id, seen_at) VALUES (?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET seen_at = excluded.seen_at",
+                (replica_id, now),
+            )
+
+        await self._write(body)
+
+    async def forget_replica(self, replica_id: str) -> None:
+        await self._write(lambda db: db.execute("DELETE FROM replicas WHERE id = ?", (replica_id,)))
+
+    async def orphans(self, replica_id: str, *, stale_after_s: float | None) -> list[Orphan]:
+        everyone_else_dead = int(stale_after_s is None)
+        seen_before = time.time() - (stale_after_s or 0.0)
+
+        def body(db: sqlite3.Connection) -> list[Orphan]:
+            rows = db.execute(
+                "SELECT m.id, m.stream_id, m.content FROM messages m"
+                " LEFT JOIN replicas r ON r.id = m.replica_id"
+                " WHERE m.status = 'streaming' AND (m.replica_id IS NULL"
+                "  OR (m.replica_id != ? AND (? OR r.id IS NULL OR r.seen_at < ?)))"
+                " ORDER BY m.seq",
+                (replica_id, everyone_else_dead, seen_before),
+            ).fetchall()
+            return [Orphan(r["id"], r["stream_id"], r["content"]) for r in rows]
+
+        return await self._worker.run(body)
+
+    async def prune_replicas(self, replica_id: str, *, stale_after_s: float | None) -> None:
+        everyone_else_dead = int(stale_after_s is None)
+        seen_before = time.time() - (stale_after_s or 0.0)
+        await self._write(
+            lambda db: db.execute(
+                "DELETE FROM replicas WHERE id != ? AND (? OR seen_at < ?)",
+                (replica_id, everyone_else_dead, seen_before),
+            )
+        )
+
+    async def interrupt(self, message_id: str, content: str, reason: str) -> bool:
+        def body(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "UPDATE messages SET content = ?, status = 'interrupted',"
+                " metadata = json_set(metadata, '$.interrupted', ?)"
+                " WHERE id = ? AND status = 'streaming'",
+                (content, reason, message_id),
+            )
+            return cur.rowcount > 0
+
+        return await self._write(body)
 
     async def get_session(self, session_id: str, *, owner: str | None = None) -> SessionInfo | None:
         def body(db: sqlite3.Connection) -> SessionInfo | None:

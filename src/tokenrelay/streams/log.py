@@ -121,6 +121,11 @@ class StreamLog(Protocol):
 
     async def aclose(self) -> None: ...
 
+    async def snapshot(self, stream_id: str) -> list[Envelope]:
+        """The events stored now, without waiting for more ([] when unknown or expired):
+        what crash recovery (sessions/recovery.py) reads a lost answer's text from."""
+        ...
+
 
 async def read_subscription(sub: Subscription, after_seq: int = 0) -> AsyncIterator[Envelope]:
     """A subscription as an async iterator, until the terminal event (or release)."""
@@ -369,6 +374,10 @@ class MemoryStreamLog:
         expired = [sid for sid, s in self._streams.items() if s.expires_at <= now]
         for sid in expired:
             del self._streams[sid]
+
+    async def snapshot(self, stream_id: str) -> list[Envelope]:
+        stream = self._streams.get(stream_id)
+        return [] if stream is None else stream.envelopes(0)
 
 
 class PumpSubscription:

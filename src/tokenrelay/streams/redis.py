@@ -318,5 +318,15 @@ class RedisStreamLog:
         await self._local.aclose()
         await self._redis.aclose()
 
+    async def snapshot(self, stream_id: str) -> list[Envelope]:
+        """This replica's own copy of a stream it generates, else Redis's (XRANGE)."""
+        if self._local.is_local(stream_id):
+            return await self._local.snapshot(stream_id)
+        try:
+            entries = await self._redis.xrange(self._k("s", stream_id))
+        except Exception as exc:
+            raise backend_down(exc) from exc
+        return [Envelope(int(i.split("-")[1]), f["t"], f["d"]) for i, f in entries]
+
 
 __all__ = ["RedisStreamLog", "not_found"]
