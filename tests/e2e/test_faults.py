@@ -24,6 +24,7 @@ import pytest
 from tests.e2e.faults_harness import (
     Followed,
     Read,
+    after_events,
     after_tokens,
     answer_of,
     assert_exact,
@@ -257,7 +258,7 @@ async def test_200_random_disconnects_and_resumes_across_both_replicas_end_in_th
                     "POST",
                     f"{rng.choice(urls)}/api/chat/stream",
                     json=body,
-                    stop_when=lambda f: len(f) >= 1 + rng.randrange(4),
+                    stop_when=after_events(1 + rng.randrange(4)),
                 )
                 frames, cycles = list(first.frames), 0
                 while frames[-1].type not in ("done", "error") and cycles < 2000:
