@@ -333,7 +333,12 @@ async def test_a_reader_that_never_reads_is_closed_after_the_write_timeout_and_t
         "options": {"max_tokens": 32_768, "scripted": {"reply": reply, "tokens": tokens}},
     }
     payload = json.dumps(body, ensure_ascii=False).encode()
-    settings = {"write_timeout_s": 1, "max_body_bytes": 2 * len(payload)}
+    # closed for not draining, not for its buffer (a bound far above this stream's size)
+    settings = {
+        "write_timeout_s": 1,
+        "max_connection_buffer_bytes": 64_000_000,
+        "max_body_bytes": 2 * len(payload),
+    }
     with two_replicas(tmp_path, redis, database_url, **settings) as pair:
         host, port = pair.a.url.removeprefix("http://").split(":")
         sock = socket.socket()
