@@ -85,7 +85,7 @@ async def test_uvicorn_tells_an_idle_stream_of_a_disconnect_without_a_listener_t
 ) -> None:
     """An idle stream writes nothing, so only the connection's own event can tell it that
     the client left (`watch_disconnect`); no task waits on `receive()` meanwhile."""
-    async with live_server() as srv:
+    async with live_server(disconnect_grace_s=0) as srv:  # a disconnect cancels at once
         services = srv.app.state.services
         provider = services.providers.get("scripted")
         body = {"message": "q", "options": {"scripted": {"stall_after": 0}}}

@@ -136,9 +136,15 @@ async def test_finished_streams_stay_resumable_then_expire(live_server) -> None:
 
         await asyncio.sleep(0.5)
         async with httpx.AsyncClient(base_url=srv.url) as client:
-            gone = await client.get(f"/api/streams/{stream_id}")
+            gone = await client.get(
+                f"/api/streams/{stream_id}", headers={"Accept": "application/json"}
+            )
+            browser = await client.get(
+                f"/api/streams/{stream_id}", headers={"Accept": "text/event-stream"}
+            )
             cancel = await client.post(f"/api/streams/{stream_id}/cancel")
     assert gone.status_code == 404 and gone.json()["code"] == "STREAM_NOT_FOUND"
+    assert browser.status_code == 204  # an EventSource stops reconnecting
     assert cancel.status_code == 404
 
 

@@ -107,7 +107,7 @@ async def test_whole_stream_deadline(live_server) -> None:
 
 
 async def test_disconnect_cancels_the_provider(live_server) -> None:
-    async with live_server() as srv:
+    async with live_server(disconnect_grace_s=0) as srv:  # the default grace is 60 s
         provider = srv.app.state.services.providers.get("scripted")
         body = {"message": "q", "options": {"scripted": {"tokens": 1000, "delay_ms": 10}}}
         seen = ""

@@ -54,9 +54,23 @@ class Settings(BaseSettings):
     retry_ms: int = Field(default=3000, ge=0)
     stream_deadline_s: float = Field(default=300.0, gt=0)
     idle_timeout_s: float = Field(default=60.0, gt=0)
-    disconnect_grace_s: float = Field(default=0.0, ge=0)
+    disconnect_grace_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="seconds an answer keeps generating after its last reader left, so that a"
+        " reload or a network change resumes it (Last-Event-ID); the cost: a client that never"
+        " comes back keeps its provider busy this long (0: stop at once; stopping is explicit,"
+        " POST /api/streams/{id}/cancel)",
+    )
     coalesce_ms: float = Field(default=0.0, ge=0)
     stream_ttl_s: float = Field(default=300.0, gt=0)
+    stream_lease_s: float = Field(
+        default=15.0,
+        ge=0.3,
+        description="with Redis: how long a stream's owner may go unheard before a replica"
+        " reading the stream declares it lost (error BACKEND_UNAVAILABLE); the owner renews"
+        " this lease every third of it, whether the model is writing or silent",
+    )
     event_names: bool = True
 
     # -- input limits and history
@@ -132,6 +146,20 @@ class Settings(BaseSettings):
     max_streams_per_client: int = Field(default=0, ge=0)  # running streams per key/IP; 0: off
     max_open_streams: int = Field(default=4096, ge=0)  # running streams per process; 0: off
     overload_retry_after_s: int = Field(default=5, ge=1)  # Retry-After when a stream cap is hit
+    max_header_count: int = Field(
+        default=100, ge=1, description="request headers allowed per request; more: 431"
+    )
+    max_header_bytes: int = Field(
+        default=16_384,
+        ge=256,
+        description="bytes of request headers (names and values) allowed per request; more: 431",
+    )
+    forwarded_allow_ips: str = Field(
+        default="",
+        description="comma-separated proxy addresses (or CIDR ranges, or *) whose"
+        " X-Forwarded-For/-Proto headers `tokenrelay serve` trusts for the client address;"
+        ' "": none, the peer address is the client',
+    )
 
     # -- shared backends (for several replicas)
     database_url: str | None = None  # postgresql://... ; None: SQLite in data_dir

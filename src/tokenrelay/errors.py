@@ -25,6 +25,7 @@ class ErrorCode(StrEnum):
     TIMEOUT = "TIMEOUT"
     CANCELLED = "CANCELLED"
     STREAM_NOT_FOUND = "STREAM_NOT_FOUND"
+    STREAM_INCOMPLETE = "STREAM_INCOMPLETE"
     DOCUMENT_NOT_FOUND = "DOCUMENT_NOT_FOUND"
     BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
@@ -43,6 +44,7 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.TIMEOUT: 504,
     ErrorCode.CANCELLED: 499,
     ErrorCode.STREAM_NOT_FOUND: 404,
+    ErrorCode.STREAM_INCOMPLETE: 410,
     ErrorCode.DOCUMENT_NOT_FOUND: 404,
     ErrorCode.BACKEND_UNAVAILABLE: 503,
     ErrorCode.INTERNAL_ERROR: 500,
@@ -115,6 +117,13 @@ class SessionNotFound(TokenRelayError):
 
 class StreamNotFound(TokenRelayError):
     code = ErrorCode.STREAM_NOT_FOUND
+
+
+class StreamIncomplete(TokenRelayError):
+    """Events of a stream are gone from the shared log (trimmed, or lost with a Redis restart
+    and no owner left to write them again): a reader ends at the gap instead of skipping it."""
+
+    code = ErrorCode.STREAM_INCOMPLETE
 
 
 class DocumentNotFound(TokenRelayError):

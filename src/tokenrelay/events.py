@@ -113,6 +113,7 @@ class ErrorEvent(_Event):
     suggestion: str = ""
     retryable: bool = False
     retry_after_s: float | None = None
+    details: Any = None  # for developers and operators (what to check), not for end users
 
     @classmethod
     def from_error(cls, err: TokenRelayError) -> ErrorEvent:
@@ -122,6 +123,7 @@ class ErrorEvent(_Event):
             suggestion=err.suggestion,
             retryable=err.retryable,
             retry_after_s=err.retry_after_s,
+            details=err.details,
         )
 
 
@@ -198,6 +200,18 @@ def envelope(seq: int, event: _Event | Encoded) -> Envelope:
     return Envelope(seq, event.type, event.model_dump_json())  # type: ignore[union-attr]
 
 
+READER_SEQ = 0
+"""The seq of an event that a reader makes itself and that is not in the log (a stream cut
+short under it: `STREAM_INCOMPLETE`, or its backend gone). Always terminal; the encoders give
+it no `id:` line, so a client's Last-Event-ID stays at the last event of the log and a retry
+resumes exactly there."""
+
+
+def reader_error(err: TokenRelayError) -> Envelope:
+    """The terminal `error` a reader ends a stream with when the log cannot (`READER_SEQ`)."""
+    return Envelope(READER_SEQ, "error", ErrorEvent.from_error(err).model_dump_json())
+
+
 def event_id(stream_id: str, seq: int) -> str:
     return f"{stream_id}:{seq}"
 
@@ -219,9 +233,9 @@ def encode_sse(
 ) -> bytes:
     """Encode one envelope as an SSE frame. JSON text never holds a raw newline, so one
     `data:` line always suffices and no payload can inject SSE fields."""
-    if event_names and retry_ms is None:  # the common case, one format per token
+    if event_names and retry_ms is None and env.seq:  # the common case, one format per token
         return f"id: {stream_id}:{env.seq}\nevent: {env.type}\ndata: {env.data}\n\n".encode()
-    parts = [f"id: {stream_id}:{env.seq}\n"]
+    parts = [f"id: {stream_id}:{env.seq}\n"] if env.seq else []  # READER_SEQ: no id
     if event_names:
         parts.append(f"event: {env.type}\n")
     parts.append(f"data: {env.data}\n")
@@ -233,7 +247,12 @@ def encode_sse(
 
 def encode_frames(stream_id: str, envs: Sequence[Envelope], *, event_names: bool = True) -> bytes:
     """`encode_sse` of each envelope, joined (no `retry:` field): formatted as one string and
-    encoded once, which is the reader's hot path."""
+    encoded once, which is the reader's hot path. Only the last envelope can be a reader's own
+    (`READER_SEQ`, terminal): that is checked once per batch, not per event."""
+    if envs and not envs[-1].seq:
+        return encode_frames(stream_id, envs[:-1], event_names=event_names) + encode_sse(
+            stream_id, envs[-1], event_names=event_names
+        )
     if event_names:
         text = "".join(
             [f"id: {stream_id}:{e.seq}\nevent: {e.type}\ndata: {e.data}\n\n" for e in envs]

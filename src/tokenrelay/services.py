@@ -38,6 +38,7 @@ async def _open_log(settings: Settings) -> StreamLog:
             max_len=settings.redis_stream_maxlen,
             max_age_s=settings.stream_deadline_s + settings.stream_ttl_s,
             prefix=settings.redis_prefix,
+            lease_s=settings.stream_lease_s,
         )
     return MemoryStreamLog(ttl_s=settings.stream_ttl_s)
 

@@ -160,7 +160,7 @@ async def test_401_is_provider_auth() -> None:
         await collect(p.stream(HELLO))
     assert info.value.code is ErrorCode.PROVIDER_AUTH
     assert "invalid x-api-key" in info.value.message
-    assert "ANTHROPIC_API_KEY" in info.value.suggestion
+    assert "ANTHROPIC_API_KEY" in info.value.details["operator"]  # not shown to end users
 
 
 async def test_429_is_rate_limit_with_retry_after() -> None:

@@ -137,7 +137,10 @@ async def test_client_disconnect_closes_the_upstream_connection(
     async with (
         WireServer(respond) as upstream,
         live_server(
-            provider=up.provider, provider_max_retries=0, **up.settings(upstream.url)
+            provider=up.provider,
+            provider_max_retries=0,
+            disconnect_grace_s=0,  # the default grace (60 s) keeps generating
+            **up.settings(upstream.url),
         ) as srv,
         httpx.AsyncClient(base_url=srv.url, timeout=30) as client,
     ):

@@ -172,7 +172,7 @@ async def test_bad_credentials_are_provider_auth(name: str) -> None:
         await collect(p.stream(HELLO))
     assert info.value.code is ErrorCode.PROVIDER_AUTH
     assert not info.value.retryable
-    assert "GEMINI_API_KEY" in info.value.suggestion
+    assert "GEMINI_API_KEY" in info.value.details["operator"]  # not shown to end users
 
 
 async def test_429_is_rate_limit_with_retry_delay() -> None:

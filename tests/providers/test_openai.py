@@ -155,7 +155,7 @@ async def test_401_is_provider_auth_with_the_fix() -> None:
     assert info.value.code is ErrorCode.PROVIDER_AUTH
     assert not info.value.retryable
     assert "Incorrect API key" in info.value.message
-    assert "OPENAI_API_KEY" in info.value.suggestion
+    assert "OPENAI_API_KEY" in info.value.details["operator"]  # not shown to end users
 
 
 async def test_429_is_rate_limit_with_retry_after() -> None:

@@ -143,7 +143,8 @@ def test_error_messages_say_the_fix() -> None:
     up = Upstream(label="OpenAI", key_env="OPENAI_API_KEY", base_url="http://127.0.0.1:8000/v1")
     auth = upstream_error(up, ErrorCode.PROVIDER_AUTH, "bad key", status=401)
     assert auth.message == "OpenAI failed (HTTP 401): bad key"
-    assert "OPENAI_API_KEY" in auth.suggestion and not auth.retryable
+    assert "OPENAI_API_KEY" in auth.details["operator"] and not auth.retryable
+    assert "OPENAI_API_KEY" not in auth.suggestion
     limited = upstream_error(up, ErrorCode.PROVIDER_RATE_LIMIT, "slow down", retry_after_s=7)
     assert limited.retryable and limited.retry_after_s == 7 and "7s" in limited.suggestion
     down = upstream_error(up, ErrorCode.PROVIDER_UNAVAILABLE, "refused")

@@ -80,16 +80,22 @@ async def test_streams_cannot_be_read_resumed_or_cancelled_by_another_key(live_s
     ):
         meta = await open_stream(client, {"message": "alice's secret", **STALL}, ALICE)
         sid = meta["stream_id"]
+        as_json = {"Accept": "application/json"}
         attempts = [
-            await client.get(f"/api/streams/{sid}", headers=BOB),
-            await client.get(f"/api/streams/{sid}", params={"token": BOB_KEY}),
+            await client.get(f"/api/streams/{sid}", headers={**BOB, **as_json}),
+            await client.get(f"/api/streams/{sid}", params={"token": BOB_KEY}, headers=as_json),
             await client.get(
                 "/api/chat/stream",
                 params={"message": "x", "token": BOB_KEY},
-                headers={"Last-Event-ID": f"{sid}:1"},
+                headers={"Last-Event-ID": f"{sid}:1", **as_json},
             ),
             await client.post(f"/api/streams/{sid}/cancel", headers=BOB),
         ]
+        # an EventSource gets what an unknown stream gets: 204, nothing of alice's
+        browser = await client.get(
+            f"/api/streams/{sid}", params={"token": BOB_KEY}, headers={"Last-Event-ID": f"{sid}:1"}
+        )
+        assert browser.status_code == 204 and browser.content == b""
         for response in attempts:
             assert response.status_code == 404, response.text
             assert response.json()["code"] == "STREAM_NOT_FOUND"

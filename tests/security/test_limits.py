@@ -254,6 +254,7 @@ async def test_body_size_limit(live_server) -> None:
     for response in (declared, streamed):
         assert response.status_code == 413, response.text
         assert response.json()["code"] == "VALIDATION_ERROR"
-        assert "TOKENRELAY_MAX_BODY_BYTES" in response.json()["suggestion"]
+        assert "TOKENRELAY_MAX_BODY_BYTES" in response.json()["details"]["operator"]
+        assert "TOKENRELAY_" not in response.json()["suggestion"]
     assert small.status_code == 200
     assert doc.status_code == 201

@@ -54,7 +54,8 @@ async def test_unreachable_postgres_is_a_clear_backend_error() -> None:
 
     with pytest.raises(BackendUnavailable) as info:
         await PostgresSessionStore.open("postgresql://postgres@127.0.0.1:1/test")
-    assert "TOKENRELAY_DATABASE_URL" in info.value.suggestion
+    assert "TOKENRELAY_DATABASE_URL" in info.value.details["operator"]
+    assert "TOKENRELAY" not in info.value.suggestion
 
 
 async def test_the_app_on_postgres_and_redis(

@@ -107,7 +107,7 @@ async def test_vanished_writer_ends_remote_reads_with_a_retryable_error(redis_se
         await a.flush()
         await a._redis.delete(a._k("alive", "s4"))  # the writer's process died
         events = [env async for env in b.read("s4")]
-        assert [e.type for e in events] == ["token", "error"]
+        assert [(e.seq, e.type) for e in events] == [(1, "token"), (2, "error")]
         error = ErrorEvent.model_validate_json(events[-1].data)
         assert error.code == "BACKEND_UNAVAILABLE" and error.retryable
     finally:

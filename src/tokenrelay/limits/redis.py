@@ -63,8 +63,10 @@ return 1
 
 def limits_down(exc: BaseException) -> BackendUnavailable:
     return BackendUnavailable(
-        f"the shared rate limiter (Redis) is unreachable ({type(exc).__name__})",
-        suggestion="retry in a moment; operators: check TOKENRELAY_REDIS_URL and Redis",
+        f"the shared rate limiter is unreachable ({type(exc).__name__})",
+        suggestion="retry in a moment",
+        retry_after_s=1.0,
+        details={"operator": "check TOKENRELAY_REDIS_URL and Redis (the rate limiter's store)"},
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -266,10 +267,13 @@ async def agent_loop(
                 yield result_event(outcome)
             await recorder.round_done(text, calls, [outcomes[id(c)] for c in calls])
             answer.finish_reason = "max_tool_rounds"
+            logging.getLogger("tokenrelay.agent").info(
+                "answer stopped after %d tool rounds (TOKENRELAY_MAX_TOOL_ROUNDS)",
+                setup.max_rounds,
+            )
             yield StatusEvent(
                 message=f"Stopped after {setup.max_rounds} rounds of tool calls: the model kept "
-                "asking for more. The answer so far is kept; ask a narrower question, or raise "
-                "TOKENRELAY_MAX_TOOL_ROUNDS."
+                "asking for more. The answer so far is kept; ask a narrower question."
             )
             return
         rounds += 1

@@ -139,23 +139,32 @@ def duration_seconds(value: object) -> float | None:
 
 def suggestion_for(code: ErrorCode, upstream: Upstream, retry_after_s: float | None) -> str:
     if code is ErrorCode.PROVIDER_AUTH:
-        return (
-            f"check {upstream.key_env} (or TOKENRELAY_{upstream.key_env}): the key was refused "
-            "or lacks access to this model"
-        )
+        return "the model provider refused this server's key: tell whoever runs the server"
     if code is ErrorCode.PROVIDER_RATE_LIMIT:
         if retry_after_s is not None:
             return f"wait {retry_after_s:g}s and retry, or lower the request rate"
         return "wait a little and retry, or lower the request rate"
     if code is ErrorCode.CONTEXT_TOO_LONG:
         return (
-            "shorten the message or the conversation (lower TOKENRELAY_HISTORY_TOKEN_BUDGET), "
-            "or choose a model with a larger context window"
+            "shorten the message, or start a new conversation, or choose a model with a "
+            "larger context window"
         )
     if code is ErrorCode.PROVIDER_UNAVAILABLE:
         where = f" and that {upstream.base_url} is reachable" if upstream.base_url else ""
         return f"retry shortly; if it keeps failing check the provider's status{where}"
     return "check the model name (--model) and the request options"
+
+
+def operator_advice(code: ErrorCode, upstream: Upstream) -> dict[str, str] | None:
+    """What the server's operator can do about `code` (the error's `details`, and the log)."""
+    if code is ErrorCode.PROVIDER_AUTH:
+        return {
+            "operator": f"check {upstream.key_env} (or TOKENRELAY_{upstream.key_env}): the key "
+            "was refused or lacks access to this model"
+        }
+    if code is ErrorCode.CONTEXT_TOO_LONG:
+        return {"operator": "lower TOKENRELAY_HISTORY_TOKEN_BUDGET to send less history"}
+    return None
 
 
 def upstream_error(
@@ -173,6 +182,7 @@ def upstream_error(
         suggestion=suggestion_for(code, upstream, retry_after_s),
         code=code,
         retry_after_s=retry_after_s,
+        details=operator_advice(code, upstream),
     )
 
 

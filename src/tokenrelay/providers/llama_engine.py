@@ -281,7 +281,8 @@ class LlamaEngine:
         self._fail_active(
             ProviderError(
                 f"llama.cpp failed to decode (status {status})",
-                suggestion="retry; if it keeps happening lower TOKENRELAY_LOCAL_N_SEQ_MAX",
+                suggestion="retry",
+                details={"operator": "if it keeps happening, lower TOKENRELAY_LOCAL_N_SEQ_MAX"},
                 code=ErrorCode.PROVIDER_ERROR,
                 retryable=True,
             )

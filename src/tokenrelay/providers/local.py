@@ -340,8 +340,8 @@ def _check_fits(prompt_tokens: int, max_tokens: int, n_ctx: int) -> None:
         raise ProviderError(
             f"the prompt has {prompt_tokens} tokens; with max_tokens={max_tokens} it needs "
             f"{prompt_tokens + max_tokens} but the local model's context holds {n_ctx}",
-            suggestion="shorten the conversation or documents, lower max_tokens, "
-            "or raise TOKENRELAY_LOCAL_N_CTX",
+            suggestion="shorten the conversation or documents, or lower max_tokens",
+            details={"operator": "raise TOKENRELAY_LOCAL_N_CTX for a larger context"},
             code=ErrorCode.CONTEXT_TOO_LONG,
             retryable=False,
         )

@@ -17,13 +17,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tokenrelay import __version__
 from tokenrelay.config import Settings
-from tokenrelay.errors import TokenRelayError, internal_error
+from tokenrelay.errors import TokenRelayError
 from tokenrelay.server.access_log import AccessLogMiddleware
-from tokenrelay.server.asgi import AFTER_BODY, HANDOFF, RAW_SEND
+from tokenrelay.server.asgi import AFTER_BODY, HANDOFF, RAW_SEND, send_error
 from tokenrelay.server.chat_stream_route import PATH as CHAT_STREAM_PATH
 from tokenrelay.server.chat_stream_route import ChatStreamRoute
-from tokenrelay.server.error_responses import error_response, validation_error
-from tokenrelay.server.limits import LimitsMiddleware
+from tokenrelay.server.error_responses import boundary_error, error_response, validation_error
+from tokenrelay.server.limits import LimitsMiddleware, headers_over_limit
+from tokenrelay.server.middleware import ErrorBoundary
+from tokenrelay.server.readiness import Readiness
 from tokenrelay.server.routes import chat, health, openai_compat, plans, sessions, streams, web
 from tokenrelay.server.security import AuthMiddleware
 from tokenrelay.server.sse import StreamReading
@@ -42,8 +44,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(validation_error(list(exc.errors())))
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(internal_error(exc))
+        return error_response(boundary_error(exc, f"{request.method} {request.url.path}"))
 
     app.add_exception_handler(TokenRelayError, on_ours)
     app.add_exception_handler(RequestValidationError, on_validation)
@@ -85,10 +86,18 @@ class TokenRelayAPI(FastAPI):
 
     _front: ASGIApp | None = None
     _handoff = False
+    max_header_count = 100  # `create_app` sets both from the settings
+    max_header_bytes = 16_384
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
+            return
+        # uvicorn's httptools parser takes headers of any size and number: bounded here,
+        # before any layer reads them (431, server/limits.py)
+        too_many = headers_over_limit(scope, self.max_header_count, self.max_header_bytes)
+        if too_many is not None:
+            await send_error(send, too_many, {"Connection": "close"})
             return
         scope[RAW_SEND] = send
         try:
@@ -151,6 +160,7 @@ _HANDOFF_AWARE: set[Any] = {
     AuthMiddleware,
     CORSMiddleware,
     ChatStreamRoute,
+    ErrorBoundary,
     LimitsMiddleware,
 }
 
@@ -176,8 +186,8 @@ class _UnexpectedErrors:
         except Exception as exc:
             if started:
                 raise
-            logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            await error_response(internal_error(exc))(scope, receive, send)
+            error = boundary_error(exc, f"{scope['method']} {scope['path']}")
+            await error_response(error)(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -185,9 +195,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await Services.open(settings)
+        try:
+            services = await Services.open(settings)
+        except TokenRelayError as exc:  # the operator's fix goes to the log, not to clients
+            logger.error("start-up failed: %s (%s)", exc, exc.details or exc.suggestion)
+            raise
         app.state.services = services
         app.state.documents = services.documents
+        app.state.readiness = Readiness(settings)
         try:
             # build the default provider now, so a bad configuration fails at start with its
             # fix; a local model is loaded now too, off the loop, not on the first request
@@ -197,6 +212,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await asyncio.to_thread(load)
             yield
         finally:
+            await app.state.readiness.aclose()
             await services.aclose()
 
     app = TokenRelayAPI(
@@ -205,6 +221,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Stream LLM answers over Server-Sent Events.",
         lifespan=lifespan,
     )
+    app.max_header_count = settings.max_header_count
+    app.max_header_bytes = settings.max_header_bytes
     _install_error_handlers(app)
     # innermost of our middleware, in front of the router (see its module doc)
     app.add_middleware(ChatStreamRoute)

@@ -50,8 +50,9 @@ def scope_state(scope: Scope) -> dict[str, Any]:
 
 
 def client_ip(scope: Scope) -> str:
-    """The peer address as the server saw it (behind a proxy: run uvicorn with
-    --proxy-headers and --forwarded-allow-ips so this is the real client)."""
+    """The peer address as the server saw it. Behind a proxy, list the proxy's address in
+    `forwarded_allow_ips` (`tokenrelay serve` then has uvicorn take the client from
+    X-Forwarded-For, from that proxy only); the header itself is never read here."""
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
 

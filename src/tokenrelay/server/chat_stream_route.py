@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tokenrelay.errors import TokenRelayError, ValidationError
 from tokenrelay.server.error_responses import error_response, validation_error
+from tokenrelay.server.json_checks import check_json_body
 from tokenrelay.server.routes.chat import chat_stream_response
 from tokenrelay.server.schemas import ChatRequest
 
@@ -55,6 +56,7 @@ def parse_chat_request(raw: bytes, content_type: str | None) -> ChatRequest:
             "the request body is empty",
             suggestion='send a JSON object such as {"message": "Hello"}',
         )
+    check_json_body(raw)
     try:
         return ChatRequest.model_validate_json(raw)
     except pydantic.ValidationError as exc:
@@ -85,6 +87,8 @@ class ChatStreamRoute:
             raw = await request.body()
         except ClientDisconnect:
             return None  # gone before the body arrived: nobody to answer
+        except TokenRelayError as exc:  # a chunked body over the limit (server/limits.py): 413
+            return error_response(exc)
         try:
             body = parse_chat_request(raw, request.headers.get("content-type"))
             return await chat_stream_response(body, request)

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request
+from fastapi.responses import Response
 
 from tokenrelay.errors import ErrorCode, TokenRelayError, ValidationError
 from tokenrelay.events import parse_event_id
@@ -15,6 +16,7 @@ from tokenrelay.pipelines.retrieval_step import RagRequest
 from tokenrelay.server.schemas import ChatOptions, ChatRequest, RagOptions
 from tokenrelay.services import Services
 from tokenrelay.sessions.base import new_id, session_not_found
+from tokenrelay.streams.log import not_found
 from tokenrelay.tools.registry import registry_for
 
 _TRACE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -105,9 +107,14 @@ def rag_request(services: Services, options: ChatOptions) -> RagRequest | None:
 
 
 def resume_position(request: Request, stream_id: str | None = None) -> tuple[str, int] | None:
-    """(stream_id, seq) from Last-Event-ID (header, or `last_event_id` query for EventSource)."""
-    raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-    if not raw:
+    """(stream_id, seq) from Last-Event-ID (header, or `last_event_id` query for EventSource).
+
+    A blank id is no id. Read as the stream cap reads it (`limits.raw_last_event_id`), so a
+    request the cap counted as a new stream never resumes, nor the other way round."""
+    from tokenrelay.server.limits import raw_last_event_id
+
+    raw = raw_last_event_id(request.scope)
+    if raw is None:
         return None
     try:
         sid, seq = parse_event_id(raw)
@@ -159,3 +166,29 @@ async def start_stream(
         if close is not None:
             await close()
         raise
+
+
+def wants_json(request: Request) -> bool:
+    """Did the caller ask for JSON (Accept: application/json, not text/event-stream)?"""
+    accept = request.headers.get("accept", "").lower()
+    return "application/json" in accept and "text/event-stream" not in accept
+
+
+async def resume_end(
+    services: Services, request: Request, stream_id: str, after_seq: int
+) -> Response | None:
+    """The answer to a resume that has nothing left to send, or None to send the stream.
+
+    A stream that is unknown, expired or another key's, or finished with `after_seq` at or
+    past its terminal event: `204 No Content` to EventSource-style callers (the WHATWG rule:
+    an EventSource that gets 204 stops reconnecting), JSON 404 STREAM_NOT_FOUND to callers
+    that ask for JSON. A finished stream resumed from before its end is replayed (None)."""
+    info = await services.log.info(stream_id)
+    gone = info is None or info.owner != owner_of(request)
+    if not gone and not (info is not None and info.finished and after_seq >= info.last_seq):
+        return None
+    if wants_json(request):
+        from tokenrelay.server.error_responses import error_response
+
+        return error_response(not_found(stream_id))
+    return Response(status_code=204)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from tokenrelay.errors import TokenRelayError, ValidationError
+from tokenrelay.errors import (
+    BackendUnavailable,
+    ErrorCode,
+    TokenRelayError,
+    ValidationError,
+    internal_error,
+)
 from tokenrelay.server.asgi import retry_after_value
+
+logger = logging.getLogger("tokenrelay.server")
 
 
 def _json_safe_errors(errors: list[Any]) -> list[dict[str, Any]]:
@@ -43,3 +52,64 @@ def error_response(exc: TokenRelayError) -> JSONResponse:
     if exc.retry_after_s is not None:
         headers["Retry-After"] = retry_after_value(exc.retry_after_s)
     return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
+
+
+def _backend_connection_errors() -> tuple[type[BaseException], ...]:
+    """Connection failures of the backends we may run with; the packages are optional."""
+    found: list[type[BaseException]] = [ConnectionError]  # refused, reset, ... (OSError's)
+    try:
+        import redis.exceptions as redis_errors
+
+        found += [redis_errors.ConnectionError, redis_errors.TimeoutError]
+    except ImportError:  # pragma: no cover - depends on the install
+        pass
+    try:
+        import asyncpg.exceptions as pg_errors
+
+        found += [
+            pg_errors.PostgresConnectionError,
+            pg_errors.InterfaceError,
+            pg_errors.TooManyConnectionsError,
+            pg_errors.AdminShutdownError,
+        ]
+    except ImportError:  # pragma: no cover - depends on the install
+        pass
+    return tuple(found)
+
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] | None = None
+BACKEND_RETRY_AFTER_S = 1.0
+
+
+def boundary_error(exc: Exception, where: str = "") -> TokenRelayError:
+    """What the client is told of an exception that reached the boundary unanswered.
+
+    - our errors: as they are (a middleware raised it, where no route handler sees it);
+    - a lost connection to Redis or PostgreSQL: 503 BACKEND_UNAVAILABLE, retryable, with
+      Retry-After; what to check goes to the log and to `details`, not to the message;
+    - anything else: logged with its trace, INTERNAL_ERROR without its text."""
+    global _CONNECTION_ERRORS
+    if _CONNECTION_ERRORS is None:
+        _CONNECTION_ERRORS = _backend_connection_errors()
+    if isinstance(exc, TokenRelayError):
+        found = exc
+    elif isinstance(exc, _CONNECTION_ERRORS):
+        found = BackendUnavailable(
+            "a service this server needs is unreachable",
+            suggestion="retry in a moment",
+            details={"operator": "check TOKENRELAY_REDIS_URL, TOKENRELAY_DATABASE_URL and /readyz"},
+        )
+    else:
+        logger.exception("unhandled error on %s", where)
+        return internal_error(exc)
+    if found.code == ErrorCode.BACKEND_UNAVAILABLE:
+        if found.retry_after_s is None:
+            found.retry_after_s = BACKEND_RETRY_AFTER_S
+        logger.warning(
+            "backend unavailable on %s: %s (%s)%s",
+            where,
+            found.message,
+            type(exc.__cause__ or exc).__name__,
+            f"; {found.details.get('operator', '')}" if isinstance(found.details, dict) else "",
+        )
+    return found

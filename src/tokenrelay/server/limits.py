@@ -3,11 +3,15 @@
 `LimitsMiddleware`, per request and before any route code runs:
 - body size: `Content-Length` over the limit → 413 at once; a chunked body is counted as it is
   read and cut off at the limit (413, code VALIDATION_ERROR);
+- (header size and count are checked before any middleware, in `app.TokenRelayAPI`, with
+  `headers_over_limit` below: 431);
 - request rate per client (API key, or IP without keys) on `/api/` and `/v1/` → 429 RATE_LIMIT
   with `Retry-After`;
 - open streams per process: a request that would start a stream while `max_open_streams` run
   here → 503 BACKEND_UNAVAILABLE with `Retry-After` (running streams are never touched; a load
-  balancer can send the retry to another replica).
+  balancer can send the retry to another replica). A request resumes instead of starting
+  only when its Last-Event-ID (header or `last_event_id`) is a well-formed event id: the
+  route decides with the same function (`resume_id`), so no form of it skips the cap.
 
 `limited_pipeline(request, pipeline)` is the per-client running-stream limit: the route calls it
 before `runner.start`, gets 429 when the client already runs `max_streams_per_client` streams,
@@ -21,12 +25,14 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tokenrelay.config import Settings
 from tokenrelay.errors import ErrorCode, TokenRelayError, ValidationError
+from tokenrelay.events import parse_event_id
 from tokenrelay.limits import Limiter
 from tokenrelay.server.asgi import (
     MetricsGetter,
@@ -67,8 +73,38 @@ class BodyTooLarge(ValidationError):
 def body_too_large(limit: int, setting: str) -> BodyTooLarge:
     return BodyTooLarge(
         f"the request body is over the limit of {limit} bytes",
-        suggestion=f"send less (shorter history, smaller file), or raise {setting}",
+        suggestion="send less (a shorter history, a smaller file)",
+        details={"operator": f"the limit is {setting}"},
     )
+
+
+class HeadersTooLarge(ValidationError):
+    """Too many request headers, or too many bytes of them: HTTP 431."""
+
+    @property
+    def http_status(self) -> int:
+        return 431
+
+
+def headers_over_limit(scope: Scope, max_count: int, max_bytes: int) -> HeadersTooLarge | None:
+    """431 when the request has more than `max_count` headers or `max_bytes` of them."""
+    headers = scope["headers"]
+    if len(headers) > max_count:
+        return HeadersTooLarge(
+            f"the request has {len(headers)} headers; the limit is {max_count}",
+            suggestion="send fewer headers",
+            details={"operator": "the limit is TOKENRELAY_MAX_HEADER_COUNT"},
+        )
+    size = 0
+    for name, value in headers:
+        size += len(name) + len(value)
+    if size > max_bytes:
+        return HeadersTooLarge(
+            f"the request headers are {size} bytes; the limit is {max_bytes}",
+            suggestion="send shorter headers (cookies, tokens)",
+            details={"operator": "the limit is TOKENRELAY_MAX_HEADER_BYTES"},
+        )
+    return None
 
 
 def rate_limited(retry_after_s: float) -> TokenRelayError:
@@ -92,11 +128,39 @@ def too_many_streams(limit: int, retry_after_s: float) -> TokenRelayError:
 def server_busy(limit: int, retry_after_s: float) -> TokenRelayError:
     return TokenRelayError(
         f"this server runs {limit} streams, its limit",
-        suggestion="retry after Retry-After seconds (another replica may have room); "
-        "operators: raise TOKENRELAY_MAX_OPEN_STREAMS or add replicas",
+        suggestion="retry after Retry-After seconds (another replica may have room)",
         code=ErrorCode.BACKEND_UNAVAILABLE,
         retry_after_s=retry_after_s,
+        details={"operator": "raise TOKENRELAY_MAX_OPEN_STREAMS or add replicas"},
     )
+
+
+def raw_last_event_id(scope: Scope) -> str | None:
+    """The Last-Event-ID a request sent: the header when not blank, else the last
+    `last_event_id` query value (EventSource cannot set headers on its first request)."""
+    raw = header(scope, b"last-event-id")
+    if raw is not None and raw.strip():
+        return raw.decode("latin-1")
+    query: bytes = scope.get("query_string", b"")
+    if b"last_event_id" not in query:
+        return None
+    found = None
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if name == "last_event_id":
+            found = value
+    return found or None
+
+
+def resume_id(scope: Scope) -> tuple[str, int] | None:
+    """(stream_id, seq) when the request resumes a stream: a well-formed Last-Event-ID.
+    Blank is no id; a malformed one is None here, and the route answers it with 422."""
+    raw = raw_last_event_id(scope)
+    if raw is None:
+        return None
+    try:
+        return parse_event_id(raw)
+    except ValueError:
+        return None
 
 
 def starts_stream(scope: Scope) -> bool:
@@ -105,10 +169,7 @@ def starts_stream(scope: Scope) -> bool:
     if (method, path) not in STREAM_STARTERS:
         return False
     if method == "GET":
-        resumes = header(scope, b"last-event-id") or b"last_event_id=" in scope.get(
-            "query_string", b""
-        )
-        return not resumes
+        return resume_id(scope) is None
     return True
 
 

@@ -1,8 +1,9 @@
 """The security and limits middleware stack, installed by `create_app` (docs/security.md).
 
-Outermost first: access log → CORS (only with `cors_origins`) → API keys (only with keys) →
-limits → the app. All pure ASGI: work per request, nothing per streamed chunk beyond a
-comparison. CORS sits outside auth and limits so that their 401/429 answers reach browsers.
+Outermost first: access log → CORS (only with `cors_origins`) → error boundary → API keys
+(only with keys) → limits → the app. All pure ASGI: work per request, nothing per streamed
+chunk beyond a comparison. CORS sits outside auth and limits so that their 401/429 answers
+reach browsers; the error boundary inside CORS so that its 503 reaches them too.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tokenrelay.config import Settings
 from tokenrelay.limits import open_limiter
 from tokenrelay.metrics import Metrics
 from tokenrelay.server.access_log import AccessLogMiddleware
+from tokenrelay.server.asgi import send_error
+from tokenrelay.server.error_responses import boundary_error
 from tokenrelay.server.limits import Admissions, LimitsConfig, LimitsMiddleware, LimitsState
 from tokenrelay.server.security import AuthMiddleware, load_keyring, parse_origins
 
@@ -59,6 +63,7 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
             metrics_public=settings.metrics_public,
             metrics=metrics,
         )
+    app.add_middleware(ErrorBoundary)
     if origins:
         app.add_middleware(
             CORSMiddleware,
@@ -99,3 +104,36 @@ def install_http_error_shape(app: FastAPI) -> None:
         return JSONResponse(body, status_code=status, headers=exc.headers)
 
     app.add_exception_handler(HTTPException, on_http_error)
+
+
+class ErrorBoundary:
+    """Where an exception that no route handler answered becomes our JSON error, once.
+
+    A middleware's failure (the rate limiter's Redis gone, a chunked body cut off at the
+    limit) never reaches FastAPI's handlers, which wrap the routes only; Starlette's outermost
+    handler made every one of them a 500. Here: our errors keep their code and status, a lost
+    connection to Redis or PostgreSQL is 503 BACKEND_UNAVAILABLE with Retry-After, anything
+    else 500 INTERNAL_ERROR (`error_responses.boundary_error`). Once the response has started
+    the exception goes on to the server, which closes the connection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching_send)
+        except Exception as exc:
+            if started:
+                raise
+            error = boundary_error(exc, f"{scope.get('method')} {scope.get('path')}")
+            await send_error(send, error)

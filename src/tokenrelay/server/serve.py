@@ -8,7 +8,7 @@ import logging
 import socket
 import sys
 from types import FrameType
-from typing import cast
+from typing import Any, cast
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
@@ -119,6 +119,17 @@ def tune_gil() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
+def proxy_config(forwarded_allow_ips: str) -> dict[str, Any]:
+    """uvicorn's proxy-header options: X-Forwarded-For/-Proto are trusted only from the
+    addresses in `forwarded_allow_ips`. uvicorn's own default trusts 127.0.0.1, so any
+    process on the host (or a proxy there that passes the header on) could pick the client
+    address that rate limits and logs count; with none listed, the headers are ignored."""
+    allowed = ",".join(part.strip() for part in forwarded_allow_ips.split(",") if part.strip())
+    if not allowed:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": allowed}
+
+
 def run(settings: Settings) -> None:
     app = create_app(settings)
     tune_gc(settings.gc_threshold)
@@ -130,5 +141,6 @@ def run(settings: Settings) -> None:
         log_level=settings.log_level,
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+        **proxy_config(settings.forwarded_allow_ips),
     )
     DrainingServer(config).run()

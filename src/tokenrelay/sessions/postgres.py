@@ -110,8 +110,12 @@ async def migrate(conn: Any, component: str, migrations: list[Migration]) -> int
 
 def backend_down(exc: BaseException) -> BackendUnavailable:
     return BackendUnavailable(
-        f"the session database is unreachable ({type(exc).__name__})",
-        suggestion="retry in a moment; operators: check TOKENRELAY_DATABASE_URL and PostgreSQL",
+        "the server cannot reach its session database right now",
+        suggestion="try again in a moment",
+        details={
+            "operator": "check TOKENRELAY_DATABASE_URL and that PostgreSQL is up"
+            f" ({type(exc).__name__})"
+        },
     )
 
 

@@ -14,14 +14,16 @@ they are encoded (bench/relay/findings.md item 36).
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from bisect import bisect_right
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Protocol
 
-from tokenrelay.errors import StreamNotFound
-from tokenrelay.events import Envelope, encode_frames, encode_pairs, envelope
+from tokenrelay.errors import StreamNotFound, TokenRelayError, internal_error
+from tokenrelay.events import Envelope, encode_frames, encode_pairs, envelope, reader_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,13 @@ class StreamLog(Protocol):
 
     def release_readers(self) -> None:
         """End every live read without a terminal event (this replica is draining)."""
+        ...
+
+    async def declare_lost(self, stream_id: str) -> bool:
+        """End a stream whose owner is gone (its lease expired) with a terminal `error`
+        appended to the log itself, numbered after its last event, so that every reader sees
+        the same event; True when the stream now ends lost. A log with no other process
+        (the memory log) never declares anything lost: False."""
         ...
 
     async def has_remote_readers(self, stream_id: str) -> bool:
@@ -233,6 +242,9 @@ class _MemoryStream:
         return list(map(_tuple_new, repeat(Envelope), events))  # no Python loop per event
 
 
+HeldStream = _MemoryStream  # what `MemoryStreamLog.held` hands out (the Redis log's owner copy)
+
+
 class MemorySubscription:
     __slots__ = ("_fut", "_log", "_push", "_stream")
 
@@ -340,6 +352,17 @@ class MemoryStreamLog:
     def is_local(self, stream_id: str) -> bool:
         return stream_id in self._streams
 
+    def stream(self, stream_id: str) -> HeldStream | None:
+        """One stream kept here and not expired (for the Redis log's rewrites)."""
+        stream = self._streams.get(stream_id)
+        return stream if stream is not None and stream.expires_at > time.monotonic() else None
+
+    def held(self) -> list[tuple[str, HeldStream]]:
+        """The streams kept here and not expired: what the Redis log renews the lease of and
+        writes again to Redis when Redis lost them."""
+        now = time.monotonic()
+        return [(sid, s) for sid, s in self._streams.items() if s.expires_at > now]
+
     def release_readers(self) -> None:
         self.released = True
         for stream in self._streams.values():
@@ -348,6 +371,9 @@ class MemoryStreamLog:
                 sub.close()
 
     async def has_remote_readers(self, stream_id: str) -> bool:
+        return False
+
+    async def declare_lost(self, stream_id: str) -> bool:
         return False
 
     async def request_cancel(self, stream_id: str) -> bool:
@@ -381,13 +407,17 @@ class MemoryStreamLog:
 
 
 class PumpSubscription:
-    """A subscription fed by an async iterator (a remote read), through one pump task."""
+    """A subscription fed by an async iterator (a remote read), through one pump task.
+
+    The buffer holds what the source yielded, in order; its seqs increase but need not be
+    consecutive, and the last one may be a reader's own terminal event (`READER_SEQ`), which
+    counts as after every other. `take` finds its place by bisection. A source that fails
+    ends with a terminal `error` of its own (never an exception out of `take`), so a response
+    always ends with exactly one terminal event."""
 
     def __init__(self, source: AsyncIterator[Envelope], after_seq: int) -> None:
         self._buffer: list[Envelope] = []
-        self._first = after_seq + 1  # seq of _buffer[0]
         self._ended = False
-        self._error: BaseException | None = None
         self._fut: asyncio.Future[None] | None = None
         self._task = asyncio.create_task(self._pump(source))
 
@@ -398,17 +428,20 @@ class PumpSubscription:
                 self.wake()
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:
-            self._error = exc
+        except Exception as exc:
+            err = exc if isinstance(exc, TokenRelayError) else internal_error(exc)
+            self._buffer.append(reader_error(err))
         finally:
             self._ended = True
             self.wake()
 
     def take(self, after_seq: int) -> list[Envelope]:
-        start = max(0, after_seq + 1 - self._first)
-        if start >= len(self._buffer) and self._error is not None:
-            raise self._error  # the remote read failed: tell the reader once it has the rest
-        return self._buffer[start:]
+        buffer = self._buffer
+        if not buffer:
+            return []
+        if _order(buffer[0]) > after_seq:  # all of it: the first take
+            return buffer[:]
+        return buffer[bisect_right(buffer, float(after_seq), key=_order) :]
 
     def frames(self, after_seq: int, count: int, stream_id: str, *, event_names: bool) -> bytes:
         envs = self.take(after_seq)[:count]
@@ -416,7 +449,7 @@ class PumpSubscription:
 
     @property
     def done(self) -> bool:
-        return self._ended and self._error is None
+        return self._ended
 
     def waiter(self) -> asyncio.Future[None]:
         if self._fut is None or self._fut.done():
@@ -435,3 +468,8 @@ class PumpSubscription:
     def close(self) -> None:
         self._task.cancel()
         self.wake()
+
+
+def _order(env: Envelope) -> float:
+    """Where an envelope sorts in a reader's buffer: by seq, a reader's own last."""
+    return env.seq or math.inf

@@ -61,7 +61,8 @@ class IdleWatchdog:
             self._task.uncancel()
         return StreamTimeout(
             f"the model produced no output for {self._seconds:g} s",
-            suggestion="retry, or raise TOKENRELAY_IDLE_TIMEOUT_S if the model is slow to start",
+            suggestion="retry",
+            details={"operator": "raise TOKENRELAY_IDLE_TIMEOUT_S if the model is slow to start"},
         )
 
 

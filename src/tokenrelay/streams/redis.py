@@ -6,12 +6,29 @@ replica can replay from a `Last-Event-ID` and follow live with XREAD. Writes are
 background flusher pipelines all pending appends, so Redis costs one round trip per batch, not
 per token. Streams are bounded (MAXLEN) and expire (`stream_ttl_s` after they finish).
 
-Cross-replica coordination, all through Redis:
+Exact under faults (issue #19); each decision two replicas could race on is one Lua script
+(streams/redis_lua.py), and readers of other replicas' streams are streams/redis_reader.py:
+- **The owner's lease** (`alive:<id>`) is renewed on a timer, every `lease_s / 3`, for every
+  unfinished stream held here, in one round trip: a model that says nothing is not lost.
+- **Declaring a stream lost** is a conditional append: a reader that finds no new events and
+  no lease runs a script that appends the terminal `error` after the stream's last id, marks
+  it finished and lost, and moves the stream's last id past every `0-<seq>`, so all readers
+  read the same event and no late write of the owner can follow it. The owner learns it from
+  a refused write or from its lease timer, and stops copying that stream (a warning).
+- **Redis restarted without persistence**: the owner keeps every event of its streams here;
+  its lease timer sees a stream's `meta` gone and writes the stream again, meta and events,
+  in one script; so does the flusher after any failed write (never a batch retried blindly).
+  Finished streams still held here are written again too, so ownership checks stay right.
+- **Readers never skip**: each entry must be the seq after the last; at a gap (or a stream
+  that vanished) a reader waits up to a lease for the owner to write it again, else it ends
+  with `STREAM_INCOMPLETE`. Redis away under a reader: it retries for `outage_s`, then ends
+  with a retryable `BACKEND_UNAVAILABLE`. Those terminal events are the reader's own, not in
+  the log: seq `READER_SEQ`, sent without an `id:` so that a retry resumes exactly.
+
+Other cross-replica coordination:
 - `cancel` pub/sub channel: a cancel received by any replica reaches the one generating;
 - `lease:<id>` keys: a replica following a stream it does not generate keeps a short lease,
-  so the generating replica does not cancel it as abandoned;
-- `alive:<id>` keys: refreshed by the generating replica; a remote reader that sees it vanish
-  without a terminal event reports the stream as lost instead of waiting forever.
+  so the generating replica does not cancel it as abandoned.
 """
 
 from __future__ import annotations
@@ -19,12 +36,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Set
 from typing import Any
 
-from tokenrelay.errors import BackendUnavailable, ErrorCode, TokenRelayError
-from tokenrelay.events import Encoded, Envelope, ErrorEvent
+from tokenrelay.errors import BackendUnavailable
+from tokenrelay.events import Encoded, Envelope
+from tokenrelay.streams import redis_lua as lua
 from tokenrelay.streams.log import (
     MemoryStreamLog,
     PumpSubscription,
@@ -32,18 +51,20 @@ from tokenrelay.streams.log import (
     Subscription,
     not_found,
 )
+from tokenrelay.streams.redis_reader import OUTAGE_S, RemoteReader
 
 logger = logging.getLogger("tokenrelay.streams.redis")
 
-LEASE_S = 5.0
-ALIVE_S = 15.0
-_BLOCK_MS = 1000
+_NONE: frozenset[str] = frozenset()
 
 
 def backend_down(exc: BaseException) -> BackendUnavailable:
     return BackendUnavailable(
-        f"the shared stream log (Redis) is unreachable ({type(exc).__name__})",
-        suggestion="retry in a moment; operators: check TOKENRELAY_REDIS_URL and Redis",
+        "the server cannot reach its shared stream log right now",
+        suggestion="try again in a moment",
+        details={
+            "operator": f"check TOKENRELAY_REDIS_URL and that Redis is up ({type(exc).__name__})"
+        },
     )
 
 
@@ -56,20 +77,29 @@ class RedisStreamLog:
         max_len: int = 100_000,
         max_age_s: float = 3600.0,
         prefix: str = "tokenrelay",
+        lease_s: float = 15.0,
+        outage_s: float = OUTAGE_S,
     ) -> None:
         self._redis = client
         self._ttl_s = ttl_s
         self._max_len = max_len
         self._max_age_s = max_age_s  # how long an unfinished stream's keys may live
         self._prefix = prefix
+        self._lease_s = lease_s
         self._local = MemoryStreamLog(ttl_s=ttl_s)
         self._pending: list[tuple[str, Envelope]] = []
+        self._dirty: set[str] = set()  # streams to write again whole, from the local copy
+        self._lost: set[str] = set()  # streams declared lost elsewhere: no longer copied
         self._wake = asyncio.Event()
         self._inflight = 0
         self._flusher: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
-        self._alive_at: dict[str, float] = {}
-        self._released = False
+        self._reader = RemoteReader(
+            client, prefix=prefix, lease_s=lease_s, ttl_s=ttl_s, outage_s=outage_s
+        )
+        self._renew = client.register_script(lua.RENEW)
+        self._rewrite = client.register_script(lua.REWRITE)
 
     @classmethod
     async def connect(cls, url: str, **kwargs: Any) -> RedisStreamLog:
@@ -107,13 +137,12 @@ class RedisStreamLog:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hset(self._k("meta", stream_id), mapping=meta)
                 pipe.expire(self._k("meta", stream_id), int(self._max_age_s))
-                pipe.set(self._k("alive", stream_id), 1, ex=int(ALIVE_S))
+                pipe.set(self._k("alive", stream_id), 1, px=self._lease_ms)
                 await pipe.execute()
         except Exception as exc:
             raise backend_down(exc) from exc
         await self._local.create(stream_id, owner=owner, session_id=session_id)
-        self._alive_at[stream_id] = time.monotonic()
-        self._ensure_flusher()
+        self._ensure_tasks()
 
     async def append(self, stream_id: str, event: object) -> Envelope:
         return self.emit(stream_id, event)
@@ -132,33 +161,85 @@ class RedisStreamLog:
         self._wake.set()
         return env
 
-    def _ensure_flusher(self) -> None:
+    @property
+    def _lease_ms(self) -> int:
+        return max(1, int(self._lease_s * 1000))
+
+    def _ensure_tasks(self) -> None:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_forever(), name="redis-log-flusher")
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._renew_forever(), name="redis-log-lease")
 
     async def _flush_forever(self) -> None:
         backoff = 0.05
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending:
+            while self._pending or self._dirty:
+                # taken together, with no await between: a stream written again from its
+                # copy has exactly the events of `batch` and before, later ones stay pending
                 batch, self._pending = self._pending, []
-                self._inflight = len(batch)
+                dirty: Set[str] = _NONE
+                rewrites: list[tuple[str, list[str | int]]] = []
+                if self._dirty:
+                    dirty, self._dirty = self._dirty, set()
+                    rewrites = [r for r in map(self._copy_of, dirty) if r is not None]
+                if dirty or self._lost:
+                    skip = dirty | self._lost
+                    batch = [item for item in batch if item[0] not in skip]
+                self._inflight = len(batch) + len(rewrites)
                 try:
-                    await self._write(batch)
+                    await self._write(batch, rewrites)
                     backoff = 0.05
-                except Exception:
-                    logger.warning("redis stream log write failed; retrying", exc_info=True)
-                    # keep the events (the newest, if Redis stays away for long) and retry
-                    self._pending = (batch + self._pending)[-200_000:]
+                except Exception as exc:
+                    logger.warning(
+                        "redis stream log write failed (%s); the streams are written again"
+                        " from this replica's copy when Redis answers",
+                        type(exc).__name__,
+                        exc_info=backoff == 0.05,  # the trace once per outage
+                    )
+                    # never a gap: each stream touched is written again whole, from memory
+                    self._dirty |= dirty | {stream_id for stream_id, _ in batch}
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 2.0)
                 finally:
                     self._inflight = 0
 
-    async def _write(self, batch: list[tuple[str, Envelope]]) -> None:
-        now = time.monotonic()
+    def _copy_of(self, stream_id: str) -> tuple[str, list[str | int]] | None:
+        """The rewrite script's arguments for one stream, from the local copy (None when it
+        is no longer held here, or was declared lost)."""
+        stream = self._local.stream(stream_id)
+        if stream is None or stream_id in self._lost:
+            return None
+        count = stream.last_seq
+        first = max(1, count - self._max_len + 1)
+        if stream.finished:
+            expiry = math.ceil(max(0.0, stream.expires_at - time.monotonic())) + 1
+        else:
+            expiry = int(self._max_age_s)
+        head: list[str | int] = [
+            stream.owner or "",
+            int(stream.owner is not None),
+            stream.session_id or "",
+            int(stream.finished),
+            self._lease_ms,
+            expiry,
+            first,
+        ]
+        return stream_id, head + stream.items[2 * (first - 1) :]
+
+    async def _write(
+        self,
+        batch: list[tuple[str, Envelope]],
+        rewrites: list[tuple[str, list[str | int]]],
+    ) -> None:
+        # per command: the stream whose copy a failure of it spoils (None: harmless)
+        spoils: list[str | None] = []
         async with self._redis.pipeline(transaction=False) as pipe:
+            for stream_id, args in rewrites:
+                await self._rewrite(keys=self._keys(stream_id), args=args, client=pipe)
+                spoils.append(stream_id)
             for stream_id, env in batch:
                 key = self._k("s", stream_id)
                 pipe.xadd(
@@ -168,23 +249,87 @@ class RedisStreamLog:
                     maxlen=self._max_len,
                     approximate=True,
                 )
+                spoils.append(stream_id)
                 if env.terminal:
                     ttl = int(self._ttl_s) + 1
                     pipe.hset(self._k("meta", stream_id), "finished", 1)
                     pipe.expire(key, ttl)
                     pipe.expire(self._k("meta", stream_id), ttl)
                     pipe.delete(self._k("alive", stream_id))
-                    self._alive_at.pop(stream_id, None)
-                elif now - self._alive_at.get(stream_id, 0.0) > ALIVE_S / 3:
+                    spoils += (None, None, None, None)
+                elif env.seq == 1:  # the key is new: bound its life until the lease renews it
                     pipe.expire(key, int(self._max_age_s))
-                    pipe.set(self._k("alive", stream_id), 1, ex=int(ALIVE_S))
-                    self._alive_at[stream_id] = now
-            await pipe.execute()
+                    spoils.append(None)
+            results = await pipe.execute(raise_on_error=False)
+        for (stream_id, _), result in zip(rewrites, results, strict=False):
+            if result == 0:
+                self._stop_copying(stream_id)
+            elif isinstance(result, Exception) and str(result).startswith("NOSCRIPT"):
+                self._dirty.add(stream_id)  # Redis restarted between loading and running
+            elif isinstance(result, Exception):
+                self._stop_copying(stream_id, f"Redis refused to take it again ({result})")
+        start = len(rewrites)
+        failed = [i for i, r in enumerate(results[start:], start) if isinstance(r, Exception)]
+        for i in failed:
+            # an id already there: a pipeline that redis-py sent again after a dropped
+            # connection, or a reader declared the stream lost; writing the stream again from
+            # its copy tells which (the script checks)
+            spoilt = spoils[i]
+            if spoilt is not None and spoilt not in self._lost:
+                self._dirty.add(spoilt)
+
+    def _stop_copying(
+        self,
+        stream_id: str,
+        why: str = "a reader on another replica declared it lost while this replica could not"
+        " renew its lease (Redis away, or this process stalled, for longer than stream_lease_s)",
+    ) -> None:
+        self._lost.add(stream_id)
+        logger.warning(
+            "stream %s is no longer copied to Redis, its remaining events stay local: %s",
+            stream_id,
+            why,
+        )
+
+    def _keys(self, stream_id: str) -> list[str]:
+        return [self._k("meta", stream_id), self._k("alive", stream_id), self._k("s", stream_id)]
+
+    async def _renew_forever(self) -> None:
+        """Renew the lease of every stream held here, one round trip per `lease_s / 3`, and
+        write again any stream that Redis lost (a restart without persistence)."""
+        while True:
+            await asyncio.sleep(self._lease_s / 3)
+            try:
+                await self._renew_all()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("redis stream log could not renew its leases", exc_info=True)
+
+    async def _renew_all(self) -> None:
+        held = self._local.held()
+        if self._lost:
+            self._lost &= {stream_id for stream_id, _ in held}
+        held = [(sid, stream) for sid, stream in held if sid not in self._lost]
+        if not held:
+            return
+        keys: list[str] = []
+        args: list[int] = [self._lease_ms, int(self._max_age_s)]
+        for stream_id, _ in held:
+            keys += self._keys(stream_id)
+        statuses = await self._renew(keys=keys, args=args)
+        for (stream_id, _), status in zip(held, statuses, strict=True):
+            if status == lua.GONE:
+                self._dirty.add(stream_id)
+            elif status == lua.LOST and stream_id not in self._lost:
+                self._stop_copying(stream_id)
+        if self._dirty:
+            self._wake.set()
 
     async def flush(self, within_s: float = 5.0) -> None:
         """Wait until everything appended so far is in Redis (used at shutdown and in tests)."""
         deadline = time.monotonic() + within_s
-        while (self._pending or self._inflight) and time.monotonic() < deadline:
+        while (self._pending or self._inflight or self._dirty) and time.monotonic() < deadline:
             self._wake.set()
             await asyncio.sleep(0.005)
 
@@ -197,7 +342,7 @@ class RedisStreamLog:
             async for env in self._local.read(stream_id, after_seq):
                 yield env
             return
-        async for env in self._read_remote(stream_id, after_seq):
+        async for env in self._reader.read(stream_id, after_seq):
             yield env
 
     async def subscribe(self, stream_id: str, after_seq: int = 0) -> Subscription:
@@ -205,47 +350,14 @@ class RedisStreamLog:
             return await self._local.subscribe(stream_id, after_seq)
         if await self.info(stream_id) is None:
             raise not_found(stream_id)
-        return PumpSubscription(self._read_remote(stream_id, after_seq), after_seq)
+        return PumpSubscription(self._reader.read(stream_id, after_seq), after_seq)
 
-    async def _read_remote(self, stream_id: str, after_seq: int) -> AsyncIterator[Envelope]:
-        key = self._k("s", stream_id)
-        last = f"0-{max(0, after_seq)}"
-        lease_at = 0.0
+    async def declare_lost(self, stream_id: str) -> bool:
         try:
-            while True:
-                now = time.monotonic()
-                if now - lease_at > LEASE_S / 3:
-                    await self._redis.set(self._k("lease", stream_id), 1, ex=int(LEASE_S))
-                    lease_at = now
-                reply = await self._redis.xread({key: last}, count=1000, block=_BLOCK_MS)
-                entries = reply[0][1] if reply else []
-                for entry_id, fields in entries:
-                    last = entry_id
-                    env = Envelope(int(entry_id.split("-")[1]), fields["t"], fields["d"])
-                    yield env
-                    if env.terminal:
-                        return
-                if entries:
-                    continue
-                if self._released:
-                    return
-                if not await self._redis.exists(self._k("alive", stream_id)):
-                    # the generating replica vanished: nothing more will come
-                    if await self._redis.xread({key: last}, count=1):
-                        continue
-                    lost = TokenRelayError(
-                        "the replica generating this answer went away",
-                        suggestion="send the message again",
-                        code=ErrorCode.BACKEND_UNAVAILABLE,
-                        retryable=True,
-                    )
-                    seq = int(last.split("-")[1]) + 1
-                    yield Envelope(seq, "error", ErrorEvent.from_error(lost).model_dump_json())
-                    return
-        except TokenRelayError:
-            raise
+            status = await self._reader.declare_lost(stream_id)
         except Exception as exc:
             raise backend_down(exc) from exc
+        return status in (lua.DECLARED, lua.ALREADY_LOST)
 
     async def info(self, stream_id: str) -> StreamInfo | None:
         local = await self._local.info(stream_id)
@@ -258,8 +370,8 @@ class RedisStreamLog:
                 meta, last = await pipe.execute()
         except Exception as exc:
             raise backend_down(exc) from exc
-        if not meta:
-            return None
+        if not meta.get("has_owner"):
+            return None  # unknown, or lost by Redis and not yet written again by its owner
         return StreamInfo(
             stream_id=stream_id,
             owner=meta.get("owner") if meta.get("has_owner") == "1" else None,
@@ -270,7 +382,7 @@ class RedisStreamLog:
 
     # -- coordination
     def release_readers(self) -> None:
-        self._released = True
+        self._reader.released = True
         self._local.release_readers()
 
     async def has_remote_readers(self, stream_id: str) -> bool:
@@ -310,7 +422,7 @@ class RedisStreamLog:
 
     async def aclose(self) -> None:
         await self.flush()
-        for task in (self._flusher, self._listener):
+        for task in (self._flusher, self._renewer, self._listener):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -35,8 +35,12 @@ CANCEL_REASONS: dict[str, TokenRelayError] = {
         "the stream was cancelled", suggestion="send the message again to get a new answer"
     ),
     "disconnect": StreamCancelled(
-        "the client disconnected, so generation was stopped",
-        suggestion="raise TOKENRELAY_DISCONNECT_GRACE_S to let clients reconnect and resume",
+        "the connection was gone for too long, so the answer was stopped",
+        suggestion="send the message again to get a new answer",
+        details={
+            "operator": "no reader came back within TOKENRELAY_DISCONNECT_GRACE_S; raise it to"
+            " keep answers alive for longer"
+        },
     ),
     "shutdown": TokenRelayError(
         "this server is shutting down",
@@ -246,10 +250,22 @@ class StreamRunner:
             if reason == "deadline":
                 failure = StreamTimeout(
                     f"the answer took longer than the {self._deadline_s:g} s limit",
-                    suggestion="ask for a shorter answer, or raise TOKENRELAY_STREAM_DEADLINE_S",
+                    suggestion="ask for a shorter answer",
+                    details={"operator": "the limit is TOKENRELAY_STREAM_DEADLINE_S"},
+                )
+                logger.warning(
+                    "stream %s stopped at its deadline of %g s (TOKENRELAY_STREAM_DEADLINE_S)",
+                    stream_id,
+                    self._deadline_s,
                 )
             else:
                 failure = CANCEL_REASONS[reason]
+                if reason == "disconnect":
+                    logger.info(
+                        "stream %s stopped: no reader for %g s (TOKENRELAY_DISCONNECT_GRACE_S)",
+                        stream_id,
+                        self._grace_s,
+                    )
             self.generation_stopped(stream_id)
             task = asyncio.current_task()
             if task is not None:

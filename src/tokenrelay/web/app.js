@@ -364,6 +364,7 @@ function handle(turn, sse) {
     case "metadata":
       turn.streamId = data.stream_id;
       if (data.session_id) state.sessionId = data.session_id;
+      if (turn.stopping) cancelOnServer(turn); // Stop was pressed before the stream had an id
       break;
     case "sources":
       turn.addSources(data.documents || []);
@@ -454,6 +455,15 @@ async function run(turn, request) {
           signal: turn.controller.signal,
         });
       }
+      if (response.status === 204) {
+        // nothing left to resume: the stream ended, or expired on the server
+        turn.fail({
+          code: "STREAM_NOT_FOUND",
+          message: "this answer is no longer available",
+          suggestion: "send the message again",
+        });
+        return;
+      }
       if (!response.ok) {
         turn.fail(await errorOf(response));
         return;
@@ -527,15 +537,19 @@ async function sendMessage(text) {
   }
 }
 
+// Stopping is explicit: generation outlives the connection (for a reload or a network
+// change), so closing the response would not stop it. The stream then ends with `error`
+// CANCELLED, which we are still reading.
 async function stopAnswer() {
   const turn = state.current;
   if (!turn || turn.stopping) return;
   turn.stopping = true;
   ui.stop.disabled = true;
-  if (!turn.streamId) {
-    turn.controller?.abort(); // not started yet: leaving cancels it on the server
-    return;
-  }
+  // before the first event there is no stream id yet: the `metadata` event cancels it
+  if (turn.streamId) await cancelOnServer(turn);
+}
+
+async function cancelOnServer(turn) {
   try {
     // the stream then ends with `error` CANCELLED, which we are still reading
     const response = await fetch(`/api/streams/${encodeURIComponent(turn.streamId)}/cancel`, {

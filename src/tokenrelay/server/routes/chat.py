@@ -13,16 +13,17 @@ from tokenrelay.server.deps import (
     get_services,
     owner_of,
     prepare_turn,
+    resume_end,
     resume_position,
     start_stream,
     trace_id_for,
 )
+from tokenrelay.server.json_checks import CheckedRoute
 from tokenrelay.server.schemas import ID_PATTERN, ChatOptions, ChatRequest
 from tokenrelay.server.sse import stream_response
-from tokenrelay.server.streams_access import check_stream_access
 from tokenrelay.services import Services
 
-router = APIRouter(tags=["chat"])
+router = APIRouter(route_class=CheckedRoute, tags=["chat"])
 
 
 async def start_chat(services: Services, body: ChatRequest, request: Request) -> tuple[str, str]:
@@ -74,7 +75,9 @@ async def chat_stream_get(
     position = resume_position(request)
     if position is not None:  # an EventSource reconnecting: continue its stream, don't ask again
         stream_id, seq = position
-        await check_stream_access(services, stream_id, owner_of(request))
+        ended = await resume_end(services, request, stream_id, seq)
+        if ended is not None:
+            return ended
         services.metrics.resumes.inc()
         return stream_response(
             services, stream_id, after_seq=seq, event_names=names, trace_id=trace_id_for(request)

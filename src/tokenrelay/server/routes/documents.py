@@ -24,8 +24,9 @@ from tokenrelay.errors import BackendUnavailable, DocumentNotFound, ValidationEr
 from tokenrelay.retrieval.base import Document, DocumentStore
 from tokenrelay.retrieval.ingest import IngestResult, ingest_bytes, ingest_text
 from tokenrelay.retrieval.owned import scoped_store
+from tokenrelay.server.json_checks import CheckedRoute, check_json_value, too_deep
 
-router = APIRouter(prefix="/api/documents", tags=["documents"])
+router = APIRouter(route_class=CheckedRoute, prefix="/api/documents", tags=["documents"])
 
 
 class TextDocumentIn(BaseModel):
@@ -76,10 +77,13 @@ def _metadata_field(raw: str | None) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(raw)
+    except RecursionError:
+        raise too_deep() from None
     except json.JSONDecodeError as e:
         raise ValidationError(
             f"metadata is not JSON: {e}", suggestion='send metadata as a JSON object, e.g. {"a": 1}'
         ) from e
+    check_json_value(value)
     if not isinstance(value, dict):
         raise ValidationError("metadata must be a JSON object", suggestion='e.g. {"team": "docs"}')
     return value
@@ -100,14 +104,21 @@ def parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], lis
             files.append(part)
         elif isinstance(name, str):
             payload = part.get_payload(decode=True)
-            fields[name] = payload.decode("utf-8") if isinstance(payload, bytes) else ""
+            try:
+                fields[name] = payload.decode("utf-8") if isinstance(payload, bytes) else ""
+            except UnicodeDecodeError:
+                raise ValidationError(
+                    f"the form field {name!r} is not UTF-8 text",
+                    suggestion="send form fields as UTF-8 (files go in the 'file' part)",
+                ) from None
     return fields, files
 
 
 def _too_large(size: int, limit: int) -> ValidationError:
     return ValidationError(
         f"upload of {size} bytes is over the limit of {limit}",
-        suggestion="split the document or raise TOKENRELAY_RAG_MAX_UPLOAD_BYTES",
+        suggestion="split the document into smaller files",
+        details={"operator": "the limit is TOKENRELAY_RAG_MAX_UPLOAD_BYTES"},
     )
 
 

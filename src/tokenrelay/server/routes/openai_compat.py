@@ -20,11 +20,11 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
 
 from tokenrelay.errors import ErrorCode, TokenRelayError, internal_error
 from tokenrelay.pipelines.chat import ChatTurn, chat_pipeline
 from tokenrelay.server.deps import get_services, owner_of, start_stream, trace_id_for
+from tokenrelay.server.json_checks import CheckedRoute
 from tokenrelay.server.openai_format import (
     ChatCompletionRequest,
     ChunkTranslator,
@@ -81,7 +81,7 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
     return JSONResponse(body, status_code=400)
 
 
-class OpenAIRoute(APIRoute):
+class OpenAIRoute(CheckedRoute):
     """Answers this router's errors in OpenAI's shape instead of the app-wide handlers'."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

@@ -11,11 +11,12 @@ from tokenrelay.pipelines.planner import PlanJob, planner_pipeline
 from tokenrelay.planner.models import PlanRequest, check_dates
 from tokenrelay.server.collect import collected, error_json
 from tokenrelay.server.deps import get_services, owner_of, start_stream, trace_id_for
+from tokenrelay.server.json_checks import CheckedRoute
 from tokenrelay.server.sse import stream_response
 from tokenrelay.services import Services
 from tokenrelay.sessions.base import new_id
 
-router = APIRouter(tags=["plans"])
+router = APIRouter(route_class=CheckedRoute, tags=["plans"])
 
 
 async def _start(services: Services, body: PlanRequest, request: Request) -> tuple[str, str]:

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from tokenrelay.server.deps import get_services, owner_of
+from tokenrelay.server.json_checks import CheckedRoute
 from tokenrelay.server.schemas import ID_PATTERN
 from tokenrelay.sessions.base import session_not_found
 
-router = APIRouter(tags=["sessions"])
+router = APIRouter(route_class=CheckedRoute, tags=["sessions"])
 
 
 @router.get("/api/sessions", summary="Your sessions, most recent first")

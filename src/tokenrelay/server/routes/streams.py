@@ -5,7 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from tokenrelay.server.deps import get_services, owner_of, resume_position, trace_id_for
+from tokenrelay.server.deps import (
+    get_services,
+    owner_of,
+    resume_end,
+    resume_position,
+    trace_id_for,
+)
 from tokenrelay.server.schemas import ID_PATTERN
 from tokenrelay.server.sse import stream_response
 from tokenrelay.server.streams_access import check_stream_access
@@ -13,16 +19,22 @@ from tokenrelay.server.streams_access import check_stream_access
 router = APIRouter(tags=["streams"])
 
 
-@router.get("/api/streams/{stream_id}", summary="Replay a stream from Last-Event-ID and follow it")
+@router.get(
+    "/api/streams/{stream_id}",
+    summary="Replay a stream from Last-Event-ID and follow it",
+    responses={204: {"description": "nothing left to send: the stream ended, or is unknown"}},
+)
 async def resume_stream(
     request: Request,
     stream_id: str = Path(pattern=ID_PATTERN),
     event_names: bool | None = Query(default=None),
 ) -> Response:
     services = get_services(request)
-    await check_stream_access(services, stream_id, owner_of(request))
     position = resume_position(request, stream_id)
     after = position[1] if position else 0
+    ended = await resume_end(services, request, stream_id, after)
+    if ended is not None:
+        return ended
     if position:
         services.metrics.resumes.inc()
     names = services.settings.event_names if event_names is None else event_names

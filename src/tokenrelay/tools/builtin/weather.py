@@ -124,7 +124,7 @@ async def _get_json(client: httpx.AsyncClient, url: str, params: dict[str, Any])
     except httpx.HTTPError as e:
         raise ToolError(
             f"the weather service at {url} cannot be reached ({type(e).__name__}); no forecast "
-            "is available — try again later or check TOKENRELAY_WEATHER_BASE_URL"
+            "is available — try again later"
         ) from e
     if response.status_code >= 400:
         reason = ""
