@@ -72,6 +72,19 @@ class Settings(BaseSettings):
         " this lease every third of it, whether the model is writing or silent",
     )
     event_names: bool = True
+    write_timeout_s: float = Field(
+        default=30.0,
+        ge=1.0,
+        description="a connection whose socket has not drained for this long (its writes"
+        " paused, nothing sent) is closed; the stream goes on and the client resumes with"
+        " Last-Event-ID (docs/deployment.md, slow readers)",
+    )
+    max_connection_buffer_bytes: int = Field(
+        default=1_048_576,
+        ge=1,
+        description="a connection holding more unsent bytes than this is closed as a stalled"
+        " one is (write_timeout_s)",
+    )
 
     # -- input limits and history
     max_message_chars: int = Field(default=10_000, ge=1)

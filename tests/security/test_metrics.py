@@ -32,10 +32,11 @@ async def test_stream_metrics_are_observed(live_server) -> None:
         )
         running = await open_stream(client, {"message": "stall", **STALL})
         await client.post("/api/chat/stream", json={"message": "refused"})  # 503: busy
+        await client.post(f"/api/streams/{running['stream_id']}/cancel")
+        # after the cancel: a reading holds a slot too, and the cap (1) would refuse it first
         await client.get(
             f"/api/streams/{running['stream_id']}", headers={"Last-Event-ID": "x"}
         )  # 422, not a resume
-        await client.post(f"/api/streams/{running['stream_id']}/cancel")
         text = (await client.get("/metrics")).text
     for name in (
         "tokenrelay_time_to_first_token_seconds_count",

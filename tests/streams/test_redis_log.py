@@ -118,4 +118,5 @@ async def test_vanished_writer_ends_remote_reads_with_a_retryable_error(redis_se
 async def test_unreachable_redis_is_a_clear_backend_error() -> None:
     with pytest.raises(BackendUnavailable) as info:
         await RedisStreamLog.connect("redis://127.0.0.1:1/0")
-    assert "TOKENRELAY_REDIS_URL" in info.value.suggestion
+    assert "TOKENRELAY_REDIS_URL" in info.value.details["operator"]
+    assert "TOKENRELAY" not in info.value.suggestion

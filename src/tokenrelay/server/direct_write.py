@@ -18,11 +18,17 @@ taken under uvicorn, so an upgrade that changes these attributes fails loudly, n
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import sys
+import termios
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from starlette.types import Send
+
+from tokenrelay.streams import timers
 
 HTTPTOOLS_CYCLE = "uvicorn.protocols.http.httptools_impl"
 
@@ -55,6 +61,156 @@ class DirectWriter:
             return False
         self._transport.write(b"%x\r\n%b\r\n" % (len(body), body))
         return True
+
+    # -- back-pressure (slow readers): never on the hot path, only once writes are paused
+
+    @property
+    def write_paused(self) -> bool:
+        """uvicorn's flow control: the transport's buffer went over its high-water mark."""
+        return bool(self._flow.write_paused)
+
+    @property
+    def lost(self) -> bool:
+        return bool(self._cycle.disconnected)
+
+    def buffered(self) -> int:
+        """Bytes written and not yet taken by the kernel (the transport's own buffer)."""
+        return int(self._transport.get_write_buffer_size())
+
+    def socket_fd(self) -> int | None:
+        sock = self._transport.get_extra_info("socket")
+        try:
+            return int(sock.fileno()) if sock is not None else None
+        except (AttributeError, OSError, ValueError):
+            return None
+
+    async def drain(self) -> None:
+        """Until the transport takes writes again, or the connection is lost (uvicorn's
+        `connection_lost` resumes writing)."""
+        await self._flow.drain()
+
+    def abort(self) -> None:
+        """Close the connection now, dropping what it has not sent (`close()` would first
+        wait for the buffer to drain, which a stalled client never lets happen)."""
+        self._transport.abort()
+
+
+_OUTQ = getattr(termios, "TIOCOUTQ", None)  # Linux: bytes in a socket's send queue
+
+
+def kernel_unsent(fd: int | None) -> int:
+    """Bytes the kernel holds for the socket `fd` that the peer has not acknowledged (0 where
+    that cannot be known): the socket's own buffer, which a client that reads empties."""
+    if fd is None or _OUTQ is None:
+        return 0
+    try:
+        return int.from_bytes(fcntl.ioctl(fd, _OUTQ, b"\0\0\0\0"), sys.byteorder, signed=True)
+    except OSError:
+        return 0
+
+
+class WriteWatch:
+    """Closes a connection that does not drain: one whose unsent bytes stay put for
+    `timeout_s`, or grow past `max_bytes` (`write_timeout_s`, `max_connection_buffer_bytes`).
+
+    Armed by the reader when it finds the connection's writes paused, never per token: it
+    looks at the connection every `interval` seconds on the coarse timers
+    (streams/timers.py), and stops looking once the buffer is empty and writes flow. Progress
+    is the unsent bytes shrinking (the transport's buffer and the kernel's send queue: a
+    kernel send buffer grows to megabytes, and the transport's moves only once the kernel
+    takes more) or the reader's position (`progress()`, the last event written) moving: a
+    client that reads slowly but reads is never closed. A close is an abort (the
+    client sees the connection end without a terminal event, and resumes with Last-Event-ID);
+    uvicorn then reports the connection lost, which ends the reading as a disconnect does.
+    It outlives the reading when the end of the body is still unsent: uvicorn's keep-alive
+    close would wait for a stalled client forever.
+    """
+
+    __slots__ = (
+        "_fd",
+        "_interval",
+        "_mark",
+        "_max",
+        "_on_close",
+        "_progress",
+        "_since",
+        "_size",
+        "_timeout",
+        "_timer",
+        "_writer",
+        "closed",
+    )
+
+    def __init__(
+        self,
+        writer: DirectWriter,
+        *,
+        timeout_s: float,
+        max_bytes: int,
+        progress: Callable[[], int],
+        on_close: Callable[[str], None],
+    ) -> None:
+        self._writer = writer
+        self._fd = writer.socket_fd()
+        self._timeout = timeout_s
+        self._max = max_bytes
+        # checked four times per timeout: a stall is closed within 1.25 x timeout_s
+        self._interval = max(timers.COARSE_FROM, timeout_s / 4)
+        self._progress = progress
+        self._on_close = on_close
+        self._timer: timers.Cancellable | None = None
+        self._since = 0.0
+        self._size = 0
+        self._mark = 0
+        self.closed = False
+
+    def arm(self) -> bool:
+        """Watch from now (if not already); True if the connection was closed (over the
+        buffer bound)."""
+        if self.closed or self._over():
+            return self.closed
+        if self._timer is None:
+            self._since = time.monotonic()
+            self._size = self._writer.buffered() + kernel_unsent(self._fd)
+            self._mark = self._progress()
+            self._timer = timers.call_later(self._interval, self._check)
+        return False
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _over(self) -> bool:
+        if self._writer.buffered() > self._max:
+            self._close("buffer")
+            return True
+        return False
+
+    def _check(self) -> None:
+        self._timer = None
+        writer = self._writer
+        if self.closed or writer.lost or self._over():
+            return
+        size = writer.buffered()
+        if size == 0 and not writer.write_paused:
+            return  # drained: armed again at the next pause
+        size += kernel_unsent(self._fd)
+        mark = self._progress()
+        now = time.monotonic()
+        if size < self._size or mark != self._mark:
+            self._since = now  # it moves, however slowly
+        elif now - self._since >= self._timeout:
+            self._close("timeout")
+            return
+        self._size, self._mark = size, mark
+        self._timer = timers.call_later(self._interval, self._check)
+
+    def _close(self, reason: str) -> None:
+        self.closed = True
+        self.cancel()
+        self._on_close(reason)
+        self._writer.abort()
 
 
 def _cycle(send: Send) -> Any:

@@ -11,7 +11,9 @@
   here → 503 BACKEND_UNAVAILABLE with `Retry-After` (running streams are never touched; a load
   balancer can send the retry to another replica). A request resumes instead of starting
   only when its Last-Event-ID (header or `last_event_id`) is a well-formed event id: the
-  route decides with the same function (`resume_id`), so no form of it skips the cap.
+  route decides with the same function (`resume_id`), so no form of it skips the cap. A
+  request that reads a stream (a resume) is admitted the same way: open readings count
+  (`sse.open_streams`, `reads_stream`).
 
 `limited_pipeline(request, pipeline)` is the per-client running-stream limit: the route calls it
 before `runner.start`, gets 429 when the client already runs `max_streams_per_client` streams,
@@ -173,6 +175,16 @@ def starts_stream(scope: Scope) -> bool:
     return True
 
 
+def reads_stream(scope: Scope) -> bool:
+    """Does this request open a reading of a stream (a resume)? An open reading holds a slot
+    of `max_open_streams` as a running stream does (`sse.ReaderSlots`), so it is admitted
+    the same way: a flood of readers of finished streams gets the same 503."""
+    if scope.get("method") != "GET":
+        return False
+    path: str = scope.get("path", "")
+    return path == "/api/chat/stream" or path.startswith("/api/streams/")
+
+
 @dataclass
 class LimitsConfig:
     max_body_bytes: int
@@ -242,7 +254,7 @@ class LimitsMiddleware:
                 return
         if length is None and header(scope, b"transfer-encoding") is not None:
             receive, send = _count_body(receive, send, limit, setting)
-        if self.config.max_open_streams > 0 and starts_stream(scope):
+        if self.config.max_open_streams > 0 and (starts_stream(scope) or reads_stream(scope)):
             await self._admit(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -24,6 +24,7 @@ from tokenrelay.server.asgi import send_error
 from tokenrelay.server.error_responses import boundary_error
 from tokenrelay.server.limits import Admissions, LimitsConfig, LimitsMiddleware, LimitsState
 from tokenrelay.server.security import AuthMiddleware, load_keyring, parse_origins
+from tokenrelay.server.sse import open_streams
 
 CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "Last-Event-ID", "X-Trace-ID"]
 CORS_EXPOSE_HEADERS = ["X-Trace-ID", "Retry-After"]
@@ -39,9 +40,9 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
     app.state.limits = LimitsState(limiter, float(settings.overload_retry_after_s))
     app.state.auth_enabled = keyring is not None
 
-    def running_streams() -> int:
+    def running_streams() -> int:  # and open readings with a slot of their own (sse.py)
         services = getattr(app.state, "services", None)
-        return int(services.runner.active) if services is not None else 0
+        return open_streams(services.runner) if services is not None else 0
 
     def metrics() -> Metrics | None:
         services = getattr(app.state, "services", None)

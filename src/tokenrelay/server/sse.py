@@ -17,7 +17,14 @@ per response:
 - body chunks skip the middleware chain, which has seen the response start
   (`app.TokenRelayAPI`);
 - when the reader leaves before the terminal event the runner hears of it (`detach`), which is
-  how a disconnect reaches the provider.
+  how a disconnect reaches the provider;
+- a slow reader is bounded: a backlog goes out in slices of at most `SLICE_BYTES` (a push, of
+  at most `PUSH_MAX_EVENTS`), each written only once the connection takes writes again, and
+  a connection that stops draining for `write_timeout_s`, or holds more than
+  `max_connection_buffer_bytes` unsent, is closed (`direct_write.WriteWatch`); the client
+  resumes with Last-Event-ID;
+- an open reading holds a slot of `max_open_streams` (`ReaderSlots`): the first reading of a
+  stream running here shares the stream's slot, every other reading has one of its own.
 
 The native endpoints send our own frames (`id:`, `event:`, `data:`). Another wire format of
 the same events, such as OpenAI's chunks on `/v1/chat/completions`, comes as a `Framer`: the
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -40,6 +48,7 @@ from tokenrelay.events import PING_FRAME, TERMINAL_TYPES, Envelope, encode_frame
 from tokenrelay.server.asgi import HANDOFF, RAW_SEND
 from tokenrelay.server.direct_write import (
     DirectWriter,
+    WriteWatch,
     direct_writer,
     slim_connection,
     watch_disconnect,
@@ -47,6 +56,19 @@ from tokenrelay.server.direct_write import (
 from tokenrelay.services import Services
 from tokenrelay.streams import timers
 from tokenrelay.streams.log import Subscription
+from tokenrelay.streams.runner import StreamRunner
+
+logger = logging.getLogger("tokenrelay.sse")
+
+# A backlog (a resume, or a reader that woke after a while) goes out in slices of about this
+# many bytes of event data, at most SLICE_EVENTS events, each once the connection takes
+# writes: one wake-up never encodes a whole stream as one chunk (a 1 MB answer was one write
+# of 3 MB of frames, held by a client that does not read).
+SLICE_BYTES = 64 * 1024
+SLICE_EVENTS = 512
+# what one push flush writes at most; the rest is the reader's, in slices (a provider that
+# yields thousands of tokens in one loop turn made one chunk of them all)
+PUSH_MAX_EVENTS = 256
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 SSE_RAW_HEADERS = [
@@ -62,6 +84,42 @@ class Framer(Protocol):
         """The body bytes for a batch of events, in order (may be empty). A batch that ends
         with the terminal event gets whatever the format ends a stream with."""
         ...
+
+
+class ReaderSlots:
+    """The open readings of one app that hold a slot of `max_open_streams` of their own.
+
+    The open-streams count is `runner.active + count`: a stream running here holds one slot,
+    which its first reading here shares (`riders`); every other reading holds one while it
+    is open (a resume of a finished stream, a second reader of a stream, a reading of a
+    stream that runs on another replica). A riding reading whose stream has finished takes
+    a slot of its own when it notices: when its connection backs up (the case of a client
+    that does not read) and at each look of its `WriteWatch` after that (a quarter of
+    `write_timeout_s` apart); a reading that keeps up reads the end and leaves.
+    """
+
+    __slots__ = ("count", "riders")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.riders: set[str] = set()
+
+
+_reader_slots: weakref.WeakKeyDictionary[StreamRunner, ReaderSlots] = weakref.WeakKeyDictionary()
+
+
+def reader_slots(runner: StreamRunner) -> ReaderSlots:
+    """The reader slots of the app whose runner this is (made on first use)."""
+    slots = _reader_slots.get(runner)
+    if slots is None:
+        slots = _reader_slots[runner] = ReaderSlots()
+    return slots
+
+
+def open_streams(runner: StreamRunner) -> int:
+    """What `max_open_streams` counts: running streams, and readings with a slot of their own."""
+    slots = _reader_slots.get(runner)
+    return runner.active + (slots.count if slots is not None else 0)
 
 
 class EventStreamResponse(Response):
@@ -153,10 +211,16 @@ class StreamReading:
         "_left",
         "_names",
         "_ping_due",
+        "_pusher",
+        "_riding",
+        "_sent",
         "_services",
+        "_slot",
+        "_slots",
         "_stream_id",
         "_sub",
         "_timer",
+        "_watch",
         "listener",
         "unwatch",
     )
@@ -184,8 +248,62 @@ class StreamReading:
         self._left = False
         self.listener: asyncio.Task[None] | None = None
         self.unwatch: Callable[[], None] | None = None  # from `watch_disconnect`
-        services.runner.attach(self._stream_id)
+        self._pusher: _Pusher | None = None
+        self._watch: WriteWatch | None = None
+        self._sent = self._after  # the last seq the reader itself wrote
+        runner = services.runner
+        runner.attach(self._stream_id)
+        # the slot it holds (`ReaderSlots`): the stream's, or one of its own
+        slots = self._slots = reader_slots(runner)
+        self._riding = runner.is_running(self._stream_id) and self._stream_id not in slots.riders
+        self._slot = not self._riding
+        if self._riding:
+            slots.riders.add(self._stream_id)
+        else:
+            slots.count += 1
         self._timer = timers.call_later(services.settings.heartbeat_s, self._ping)
+
+    def _position(self) -> int:
+        """The last event written (by the reader or its pusher): a stalled connection's
+        progress (`WriteWatch`). Also where a riding reading of a stream that has finished
+        takes a slot of its own (`ReaderSlots`): the watch asks this of backed-up readers."""
+        if self._riding and not self._services.runner.is_running(self._stream_id):
+            self._riding = False
+            self._slots.riders.discard(self._stream_id)
+            self._slot = True
+            self._slots.count += 1
+        pusher = self._pusher
+        return self._sent if pusher is None else max(self._sent, pusher.after)
+
+    def _closed_slow(self, reason: str) -> None:
+        settings = self._services.settings
+        if reason == "timeout":
+            why = f"its socket has not drained for {settings.write_timeout_s:g} s"
+        else:
+            why = f"it holds over {settings.max_connection_buffer_bytes} unsent bytes"
+        logger.warning(
+            "closed a slow reader of stream %s at event %s: %s (the client can resume with"
+            " Last-Event-ID; see write_timeout_s and max_connection_buffer_bytes)",
+            self._stream_id,
+            self._position(),
+            why,
+        )
+
+    async def _drain(self, writer: DirectWriter) -> None:
+        """Wait until the connection takes writes again, watched (`WriteWatch`): closed if
+        it stays stalled past `write_timeout_s` or holds too much."""
+        watch = self._watch
+        if watch is None:
+            settings = self._services.settings
+            watch = self._watch = WriteWatch(
+                writer,
+                timeout_s=settings.write_timeout_s,
+                max_bytes=settings.max_connection_buffer_bytes,
+                progress=self._position,
+                on_close=self._closed_slow,
+            )
+        watch.arm()  # a close (over the bound, now or later) ends the drain: uvicorn's
+        await writer.drain()  # `connection_lost` resumes writing and reports the disconnect
 
     def _ping(self) -> None:
         self._ping_due = True
@@ -207,8 +325,17 @@ class StreamReading:
             retry = self._services.settings.retry_ms if framer is None else None
             stream_id, names = self._stream_id, self._names
             while not self._gone:
+                if writer is not None and writer.write_paused:
+                    # backed up: nothing more is encoded until the socket drains (or the
+                    # connection is closed for not draining, which ends the loop as gone)
+                    await self._drain(writer)
+                    continue
                 batch = sub.take(after)
                 if batch:
+                    if len(batch) > 1:
+                        cut = _slice_end(batch)
+                        if cut < len(batch):
+                            batch = batch[:cut]
                     # nothing follows a terminal event in a log: only the last can be one
                     self._finished = batch[-1].type in TERMINAL_TYPES
                     if framer is not None:
@@ -226,18 +353,24 @@ class StreamReading:
                         await self._end_send(
                             {"type": "http.response.body", "body": body, "more_body": False}
                         )
+                        self._sent = after
+                        if writer is not None and writer.buffered():
+                            await self._drain(writer)  # watched until the client has it all
                         return
                     if body:
                         await body_send(
                             {"type": "http.response.body", "body": body, "more_body": True}
                         )
+                    self._sent = after
                     del body
                     continue
                 if sub.done:
                     break
                 if writer is not None and retry is None:
                     if pusher is None:
-                        pusher = _Pusher(writer, sub, stream_id, names, framer, flush_queue())
+                        pusher = self._pusher = _Pusher(
+                            writer, sub, stream_id, names, framer, flush_queue()
+                        )
                     pusher.after = pusher.until = after
                     sub.set_push(pusher.push)
                 await sub.waiter()
@@ -247,9 +380,10 @@ class StreamReading:
                     after = pusher.after
                 if self._ping_due and not self._gone:
                     self._ping_due = False
-                    await body_send(
-                        {"type": "http.response.body", "body": PING_FRAME, "more_body": True}
-                    )
+                    if writer is None or not writer.write_paused:  # else: backed up, no ping
+                        await body_send(
+                            {"type": "http.response.body", "body": PING_FRAME, "more_body": True}
+                        )
                     heartbeat = self._services.settings.heartbeat_s
                     self._timer = timers.call_later(heartbeat, self._ping)
             if not self._gone:
@@ -271,6 +405,15 @@ class StreamReading:
         self._left = True
         self._timer.cancel()
         self._sub.close()
+        slots = self._slots
+        if self._slot:
+            slots.count -= 1
+        elif self._riding:
+            slots.riders.discard(self._stream_id)
+        self._slot = self._riding = False
+        # the watch, if any, goes on until the connection has drained or is closed (it holds
+        # this reading until then); dropped here, so the two are no reference cycle
+        self._watch = None
         if self.unwatch is not None:  # the connection lets go of this reading
             self.unwatch()
             self.unwatch = None
@@ -384,6 +527,10 @@ class _Pusher(DirectWriter):
         count = self.until - self.after
         if count <= 0:
             return
+        if count > PUSH_MAX_EVENTS:  # a whole backlog in one turn: the reader slices it
+            count = PUSH_MAX_EVENTS
+            self.until = self.after + count
+            self._sub.close()  # out of push mode; the reader wakes and takes the rest
         # `count`: not the terminal event, if it came meanwhile
         framer = self._framer
         if framer is None:
@@ -394,6 +541,18 @@ class _Pusher(DirectWriter):
         cycle = self._cycle  # `write`, inline
         if body and not (cycle.disconnected or cycle.response_complete):
             self._transport.write(b"%x\r\n%b\r\n" % (len(body), body))
+
+
+def _slice_end(batch: Sequence[Envelope]) -> int:
+    """How many of `batch`'s events go in one write: up to about `SLICE_BYTES` of event
+    data and `SLICE_EVENTS` events, and at least one."""
+    end = min(len(batch), SLICE_EVENTS)
+    size = 0
+    for i in range(end):
+        size += len(batch[i].data)
+        if size >= SLICE_BYTES:
+            return i + 1
+    return end
 
 
 def stream_response(
