@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 # Set CMAKE_ARGS yourself to build for your own hardware.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
-.PHONY: setup serve test lint typecheck pytest browser bench clean
+.PHONY: setup serve test lint typecheck pytest browser nginx bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,11 @@ typecheck: setup
 browser:
 	bash scripts/install-browser.sh
 
-pytest: setup browser
+# Debian's nginx for tests/e2e/test_nginx.py (the test starts its own, on a free port)
+nginx:
+	bash scripts/install-nginx.sh
+
+pytest: setup browser nginx
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest

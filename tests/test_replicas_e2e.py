@@ -8,32 +8,20 @@ from typing import Any
 
 import httpx
 
-from tests.helpers import Frame, parse_frames
+from tests.e2e.faults_harness import after_events, read_sse
+from tests.helpers import Frame
 from tests.processes import ServerProcess, serve
 from tokenrelay.providers.scripted import default_reply, split_pieces
-
-
-def _complete(raw: str) -> list[Frame]:
-    cut = raw.rfind("\n\n")
-    return [f for f in parse_frames(raw[: cut + 2]) if f.data is not None] if cut >= 0 else []
 
 
 async def _read(
     client: httpx.AsyncClient, method: str, url: str, *, stop_after: int | None = None, **kw: Any
 ) -> list[Frame]:
     """Read events until the server ends the response (or until `stop_after` events)."""
-    raw = ""
-    async with client.stream(method, url, **kw) as response:
-        assert response.status_code == 200, await response.aread()
-        try:
-            async for chunk in response.aiter_text():
-                raw += chunk
-                if stop_after is not None and len(_complete(raw)) >= stop_after:
-                    break
-        except httpx.RemoteProtocolError:
-            pass  # the replica went away mid-response: what we got is what counts
-    frames = _complete(raw)
-    return frames[:stop_after] if stop_after is not None else frames
+    stop = after_events(stop_after) if stop_after is not None else None
+    got = await read_sse(client, method, url, stop_when=stop, **kw)
+    assert got.status == 200, got.status
+    return got.frames[:stop_after] if stop_after is not None else got.frames
 
 
 def _replicas(tmp_path: Path, shared: dict[str, Any], **extra: Any) -> tuple[Any, Any]:

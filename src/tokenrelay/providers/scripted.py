@@ -1,7 +1,8 @@
 """A deterministic provider for tests, demos and benchmarks.
 
 Per request, `options.scripted` (validated by `ScriptedOptions`) chooses the reply text, how many
-pieces it is streamed in, the pause before each piece, and a failure or a stall after k pieces.
+pieces it is streamed in, the pause before each piece, and a failure, a stall or one long
+silence after k pieces.
 It keeps counters (`stats`) so that tests can see, over HTTP, that cancellation reached it.
 """
 
@@ -49,6 +50,9 @@ class ScriptedOptions(BaseModel):
     error_after: int | None = Field(default=None, ge=0)
     error_code: ErrorCode = ErrorCode.PROVIDER_ERROR
     stall_after: int | None = Field(default=None, ge=0)
+    # go silent for `pause_ms` after `pause_after` pieces, then go on (a model that thinks)
+    pause_after: int | None = Field(default=None, ge=0)
+    pause_ms: float = Field(default=0.0, ge=0, le=600_000)
     # asked for in the first round only; the reply text follows once tool results come back
     tool_calls: list[ScriptedToolCall] = Field(default_factory=list)
     # ask for `tool_calls` in this many rounds of one turn before replying (runaway-loop tests)
@@ -191,7 +195,11 @@ class ScriptedProvider:
             if request.max_tokens is not None:
                 sending = min(sending, request.max_tokens)
             delay = opts.delay_ms / 1000.0
-            checked = opts.error_after is not None or opts.stall_after is not None
+            checked = (
+                opts.error_after is not None
+                or opts.stall_after is not None
+                or opts.pause_after is not None
+            )
             fault = _Fault(opts) if checked else None
             del opts  # an idle stream keeps what it needs, not the request's options model
             for sent, piece in enumerate(islice(planned, sending)):
@@ -219,16 +227,21 @@ class ScriptedProvider:
 
 
 class _Fault:
-    """The failure or stall asked for (`error_after`, `stall_after`), before piece `sent`."""
+    """The failure, stall or silence asked for (`error_after`, `stall_after`, `pause_after`),
+    before piece `sent`."""
 
-    __slots__ = ("code", "error_after", "stall_after")
+    __slots__ = ("code", "error_after", "pause_after", "pause_s", "stall_after")
 
     def __init__(self, opts: ScriptedOptions) -> None:
         self.error_after = opts.error_after
         self.stall_after = opts.stall_after
+        self.pause_after = opts.pause_after
+        self.pause_s = opts.pause_ms / 1000.0
         self.code = opts.error_code
 
     async def before(self, sent: int) -> None:
+        if self.pause_after is not None and sent == self.pause_after:
+            await asyncio.sleep(self.pause_s)  # once: then the pieces go on
         if self.error_after is not None and sent >= self.error_after:
             raise ProviderError(
                 f"scripted failure after {sent} pieces",
