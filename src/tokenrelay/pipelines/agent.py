@@ -36,7 +36,6 @@ from tokenrelay.providers.base import (
     Provider,
     ProviderEvent,
     ProviderRequest,
-    TextDelta,
     ToolCall,
     ToolCallPart,
     ToolSpec,
@@ -153,15 +152,15 @@ async def stream_round(
             if asked:  # provider latency: request sent → its first event of this round
                 per_provider.first_event.observe(now - asked)
                 asked = 0.0
-            answer.add(event)
-            if isinstance(event, TextDelta) and event.text:
+            text = answer.add(event)
+            if text is not None:  # a token
                 if timing.ttft is None:
                     timing.ttft = now - timing.started
                     per_provider.ttft.observe(timing.ttft)
                 else:
                     gap_metric.observe(now - timing.last_token)
                 timing.last_token = now
-                emit(token_json(event.text, answer.chunks - 1))
+                emit(token_json(text, answer.chunks - 1))
             elif isinstance(event, ToolCallPart):
                 call = event.call
                 emit(ToolCallEvent(call_id=call.id, tool=call.name, args=call.arguments))

@@ -5,48 +5,44 @@ pipeline is an async function of the context (`Pipeline`): it `emit`s every even
 stream as it happens and returns its `done` event, which the runner stores as the stream's one
 terminal event (or an `error` instead, however the pipeline fails or is cancelled).
 
-`emit` is the only way out of a pipeline. A token is emitted as its JSON (`events.token_json`,
-a `str`) and goes straight into the log (`StreamLog.lane`, bound to this stream when the
-runner made the context): one call per token, nothing yielded up through generator layers.
-Any other event (a wire event model) goes to the runner's `_store`, which also notes what the
-runner logs at the end (`metadata`) and refuses terminal events.
+`emit` is the only way out of a pipeline, and it is the log's lane for this stream
+(`StreamLog.lane`), called directly: a token is emitted as its JSON (`events.token_json`, a
+`str`) and stored at once, one call per token; any other event (a wire event model) goes on
+to the runner, which also notes what it logs at the end (`metadata`) and refuses terminal
+events (those are the runner's to store).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 
 class StreamContext:
-    """One running stream, as its pipeline sees it (the runner's record of it is a subclass)."""
+    """One running stream, as its pipeline sees it (the runner's record of it is a subclass).
 
-    __slots__ = ("_put", "deadline", "stream_id")
+    - `emit(event)`: store one event of the stream now, never waiting: a token's JSON, or
+      an event model;
+    - `cancelled`: has the runner asked the stream to stop (a cancel, a disconnect, the
+      deadline)? The pipeline's task is cancelled as well;
+    - `generation_stopped()`: the pipeline's provider has stopped after a cancel;
+    - `deadline`: the `time.monotonic()` at which the runner stops the stream;
+    - `stream_id`.
+    """
 
-    def __init__(self, stream_id: str, deadline: float, put: Callable[[str], object]) -> None:
+    __slots__ = ("deadline", "emit", "stream_id")
+
+    def __init__(self, stream_id: str, deadline: float, emit: Callable[[Any], object]) -> None:
         self.stream_id = stream_id
-        self.deadline = deadline  # time.monotonic() at which the runner stops the stream
-        self._put = put
-
-    def emit(self, event: object) -> None:
-        """Store one event of the stream now (never waits): a token's JSON, or an event."""
-        if type(event) is str:  # a token (`events.token_json`): the fast path, once per token
-            self._put(event)
-        else:
-            self._store(event)
-
-    def _store(self, event: object) -> None:
-        raise NotImplementedError
+        self.deadline = deadline
+        self.emit = emit
 
     @property
     def cancelled(self) -> bool:
-        """Has the runner asked this stream to stop (a cancel, a disconnect, the deadline)?"""
-        raise NotImplementedError
+        return False
 
     def generation_stopped(self) -> None:
-        """The pipeline's provider has stopped after a cancel: the cancel latency that counts
-        (storing the partial answer comes after)."""
-        raise NotImplementedError
+        """The cancel latency that counts ends here (storing the partial answer comes after)."""
 
 
 Pipeline: TypeAlias = Callable[[StreamContext], Awaitable[object]]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,14 +70,10 @@ class _Running(StreamContext):
     )
 
     def __init__(
-        self,
-        runner: StreamRunner,
-        stream_id: str,
-        deadline: float,
-        put: Callable[[str], object],
-        owner: str | None,
+        self, runner: StreamRunner, stream_id: str, deadline: float, owner: str | None
     ) -> None:
-        super().__init__(stream_id, deadline, put)
+        # emit: the log's lane, which hands what is not a token to `_store`
+        super().__init__(stream_id, deadline, runner._log.lane(stream_id, self._store))
         self._runner = runner
         self.task: asyncio.Task[None] | None = None
         self.readers = 0
@@ -143,7 +138,7 @@ class StreamRunner:
     ) -> None:
         await self._log.create(stream_id, owner=owner, session_id=session_id)
         deadline = time.monotonic() + self._deadline_s
-        running = _Running(self, stream_id, deadline, self._log.lane(stream_id), owner)
+        running = _Running(self, stream_id, deadline, owner)
         running.task = asyncio.create_task(self._run(running, pipeline), name=f"stream-{stream_id}")
         self._running[stream_id] = running
         # a coarse timeout, not an asyncio.timeout() scope (a third of the memory per stream)
@@ -297,6 +292,7 @@ class StreamRunner:
             failure = internal_error(exc)
         finally:
             self._running.pop(stream_id, None)
+            running.emit = _ended  # the lane holds `_store`: no cycle outlives the stream
             if running.deadline_timer is not None:
                 running.deadline_timer.cancel()
             self._metrics.active_streams.dec()
@@ -308,6 +304,10 @@ class StreamRunner:
         else:
             self._metrics.streams.labels(last.type, getattr(last, "code", "")).inc()
         _log_finished(stream_id, running.meta, last, time.monotonic() - started, running)
+
+
+def _ended(event: object) -> None:
+    raise RuntimeError("an event emitted after its pipeline ended")
 
 
 @dataclass(frozen=True, slots=True)
