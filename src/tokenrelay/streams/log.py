@@ -91,8 +91,8 @@ class StreamLog(Protocol):
     ) -> Callable[[Any], object]:
         """One stream's way in, one call per event: a `str` is a token event's JSON
         (`events.token_json`), stored at once; anything else is handed to `other` (the
-        runner's store, `StreamContext.emit`), or to `emit` without it. The stream must
-        exist. This is the hot path: one call per token."""
+        runner's store: the lane is the pipeline's `StreamContext.emit`), or to `emit`. The
+        stream must exist. This is the hot path: one call per token."""
         ...
 
     def read(self, stream_id: str, after_seq: int = 0) -> AsyncIterator[Envelope]:
