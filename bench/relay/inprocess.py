@@ -29,6 +29,7 @@ import pstats
 import tempfile
 import time
 import uuid
+from functools import partial
 from typing import Any
 
 import orjson
@@ -118,7 +119,7 @@ async def run(
             provider="scripted",
             extra={"scripted": scripted},
         )
-        await services.runner.start(stream_id, chat_pipeline(services, turn))
+        await services.runner.start(stream_id, partial(chat_pipeline, services, turn))
         await EventStreamResponse(services, stream_id)({"type": "http"}, receive, send)
 
     try:

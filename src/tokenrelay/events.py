@@ -185,7 +185,7 @@ _tuple_new = tuple.__new__
 
 def token_json(content: str, index: int) -> str:
     """The token event's JSON, as orjson writes the model's dict (no spaces, same order):
-    what the runner's lane takes (`StreamLog.lane`), one per token."""
+    what a pipeline emits for a token (`StreamContext.emit`, the log's lane), one per token."""
     return f'{{"type":"token","content":{orjson.dumps(content).decode()},"index":{index}}}'
 
 

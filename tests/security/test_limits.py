@@ -17,6 +17,7 @@ from tokenrelay.errors import TokenRelayError
 from tokenrelay.limits.base import Bucket, LimitPolicy, take_token
 from tokenrelay.limits.memory import MemoryLimiter
 from tokenrelay.server.limits import LimitsState, limited_pipeline
+from tokenrelay.streams.context import Pipeline, StreamContext
 
 POLICY = LimitPolicy(rate_per_minute=60, burst=2, max_streams=2, stream_slot_ttl_s=60)
 
@@ -109,43 +110,52 @@ def _request(limiter: MemoryLimiter, owner: str = "alice") -> Request:
     return Request({"type": "http", "app": app, "state": {"owner": owner}, "headers": []})
 
 
-async def _events(n: int, fail: bool = False) -> AsyncIterator[int]:
-    for i in range(n):
-        yield i
-    if fail:
-        raise RuntimeError("boom")
+def _pipeline(fail: bool = False, hold: asyncio.Event | None = None) -> Pipeline:
+    async def run(stream: StreamContext) -> str:
+        stream.emit('{"type":"token","content":"a","index":0}')
+        if fail:
+            raise RuntimeError("boom")
+        if hold is not None:
+            await hold.wait()
+        return "done"
+
+    return run
 
 
 async def test_a_stream_slot_is_released_however_the_stream_ends() -> None:
     limiter = MemoryLimiter(LimitPolicy(0, 1, max_streams=1, stream_slot_ttl_s=60))
-    # exhausted
-    guarded = await limited_pipeline(_request(limiter), _events(2))
+    stream = StreamContext("s", 0.0, [].append)
+    # done: the runner closes it once `done` is stored
+    guarded = await limited_pipeline(_request(limiter), _pipeline())
     assert limiter.running("key:alice") == 1
     with pytest.raises(TokenRelayError) as info:
-        await limited_pipeline(_request(limiter), _events(1))
+        await limited_pipeline(_request(limiter), _pipeline())
     assert info.value.code == "RATE_LIMIT" and info.value.retry_after_s == 5
-    assert [e async for e in guarded] == [0, 1]
+    assert await guarded(stream) == "done"
+    await guarded.aclose()  # type: ignore[attr-defined]
     assert limiter.running("key:alice") == 0
     # failed
-    guarded = await limited_pipeline(_request(limiter), _events(1, fail=True))
+    guarded = await limited_pipeline(_request(limiter), _pipeline(fail=True))
     with pytest.raises(RuntimeError):
-        _ = [e async for e in guarded]
+        await guarded(stream)
     assert limiter.running("key:alice") == 0
     # never started: the route closes it
-    guarded = await limited_pipeline(_request(limiter), _events(1))
+    guarded = await limited_pipeline(_request(limiter), _pipeline())
     await guarded.aclose()  # type: ignore[attr-defined]
     assert limiter.running("key:alice") == 0
-    # closed half-way (cancel)
-    guarded = await limited_pipeline(_request(limiter), _events(5))
-    await anext(guarded)
-    await guarded.aclose()  # type: ignore[attr-defined]
-    assert limiter.running("key:alice") == 0
+    # cancelled half-way
+    guarded = await limited_pipeline(_request(limiter), _pipeline(hold=asyncio.Event()))
+    task = asyncio.ensure_future(guarded(stream))
+    await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.wait([task])
+    assert task.cancelled() and limiter.running("key:alice") == 0
 
 
 async def test_no_wrapper_at_all_when_the_limit_is_off() -> None:
     limiter = MemoryLimiter(LimitPolicy(0, 1, max_streams=0, stream_slot_ttl_s=60))
-    events = _events(1)
-    assert await limited_pipeline(_request(limiter), events) is events
+    pipeline = _pipeline()
+    assert await limited_pipeline(_request(limiter), pipeline) is pipeline
 
 
 # -- over HTTP

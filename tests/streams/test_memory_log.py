@@ -73,3 +73,18 @@ async def test_a_pushed_readers_frames_are_the_envelopes_encoding() -> None:
         for names in (True, False):
             expected = encode_frames("s", sub.take(after)[:count], event_names=names)
             assert sub.frames(after, count, "s", event_names=names) == expected
+
+
+async def test_the_lane_stores_tokens_and_hands_other_events_on() -> None:
+    log = MemoryStreamLog()
+    await log.create("s", owner=None, session_id=None)
+    handed: list[object] = []
+    lane = log.lane("s", handed.append)
+    status = StatusEvent(message="thinking")
+    lane(token_json("a", 0))
+    lane(status)
+    assert handed == [status]
+    assert [e.type for e in await log.snapshot("s")] == ["token"]
+    plain = log.lane("s")  # without `other`: the log's own emit
+    plain(status)
+    assert [e.type for e in await log.snapshot("s")] == ["token", "status"]

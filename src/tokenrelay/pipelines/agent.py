@@ -1,12 +1,13 @@
 """The agent loop: provider rounds, with server tools run between them.
 
 Each round streams the provider: text becomes `token` events, each tool call a `tool_call`
-event. When a round ends with calls of server tools, they run concurrently (one task each,
-children of the pipeline's task, so a cancel reaches them); their `tool_progress` and
-`tool_result` events are merged into the stream as they happen through a queue. The assistant
-message with the calls and one `tool` message per result go back to the model, and the next
-round starts. After `max_tool_rounds` rounds that ran tools, further calls are answered with an
-error result, a `status` event says why, and the answer so far stands: never an endless loop.
+event, emitted into the stream's context (`streams/context.py`) as they come. When a round
+ends with calls of server tools, they run concurrently (one task each, children of the
+pipeline's task, so a cancel reaches them); their `tool_progress` and `tool_result` events are
+emitted as they happen, taken from a queue. The assistant message with the calls and one
+`tool` message per result go back to the model, and the next round starts. After
+`max_tool_rounds` rounds that ran tools, further calls are answered with an error result, a
+`status` event says why, and the answer so far stands: never an endless loop.
 
 Without server tools (`ToolSetup` None) this is one round, with client tools streamed as
 `tool_call` events and not run (the OpenAI-compatible API's semantics).
@@ -18,16 +19,15 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from tokenrelay.events import (
     StatusEvent,
     ToolCallEvent,
     ToolProgressEvent,
     ToolResultEvent,
-    token_event,
     token_json,
 )
 from tokenrelay.pipelines.answer import Answer
@@ -36,12 +36,12 @@ from tokenrelay.providers.base import (
     Provider,
     ProviderEvent,
     ProviderRequest,
-    TextDelta,
     ToolCall,
     ToolCallPart,
     ToolSpec,
 )
 from tokenrelay.services import Services
+from tokenrelay.streams.context import StreamContext
 from tokenrelay.streams.pacing import IdleWatchdog, aclose_quietly, coalesce_text
 from tokenrelay.tools.context import ToolContext
 from tokenrelay.tools.registry import ToolRegistry, registry_for
@@ -123,18 +123,16 @@ class NoRecorder:
 
 async def stream_round(
     services: Services,
+    stream: StreamContext,
     provider: Provider,
     request: ProviderRequest,
     answer: Answer,
     timing: Timing,
-    emit: Callable[[str], object] | None = None,
-) -> AsyncIterator[Any]:
-    """One provider round: text becomes `token` events, tool calls `tool_call` events.
-
-    With `emit` (the runner's lane, `StreamRunner.lane`) tokens are stored at once instead of
-    being yielded up through the tool loop and the pipeline: per token that is the hot path,
-    and each generator layer costs about a microsecond. The idle timeout is a watchdog inline
-    here for the same reason.
+) -> None:
+    """One provider round: text becomes `token` events, tool calls `tool_call` events, each
+    emitted at once (`StreamContext.emit`). Per token this is the hot path: a token's JSON
+    (`events.token_json`) goes through `emit` straight into the log. The idle timeout is a
+    watchdog inline here, not a timer per token.
     """
     settings = services.settings
     metrics = services.metrics
@@ -146,6 +144,7 @@ async def stream_round(
     gap_metric = per_provider.token_gap
     watchdog = IdleWatchdog(settings.idle_timeout_s)
     clock = time.monotonic  # the watchdog's clock too: one reading per event serves both
+    emit = stream.emit
     try:
         async for event in events:
             now = clock()
@@ -153,26 +152,18 @@ async def stream_round(
             if asked:  # provider latency: request sent → its first event of this round
                 per_provider.first_event.observe(now - asked)
                 asked = 0.0
-            answer.add(event)
-            out: Any = None
-            if isinstance(event, TextDelta) and event.text:
+            text = answer.add(event)
+            if text is not None:  # a token
                 if timing.ttft is None:
                     timing.ttft = now - timing.started
                     per_provider.ttft.observe(timing.ttft)
                 else:
                     gap_metric.observe(now - timing.last_token)
                 timing.last_token = now
-                if emit is not None:
-                    emit(token_json(event.text, answer.chunks - 1))
-                    continue
-                out = token_event(event.text, answer.chunks - 1)
+                emit(token_json(text, answer.chunks - 1))
             elif isinstance(event, ToolCallPart):
                 call = event.call
-                out = ToolCallEvent(call_id=call.id, tool=call.name, args=call.arguments)
-            if out is not None:
-                watchdog.paused = True  # the consumer's time is not the model's
-                yield out
-                watchdog.paused = False
+                emit(ToolCallEvent(call_id=call.id, tool=call.name, args=call.arguments))
     except asyncio.CancelledError as exc:
         if not watchdog.fired:
             raise
@@ -233,22 +224,22 @@ async def run_calls(
 
 async def agent_loop(
     services: Services,
+    stream: StreamContext,
     provider: Provider,
     request: ProviderRequest,
     answer: Answer,
     timing: Timing,
     setup: ToolSetup | None,
     recorder: RoundRecorder,
-    emit: Callable[[str], object] | None = None,
-) -> AsyncIterator[Any]:
+) -> None:
     """Rounds until the model answers without server tool calls (see module doc)."""
     metrics = services.metrics
+    emit = stream.emit
     messages = list(request.messages)
     rounds = 0
     while True:
         text_start, calls_start = len(answer.parts), len(answer.tool_calls)
-        async for event in stream_round(services, provider, request, answer, timing, emit):
-            yield event
+        await stream_round(services, stream, provider, request, answer, timing)
         calls = answer.tool_calls[calls_start:]
         if setup is None or not calls:
             return
@@ -264,16 +255,18 @@ async def agent_loop(
                 )
                 outcomes[id(call)] = outcome
                 metrics.tool_calls.labels(call.name, "limit").inc()
-                yield result_event(outcome)
+                emit(result_event(outcome))
             await recorder.round_done(text, calls, [outcomes[id(c)] for c in calls])
             answer.finish_reason = "max_tool_rounds"
             logging.getLogger("tokenrelay.agent").info(
                 "answer stopped after %d tool rounds (TOKENRELAY_MAX_TOOL_ROUNDS)",
                 setup.max_rounds,
             )
-            yield StatusEvent(
-                message=f"Stopped after {setup.max_rounds} rounds of tool calls: the model kept "
-                "asking for more. The answer so far is kept; ask a narrower question."
+            emit(
+                StatusEvent(
+                    message=f"Stopped after {setup.max_rounds} rounds of tool calls: the model"
+                    " kept asking for more. The answer so far is kept; ask a narrower question."
+                )
             )
             return
         rounds += 1
@@ -281,9 +274,9 @@ async def agent_loop(
             if isinstance(item, ToolOutcome):
                 outcomes[id(item.call)] = item
                 metrics.tool_calls.labels(item.call.name, item.outcome).inc()
-                yield result_event(item)
+                emit(result_event(item))
             else:
-                yield item
+                emit(item)
         ordered = [outcomes[id(c)] for c in calls]
         await recorder.round_done(text, calls, ordered)
         messages.append(ChatMessage("assistant", text, tool_calls=tuple(calls)))

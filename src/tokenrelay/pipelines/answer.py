@@ -29,12 +29,15 @@ class Answer:
     def text(self) -> str:
         return "".join(self.parts)
 
-    def add(self, event: ProviderEvent) -> None:
+    def add(self, event: ProviderEvent) -> str | None:
+        """Take one provider event; returns the text it added (a token), else None."""
         if isinstance(event, TextDelta):  # once per token: tested before the match
-            if event.text:
-                self.parts.append(event.text)
+            text = event.text
+            if text:
+                self.parts.append(text)
                 self.chunks += 1
-            return
+                return text
+            return None
         match event:
             case ToolCallPart(call=call):
                 self.tool_calls.append(call)
@@ -44,3 +47,4 @@ class Answer:
                 self.completion_tokens += c
             case Finish(reason=reason):
                 self.finish_reason = reason
+        return None

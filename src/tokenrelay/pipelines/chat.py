@@ -1,7 +1,9 @@
 """The chat pipeline: session → retrieval → generation ⇄ tools → persist → done, as events.
 
-It knows nothing of HTTP. Whatever way it ends — done, provider failure, timeout, cancel —
-the answer so far is stored with a status that says how it ended, before the terminal event.
+It emits its events into the stream's context (`streams/context.py`) and returns `done`,
+which the runner stores as the terminal event. It knows nothing of HTTP. Whatever way it ends
+— done, provider failure, timeout, cancel — the answer so far is stored with a status that
+says how it ended, before the terminal event.
 
 Two kinds of turn: a session turn (our API: one new message, history from the session store)
 and a stateless turn (`ChatTurn.messages`, the OpenAI-compatible API: the client sends the
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +39,7 @@ from tokenrelay.sessions.base import (
 )
 from tokenrelay.sessions.history import build_messages
 from tokenrelay.streams import timers
+from tokenrelay.streams.context import StreamContext
 from tokenrelay.streams.timers import Cancellable
 from tokenrelay.tools.runner import ToolOutcome, failed
 
@@ -194,19 +197,23 @@ class _Recorder:
         return "".join(self._answer.parts[self.text_start :])
 
 
-async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any]:
+async def chat_pipeline(services: Services, turn: ChatTurn, stream: StreamContext) -> DoneEvent:
+    """The turn's events, emitted into `stream`; returns its `done` event."""
     settings = services.settings
+    emit = stream.emit
     timing = Timing()
     provider = services.providers.get(turn.provider)
     model = turn.model or provider.default_model
     start, writing = await _start(services, turn)
-    yield MetadataEvent(
-        stream_id=turn.stream_id,
-        session_id=start.session_id,
-        message_id=start.assistant_message_id,
-        trace_id=turn.trace_id,
-        provider=provider.name,
-        model=model,
+    emit(
+        MetadataEvent(
+            stream_id=turn.stream_id,
+            session_id=start.session_id,
+            message_id=start.assistant_message_id,
+            trace_id=turn.trace_id,
+            provider=provider.name,
+            model=model,
+        )
     )
     retrieved: Retrieved | None = None
     if turn.rag is not None:
@@ -214,7 +221,7 @@ async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any
             services, turn.message, start.history, turn.rag, owner=turn.owner
         )
         if retrieved is not None:
-            yield SourcesEvent.model_validate({"documents": retrieved.sources})
+            emit(SourcesEvent.model_validate({"documents": retrieved.sources}))
     if turn.messages is not None:
         messages = list(turn.messages)
     else:
@@ -261,15 +268,11 @@ async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any
     status: MessageStatus = "failed"
     history_length = len(messages) + 1
     try:
-        lane = services.runner.lane(turn.stream_id)  # tokens go straight to the log
-        async for event in agent_loop(
-            services, provider, request, answer, timing, setup, recorder, lane
-        ):
-            yield event
+        await agent_loop(services, stream, provider, request, answer, timing, setup, recorder)
         status = "complete"
-    except (asyncio.CancelledError, GeneratorExit):
+    except asyncio.CancelledError:
         status = "interrupted"
-        services.runner.generation_stopped(turn.stream_id)
+        stream.generation_stopped()
         raise
     except BaseException as exc:
         code = str(getattr(getattr(exc, "code", None), "value", "INTERNAL_ERROR"))
@@ -289,7 +292,7 @@ async def chat_pipeline(services: Services, turn: ChatTurn) -> AsyncIterator[Any
             tokens = answer.completion_tokens
             services.metrics.observe_generation(provider.name, tokens, since_first)
         per_provider.stream_duration.observe(time.monotonic() - timing.started)
-    yield DoneEvent.model_validate(
+    return DoneEvent.model_validate(
         {
             "session_id": start.session_id,
             "message_id": recorder.message_id,

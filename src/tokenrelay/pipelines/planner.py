@@ -6,13 +6,15 @@ The weather comes from the `get_weather` tool, with its `tool_call`/`tool_progre
 `tool_result` events; when it fails the plan goes on without it. Drafts stream as `token`
 events. A draft the model never gets right is completed from its valid parts in `finalize`,
 so the plan in `complete` always validates.
+
+Every event is emitted into the stream's context (`streams/context.py`); the pipeline returns
+its `done` event, which the runner stores.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -47,6 +49,7 @@ from tokenrelay.planner.prompts import (
 from tokenrelay.planner.validate import Checked, check_draft, complete_plan
 from tokenrelay.providers.base import ChatMessage, Provider, ProviderRequest, ToolCall
 from tokenrelay.services import Services
+from tokenrelay.streams.context import StreamContext
 from tokenrelay.tools.registry import registry_for
 from tokenrelay.tools.runner import ToolOutcome
 
@@ -68,6 +71,7 @@ class _Run:
     """What the steps share: the provider, its answer so far and the best draft."""
 
     services: Services
+    stream: StreamContext
     job: PlanJob
     provider: Provider
     answer: Answer
@@ -102,15 +106,16 @@ def rainy_dates(weather: dict[str, Any] | None) -> set[date]:
     return found
 
 
-async def _gather_context(run: _Run) -> AsyncIterator[Any]:
+async def _gather_context(run: _Run) -> None:
     request = run.request
     services = run.services
-    yield _progress("gather_context", f"Checking the weather in {request.location}", 5)
-    yield StatusEvent(message=f"Gathering context: the weather in {request.location}")
+    emit = run.stream.emit
+    emit(_progress("gather_context", f"Checking the weather in {request.location}", 5))
+    emit(StatusEvent(message=f"Gathering context: the weather in {request.location}"))
     registry = registry_for(services.settings)
     weather_tool = registry.get("get_weather")
     if weather_tool is None:
-        yield StatusEvent(message="No weather tool is installed; planning without the weather")
+        emit(StatusEvent(message="No weather tool is installed; planning without the weather"))
         return
     setup = ToolSetup(
         registry=registry,
@@ -124,20 +129,22 @@ async def _gather_context(run: _Run) -> AsyncIterator[Any]:
         name="get_weather",
         arguments={"location": request.location, "days": forecast_days(request, date.today())},
     )
-    yield ToolCallEvent(call_id=call.id, tool=call.name, args=call.arguments)
+    emit(ToolCallEvent(call_id=call.id, tool=call.name, args=call.arguments))
     async for item in run_calls(services, setup, [call]):
         if isinstance(item, ToolOutcome):
             services.metrics.tool_calls.labels(call.name, item.outcome).inc()
-            yield result_event(item)
+            emit(result_event(item))
             if item.ok and isinstance(item.result, dict):
                 run.weather = item.result
             else:
-                yield StatusEvent(
-                    message=f"The weather is unavailable ({item.error}); planning without it"
+                emit(
+                    StatusEvent(
+                        message=f"The weather is unavailable ({item.error}); planning without it"
+                    )
                 )
         else:
-            yield item
-    yield _progress("gather_context", "Context gathered", 10)
+            emit(item)
+    emit(_progress("gather_context", "Context gathered", 10))
 
 
 def _provider_request(run: _Run, messages: list[ChatMessage]) -> ProviderRequest:
@@ -160,14 +167,13 @@ def _provider_request(run: _Run, messages: list[ChatMessage]) -> ProviderRequest
     )
 
 
-async def _write(run: _Run, messages: list[ChatMessage], into: list[str]) -> AsyncIterator[Any]:
+async def _write(run: _Run, messages: list[ChatMessage], into: list[str]) -> None:
     """Stream one draft as tokens; its text is appended to `into`."""
     start = len(run.answer.parts)
     provider_request = _provider_request(run, messages)
-    async for event in stream_round(
-        run.services, run.provider, provider_request, run.answer, run.timing
-    ):
-        yield event
+    await stream_round(
+        run.services, run.stream, run.provider, provider_request, run.answer, run.timing
+    )
     into.append("".join(run.answer.parts[start:]))
 
 
@@ -189,32 +195,34 @@ def _validated(run: _Run, text: str, progress: float) -> tuple[Checked, list[Any
     return checked, [_progress("validate", message, progress), StatusEvent(message=message)]
 
 
-async def planner_pipeline(services: Services, job: PlanJob) -> AsyncIterator[Any]:
+async def planner_pipeline(services: Services, job: PlanJob, stream: StreamContext) -> DoneEvent:
+    """The workflow's events, emitted into `stream`; returns its `done` event."""
     request = job.request
     provider = services.providers.get(job.provider)
     model = request.options.model or provider.default_model
-    run = _Run(services, job, provider, Answer(), Timing())
+    run = _Run(services, stream, job, provider, Answer(), Timing())
+    emit = stream.emit
     plan_id = uuid.uuid4().hex
-    yield MetadataEvent(
-        stream_id=job.stream_id,
-        session_id="",
-        message_id=plan_id,
-        trace_id=job.trace_id,
-        provider=provider.name,
-        model=model,
+    emit(
+        MetadataEvent(
+            stream_id=job.stream_id,
+            session_id="",
+            message_id=plan_id,
+            trace_id=job.trace_id,
+            provider=provider.name,
+            model=model,
+        )
     )
-    async for event in _gather_context(run):
-        yield event
+    await _gather_context(run)
 
-    yield _progress("generate_draft", "Writing a draft plan", 15)
-    yield StatusEvent(message=f"Writing a draft plan for {len(request.dates)} days")
+    emit(_progress("generate_draft", "Writing a draft plan", 15))
+    emit(StatusEvent(message=f"Writing a draft plan for {len(request.dates)} days"))
     base = draft_messages(request, run.weather)
     texts: list[str] = []
-    async for event in _write(run, base, texts):
-        yield event
+    await _write(run, base, texts)
     checked, events = _validated(run, texts[-1], 55)
     for event in events:
-        yield event
+        emit(event)
 
     rounds = request.max_iterations
     done_rounds = 0
@@ -222,37 +230,40 @@ async def planner_pipeline(services: Services, job: PlanJob) -> AsyncIterator[An
     while checked.plan is None and done_rounds < rounds:
         done_rounds += 1
         share = 55 + 35 * done_rounds / (rounds + 1)
-        yield _progress(
-            "refine", f"Refining the plan (round {done_rounds} of up to {rounds})", share
+        emit(
+            _progress("refine", f"Refining the plan (round {done_rounds} of up to {rounds})", share)
         )
-        yield StatusEvent(message="Refining: " + "; ".join(checked.problems[:3]))
+        emit(StatusEvent(message="Refining: " + "; ".join(checked.problems[:3])))
         messages = refine_messages(base, texts[-1], checked.problems, keep_draft=keep_draft)
         try:
-            async for event in _write(run, messages, texts):
-                yield event
+            await _write(run, messages, texts)
         except ProviderError as exc:
-            yield StatusEvent(
-                message=f"Refining stopped: {exc.message}; finalizing the best draft so far"
+            emit(
+                StatusEvent(
+                    message=f"Refining stopped: {exc.message}; finalizing the best draft so far"
+                )
             )
             break
         checked, events = _validated(run, texts[-1], share + 2)
         for event in events:
-            yield event
+            emit(event)
 
-    yield _progress("finalize", "Finalizing the plan", 95)
+    emit(_progress("finalize", "Finalizing the plan", 95))
     plan, fixes = _finalize(run)
     if fixes:
-        yield StatusEvent(
-            message="The model's plan did not validate"
-            + (f" after {done_rounds} refine rounds" if done_rounds else "")
-            + "; completed it from its valid parts: "
-            + "; ".join(fixes)
+        emit(
+            StatusEvent(
+                message="The model's plan did not validate"
+                + (f" after {done_rounds} refine rounds" if done_rounds else "")
+                + "; completed it from its valid parts: "
+                + "; ".join(fixes)
+            )
         )
     else:
-        yield StatusEvent(message="The plan is ready")
+        emit(StatusEvent(message="The plan is ready"))
     answer = run.answer
-    yield CompleteEvent(result=plan.model_dump(mode="json"))
-    yield DoneEvent.model_validate(
+    emit(CompleteEvent(result=plan.model_dump(mode="json")))
+    return DoneEvent.model_validate(
         {
             "session_id": "",
             "message_id": plan_id,

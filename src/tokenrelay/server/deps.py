@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -16,6 +14,7 @@ from tokenrelay.pipelines.retrieval_step import RagRequest
 from tokenrelay.server.schemas import ChatOptions, ChatRequest, RagOptions
 from tokenrelay.services import Services
 from tokenrelay.sessions.base import new_id, session_not_found
+from tokenrelay.streams.context import Pipeline
 from tokenrelay.streams.log import not_found
 from tokenrelay.tools.registry import registry_for
 
@@ -134,7 +133,7 @@ def resume_position(request: Request, stream_id: str | None = None) -> tuple[str
 async def start_stream(
     request: Request,
     stream_id: str,
-    pipeline: AsyncIterator[Any],
+    pipeline: Pipeline,
     *,
     owner: str | None,
     session_id: str | None = None,

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -44,10 +44,9 @@ from tokenrelay.server.asgi import (
     send_error,
     subject_of,
 )
+from tokenrelay.streams.context import Pipeline, StreamContext
 
 logger = logging.getLogger("tokenrelay.limits")
-
-T = TypeVar("T")
 
 RATE_LIMITED_PREFIXES = ("/api/", "/v1/")
 LARGE_BODY_PREFIXES = ("/api/documents",)  # uploads: rag_max_upload_bytes
@@ -342,11 +341,12 @@ class LimitsState:
     retry_after_s: float
 
 
-class GuardedPipeline(AsyncIterator[T]):
-    """Yields the pipeline's events; gives the stream slot back once, however the stream ends
-    (exhausted, failed, cancelled, closed, or closed before it ever started)."""
+class GuardedPipeline:
+    """Runs the pipeline; gives the stream slot back once, however the stream ends: failed or
+    cancelled (here), done (the runner's `aclose` after it stored `done`), or never started
+    (the route's `aclose`)."""
 
-    def __init__(self, inner: AsyncIterator[T], release: Callable[[], Any]) -> None:
+    def __init__(self, inner: Pipeline, release: Callable[[], Any]) -> None:
         self._inner = inner
         self._release_cb = release
         self._released = False
@@ -356,26 +356,18 @@ class GuardedPipeline(AsyncIterator[T]):
             self._released = True
             await self._release_cb()
 
-    def __aiter__(self) -> GuardedPipeline[T]:
-        return self
-
-    async def __anext__(self) -> T:
+    async def __call__(self, stream: StreamContext) -> object:
         try:
-            return await self._inner.__anext__()
+            return await self._inner(stream)
         except BaseException:
             await self._release()
             raise
 
     async def aclose(self) -> None:
-        try:
-            close = getattr(self._inner, "aclose", None)
-            if close is not None:
-                await close()
-        finally:
-            await self._release()
+        await self._release()
 
 
-async def limited_pipeline(request: Request, pipeline: AsyncIterator[T]) -> AsyncIterator[T]:
+async def limited_pipeline(request: Request, pipeline: Pipeline) -> Pipeline:
     """Take a running-stream slot for the caller, or raise 429 RATE_LIMIT (before the stream
     starts). Returns `pipeline` wrapped so the slot is released when the stream ends; if the
     runner never starts it, call `aclose()` on the result."""

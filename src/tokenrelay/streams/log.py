@@ -14,13 +14,14 @@ they are encoded (bench/relay/findings.md item 36).
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 from bisect import bisect_right
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Protocol
+from typing import Any, Protocol
 
 from tokenrelay.errors import StreamNotFound, TokenRelayError, internal_error
 from tokenrelay.events import Envelope, encode_frames, encode_pairs, envelope, reader_error
@@ -85,10 +86,13 @@ class StreamLog(Protocol):
         """`emit`, for callers that prefer to await."""
         ...
 
-    def lane(self, stream_id: str) -> Callable[[str], object]:
-        """`emit` of a `token` event bound to one stream, taking the event's JSON
-        (`events.token_json`): the runner's lane (`StreamRunner.lane`), one call per token.
-        The stream must exist."""
+    def lane(
+        self, stream_id: str, other: Callable[[Any], object] | None = None
+    ) -> Callable[[Any], object]:
+        """One stream's way in, one call per event: a `str` is a token event's JSON
+        (`events.token_json`), stored at once; anything else is handed to `other` (the
+        runner's store: the lane is the pipeline's `StreamContext.emit`), or to `emit`. The
+        stream must exist. This is the hot path: one call per token."""
         ...
 
     def read(self, stream_id: str, after_seq: int = 0) -> AsyncIterator[Envelope]:
@@ -184,6 +188,8 @@ class _MemoryStream:
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     # waiting readers that take events by push (see Subscription.set_push)
     pushers: list[MemorySubscription] = field(default_factory=list)
+    # where the lane (`put`) hands what is not a token; dropped when the stream ends
+    other: Callable[[Any], object] | None = None
 
     @property
     def last_seq(self) -> int:
@@ -199,12 +205,17 @@ class _MemoryStream:
         if self.waiters:
             wake_all(self.waiters)
 
-    def put(self, data: str) -> None:
+    def put(self, data: Any) -> None:
         """The lane (`StreamLog.lane`): `add` of a token's JSON, stored without looking the
         stream up and without asking whether it ends the stream. `add`'s body, not a call of
-        it: this runs once per token (bench/relay/findings.md, item 39)."""
+        it: this runs once per token (bench/relay/findings.md, item 39). Any other event is
+        handed to `other`: the type test is here, not in a layer above, for the same reason."""
         if self.finished:
             raise RuntimeError("an event after the terminal one")
+        if type(data) is not str:
+            assert self.other is not None
+            self.other(data)
+            return
         items = self.items
         items.append("token")
         items.append(data)
@@ -320,13 +331,17 @@ class MemoryStreamLog:
         if env.terminal:
             stream.finished = True
             stream.expires_at = time.monotonic() + self._ttl_s
+            stream.other = None
         stream.add(env.type, env.data)
         return env
 
-    def lane(self, stream_id: str) -> Callable[[str], object]:
+    def lane(
+        self, stream_id: str, other: Callable[[Any], object] | None = None
+    ) -> Callable[[Any], object]:
         stream = self._streams.get(stream_id)
         if stream is None:
             raise not_found(stream_id)
+        stream.other = other if other is not None else functools.partial(self.emit, stream_id)
         return stream.put
 
     async def subscribe(self, stream_id: str, after_seq: int = 0) -> MemorySubscription:

@@ -147,11 +147,18 @@ class RedisStreamLog:
     async def append(self, stream_id: str, event: object) -> Envelope:
         return self.emit(stream_id, event)
 
-    def lane(self, stream_id: str) -> Callable[[str], object]:
+    def lane(
+        self, stream_id: str, other: Callable[[Any], object] | None = None
+    ) -> Callable[[Any], object]:
         emit = self.emit
 
-        def put(data: str) -> None:
-            emit(stream_id, Encoded("token", data))
+        def put(data: Any) -> None:
+            if type(data) is str:
+                emit(stream_id, Encoded("token", data))
+            elif other is not None:
+                other(data)
+            else:
+                emit(stream_id, data)
 
         return put
 

@@ -1,6 +1,8 @@
-"""The stream runner: runs a pipeline as a task of its own and writes its events to the log.
+"""The stream runner: runs a pipeline as a task of its own, with a context to emit into.
 
-Generation is not tied to any connection. Readers attach and detach; when the last reader of a
+The pipeline gets the stream's context (`streams/context.py`): its events go to the log as it
+emits them, and the `done` event it returns is stored by the runner. Generation is not tied to
+any connection. Readers attach and detach; when the last reader of a
 running stream goes away, the stream is cancelled after `disconnect_grace_s` unless a reader
 comes back. Every stream ends with exactly one terminal event (`done` or `error`).
 """
@@ -10,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from tokenrelay.events import TERMINAL_TYPES, ErrorEvent
 from tokenrelay.logs import log_stream_finished
 from tokenrelay.metrics import Metrics
 from tokenrelay.streams import timers
+from tokenrelay.streams.context import Pipeline, StreamContext
 from tokenrelay.streams.log import StreamLog
 from tokenrelay.streams.timers import Cancellable
 
@@ -51,16 +53,53 @@ CANCEL_REASONS: dict[str, TokenRelayError] = {
 }
 
 
-@dataclass(slots=True)
-class _Running:
-    task: asyncio.Task[None]
-    readers: int = 0
-    grace: asyncio.TimerHandle | None = None
-    cancel_reason: str | None = None
-    cancel_at: float = 0.0
-    observed: bool = False  # cancel latency recorded
-    owner: str | None = None
-    deadline: Cancellable | None = None  # stream_deadline_s: cancels with "deadline"
+class _Running(StreamContext):
+    """The runner's record of one running stream, and the context its pipeline gets."""
+
+    __slots__ = (
+        "_runner",
+        "cancel_at",
+        "cancel_reason",
+        "deadline_timer",
+        "grace",
+        "meta",
+        "observed",
+        "owner",
+        "readers",
+        "task",
+    )
+
+    def __init__(
+        self, runner: StreamRunner, stream_id: str, deadline: float, owner: str | None
+    ) -> None:
+        # emit: the log's lane, which hands what is not a token to `_store`
+        super().__init__(stream_id, deadline, runner._log.lane(stream_id, self._store))
+        self._runner = runner
+        self.task: asyncio.Task[None] | None = None
+        self.readers = 0
+        self.grace: asyncio.TimerHandle | None = None
+        self.cancel_reason: str | None = None
+        self.cancel_at = 0.0
+        self.observed = False  # cancel latency recorded
+        self.owner = owner
+        self.deadline_timer: Cancellable | None = None  # stream_deadline_s: cancels "deadline"
+        self.meta: _MetaFields | None = None  # from the `metadata` event, for the log line
+
+    def _store(self, event: Any) -> None:
+        if event.type in TERMINAL_TYPES:
+            raise RuntimeError("a pipeline returns its done event; the runner stores it")
+        if event.type == "metadata":  # for the log line; not the whole model
+            self.meta = _MetaFields(event.trace_id, event.session_id, event.provider, event.model)
+        self._runner._log.emit(self.stream_id, event)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_reason is not None
+
+    def generation_stopped(self) -> None:
+        if self.cancel_reason not in (None, "deadline") and not self.observed:
+            self.observed = True
+            self._runner._metrics.cancel_latency.observe(time.monotonic() - self.cancel_at)
 
 
 class StreamRunner:
@@ -92,28 +131,21 @@ class StreamRunner:
     async def start(
         self,
         stream_id: str,
-        pipeline: AsyncIterator[Any],
+        pipeline: Pipeline,
         *,
         owner: str | None = None,
         session_id: str | None = None,
     ) -> None:
         await self._log.create(stream_id, owner=owner, session_id=session_id)
-        task = asyncio.create_task(self._run(stream_id, pipeline), name=f"stream-{stream_id}")
-        running = self._running[stream_id] = _Running(task, owner=owner)
+        deadline = time.monotonic() + self._deadline_s
+        running = _Running(self, stream_id, deadline, owner)
+        running.task = asyncio.create_task(self._run(running, pipeline), name=f"stream-{stream_id}")
+        self._running[stream_id] = running
         # a coarse timeout, not an asyncio.timeout() scope (a third of the memory per stream)
-        running.deadline = timers.call_later(self._deadline_s, self._cancel, running, "deadline")
+        running.deadline_timer = timers.call_later(
+            self._deadline_s, self._cancel, running, "deadline"
+        )
         self._metrics.active_streams.inc()
-
-    def lane(self, stream_id: str) -> Callable[[str], object]:
-        """A direct way into the stream's log for the pipeline's hottest events (tokens).
-
-        An event yielded by a pipeline passes up through every generator layer (tool loop,
-        pipeline, runner) before it is stored; the pipeline of a chat turn hands its tokens to
-        the lane instead, which stores them at once: it takes a token event's JSON
-        (`events.token_json`). Order is kept: the runner stores what the pipeline yields as
-        soon as it is yielded, in the same task.
-        """
-        return self._log.lane(stream_id)
 
     def attach(self, stream_id: str) -> None:
         running = self._running.get(stream_id)
@@ -162,7 +194,8 @@ class StreamRunner:
         if running is None:
             return await self._log.request_cancel(stream_id)
         self._cancel(running, reason)
-        await asyncio.wait({running.task})
+        if running.task is not None:
+            await asyncio.wait({running.task})
         return True
 
     async def _cancel_requested_elsewhere(self, stream_id: str) -> None:
@@ -193,58 +226,40 @@ class StreamRunner:
         if running.cancel_reason is None:
             running.cancel_reason = reason
             running.cancel_at = time.monotonic()
-            running.task.cancel()
+            if running.task is not None:
+                running.task.cancel()
 
     async def shutdown(self, grace_s: float) -> None:
         """Stop accepting; let running streams finish for `grace_s`, then cancel the rest."""
         self.accepting = False
-        tasks = [r.task for r in self._running.values()]
+        tasks = [r.task for r in self._running.values() if r.task is not None]
         if tasks and grace_s > 0:
             await asyncio.wait(tasks, timeout=grace_s)
         self._cancel_all("shutdown")
-        remaining = [r.task for r in self._running.values()]
+        remaining = [r.task for r in self._running.values() if r.task is not None]
         if remaining:
             await asyncio.wait(remaining, timeout=10)
         if self._drain_timer is not None:
             self._drain_timer.cancel()
 
-    def generation_stopped(self, stream_id: str) -> None:
-        """The pipeline says its provider has stopped after a cancel: that is the latency that
-        counts (persisting the partial answer comes after)."""
-        running = self._running.get(stream_id)
-        if (
-            running is not None
-            and running.cancel_reason not in (None, "deadline")
-            and not running.observed
-        ):
-            running.observed = True
-            self._metrics.cancel_latency.observe(time.monotonic() - running.cancel_at)
-
-    async def _run(self, stream_id: str, pipeline: AsyncIterator[Any]) -> None:
+    async def _run(self, running: _Running, pipeline: Pipeline) -> None:
+        stream_id = running.stream_id
         started = time.monotonic()
-        meta: Any = None
         last: Any = None
         failure: TokenRelayError | None = None
-        emit = self._log.emit
         try:
             try:
-                async for event in pipeline:
-                    emit(stream_id, event)
-                    if event.type == "metadata":  # for the log line; not the whole model
-                        meta = _MetaFields(
-                            event.trace_id, event.session_id, event.provider, event.model
-                        )
-                    elif event.type in TERMINAL_TYPES:
-                        last = event
-                        break
-                    event = None  # not held while the next one is awaited (minutes, maybe)
+                last = await pipeline(running)
+                if getattr(last, "type", None) in TERMINAL_TYPES:
+                    self._log.emit(stream_id, last)
+                else:
+                    last = None
             finally:
                 close = getattr(pipeline, "aclose", None)
                 if close is not None:
                     await asyncio.shield(close())
         except asyncio.CancelledError:
-            running = self._running.get(stream_id)
-            reason = running.cancel_reason if running else None
+            reason = running.cancel_reason
             if reason is None:  # cancelled from outside the runner: the loop is going away
                 reason = "shutdown"
             if reason == "deadline":
@@ -266,7 +281,7 @@ class StreamRunner:
                         stream_id,
                         self._grace_s,
                     )
-            self.generation_stopped(stream_id)
+            running.generation_stopped()
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
@@ -276,9 +291,10 @@ class StreamRunner:
             logger.exception("stream %s failed", stream_id)
             failure = internal_error(exc)
         finally:
-            running = self._running.pop(stream_id, None)
-            if running is not None and running.deadline is not None:
-                running.deadline.cancel()
+            self._running.pop(stream_id, None)
+            running.emit = _ended  # the lane holds `_store`: no cycle outlives the stream
+            if running.deadline_timer is not None:
+                running.deadline_timer.cancel()
             self._metrics.active_streams.dec()
         if last is None:
             failure = failure or internal_error(RuntimeError("pipeline ended without done"))
@@ -287,7 +303,11 @@ class StreamRunner:
             self._log.emit(stream_id, last)
         else:
             self._metrics.streams.labels(last.type, getattr(last, "code", "")).inc()
-        _log_finished(stream_id, meta, last, time.monotonic() - started, running)
+        _log_finished(stream_id, running.meta, last, time.monotonic() - started, running)
+
+
+def _ended(event: object) -> None:
+    raise RuntimeError("an event emitted after its pipeline ended")
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +319,7 @@ class _MetaFields:
 
 
 def _log_finished(
-    stream_id: str, meta: Any, last: Any, duration_s: float, running: _Running | None
+    stream_id: str, meta: _MetaFields | None, last: Any, duration_s: float, running: _Running
 ) -> None:
     """One structured log line per finished stream (no message contents, no keys)."""
     usage = getattr(last, "usage", None)
@@ -311,7 +331,7 @@ def _log_finished(
         trace_id=getattr(meta, "trace_id", ""),
         stream_id=stream_id,
         session_id=getattr(meta, "session_id", None) or None,
-        owner=running.owner if running else None,
+        owner=running.owner,
         provider=getattr(meta, "provider", ""),
         model=getattr(meta, "model", None),
         outcome=outcome,

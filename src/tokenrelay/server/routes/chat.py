@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -33,7 +34,7 @@ async def start_chat(services: Services, body: ChatRequest, request: Request) ->
     await start_stream(
         request,
         turn.stream_id,
-        chat_pipeline(services, turn),
+        partial(chat_pipeline, services, turn),
         owner=turn.owner,
         session_id=turn.session_id,
     )

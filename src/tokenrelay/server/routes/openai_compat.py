@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Coroutine
+from functools import partial
 from typing import Any
 
 import orjson
@@ -150,7 +151,9 @@ async def _events(
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     services = get_services(request)
     turn = _turn(services, body, request)
-    await start_stream(request, turn.stream_id, chat_pipeline(services, turn), owner=turn.owner)
+    await start_stream(
+        request, turn.stream_id, partial(chat_pipeline, services, turn), owner=turn.owner
+    )
     created = int(time.time())
     trace = {"X-Trace-ID": turn.trace_id}
     if body.stream:

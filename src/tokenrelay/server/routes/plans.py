@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -34,7 +35,9 @@ async def _start(services: Services, body: PlanRequest, request: Request) -> tup
         provider=provider,
         owner=owner,
     )
-    await start_stream(request, job.stream_id, planner_pipeline(services, job), owner=owner)
+    await start_stream(
+        request, job.stream_id, partial(planner_pipeline, services, job), owner=owner
+    )
     return job.stream_id, trace_id
 
 
