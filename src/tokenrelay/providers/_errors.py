@@ -150,9 +150,8 @@ def suggestion_for(code: ErrorCode, upstream: Upstream, retry_after_s: float | N
             "larger context window"
         )
     if code is ErrorCode.PROVIDER_UNAVAILABLE:
-        where = f" and that {upstream.base_url} is reachable" if upstream.base_url else ""
-        return f"retry shortly; if it keeps failing check the provider's status{where}"
-    return "check the model name (--model) and the request options"
+        return "retry shortly; if it keeps failing, tell whoever runs the server"
+    return "check the model name and the request options"
 
 
 def operator_advice(code: ErrorCode, upstream: Upstream) -> dict[str, str] | None:
@@ -164,6 +163,9 @@ def operator_advice(code: ErrorCode, upstream: Upstream) -> dict[str, str] | Non
         }
     if code is ErrorCode.CONTEXT_TOO_LONG:
         return {"operator": "lower TOKENRELAY_HISTORY_TOKEN_BUDGET to send less history"}
+    if code is ErrorCode.PROVIDER_UNAVAILABLE:
+        where = upstream.base_url or "the provider's API"
+        return {"operator": f"check the provider's status and that {where} is reachable"}
     return None
 
 
