@@ -224,3 +224,47 @@ async def test_a_stalled_reader_of_a_finished_stream_holds_a_slot_until_closed(
             after = await client.post("/api/chat/stream", json={"message": "hi"})
             assert after.status_code == 200
         sock.close()
+
+
+async def test_a_replay_of_a_finished_stream_holds_a_per_client_slot_while_open(
+    live_server: Any,
+) -> None:
+    """Open readers count toward `max_streams_per_client` too: a replay of a finished stream
+    holds the client's slot while it is open, and gives it back when the client leaves."""
+    async with live_server(max_streams_per_client=1, write_timeout_s=600, **SETTINGS) as srv:
+        first = await stream(srv.url, "POST", "/api/chat/stream", json=BIG)
+        stream_id = str(first.events[0].id).rsplit(":", 1)[0]
+        runner = srv.app.state.services.runner
+        await until(lambda: open_streams(runner) == 0)
+        sock = await asyncio.to_thread(open_raw, srv.url, resume_request(srv.url, stream_id))
+        await until(lambda: open_streams(runner) == 1)
+        async with httpx.AsyncClient(base_url=srv.url, timeout=30) as client:
+            new = await client.post("/api/chat/stream", json={"message": "hi"})
+            assert new.status_code == 429 and new.json()["code"] == "RATE_LIMIT"
+            sock.close()  # the client goes away: its slot comes back
+            await until(lambda: open_streams(runner) == 0)
+            for _ in range(100):  # the release runs just after the reading ends
+                after = await client.post("/api/chat/stream", json={"message": "hi"})
+                if after.status_code == 200:
+                    break
+                await asyncio.sleep(0.05)
+            assert after.status_code == 200
+
+
+async def test_a_client_resuming_its_own_running_stream_is_never_refused_by_its_cap(
+    live_server: Any,
+) -> None:
+    """The resume rides on its stream's slot: with a cap of one stream per client, the client
+    that lost its connection still gets its answer back."""
+    async with live_server(max_streams_per_client=1, **SETTINGS) as srv:
+        body = {"message": "hi", "options": {"scripted": {"tokens": 40, "delay_ms": 50}}}
+        async with httpx.AsyncClient(base_url=srv.url, timeout=30) as client:
+            async with client.stream("POST", "/api/chat/stream", json=body) as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("id: "):
+                        last = line[4:]
+                        break
+            stream_id = last.rsplit(":", 1)[0]
+            resumed = await client.get(f"/api/streams/{stream_id}", headers={"Last-Event-ID": last})
+            assert resumed.status_code == 200
+            assert "event: done" in resumed.text

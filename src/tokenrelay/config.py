@@ -156,7 +156,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1)  # /api/documents: rag_max_upload_bytes
     rate_limit_per_minute: float = Field(default=0.0, ge=0)  # per key (or IP); 0: off
     rate_limit_burst: int = Field(default=20, ge=1)  # requests allowed at once, then the rate
-    max_streams_per_client: int = Field(default=0, ge=0)  # running streams per key/IP; 0: off
+    max_streams_per_client: int = Field(
+        default=0,
+        ge=0,
+        description="running streams and open replays of finished streams per key/IP; 0: off",
+    )
     max_open_streams: int = Field(default=4096, ge=0)  # running streams per process; 0: off
     overload_retry_after_s: int = Field(default=5, ge=1)  # Retry-After when a stream cap is hit
     max_header_count: int = Field(

@@ -15,7 +15,7 @@ from tokenrelay.server.schemas import ChatOptions, ChatRequest, RagOptions
 from tokenrelay.services import Services
 from tokenrelay.sessions.base import new_id, session_not_found
 from tokenrelay.streams.context import Pipeline
-from tokenrelay.streams.log import not_found
+from tokenrelay.streams.log import StreamInfo, not_found
 from tokenrelay.tools.registry import registry_for
 
 _TRACE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -173,8 +173,8 @@ def wants_json(request: Request) -> bool:
     return "application/json" in accept and "text/event-stream" not in accept
 
 
-async def resume_end(
-    services: Services, request: Request, stream_id: str, after_seq: int
+def resume_end(
+    info: StreamInfo | None, request: Request, stream_id: str, after_seq: int
 ) -> Response | None:
     """The answer to a resume that has nothing left to send, or None to send the stream.
 
@@ -182,7 +182,6 @@ async def resume_end(
     past its terminal event: `204 No Content` to EventSource-style callers (the WHATWG rule:
     an EventSource that gets 204 stops reconnecting), JSON 404 STREAM_NOT_FOUND to callers
     that ask for JSON. A finished stream resumed from before its end is replayed (None)."""
-    info = await services.log.info(stream_id)
     gone = info is None or info.owner != owner_of(request)
     if not gone and not (info is not None and info.finished and after_seq >= info.last_seq):
         return None

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -388,3 +388,26 @@ async def limited_pipeline(request: Request, pipeline: Pipeline) -> Pipeline:
         await limiter.release_stream(subject, slot)
 
     return GuardedPipeline(pipeline, release)
+
+
+async def reading_slot(request: Request) -> Callable[[], Awaitable[None]] | None:
+    """Take a per-client slot (`max_streams_per_client`) for a reading that no running
+    stream of this replica carries (a replay of a finished stream), or raise 429 RATE_LIMIT.
+    Returns what gives it back when the reading ends (None when streams are not limited);
+    a client resuming its own running stream rides on that stream's slot and needs none."""
+    state: LimitsState | None = getattr(request.app.state, "limits", None)
+    if state is None or not state.limiter.policy.limits_streams:
+        return None
+    limiter = state.limiter
+    subject = subject_of(request.scope)
+    slot = f"read-{uuid.uuid4().hex}"
+    if not await limiter.acquire_stream(subject, slot):
+        services = getattr(request.app.state, "services", None)
+        if services is not None:
+            services.metrics.count_rejected("streams")
+        raise too_many_streams(limiter.policy.max_streams, state.retry_after_s)
+
+    async def release() -> None:
+        await limiter.release_stream(subject, slot)
+
+    return release

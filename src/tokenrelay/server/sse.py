@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from operator import attrgetter
 from typing import Protocol
 
@@ -149,6 +149,9 @@ class EventStreamResponse(Response):
         self.after_seq = after_seq
         self.event_names = event_names
         self.framer = framer
+        # called once when the reading ends (or never starts): a per-client reading slot
+        # (`limits.reading_slot`) goes back
+        self.on_close: Callable[[], Awaitable[None]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         reading = await self.open(scope, receive, send)
@@ -165,6 +168,8 @@ class EventStreamResponse(Response):
         try:
             sub = await services.log.subscribe(self.stream_id, self.after_seq)
         except StreamNotFound as exc:  # expired between the route's check and now
+            if self.on_close is not None:
+                await self.on_close()
             await JSONResponse(exc.to_dict(), status_code=exc.http_status)(scope, receive, send)
             return None
         # the middleware chain sees the start; body chunks skip it (app.TokenRelayAPI), and
@@ -223,6 +228,7 @@ class StreamReading:
         "_timer",
         "_watch",
         "listener",
+        "on_close",
         "unwatch",
     )
 
@@ -249,6 +255,7 @@ class StreamReading:
         self._left = False
         self.listener: asyncio.Task[None] | None = None
         self.unwatch: Callable[[], None] | None = None  # from `watch_disconnect`
+        self.on_close = response.on_close
         self._pusher: _Pusher | None = None
         self._watch: WriteWatch | None = None
         self._sent = self._after  # the last seq the reader itself wrote
@@ -421,6 +428,22 @@ class StreamReading:
         if self.listener is not None:
             self.listener.cancel()
         self._services.runner.detach(self._stream_id, finished=self._finished)
+        if self.on_close is not None:
+            task = asyncio.get_running_loop().create_task(_call(self.on_close))
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+            self.on_close = None
+
+
+_closing: set[asyncio.Task[None]] = set()  # `on_close` calls under way (held until done)
+
+
+async def _call(on_close: Callable[[], Awaitable[None]]) -> None:
+    """A reading's `on_close`, after it has ended: a failure is logged, never raised."""
+    try:
+        await on_close()
+    except Exception:
+        logger.warning("giving back a reading's slot failed", exc_info=True)
 
 
 class _FlushQueue:

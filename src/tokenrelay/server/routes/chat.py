@@ -14,12 +14,12 @@ from tokenrelay.server.deps import (
     get_services,
     owner_of,
     prepare_turn,
-    resume_end,
     resume_position,
     start_stream,
     trace_id_for,
 )
 from tokenrelay.server.json_checks import CheckedRoute
+from tokenrelay.server.resume import resume_response
 from tokenrelay.server.schemas import ID_PATTERN, ChatOptions, ChatRequest
 from tokenrelay.server.sse import stream_response
 from tokenrelay.services import Services
@@ -76,12 +76,8 @@ async def chat_stream_get(
     position = resume_position(request)
     if position is not None:  # an EventSource reconnecting: continue its stream, don't ask again
         stream_id, seq = position
-        ended = await resume_end(services, request, stream_id, seq)
-        if ended is not None:
-            return ended
-        services.metrics.resumes.inc()
-        return stream_response(
-            services, stream_id, after_seq=seq, event_names=names, trace_id=trace_id_for(request)
+        return await resume_response(
+            services, request, stream_id, seq, event_names=names, trace_id=trace_id_for(request)
         )
     body = ChatRequest(
         message=message,

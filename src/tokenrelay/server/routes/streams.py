@@ -8,12 +8,11 @@ from fastapi.responses import JSONResponse, Response
 from tokenrelay.server.deps import (
     get_services,
     owner_of,
-    resume_end,
     resume_position,
     trace_id_for,
 )
+from tokenrelay.server.resume import resume_response
 from tokenrelay.server.schemas import ID_PATTERN
-from tokenrelay.server.sse import stream_response
 from tokenrelay.server.streams_access import check_stream_access
 
 router = APIRouter(tags=["streams"])
@@ -32,14 +31,15 @@ async def resume_stream(
     services = get_services(request)
     position = resume_position(request, stream_id)
     after = position[1] if position else 0
-    ended = await resume_end(services, request, stream_id, after)
-    if ended is not None:
-        return ended
-    if position:
-        services.metrics.resumes.inc()
     names = services.settings.event_names if event_names is None else event_names
-    return stream_response(
-        services, stream_id, after_seq=after, event_names=names, trace_id=trace_id_for(request)
+    return await resume_response(
+        services,
+        request,
+        stream_id,
+        after,
+        event_names=names,
+        trace_id=trace_id_for(request),
+        counted=position is not None,
     )
 
 
