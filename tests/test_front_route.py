@@ -36,7 +36,7 @@ def test_the_stream_route_passes_our_middleware_and_no_other(settings_factory) -
     assert isinstance(app, TokenRelayAPI)
     front = _chain(app._build_front())
     names = [type(layer).__name__ for layer in front]
-    assert names[0] == "_UnexpectedErrors"
+    assert names[0] == "ErrorBoundary"
     assert names[-2:] == ["LimitsMiddleware", "ChatStreamRoute"]
     assert "AccessLogMiddleware" in names
     assert not {"ServerErrorMiddleware", "ExceptionMiddleware"} & set(names)

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tokenrelay import __version__
 from tokenrelay.config import Settings
@@ -81,7 +81,7 @@ class TokenRelayAPI(FastAPI):
       telemetry and body limit, which we do not configure). An open stream keeps the frames
       of every layer it was called through for as long as it lasts: five fewer layers are
       1.6 KB less per open stream, and five fewer calls per new stream (findings item 15).
-      `_UnexpectedErrors` answers what Starlette's error handler would have.
+      `ErrorBoundary` (server/middleware.py) answers what Starlette's error handler would have.
     """
 
     _front: ASGIApp | None = None
@@ -149,7 +149,7 @@ class TokenRelayAPI(FastAPI):
         for cls, args, kwargs in reversed(self.user_middleware):
             app = cls(app, *args, **kwargs)
         self._handoff = all(m.cls in _HANDOFF_AWARE for m in self.user_middleware)
-        self._front = _UnexpectedErrors(app)
+        self._front = ErrorBoundary(app)
         return self._front
 
 
@@ -163,31 +163,6 @@ _HANDOFF_AWARE: set[Any] = {
     ErrorBoundary,
     LimitsMiddleware,
 }
-
-
-class _UnexpectedErrors:
-    """An exception no layer handled: logged, and answered as `INTERNAL_ERROR` if nothing
-    has been sent yet (as Starlette's error handler does with our handler for `Exception`);
-    once the response has started it goes on to the server, which closes the connection."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def watching_send(message: Message) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watching_send)
-        except Exception as exc:
-            if started:
-                raise
-            error = boundary_error(exc, f"{scope['method']} {scope['path']}")
-            await error_response(error)(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
