@@ -50,7 +50,6 @@ from tokenrelay.server.direct_write import (
     DirectWriter,
     WriteWatch,
     direct_writer,
-    slim_connection,
     watch_disconnect,
 )
 from tokenrelay.services import Services
@@ -173,7 +172,6 @@ class EventStreamResponse(Response):
             self, services, sub, body_send, body_send if HANDOFF in scope else send
         )
         reading.unwatch = watch_disconnect(body_send, reading.gone)
-        slim_connection(body_send)
         if reading.unwatch is None:
             reading.listener = asyncio.create_task(self._listen(receive, reading.gone))
         try:
