@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import socket
 import sys
+from collections.abc import Callable
 from types import FrameType
-from typing import Any, cast
+from typing import Any
 
 import uvicorn
-from uvicorn.config import STARTUP_FAILURE
 
 from tokenrelay.config import Settings
+from tokenrelay.server import uvicorn_startup
 from tokenrelay.server.app import create_app
 from tokenrelay.server.listener import ACCEPT_BATCH, GreedyListener, bind
-
-logger = logging.getLogger("uvicorn.error")  # where uvicorn reports a port it cannot bind
 
 
 class DrainingServer(uvicorn.Server):
@@ -44,30 +42,20 @@ class DrainingServer(uvicorn.Server):
         if sockets is not None or config.uds or config.fd is not None or config.ssl:
             await super().startup(sockets=sockets)
             return
-        # uvicorn's own start-up for a host and port, with our listener (server/listener.py)
-        # instead of `loop.create_server`
-        await self.lifespan.startup()
-        if self.lifespan.should_exit:
-            sys.exit(STARTUP_FAILURE)
-        try:
-            listening = bind(config.host, config.port, config.backlog)
-        except OSError as exc:
-            logger.error(exc)
-            await self.lifespan.shutdown()
-            sys.exit(STARTUP_FAILURE)
+        await uvicorn_startup.startup(self, _greedy(config.host, config.port, config.backlog))
 
-        def protocol() -> asyncio.Protocol:
-            return config.http_protocol_class(  # type: ignore[call-arg]
-                config=config, server_state=self.server_state, app_state=self.lifespan.state
-            )
 
+def _greedy(host: str, port: int, backlog: int) -> uvicorn_startup.Listen:
+    """Listening on `host`:`port` with `GreedyListener`s, for `uvicorn_startup.startup`."""
+
+    def listen(
+        protocol: Callable[[], asyncio.Protocol],
+    ) -> tuple[list[socket.socket], list[Any]]:
+        listening = bind(host, port, backlog)
         # uvicorn calls close() and wait_closed() on its servers, which is all a listener has
-        self.servers = cast(
-            list[asyncio.Server],
-            [GreedyListener(sock, protocol, batch=ACCEPT_BATCH) for sock in listening],
-        )
-        self._log_started_message(listening)
-        self.started = True
+        return listening, [GreedyListener(s, protocol, batch=ACCEPT_BATCH) for s in listening]
+
+    return listen
 
 
 OLDER_EVERY = 1_000  # young collections per collection of the middle generation (Python: 10)
