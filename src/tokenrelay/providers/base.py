@@ -102,7 +102,3 @@ class Provider(Protocol):
     def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         """Yield events for one answer. Must be an async generator (or return one)."""
         ...
-
-
-class ClosableProvider(Provider, Protocol):
-    async def aclose(self) -> None: ...

@@ -81,10 +81,6 @@ class StreamLog(Protocol):
         background flusher. This is the hot path (one call per token)."""
         ...
 
-    async def append(self, stream_id: str, event: object) -> Envelope:
-        """`emit`, for callers that prefer to await."""
-        ...
-
     def lane(self, stream_id: str) -> Callable[[str], object]:
         """`emit` of a `token` event bound to one stream, taking the event's JSON
         (`events.token_json`): the runner's lane (`StreamRunner.lane`), one call per token.
@@ -101,19 +97,8 @@ class StreamLog(Protocol):
 
     async def info(self, stream_id: str) -> StreamInfo | None: ...
 
-    def is_local(self, stream_id: str) -> bool:
-        """Is this stream generated in this process?"""
-        ...
-
     def release_readers(self) -> None:
         """End every live read without a terminal event (this replica is draining)."""
-        ...
-
-    async def declare_lost(self, stream_id: str) -> bool:
-        """End a stream whose owner is gone (its lease expired) with a terminal `error`
-        appended to the log itself, numbered after its last event, so that every reader sees
-        the same event; True when the stream now ends lost. A log with no other process
-        (the memory log) never declares anything lost: False."""
         ...
 
     async def has_remote_readers(self, stream_id: str) -> bool:
@@ -309,9 +294,6 @@ class MemoryStreamLog:
         self._sweep()
         self._streams[stream_id] = _MemoryStream(owner=owner, session_id=session_id)
 
-    async def append(self, stream_id: str, event: object) -> Envelope:
-        return self.emit(stream_id, event)
-
     def emit(self, stream_id: str, event: object) -> Envelope:
         stream = self._streams.get(stream_id)
         if stream is None or stream.finished:
@@ -350,6 +332,7 @@ class MemoryStreamLog:
         )
 
     def is_local(self, stream_id: str) -> bool:
+        """Is this stream generated in this process? (for the Redis log)"""
         return stream_id in self._streams
 
     def stream(self, stream_id: str) -> HeldStream | None:
@@ -371,9 +354,6 @@ class MemoryStreamLog:
                 sub.close()
 
     async def has_remote_readers(self, stream_id: str) -> bool:
-        return False
-
-    async def declare_lost(self, stream_id: str) -> bool:
         return False
 
     async def request_cancel(self, stream_id: str) -> bool:
