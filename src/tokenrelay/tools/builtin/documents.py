@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from tokenrelay.tools.context import ToolContext, ToolError
-from tokenrelay.tools.registry import tool
+from tokenrelay.tools.tool import tool
 
 
 @tool
