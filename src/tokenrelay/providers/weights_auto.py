@@ -19,6 +19,7 @@ bench/local_model.py times its step-cost table with the same function (`time_dec
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tokenrelay.providers.llama_runtime import LlamaRuntime, RuntimeConfig
 from tokenrelay.providers.model_files import Converter, converted_path, prepare_weights
 
 logger = logging.getLogger("tokenrelay.local")
@@ -121,8 +123,6 @@ def machine_context() -> list[str]:
     """What the timing depends on besides the file and the server's settings: the llama.cpp
     build (llama-cpp-python's version) and the CPU."""
     try:
-        import importlib.metadata
-
         version = importlib.metadata.version("llama-cpp-python")
     except Exception:
         version = "?"
@@ -184,7 +184,6 @@ def time_decode_steps(
     rounds interleaved across the files so that a noisy neighbour slows them alike (the first
     round warms up and is not counted). About a second for SmolLM2 on 2 cores with the
     defaults; bench/local_model.py times its table with more sizes and rounds."""
-    from tokenrelay.providers.llama_runtime import LlamaRuntime, RuntimeConfig
 
     sizes = sorted(set(sizes))
     n = sizes[-1]

@@ -24,7 +24,7 @@ from tokenrelay.server.chat_stream_route import PATH as CHAT_STREAM_PATH
 from tokenrelay.server.chat_stream_route import ChatStreamRoute
 from tokenrelay.server.error_responses import boundary_error, error_response, validation_error
 from tokenrelay.server.limits import LimitsMiddleware, headers_over_limit
-from tokenrelay.server.middleware import ErrorBoundary
+from tokenrelay.server.middleware import ErrorBoundary, install_middleware
 from tokenrelay.server.readiness import Readiness
 from tokenrelay.server.routes import chat, health, openai_compat, plans, sessions, streams, web
 from tokenrelay.server.security import AuthMiddleware
@@ -61,7 +61,6 @@ def _include_optional_routers(app: FastAPI) -> None:
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
     """API keys, limits, CORS and the access log (docs/security.md); all pure ASGI."""
-    from tokenrelay.server.middleware import install_middleware
 
     install_middleware(app, settings)
 
