@@ -4,9 +4,8 @@ Why measured: how fast llama.cpp multiplies Q4_1 against F16 weights depends on 
 the CPU, and the answer flipped between machines. On the session that chose F16 (a native
 build, one batch thread) the bundled Q4_1 file gained nothing from batching, so F16 was made
 the default; on every machine since (the portable AVX2 build, every core for batches) Q4_1
-was as fast or faster at every batch size: 4-sequence steps gave 115 against 78 tokens/s here,
-and one user 57 against 39 (docs/benchmarks.md, "Local model"; bench/relay/findings.md item
-42). A fixed choice is wrong somewhere, so at the first start the candidates are timed, on
+was as fast or faster at every batch size, by a wide margin (docs/benchmarks.md, "Local
+model"). A fixed choice is wrong somewhere, so at the first start the candidates are timed, on
 this machine and with this server's threads, and the choice is cached next to the converted
 files: later starts read it.
 

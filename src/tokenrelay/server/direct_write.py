@@ -4,7 +4,7 @@ Why: a token that reaches a reader which is waiting for it used to cost a future
 wake-up, the reader's loop and an ASGI `send` coroutine before the socket write. With this
 the log hands the token to the reader's `push` (server/sse.py) at once; the reader encodes it
 and a callback writes what gathered in this loop turn as one chunk. That is the step the relay
-benchmark's paced CPU per event was spent on beyond the naive app's (bench/relay/findings.md).
+benchmark's paced CPU per event was spent on beyond the naive app's (docs/benchmarks.md).
 
 It is a bypass of uvicorn's `send`, so it is narrow: only uvicorn's httptools protocol (whose
 `RequestResponseCycle` keeps `transport`, `flow`, `disconnected` and `chunked_encoding`),
@@ -238,10 +238,9 @@ class _NotifyingEvent:
     `set`, `clear`, `is_set` and `wait`, and it also calls back when it is set, until
     `forget` is called.
 
-    Its own class, not an `asyncio.Event` subclass: an Event makes a 760-byte deque for its
-    waiters, and at most a stray `receive()` waits here (a list of them, made when needed;
-    about 0.6 KB of an idle stream's memory, docs/benchmarks.md, "Memory per open idle
-    stream")."""
+    Its own class, not an `asyncio.Event` subclass: an Event makes a deque for its waiters
+    that an idle stream holds for nothing, while at most a stray `receive()` waits here (a
+    list of them, made when needed; what that saves per idle stream: docs/benchmarks.md)."""
 
     __slots__ = ("_callback", "_value", "_waiters")
 
@@ -288,8 +287,8 @@ def watch_disconnect(send: Send, gone: Callable[[], None]) -> Callable[[], None]
     listens on `receive` instead).
 
     Why: the other way to hear of a disconnect is a task that waits on `receive()` for the
-    whole stream, a task and three coroutine frames for each open stream (about 1.2 KB of the
-    memory per idle stream, bench/relay/findings.md item 17). uvicorn's httptools protocol
+    whole stream, a task and three coroutine frames held by each open stream (a good part of
+    the memory per idle stream, docs/benchmarks.md). uvicorn's httptools protocol
     sets the request's `message_event` when the connection is lost (and when the response
     completes or more body arrives, which `gone` is not called for); here that event also
     calls back. Only for a request whose body has been read: nothing else waits on it then.
@@ -297,7 +296,7 @@ def watch_disconnect(send: Send, gone: Callable[[], None]) -> Callable[[], None]
     The caller must call the returned function when it stops listening: the callback refers
     to the caller (a reading) and the request's cycle refers to the callback, a reference
     cycle that only the garbage collector would otherwise free, with the connection, the
-    reading and what they hold (26 objects per stream; findings item 25).
+    reading and what they hold (docs/benchmarks.md).
     """
     cycle = _cycle(send)
     if cycle is None or not all(

@@ -8,7 +8,7 @@ The memory log keeps each event as two strings (its type and its JSON) in one li
 stream, not as an object of its own: an `Envelope` is a named tuple, which the garbage
 collector tracks for as long as it lives, and a log keeps every event of every stream of the
 last `ttl_s` seconds. Readers get envelopes made as they take them, which live only until
-they are encoded (bench/relay/findings.md item 36).
+they are encoded (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ class _MemoryStream:
     def put(self, data: str) -> None:
         """The lane (`StreamLog.lane`): `add` of a token's JSON, stored without looking the
         stream up and without asking whether it ends the stream. `add`'s body, not a call of
-        it: this runs once per token (bench/relay/findings.md, item 39)."""
+        it: this runs once per token, where a call shows (docs/benchmarks.md)."""
         if self.finished:
             raise RuntimeError("an event after the terminal one")
         items = self.items
