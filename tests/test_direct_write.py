@@ -16,7 +16,7 @@ from tests.conftest import free_port
 from tests.helpers import chat_stream
 from tokenrelay.events import token_event
 from tokenrelay.providers.scripted import default_reply, split_pieces
-from tokenrelay.server.direct_write import direct_writer, slim_connection
+from tokenrelay.server.direct_write import direct_writer
 from tokenrelay.streams.log import MemoryStreamLog
 
 
@@ -122,6 +122,23 @@ async def test_the_watched_event_still_wakes_a_receive_call() -> None:
     assert event._waiters == []
 
 
+async def test_a_cancelled_wait_on_the_watched_event_leaves_no_waiter() -> None:
+    """A `receive()` cancelled while it waits takes its waiter with it; `clear` makes the
+    next wait block again, as an `asyncio.Event` does."""
+    from tokenrelay.server.direct_write import _NotifyingEvent
+
+    event = _NotifyingEvent(lambda: None)
+    waiter = asyncio.create_task(event.wait())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+    assert event._waiters == [] and not event.is_set()
+    event.set()
+    assert event.is_set() and await event.wait() is True
+    event.clear()
+    assert not event.is_set()
+
+
 async def test_streams_whose_tokens_fall_due_together_each_arrive_once_in_order(
     live_server,
 ) -> None:
@@ -146,25 +163,9 @@ async def test_streams_whose_tokens_fall_due_together_each_arrive_once_in_order(
         await asyncio.gather(*(one(srv.url, k) for k in range(40)))
 
 
-async def test_uvicorn_lets_an_open_stream_give_back_its_empty_deques() -> None:
-    """`slim_connection` finds uvicorn's two per-connection deques (pipelined requests, flow
-    control waiters): if uvicorn renames them, this fails instead of memory growing."""
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        slimmed = slim_connection(send)
-        body = b"slimmed" if slimmed else b"not slimmed"
-        await send({"type": "http.response.body", "body": body, "more_body": False})
-
-    response = await get_from_uvicorn(app)
-    assert response.text == "slimmed"
-
-
 async def test_a_request_pipelined_behind_a_stream_is_still_answered(live_server) -> None:
-    """The queue of pipelined requests is a `_LazyDeque` once the stream has started: a
-    request sent behind it on the same connection is answered when the stream ends."""
+    """A request sent behind an open stream on the same connection (pipelined) is answered
+    when the stream ends: the direct writes leave uvicorn's connection as it was."""
     body = json.dumps({"message": "q", "options": {"scripted": {"tokens": 5, "delay_ms": 20}}})
     async with live_server() as srv:
         port = int(srv.url.rsplit(":", 1)[1])
@@ -190,14 +191,14 @@ async def test_a_request_pipelined_behind_a_stream_is_still_answered(live_server
     assert json.loads(health.rsplit(b"\r\n\r\n", 1)[1])["status"] == "ok"
 
 
-async def test_a_transport_that_cannot_name_its_protocol_or_its_buffer_is_left_as_it_is() -> None:
-    """`slim_connection` is best effort: on a transport of asyncio's base class, whose
-    `get_protocol` raises, the response goes on (a fault found by the in-process bench)."""
+async def test_a_transport_that_cannot_tell_its_buffer_has_a_writer_that_holds_nothing() -> None:
+    """On a transport of asyncio's base class, whose `get_write_buffer_size` raises, the
+    direct writer says it buffers nothing and the response goes on (a fault found by the
+    in-process bench: every stream's end raised NotImplementedError)."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     from uvicorn.server import ServerState
 
     written: list[bytes] = []
-    results: list[bool] = []
     buffered: list[int] = []
 
     class Transport(asyncio.Transport):
@@ -215,7 +216,6 @@ async def test_a_transport_that_cannot_name_its_protocol_or_its_buffer_is_left_a
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
-        results.append(slim_connection(send))
         writer = direct_writer(send)
         buffered.append(writer.buffered() if writer is not None else -1)
         await send({"type": "http.response.body", "body": b"still here", "more_body": False})
@@ -229,7 +229,4 @@ async def test_a_transport_that_cannot_name_its_protocol_or_its_buffer_is_left_a
         while not any(b"still here" in w for w in written):
             await asyncio.sleep(0.01)
     protocol.connection_lost(None)
-    assert results == [True]  # the flow control's waiters, not the pipeline queue
-    # nor does it say how much it holds: nothing, for the slow-reader bound (a fault found by
-    # the in-process bench: every stream's end raised NotImplementedError)
     assert buffered == [0]

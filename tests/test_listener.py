@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import inspect
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ import pytest
 import uvicorn
 
 from tokenrelay.server import listener as listener_module
+from tokenrelay.server import uvicorn_startup
 from tokenrelay.server.listener import ACCEPT_BATCH, GreedyListener, bind
 from tokenrelay.server.serve import DrainingServer
 
@@ -195,3 +197,51 @@ def test_bind_takes_every_address_of_the_host() -> None:
     [loopback] = bind("127.0.0.1", 0, 8)
     with loopback:
         assert loopback.getsockname()[0] == "127.0.0.1"
+
+
+async def test_uvicorn_still_has_what_our_start_up_reaches_into() -> None:
+    """`serve`'s start-up runs on uvicorn's internals (server/uvicorn_startup.py): if an
+    upgrade renames one, this fails here instead of `serve` quietly falling back to
+    uvicorn's one-connection-per-turn accept."""
+    assert "sockets" in inspect.signature(uvicorn.Server.startup).parameters
+    assert uvicorn_startup.STARTUP_FAILURE == 3
+    server = _server(0)
+    task = await _serving(server)
+    try:
+        assert server.started
+        assert uvicorn_startup.missing(server) == []
+        assert all(isinstance(s, GreedyListener) for s in server.servers)
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_a_uvicorn_without_what_start_up_needs_serves_with_its_own_listener(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A protocol class that does not name the arguments our start-up passes (as a uvicorn
+    that changed them would) gets uvicorn's own start-up, with a warning, and still serves."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class Unnamed(HttpToolsProtocol):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+
+    app = cast(Callable[..., Awaitable[None]], _hello)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan="off", log_level="warning", http=Unnamed
+    )
+    server = DrainingServer(config)
+    task = await _serving(server)
+    try:
+        assert server.started
+        [listening] = server.servers
+        assert not isinstance(listening, GreedyListener)
+        assert "lacks Unnamed(config=)" in capfd.readouterr().err  # uvicorn's log says why
+        port = listening.sockets[0].getsockname()[1]
+        async with httpx.AsyncClient() as client:
+            reply = await client.get(f"http://127.0.0.1:{port}/")
+        assert reply.text == "hello"
+    finally:
+        server.should_exit = True
+        await task

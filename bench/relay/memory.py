@@ -35,7 +35,11 @@ from bench.relay.run import body
 from bench.relay.servers import STREAM_PATH, free_port
 
 OURS = ("tokenrelay/",)
-ENTRY = ("tokenrelay/cli.py", "tokenrelay/server/serve.py")  # on every stack: not an owner
+ENTRY = (  # on every stack: not an owner
+    "tokenrelay/cli.py",
+    "tokenrelay/server/serve.py",
+    "tokenrelay/server/uvicorn_startup.py",
+)
 LIBRARIES = ("uvicorn/", "fastapi/", "starlette/", "pydantic/")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Iterator
@@ -53,6 +54,7 @@ def serve(
     ] = None,
 ) -> None:
     """Run the server (defaults: 127.0.0.1:8000, the bundled local model, SQLite)."""
+    # lazy: the server (FastAPI, uvicorn: about a second of imports) only for `serve`
     from tokenrelay.config import Settings
     from tokenrelay.logs import configure_logging, secrets_of
     from tokenrelay.server.serve import run
@@ -450,8 +452,7 @@ def ingest(
     ] = None,
 ) -> None:
     """Load documents into the store the server searches (SQLite, or TOKENRELAY_DATABASE_URL)."""
-    import asyncio
-
+    # lazy: the document stores only for `ingest`, as the server only for `serve`
     from tokenrelay.config import Settings
     from tokenrelay.retrieval.factory import open_document_store
     from tokenrelay.retrieval.ingest import ingest_paths

@@ -212,10 +212,6 @@ def reader_error(err: TokenRelayError) -> Envelope:
     return Envelope(READER_SEQ, "error", ErrorEvent.from_error(err).model_dump_json())
 
 
-def event_id(stream_id: str, seq: int) -> str:
-    return f"{stream_id}:{seq}"
-
-
 def parse_event_id(value: str) -> tuple[str, int]:
     """Split `<stream_id>:<seq>`; raises ValueError when it is not of that form."""
     stream_id, sep, seq = value.strip().rpartition(":")

@@ -54,9 +54,9 @@ class _LoopHistogramChild:
 class LoopHistogram(Collector):
     """A labelled histogram for observations made on the event loop thread only.
 
-    prometheus_client's `Histogram.observe` takes a lock per bucket and per sum and costs
-    about 3 us; the inter-token gap is observed once per token, where that was a tenth of the
-    relay's CPU per event (bench/relay/findings.md). On one thread no lock is needed: a bisect
+    prometheus_client's `Histogram.observe` takes a lock per bucket and per sum; the
+    inter-token gap is observed once per token, where that was a visible share of the
+    relay's CPU per event (docs/benchmarks.md). On one thread no lock is needed: a bisect
     and two additions. Exposed in the same text format (`_bucket`, `_count`, `_sum`). Every
     per-provider histogram is one (each stream observes four of them, all on the loop).
     """

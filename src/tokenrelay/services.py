@@ -12,26 +12,25 @@ from tokenrelay.metrics import Metrics
 from tokenrelay.providers.registry import ProviderRegistry
 from tokenrelay.sessions.base import SessionStore, new_id
 from tokenrelay.sessions.recovery import Heartbeat
+from tokenrelay.sessions.sqlite import SQLiteSessionStore
 from tokenrelay.streams.log import MemoryStreamLog, StreamLog
+from tokenrelay.streams.redis import RedisStreamLog
 from tokenrelay.streams.runner import StreamRunner
 
 
 async def _open_sessions(settings: Settings) -> SessionStore:
     if settings.database_url:
+        # lazy: the store imports asyncpg (the `postgres` extra), only when a URL is set
         from tokenrelay.sessions.postgres import PostgresSessionStore
 
         return await PostgresSessionStore.open(
             settings.database_url, schema=settings.database_schema
         )
-    from tokenrelay.sessions.sqlite import SQLiteSessionStore
-
     return await SQLiteSessionStore.open(settings.sqlite_path)
 
 
 async def _open_log(settings: Settings) -> StreamLog:
     if settings.redis_url:
-        from tokenrelay.streams.redis import RedisStreamLog
-
         return await RedisStreamLog.connect(
             settings.redis_url,
             ttl_s=settings.stream_ttl_s,

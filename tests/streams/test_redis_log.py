@@ -28,7 +28,7 @@ async def test_another_replica_replays_and_follows_live(redis_settings) -> None:
     try:
         await a.create("s1", owner="k1", session_id="sess")
         for i in range(3):
-            await a.append("s1", TokenEvent(content=f"t{i} ", index=i))
+            a.emit("s1", TokenEvent(content=f"t{i} ", index=i))
         await a.flush()
         info = await b.info("s1")
         assert info is not None and info.owner == "k1" and info.session_id == "sess"
@@ -42,13 +42,14 @@ async def test_another_replica_replays_and_follows_live(redis_settings) -> None:
 
         reader = asyncio.create_task(follow())
         await asyncio.sleep(0.1)
-        await a.append("s1", TokenEvent(content="t3", index=3))
-        await a.append("s1", done_event(3))
+        a.emit("s1", TokenEvent(content="t3", index=3))
+        a.emit("s1", done_event(3))
         await asyncio.wait_for(reader, 10)
         assert seen == [(2, "token"), (3, "token"), (4, "token"), (5, "done")]
         info = await b.info("s1")
         assert info is not None and info.finished
-        assert not a.is_local("s9") and a.is_local("s1") and not b.is_local("s1")
+        assert not a._local.is_local("s9") and a._local.is_local("s1")
+        assert not b._local.is_local("s1")
     finally:
         await a.aclose()
         await b.aclose()
@@ -88,7 +89,7 @@ async def test_remote_reader_holds_a_lease(redis_settings) -> None:
     a, b = await _pair(redis_settings)
     try:
         await a.create("s3", owner=None, session_id=None)
-        await a.append("s3", TokenEvent(content="x", index=0))
+        a.emit("s3", TokenEvent(content="x", index=0))
         await a.flush()
         assert not await a.has_remote_readers("s3")
         reader = asyncio.create_task(anext(b.read("s3")))
@@ -103,7 +104,7 @@ async def test_vanished_writer_ends_remote_reads_with_a_retryable_error(redis_se
     a, b = await _pair(redis_settings)
     try:
         await a.create("s4", owner=None, session_id=None)
-        await a.append("s4", TokenEvent(content="x", index=0))
+        a.emit("s4", TokenEvent(content="x", index=0))
         await a.flush()
         await a._redis.delete(a._k("alive", "s4"))  # the writer's process died
         events = [env async for env in b.read("s4")]

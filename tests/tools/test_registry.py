@@ -14,8 +14,9 @@ from tokenrelay.config import Settings
 from tokenrelay.errors import ValidationError
 from tokenrelay.providers.base import ToolCall
 from tokenrelay.tools import ToolContext, ToolRegistry, tool
-from tokenrelay.tools.registry import clean_schema, collect_tools, parse_docstring, registry_for
+from tokenrelay.tools.registry import registry_for
 from tokenrelay.tools.runner import run_tool
+from tokenrelay.tools.tool import clean_schema, collect_tools, parse_docstring
 
 
 @tool

@@ -9,6 +9,7 @@ from __future__ import annotations
 from tokenrelay.config import Settings
 from tokenrelay.limits.base import Limiter, LimitPolicy, RateDecision, take_token
 from tokenrelay.limits.memory import MemoryLimiter
+from tokenrelay.limits.redis import RedisLimiter
 
 __all__ = ["LimitPolicy", "Limiter", "MemoryLimiter", "RateDecision", "open_limiter", "take_token"]
 
@@ -27,7 +28,5 @@ def open_limiter(settings: Settings) -> Limiter:
     """The limiter for these settings. Redis connects lazily, on the first limited request."""
     policy = policy_from(settings)
     if settings.redis_url:
-        from tokenrelay.limits.redis import RedisLimiter
-
         return RedisLimiter.from_url(settings.redis_url, policy, prefix=settings.redis_prefix)
     return MemoryLimiter(policy)

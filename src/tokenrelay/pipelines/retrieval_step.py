@@ -7,6 +7,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from tokenrelay.retrieval.owned import scoped_store
+from tokenrelay.retrieval.prompting import build_system_prompt, sources_payload
+from tokenrelay.retrieval.query import expand_query
 from tokenrelay.services import Services
 from tokenrelay.sessions.base import StoredMessage
 
@@ -42,9 +45,6 @@ async def retrieve(
     store = services.documents
     if store is None:
         return None
-    from tokenrelay.retrieval.owned import scoped_store
-    from tokenrelay.retrieval.prompting import build_system_prompt, sources_payload
-    from tokenrelay.retrieval.query import expand_query
 
     store = scoped_store(store, owner)  # with API keys on: only the caller's documents
 

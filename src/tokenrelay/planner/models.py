@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tokenrelay.errors import ValidationError
-from tokenrelay.providers.scripted import ScriptedOptions
+from tokenrelay.providers.options import ScriptedOptions
 
 MAX_TRIP_DAYS = 14
 Budget = Literal["low", "medium", "high"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from tokenrelay.planner.models import DAILY_BUDGET, TIME_PATTERN, DraftPlan, PlanRequest
 from tokenrelay.providers.base import ChatMessage
-from tokenrelay.tools.registry import clean_schema
+from tokenrelay.tools.tool import clean_schema
 
 MAX_GRAMMAR_ACTIVITIES = 3
 

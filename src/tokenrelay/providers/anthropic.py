@@ -76,6 +76,8 @@ class AnthropicProvider:
         max_retries: int = 2,
         http_client: httpx2.AsyncClient | None = None,
     ) -> None:
+        # the SDK is an optional extra: imported here (its absence is a ProviderError that
+        # says how to install it) and in the methods below, never when the module loads
         try:
             import anthropic
         except ImportError as e:

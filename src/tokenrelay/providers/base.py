@@ -61,7 +61,7 @@ class ProviderRequest:
 class TextDelta:
     """A piece of the answer's text. Not frozen, unlike the other events: one is made per
     token, and a frozen dataclass's `__init__` (a call to `object.__setattr__` per field)
-    costs 2.7 times a plain one (bench/relay/findings.md, item 16). Nothing changes it."""
+    costs several times a plain one (docs/benchmarks.md). Nothing changes it."""
 
     text: str
     kind: Literal["text"] = "text"
@@ -102,7 +102,3 @@ class Provider(Protocol):
     def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         """Yield events for one answer. Must be an async generator (or return one)."""
         ...
-
-
-class ClosableProvider(Provider, Protocol):
-    async def aclose(self) -> None: ...

@@ -117,6 +117,8 @@ class GeminiProvider:
         retry_initial_delay_s: float = 1.0,
         http_client: httpx.AsyncClient | httpx2.AsyncClient | None = None,
     ) -> None:
+        # the SDK is an optional extra: imported here (its absence is a ProviderError that
+        # says how to install it) and in the methods below, never when the module loads
         try:
             from google import genai
             from google.genai import types

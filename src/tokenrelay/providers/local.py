@@ -78,9 +78,9 @@ def default_threads() -> tuple[int, int]:
     llama.cpp uses the generation count for one-token steps (a single stream decoding) and the
     batch count for every larger step (prefill, and decode steps of several sequences). A
     one-token step gains little from more threads; a batched step is where the work is when
-    several users share the model. On the 2-core benchmark VM of the fourth relay round, one
-    batch thread gave 4 users 1.17x the tokens/s of one user, two gave 1.80x (89 against
-    133-141 tokens/s together; docs/benchmarks.md, "Local model").
+    several users share the model: with one batch thread, several users together got little
+    more than one user alone; with two they got far more (docs/benchmarks.md, "Local
+    model").
 
     The cost: llama.cpp's threads spin at barriers, so when another busy process takes a core
     a descheduled thread stalls the rest; on an earlier VM, with one such neighbour, 2 batch

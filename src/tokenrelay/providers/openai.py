@@ -80,6 +80,8 @@ class OpenAIProvider:
         max_retries: int = 2,
         http_client: httpx.AsyncClient | httpx2.AsyncClient | None = None,
     ) -> None:
+        # the SDK is an optional extra: imported here (its absence is a ProviderError that
+        # says how to install it) and in the methods below, never when the module loads
         try:
             import openai
         except ImportError as e:

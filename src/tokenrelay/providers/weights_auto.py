@@ -4,9 +4,8 @@ Why measured: how fast llama.cpp multiplies Q4_1 against F16 weights depends on 
 the CPU, and the answer flipped between machines. On the session that chose F16 (a native
 build, one batch thread) the bundled Q4_1 file gained nothing from batching, so F16 was made
 the default; on every machine since (the portable AVX2 build, every core for batches) Q4_1
-was as fast or faster at every batch size: 4-sequence steps gave 115 against 78 tokens/s here,
-and one user 57 against 39 (docs/benchmarks.md, "Local model"; bench/relay/findings.md item
-42). A fixed choice is wrong somewhere, so at the first start the candidates are timed, on
+was as fast or faster at every batch size, by a wide margin (docs/benchmarks.md, "Local
+model"). A fixed choice is wrong somewhere, so at the first start the candidates are timed, on
 this machine and with this server's threads, and the choice is cached next to the converted
 files: later starts read it.
 
@@ -19,6 +18,7 @@ bench/local_model.py times its step-cost table with the same function (`time_dec
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tokenrelay.providers.llama_runtime import LlamaRuntime, RuntimeConfig
 from tokenrelay.providers.model_files import Converter, converted_path, prepare_weights
 
 logger = logging.getLogger("tokenrelay.local")
@@ -121,8 +122,6 @@ def machine_context() -> list[str]:
     """What the timing depends on besides the file and the server's settings: the llama.cpp
     build (llama-cpp-python's version) and the CPU."""
     try:
-        import importlib.metadata
-
         version = importlib.metadata.version("llama-cpp-python")
     except Exception:
         version = "?"
@@ -184,7 +183,6 @@ def time_decode_steps(
     rounds interleaved across the files so that a noisy neighbour slows them alike (the first
     round warms up and is not counted). About a second for SmolLM2 on 2 cores with the
     defaults; bench/local_model.py times its table with more sizes and rounds."""
-    from tokenrelay.providers.llama_runtime import LlamaRuntime, RuntimeConfig
 
     sizes = sorted(set(sizes))
     n = sizes[-1]

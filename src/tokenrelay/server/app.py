@@ -24,7 +24,7 @@ from tokenrelay.server.chat_stream_route import PATH as CHAT_STREAM_PATH
 from tokenrelay.server.chat_stream_route import ChatStreamRoute
 from tokenrelay.server.error_responses import boundary_error, error_response, validation_error
 from tokenrelay.server.limits import LimitsMiddleware, headers_over_limit
-from tokenrelay.server.middleware import ErrorBoundary
+from tokenrelay.server.middleware import ErrorBoundary, install_middleware
 from tokenrelay.server.readiness import Readiness
 from tokenrelay.server.routes import chat, health, openai_compat, plans, sessions, streams, web
 from tokenrelay.server.security import AuthMiddleware
@@ -61,7 +61,6 @@ def _include_optional_routers(app: FastAPI) -> None:
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
     """API keys, limits, CORS and the access log (docs/security.md); all pure ASGI."""
-    from tokenrelay.server.middleware import install_middleware
 
     install_middleware(app, settings)
 
@@ -72,15 +71,15 @@ class TokenRelayAPI(FastAPI):
     - The server's own `send` is kept in the scope (`asgi.RAW_SEND`): an SSE response sends
       its start through the middleware chain, so every middleware sees the status and
       headers, and then its body chunks with this `send`, past the chain. Each middleware
-      wraps `send` in a coroutine of its own; paced CPU per event fell from 48-52 to 41-45 us
-      with this (relay benchmark, bench/relay/findings.md). A middleware that rewrites
+      wraps `send` in a coroutine of its own, a cost paid per token that the relay
+      benchmark's paced CPU per event showed (docs/benchmarks.md). A middleware that rewrites
       response bodies (compression) must not wrap SSE routes anyway.
     - `POST /api/chat/stream`, the request that opens a stream, goes through our middleware
       only (access log, CORS, API keys, limits, then `ChatStreamRoute`), not through the
       layers FastAPI puts around them (Starlette's error handler, FastAPI's exception
       telemetry and body limit, which we do not configure). An open stream keeps the frames
-      of every layer it was called through for as long as it lasts: five fewer layers are
-      1.6 KB less per open stream, and five fewer calls per new stream (findings item 15).
+      of every layer it was called through for as long as it lasts: fewer layers are less
+      memory per open stream and fewer calls per new stream (docs/benchmarks.md).
       `ErrorBoundary` (server/middleware.py) answers what Starlette's error handler would have.
     """
 
@@ -115,7 +114,7 @@ class TokenRelayAPI(FastAPI):
                 return
             # The chain answers; a stream's reading it hands back (`asgi.HANDOFF`) is
             # followed here, in this frame, after every layer of the chain has returned: an
-            # open stream keeps none of their frames (findings item 19). Only when each layer
+            # open stream keeps none of their frames (docs/benchmarks.md). Only when each layer
             # knows to do its end-of-response work in `AFTER_BODY` (`_HANDOFF_AWARE`), which
             # runs once, however the response ends.
             scope[HANDOFF] = None
@@ -135,7 +134,7 @@ class TokenRelayAPI(FastAPI):
         finally:
             # uvicorn's request cycle holds the scope, and `send` is the cycle's method: kept
             # in the scope, every request would be a reference cycle that only the garbage
-            # collector frees, with its connection (findings item 25)
+            # collector frees, with its connection (docs/benchmarks.md)
             scope.pop(RAW_SEND, None)
 
     def _build_front(self) -> ASGIApp | None:

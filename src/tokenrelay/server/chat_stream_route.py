@@ -2,9 +2,9 @@
 
 Why: FastAPI keeps its request machinery alive until the response ends — the dependency exit
 stacks, the solved body, the `Request`, the exception handlers' wrappers, its middleware
-frames. For a JSON answer that is microseconds; for a stream that stays open for minutes it is
-about 14 KB of the 45 KB each open stream held (tracemalloc over 1,000 idle streams,
-bench/relay/findings.md), and per-request work on the path of every new stream. This route
+frames. For a JSON answer that is microseconds; for a stream that stays open for minutes it
+was the largest share of the memory each open stream held (docs/benchmarks.md), and
+per-request work on the path of every new stream. This route
 does the same steps itself: the same `ChatRequest` model, the same error shapes and codes,
 the same `start_chat` as the FastAPI route, and then the SSE response with nothing of FastAPI
 on its stack.

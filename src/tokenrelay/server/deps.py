@@ -11,6 +11,8 @@ from tokenrelay.errors import ErrorCode, TokenRelayError, ValidationError
 from tokenrelay.events import parse_event_id
 from tokenrelay.pipelines.chat import ChatTurn
 from tokenrelay.pipelines.retrieval_step import RagRequest
+from tokenrelay.server.error_responses import error_response
+from tokenrelay.server.limits import limited_pipeline, raw_last_event_id
 from tokenrelay.server.schemas import ChatOptions, ChatRequest, RagOptions
 from tokenrelay.services import Services
 from tokenrelay.sessions.base import new_id, session_not_found
@@ -110,7 +112,6 @@ def resume_position(request: Request, stream_id: str | None = None) -> tuple[str
 
     A blank id is no id. Read as the stream cap reads it (`limits.raw_last_event_id`), so a
     request the cap counted as a new stream never resumes, nor the other way round."""
-    from tokenrelay.server.limits import raw_last_event_id
 
     raw = raw_last_event_id(request.scope)
     if raw is None:
@@ -143,7 +144,6 @@ async def start_stream(
     Every route that starts a stream goes through here, so the limit (429 before the stream
     starts) and its release (however the stream ends) are the same for all of them.
     """
-    from tokenrelay.server.limits import limited_pipeline
 
     services = get_services(request)
     if not services.runner.accepting:
@@ -186,7 +186,5 @@ def resume_end(
     if not gone and not (info is not None and info.finished and after_seq >= info.last_seq):
         return None
     if wants_json(request):
-        from tokenrelay.server.error_responses import error_response
-
         return error_response(not_found(stream_id))
     return Response(status_code=204)

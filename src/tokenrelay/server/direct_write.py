@@ -4,7 +4,7 @@ Why: a token that reaches a reader which is waiting for it used to cost a future
 wake-up, the reader's loop and an ASGI `send` coroutine before the socket write. With this
 the log hands the token to the reader's `push` (server/sse.py) at once; the reader encodes it
 and a callback writes what gathered in this loop turn as one chunk. That is the step the relay
-benchmark's paced CPU per event was spent on beyond the naive app's (bench/relay/findings.md).
+benchmark's paced CPU per event was spent on beyond the naive app's (docs/benchmarks.md).
 
 It is a bypass of uvicorn's `send`, so it is narrow: only uvicorn's httptools protocol (whose
 `RequestResponseCycle` keeps `transport`, `flow`, `disconnected` and `chunked_encoding`),
@@ -22,7 +22,6 @@ import fcntl
 import sys
 import termios
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -234,21 +233,49 @@ def direct_writer(send: Send) -> DirectWriter | None:
     return DirectWriter(cycle)
 
 
-class _NotifyingEvent(asyncio.Event):
-    """uvicorn's per-request `message_event`, which also calls back when it is set, until
-    `forget` is called."""
+class _NotifyingEvent:
+    """Stands in for uvicorn's per-request `message_event` (an `asyncio.Event`): the same
+    `set`, `clear`, `is_set` and `wait`, and it also calls back when it is set, until
+    `forget` is called.
+
+    Its own class, not an `asyncio.Event` subclass: an Event makes a deque for its waiters
+    that an idle stream holds for nothing, while at most a stray `receive()` waits here (a
+    list of them, made when needed; what that saves per idle stream: docs/benchmarks.md)."""
+
+    __slots__ = ("_callback", "_value", "_waiters")
 
     def __init__(self, callback: Callable[[], None]) -> None:
-        super().__init__()
-        # a list, not the 640-byte deque Event makes: at most a stray `receive()` waits on
-        # this event, and Event only appends, removes and iterates its waiters
-        self._waiters: Any = []
+        self._value = False
+        self._waiters: list[asyncio.Future[None]] | None = None
         self._callback: Callable[[], None] | None = callback
 
+    def is_set(self) -> bool:
+        return self._value
+
     def set(self) -> None:
-        super().set()
+        if not self._value:
+            self._value = True
+            for waiter in self._waiters or ():
+                if not waiter.done():
+                    waiter.set_result(None)
         if self._callback is not None:
             self._callback()
+
+    def clear(self) -> None:
+        self._value = False
+
+    async def wait(self) -> bool:
+        if self._value:
+            return True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+            return True
+        finally:
+            self._waiters.remove(waiter)
 
     def forget(self) -> None:
         self._callback = None
@@ -260,8 +287,8 @@ def watch_disconnect(send: Send, gone: Callable[[], None]) -> Callable[[], None]
     listens on `receive` instead).
 
     Why: the other way to hear of a disconnect is a task that waits on `receive()` for the
-    whole stream, a task and three coroutine frames for each open stream (about 1.2 KB of the
-    memory per idle stream, bench/relay/findings.md item 17). uvicorn's httptools protocol
+    whole stream, a task and three coroutine frames held by each open stream (a good part of
+    the memory per idle stream, docs/benchmarks.md). uvicorn's httptools protocol
     sets the request's `message_event` when the connection is lost (and when the response
     completes or more body arrives, which `gone` is not called for); here that event also
     calls back. Only for a request whose body has been read: nothing else waits on it then.
@@ -269,7 +296,7 @@ def watch_disconnect(send: Send, gone: Callable[[], None]) -> Callable[[], None]
     The caller must call the returned function when it stops listening: the callback refers
     to the caller (a reading) and the request's cycle refers to the callback, a reference
     cycle that only the garbage collector would otherwise free, with the connection, the
-    reading and what they hold (26 objects per stream; findings item 25).
+    reading and what they hold (docs/benchmarks.md).
     """
     cycle = _cycle(send)
     if cycle is None or not all(
@@ -287,59 +314,3 @@ def watch_disconnect(send: Send, gone: Callable[[], None]) -> Callable[[], None]
     if cycle.disconnected:
         gone()
     return event.forget
-
-
-class _LazyDeque:
-    """uvicorn's queue of pipelined requests (`HttpToolsProtocol.pipeline`), made only when
-    a client pipelines one: the operations uvicorn uses, on a deque that exists only then."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self) -> None:
-        self._items: deque[Any] | None = None
-
-    def appendleft(self, item: Any) -> None:
-        if self._items is None:
-            self._items = deque()
-        self._items.appendleft(item)
-
-    def pop(self) -> Any:
-        if self._items is None:
-            raise IndexError("pop from an empty deque")
-        return self._items.pop()
-
-    def __len__(self) -> int:
-        return 0 if self._items is None else len(self._items)
-
-
-def slim_connection(send: Send) -> bool:
-    """Give back what an open stream's connection holds for nothing; True if it did.
-
-    Why: uvicorn makes two empty deques per connection that a stream never uses, the queue
-    of pipelined requests and the waiters of its flow control's `asyncio.Event` (a client
-    waiting for a stream sends nothing more, and a writer waits there only while writes are
-    paused). An empty deque is 760 bytes: 1.5 KB of the 19 KB per open idle stream
-    (bench/relay/findings.md item 40). The queue becomes `_LazyDeque`, the waiters a list
-    (all `asyncio.Event` does with them is append, remove and iterate; `_NotifyingEvent` does
-    the same). Each is replaced only while empty, and only when it is the deque uvicorn
-    makes; a test checks that it happens under uvicorn, and that a pipelined request is
-    still answered.
-    """
-    cycle = _cycle(send)
-    if cycle is None:
-        return False
-    done = False
-    try:  # a transport of asyncio's base class has no protocol to give
-        protocol: Any = cycle.transport.get_protocol()
-    except (AttributeError, NotImplementedError):
-        protocol = None
-    pipeline = getattr(protocol, "pipeline", None)
-    if type(pipeline) is deque and not pipeline:
-        protocol.pipeline = _LazyDeque()
-        done = True
-    event: Any = getattr(getattr(cycle, "flow", None), "_is_writable_event", None)
-    waiters = getattr(event, "_waiters", None)
-    if type(waiters) is deque and not waiters:
-        event._waiters = []
-        done = True
-    return done

@@ -3,11 +3,11 @@
 Why: since libuv 1.45 (libuv pull request 3696), which uvloop bundles, a server accepts one
 connection per event-loop turn and relies on the next turn to see the rest. With a thousand
 streams open a turn takes a few milliseconds, so connections were accepted at a few hundred a
-second however fast they arrived: at 1,000 paced streams opened over one second, the last
-ones waited in the kernel's accept queue for 200-700 ms while the loop kept turning every few
-milliseconds (bench/relay/findings.md, item 35). That wait was the whole tail of the time to
-first token there, and of the stream duration. Python's own event loop accepts up to the
-listen backlog per wake-up; this does the same under any loop, uvloop included.
+second however fast they arrived: when many streams open at once, the last ones waited in
+the kernel's accept queue for far longer than a loop turn takes (docs/benchmarks.md). That
+wait was the whole tail of the time to first token, and of the stream duration. Python's
+own event loop accepts up to the listen backlog per wake-up; this does the same under any
+loop, uvloop included.
 
 Each accepted socket is handed to the loop with `connect_accepted_socket`, so the transport
 is the loop's own (uvloop's, with TCP_NODELAY) and the protocol is uvicorn's, as with
@@ -15,11 +15,11 @@ is the loop's own (uvloop's, with TCP_NODELAY) and the protocol is uvicorn's, as
 
 Many, not all: up to `ACCEPT_BATCH` per wake-up, and the rest at the next loop turn. Each
 accepted connection brings a request whose set-up (parsing, validation, starting its stream)
-runs within the next loop turns, about 250 us each, and while a turn runs no open stream gets
-its tokens. Taking up to the whole backlog at once put hundreds of set-ups into one turn
-during a burst of new streams: at 1,500 paced streams opened over a second every
-inter-token gap over 40 ms came from that ramp, and none from the steady state after it
-(findings item 41). 32 per turn still admits thousands of connections a second.
+runs within the next loop turns, and while a turn runs no open stream gets its tokens.
+Taking up to the whole backlog at once put hundreds of set-ups into one turn during a burst
+of new streams, and every long inter-token gap came from such a burst, none from the steady
+state after it (docs/benchmarks.md). A bounded batch per turn still admits thousands of
+connections a second.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tokenrelay.errors import ErrorCode, ValidationError
 from tokenrelay.events import Envelope
 from tokenrelay.providers.base import ChatMessage, Role, ToolCall, ToolSpec
-from tokenrelay.providers.scripted import ScriptedOptions
+from tokenrelay.providers.options import ScriptedOptions
 
 DONE_FRAME = b"data: [DONE]\n\n"
 _FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter"})

@@ -66,7 +66,7 @@ class Readiness:
 
     async def _ping_redis(self) -> None:
         if self._redis is None:
-            import redis.asyncio as aioredis
+            import redis.asyncio as aioredis  # lazy: the optional `redis` extra
 
             self._redis = aioredis.Redis.from_url(
                 str(self._redis_url),
@@ -79,7 +79,7 @@ class Readiness:
     async def _ping_postgres(self) -> None:
         try:
             if self._pg is None or self._pg.is_closed():
-                import asyncpg
+                import asyncpg  # lazy: the optional `postgres` extra
 
                 self._pg = await asyncio.wait_for(
                     asyncpg.connect(str(self._database_url), timeout=self._timeout_s),

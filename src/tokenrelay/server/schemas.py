@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tokenrelay.providers.scripted import ScriptedOptions
+from tokenrelay.providers.options import ScriptedOptions
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import socket
 import sys
+from collections.abc import Callable
 from types import FrameType
-from typing import Any, cast
+from typing import Any
 
 import uvicorn
-from uvicorn.config import STARTUP_FAILURE
 
 from tokenrelay.config import Settings
+from tokenrelay.server import uvicorn_startup
 from tokenrelay.server.app import create_app
 from tokenrelay.server.listener import ACCEPT_BATCH, GreedyListener, bind
-
-logger = logging.getLogger("uvicorn.error")  # where uvicorn reports a port it cannot bind
 
 
 class DrainingServer(uvicorn.Server):
@@ -44,30 +42,20 @@ class DrainingServer(uvicorn.Server):
         if sockets is not None or config.uds or config.fd is not None or config.ssl:
             await super().startup(sockets=sockets)
             return
-        # uvicorn's own start-up for a host and port, with our listener (server/listener.py)
-        # instead of `loop.create_server`
-        await self.lifespan.startup()
-        if self.lifespan.should_exit:
-            sys.exit(STARTUP_FAILURE)
-        try:
-            listening = bind(config.host, config.port, config.backlog)
-        except OSError as exc:
-            logger.error(exc)
-            await self.lifespan.shutdown()
-            sys.exit(STARTUP_FAILURE)
+        await uvicorn_startup.startup(self, _greedy(config.host, config.port, config.backlog))
 
-        def protocol() -> asyncio.Protocol:
-            return config.http_protocol_class(  # type: ignore[call-arg]
-                config=config, server_state=self.server_state, app_state=self.lifespan.state
-            )
 
+def _greedy(host: str, port: int, backlog: int) -> uvicorn_startup.Listen:
+    """Listening on `host`:`port` with `GreedyListener`s, for `uvicorn_startup.startup`."""
+
+    def listen(
+        protocol: Callable[[], asyncio.Protocol],
+    ) -> tuple[list[socket.socket], list[Any]]:
+        listening = bind(host, port, backlog)
         # uvicorn calls close() and wait_closed() on its servers, which is all a listener has
-        self.servers = cast(
-            list[asyncio.Server],
-            [GreedyListener(sock, protocol, batch=ACCEPT_BATCH) for sock in listening],
-        )
-        self._log_started_message(listening)
-        self.started = True
+        return listening, [GreedyListener(s, protocol, batch=ACCEPT_BATCH) for s in listening]
+
+    return listen
 
 
 OLDER_EVERY = 1_000  # young collections per collection of the middle generation (Python: 10)
@@ -79,22 +67,22 @@ def tune_gc(threshold: int) -> None:
 
     Thousands of open streams keep many small objects alive, and with Python's default
     (a young collection every 700 allocations) the collector's walks over them were the
-    largest single cost of the relay under load: the relay benchmark gave 1.5x the
-    throughput and a third of the p99 inter-token gap at 500 streams with this tuning
-    (docs/benchmarks.md). Streams free their objects by reference counting; the collector
-    is only needed for cycles, which stay rare.
+    largest single cost of the relay under load: with this tuning the relay benchmark's
+    throughput went up and its p99 inter-token gap down (docs/benchmarks.md). Streams free
+    their objects by reference counting; the collector is only needed for cycles, which stay
+    rare.
 
     Not much rarer, though: a young collection stops every stream at once, for a time that
-    grows with the threshold. At 50,000 one collection took 31 ms on the benchmark VM, which
-    put a 50 ms gap into every open stream (the paced p99); at 5,000 the longest took 3 ms,
-    and all of them together took less time (bench/relay/findings.md, item 22).
+    grows with the threshold. A very high threshold put one long collection, and so one long
+    gap, into every open stream (the paced p99); a moderate one keeps each collection short
+    and all of them together took less time (docs/benchmarks.md).
 
     The older generations are what must be rare: a collection of the middle one walks every
-    object of every open stream, 57-107 ms at 1,000-1,500 open streams on the benchmark VM,
-    and at the ratio used before (one per 50 young ones) that came every few seconds under
-    load. A finished stream leaves no reference cycle (item 25), so those walks find next to
-    nothing; here the middle generation is collected once per 1,000 young collections, and
-    the oldest once per 5 of those, as often as before (item 26).
+    object of every open stream, the longest pauses the relay benchmark saw, and at the ratio
+    used before (one per 50 young ones) that came every few seconds under load. A finished
+    stream leaves no reference cycle, so those walks find next to nothing; here the middle
+    generation is collected once per 1,000 young collections, and the oldest once per 5 of
+    those, as often as before (docs/benchmarks.md).
     """
     if threshold <= 0:
         return
@@ -112,10 +100,9 @@ def tune_gil() -> None:
 
     SQLite releases the GIL for every statement it runs, and to take it back the store's
     thread waits until the busy event loop's thread is made to let go: up to the switch
-    interval, per statement. At 1,000 paced streams a stream's last write (which `done`
-    waits for) took 46-60 ms at p99 with Python's 5 ms and 22-26 ms with 1 ms; the hand-offs
-    are as many either way, and the CPU per event did not grow (bench/relay/findings.md
-    item 31)."""
+    interval, per statement. Under many paced streams a stream's last write (which `done`
+    waits for) took about half as long with the shorter interval; the hand-offs are as many
+    either way, and the CPU per event did not grow (docs/benchmarks.md)."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 

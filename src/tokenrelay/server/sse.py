@@ -1,7 +1,7 @@
 """The SSE response: reads a stream from the log and sends it, from any position.
 
 Why not sse-starlette here: it was our first choice, and the relay benchmark showed it costs
-the most in the hot path (bench/relay/findings.md): an anyio task group of four tasks per
+the most in the hot path (docs/benchmarks.md): an anyio task group of four tasks per
 response and a cancel scope per send. This response does the same job with one coroutine
 per response:
 
@@ -51,7 +51,6 @@ from tokenrelay.server.direct_write import (
     DirectWriter,
     WriteWatch,
     direct_writer,
-    slim_connection,
     watch_disconnect,
 )
 from tokenrelay.services import Services
@@ -179,7 +178,6 @@ class EventStreamResponse(Response):
             self, services, sub, body_send, body_send if HANDOFF in scope else send
         )
         reading.unwatch = watch_disconnect(body_send, reading.gone)
-        slim_connection(body_send)
         if reading.unwatch is None:
             reading.listener = asyncio.create_task(self._listen(receive, reading.gone))
         try:
@@ -204,7 +202,8 @@ class StreamReading:
 
     Its own object, not locals of the response's call, so that the end can be followed from
     the outermost layer once every middleware between has returned (`HANDOFF`): an idle open
-    stream then holds no frame of theirs (bench/relay/findings.md, item 19).
+    stream then holds no frame of theirs, which kept the young collections short under load
+    (docs/benchmarks.md).
     """
 
     __slots__ = (
@@ -450,7 +449,7 @@ class _FlushQueue:
     """The pushers with something to write, flushed by one callback per loop turn for all of
     them, instead of a callback per stream per turn: with many paced streams, the tokens of
     hundreds of streams fall due in the same turn, and each callback was a handle made,
-    queued and run for one token (bench/relay/findings.md, item 39). A pusher appends itself
+    queued and run for one token (docs/benchmarks.md). A pusher appends itself
     to `pending` and calls `start()` first when it finds the list empty.
 
     It keeps no reference to its loop: `_queues` holds it under a weak reference to the loop,

@@ -27,8 +27,8 @@ class _RandomIds:
     """The random part of ids (80 bits each) from the OS's CSPRNG, made 256 at a time.
 
     Five ids are made per stream (stream, trace, session, two messages), and each
-    `os.urandom` is a `getrandom` system call: under unpaced load on the benchmark VM they were
-    2.6 % of the server's samples (bench/relay/findings.md, item 20). The bytes are the same;
+    `os.urandom` is a `getrandom` system call, which showed in the server's profile under
+    unpaced load (docs/benchmarks.md). The bytes are the same;
     only the calls are fewer. No lock: `next()` on a list iterator is one step under the GIL,
     so threads (session stores make ids on their workers) never get the same id, and two that
     refill at once just make two batches. A forked child drops its batch, so parent and
@@ -66,7 +66,7 @@ def new_id() -> str:
     Why time first: sessions and messages are B-tree keys by id. Random ids put every new
     row's index entries on a page of their own, so each commit wrote one page per id; ids
     that grow with time append to the same last pages, which a group of writes shares
-    (bench/relay/findings.md item 30). 80 random bits keep ids unguessable."""
+    (docs/benchmarks.md). 80 random bits keep ids unguessable."""
     return f"{time.time_ns() // 1_000_000:012x}{_ids.take()}"
 
 

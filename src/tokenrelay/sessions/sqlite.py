@@ -2,7 +2,7 @@
 
 Every operation is one function run on the connection's own thread (`SqliteWorker`): a turn's
 statements and its commit cost one thread hop, not one per statement as with aiosqlite — at a
-thousand concurrent streams those hops queued behind the event loop (bench/relay/findings.md).
+thousand concurrent streams those hops queued behind the event loop (docs/benchmarks.md).
 Schema changes are ordered migration functions; the applied count is kept per component in
 `tokenrelay_migrations`, so other components can share the file.
 """
@@ -158,7 +158,7 @@ def _run_group(
 
     Why not a savepoint per write: a write fails only on bad input (an unknown session), and
     every statement is a GIL hand-off between this thread and the event loop's; two of them
-    per write were a third of a new session's turn (bench/relay/findings.md item 29)."""
+    per write were a large share of a new session's turn (docs/benchmarks.md)."""
     try:
         return write_transaction(db, lambda db: [body(db) for body in bodies])
     except Exception:  # rolled back: each write again, alone
@@ -173,9 +173,8 @@ def _run_alone(db: sqlite3.Connection, body: Callable[[sqlite3.Connection], Any]
 
 
 # how long a deferred write waits for company. Under load each write had a thread hop and a
-# commit of its own: at 400 paced streams (~170 new sessions a second, one every 6 ms) few
-# writes met, and a bare hop cost about 90 us of CPU on the benchmark VM, more than the SQL
-# of a turn's two writes (bench/relay/findings.md item 23)
+# commit of its own: new sessions came a few milliseconds apart, so few writes met, and a
+# bare hop cost more CPU than the SQL of a turn's two writes (docs/benchmarks.md)
 GROUP_WINDOW_S = 0.02
 
 

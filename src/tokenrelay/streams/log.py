@@ -8,7 +8,7 @@ The memory log keeps each event as two strings (its type and its JSON) in one li
 stream, not as an object of its own: an `Envelope` is a named tuple, which the garbage
 collector tracks for as long as it lives, and a log keeps every event of every stream of the
 last `ttl_s` seconds. Readers get envelopes made as they take them, which live only until
-they are encoded (bench/relay/findings.md item 36).
+they are encoded (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -82,10 +82,6 @@ class StreamLog(Protocol):
         background flusher. This is the hot path (one call per token)."""
         ...
 
-    async def append(self, stream_id: str, event: object) -> Envelope:
-        """`emit`, for callers that prefer to await."""
-        ...
-
     def lane(
         self, stream_id: str, other: Callable[[Any], object] | None = None
     ) -> Callable[[Any], object]:
@@ -105,19 +101,8 @@ class StreamLog(Protocol):
 
     async def info(self, stream_id: str) -> StreamInfo | None: ...
 
-    def is_local(self, stream_id: str) -> bool:
-        """Is this stream generated in this process?"""
-        ...
-
     def release_readers(self) -> None:
         """End every live read without a terminal event (this replica is draining)."""
-        ...
-
-    async def declare_lost(self, stream_id: str) -> bool:
-        """End a stream whose owner is gone (its lease expired) with a terminal `error`
-        appended to the log itself, numbered after its last event, so that every reader sees
-        the same event; True when the stream now ends lost. A log with no other process
-        (the memory log) never declares anything lost: False."""
         ...
 
     async def has_remote_readers(self, stream_id: str) -> bool:
@@ -208,8 +193,8 @@ class _MemoryStream:
     def put(self, data: Any) -> None:
         """The lane (`StreamLog.lane`): `add` of a token's JSON, stored without looking the
         stream up and without asking whether it ends the stream. `add`'s body, not a call of
-        it: this runs once per token (bench/relay/findings.md, item 39). Any other event is
-        handed to `other`: the type test is here, not in a layer above, for the same reason."""
+        it: this runs once per token, where a call shows (docs/benchmarks.md). Any other event
+        is handed to `other`: the type test is here, not in a layer above, for the same reason."""
         if self.finished:
             raise RuntimeError("an event after the terminal one")
         if type(data) is not str:
@@ -320,9 +305,6 @@ class MemoryStreamLog:
         self._sweep()
         self._streams[stream_id] = _MemoryStream(owner=owner, session_id=session_id)
 
-    async def append(self, stream_id: str, event: object) -> Envelope:
-        return self.emit(stream_id, event)
-
     def emit(self, stream_id: str, event: object) -> Envelope:
         stream = self._streams.get(stream_id)
         if stream is None or stream.finished:
@@ -365,6 +347,7 @@ class MemoryStreamLog:
         )
 
     def is_local(self, stream_id: str) -> bool:
+        """Is this stream generated in this process? (for the Redis log)"""
         return stream_id in self._streams
 
     def stream(self, stream_id: str) -> HeldStream | None:
@@ -386,9 +369,6 @@ class MemoryStreamLog:
                 sub.close()
 
     async def has_remote_readers(self, stream_id: str) -> bool:
-        return False
-
-    async def declare_lost(self, stream_id: str) -> bool:
         return False
 
     async def request_cancel(self, stream_id: str) -> bool:

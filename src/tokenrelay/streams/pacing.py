@@ -24,7 +24,7 @@ class IdleWatchdog:
     the task's wait on the provider is what gets cancelled, so the provider stops.
 
     One timer per stream, re-armed only when it fires, instead of a timer per item (a timer
-    per token was a fifth of the relay's CPU at 1,000 streams: bench/relay/findings.md). The
+    per token was a large share of the relay's CPU under load: docs/benchmarks.md). The
     owner calls `fed()` on every item and sets `paused` while it is busy elsewhere (a consumer
     of its own output); when the cancel it caused arrives, `fired` is True and `timeout()` is
     the error to raise instead. Its clock is `time.monotonic`: an owner that has just read it

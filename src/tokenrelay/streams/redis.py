@@ -144,9 +144,6 @@ class RedisStreamLog:
         await self._local.create(stream_id, owner=owner, session_id=session_id)
         self._ensure_tasks()
 
-    async def append(self, stream_id: str, event: object) -> Envelope:
-        return self.emit(stream_id, event)
-
     def lane(
         self, stream_id: str, other: Callable[[Any], object] | None = None
     ) -> Callable[[Any], object]:
@@ -341,9 +338,6 @@ class RedisStreamLog:
             await asyncio.sleep(0.005)
 
     # -- reading
-    def is_local(self, stream_id: str) -> bool:
-        return self._local.is_local(stream_id)
-
     async def read(self, stream_id: str, after_seq: int = 0) -> AsyncIterator[Envelope]:
         if self._local.is_local(stream_id):
             async for env in self._local.read(stream_id, after_seq):
@@ -358,13 +352,6 @@ class RedisStreamLog:
         if await self.info(stream_id) is None:
             raise not_found(stream_id)
         return PumpSubscription(self._reader.read(stream_id, after_seq), after_seq)
-
-    async def declare_lost(self, stream_id: str) -> bool:
-        try:
-            status = await self._reader.declare_lost(stream_id)
-        except Exception as exc:
-            raise backend_down(exc) from exc
-        return status in (lua.DECLARED, lua.ALREADY_LOST)
 
     async def info(self, stream_id: str) -> StreamInfo | None:
         local = await self._local.info(stream_id)

@@ -2,8 +2,8 @@
 
 Every open stream arms three timeouts that almost never fire: its deadline, its provider's
 idle watchdog and its reader's heartbeat. Under uvloop each `call_later` is a timer object
-and a libuv timer of its own, about 450 bytes; three of them were 1.4 KB of the memory per
-open idle stream (bench/relay/findings.md, item 18). `call_later` here rounds a delay of a
+and a libuv timer of its own; three of them were a noticeable part of the memory per open
+idle stream (docs/benchmarks.md). `call_later` here rounds a delay of a
 second or more up to the next quarter second and shares one loop timer among everything due
 in that quarter: an armed timeout costs one small entry. A timeout fires up to `TICK` late,
 never early; shorter delays go to the loop as they are.

@@ -6,7 +6,8 @@ See docs/tools.md.
 from __future__ import annotations
 
 from tokenrelay.tools.context import Progress, ToolContext, ToolError
-from tokenrelay.tools.registry import Tool, ToolRegistry, registry_for, tool
+from tokenrelay.tools.registry import ToolRegistry, registry_for
+from tokenrelay.tools.tool import Tool, tool
 
 __all__ = [
     "Progress",

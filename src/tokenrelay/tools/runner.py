@@ -21,7 +21,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from tokenrelay.providers.base import ToolCall
 from tokenrelay.tools.context import Progress, ToolContext, ToolError
-from tokenrelay.tools.registry import Tool
+from tokenrelay.tools.tool import Tool
 
 logger = logging.getLogger("tokenrelay.tools")
 

@@ -161,8 +161,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
             turn.stream_id, created, body.model, include_usage=body.include_usage
         )
         # our SSE response, with OpenAI's chunks for frames: the same pushes, pings and
-        # disconnects as the native stream (sse-starlette here cost 3x the CPU per token:
-        # bench/relay/findings.md item 38)
+        # disconnects as the native stream (sse-starlette here cost several times the CPU
+        # per token: docs/benchmarks.md)
         return EventStreamResponse(
             services, turn.stream_id, trace_id=turn.trace_id, framer=translator
         )

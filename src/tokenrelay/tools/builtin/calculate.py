@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from tokenrelay.tools.context import ToolError
-from tokenrelay.tools.registry import tool
+from tokenrelay.tools.tool import tool
 
 MAX_EXPRESSION_CHARS = 500
 MAX_EXPONENT = 1000

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field
 
 from tokenrelay.tools.context import ToolError
-from tokenrelay.tools.registry import tool
+from tokenrelay.tools.tool import tool
 
 
 def zone(name: str) -> ZoneInfo:

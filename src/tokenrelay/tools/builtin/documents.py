@@ -9,8 +9,9 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from tokenrelay.retrieval.owned import scoped_store
 from tokenrelay.tools.context import ToolContext, ToolError
-from tokenrelay.tools.registry import tool
+from tokenrelay.tools.tool import tool
 
 
 @tool
@@ -27,7 +28,6 @@ async def search_documents(
     """
     if ctx.documents is None:
         raise ToolError("no document store is configured on this server; upload documents first")
-    from tokenrelay.retrieval.owned import scoped_store
 
     store = scoped_store(ctx.documents, ctx.owner)  # with API keys on: the caller's documents
     await ctx.progress(f"Searching documents for {query!r}")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from tokenrelay.tools.context import ToolError
-from tokenrelay.tools.registry import tool
+from tokenrelay.tools.tool import tool
 
 # linear units: factor to the category's base unit (metre, kilogram, metre per second)
 _LINEAR: dict[str, tuple[str, float]] = {

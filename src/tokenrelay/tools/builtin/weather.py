@@ -17,7 +17,7 @@ import httpx
 from pydantic import Field
 
 from tokenrelay.tools.context import ToolContext, ToolError
-from tokenrelay.tools.registry import tool
+from tokenrelay.tools.tool import tool
 
 _COORDS = re.compile(r"^\s*(-?\d{1,2}(?:\.\d+)?)\s*,\s*(-?\d{1,3}(?:\.\d+)?)\s*$")
 
