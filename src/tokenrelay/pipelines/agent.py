@@ -114,13 +114,6 @@ class RoundRecorder(Protocol):
     ) -> None: ...
 
 
-class NoRecorder:
-    async def round_done(
-        self, text: str, calls: Sequence[ToolCall], outcomes: Sequence[ToolOutcome]
-    ) -> None:
-        return None
-
-
 async def stream_round(
     services: Services,
     stream: StreamContext,
