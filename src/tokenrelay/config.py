@@ -161,7 +161,7 @@ class Settings(BaseSettings):
         ge=0,
         description="running streams and open replays of finished streams per key/IP; 0: off",
     )
-    max_open_streams: int = Field(default=4096, ge=0)  # running streams per process; 0: off
+    max_open_streams: int = Field(default=4096, ge=0)  # streams and open readings per process
     overload_retry_after_s: int = Field(default=5, ge=1)  # Retry-After when a stream cap is hit
     max_header_count: int = Field(
         default=100, ge=1, description="request headers allowed per request; more: 431"
