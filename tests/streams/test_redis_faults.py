@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
 
 from tests.helpers import done_event, parse_frames
 from tests.redis_server import OwnRedis, own_redis
@@ -60,10 +61,12 @@ class Follower:
 
     def __init__(self, log: RedisStreamLog, stream_id: str, after_seq: int = 0) -> None:
         self.events: list[Envelope] = []
+        self.subscribed = asyncio.Event()
         self.task = asyncio.create_task(self._follow(log, stream_id, after_seq))
 
     async def _follow(self, log: RedisStreamLog, stream_id: str, after_seq: int) -> None:
         sub = await log.subscribe(stream_id, after_seq)
+        self.subscribed.set()
         async for env in read_subscription(sub, after_seq):
             self.events.append(env)
 
@@ -266,6 +269,9 @@ async def test_client_kills_during_a_fast_stream_lose_nothing(own: OwnRedis) -> 
     try:
         await a.create("storm", owner=None, session_id=None)
         reader = Follower(b, "storm")
+        # the subscribe itself fails under the storm (BackendUnavailable, before any event;
+        # a client retries it): the storm is for a reader that follows
+        await _until(lambda: reader.subscribed.is_set() or reader.task.done())
         storming = True
 
         async def storm() -> int:
@@ -292,6 +298,73 @@ async def test_client_kills_during_a_fast_stream_lose_nothing(own: OwnRedis) -> 
             f"t{i}" for i in range(count)
         ]
         assert events[-1].type == "done"
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+class _LosesACancel(aioredis.Redis):
+    """A real client that, once armed, loses the cancel of one command as redis-py does on
+    Python 3.11 when the cancel lands in the loop step where the command's send completed
+    (its `asyncio.wait_for` returns the send's outcome, here a dropped connection, and the
+    cancel is gone): the command waits until cancelled, then raises `ConnectionError`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.armed: set[str] = set()
+        self.caught = asyncio.Event()
+
+    async def _lose_the_cancel(self, command: str) -> None:
+        if command in self.armed:
+            self.armed.discard(command)
+            self.caught.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                raise redis_errors.ConnectionError("Connection closed by server.") from None
+
+    async def evalsha(self, *args: Any, **kwargs: Any) -> Any:
+        await self._lose_the_cancel("evalsha")
+        return await super().evalsha(*args, **kwargs)
+
+    async def xread(self, *args: Any, **kwargs: Any) -> Any:
+        await self._lose_the_cancel("xread")
+        return await super().xread(*args, **kwargs)
+
+
+def _losing_log(url: str, prefix: str) -> tuple[RedisStreamLog, _LosesACancel]:
+    client = _LosesACancel.from_url(url, decode_responses=True)
+    return RedisStreamLog(client, prefix=prefix, ttl_s=30, lease_s=LEASE_S), client
+
+
+async def test_aclose_ends_when_a_lease_renewal_loses_its_cancel(shared) -> None:
+    """The hang of test_client_kills_during_a_fast_stream_lose_nothing: aclose cancelled the
+    lease task once, the cancel was lost in a renewal, the task slept on and aclose awaited
+    it forever."""
+    url, prefix, _ = shared
+    a, client = _losing_log(url, prefix)
+    await a.create("renewing", owner=None, session_id=None)
+    client.armed.add("evalsha")
+    await asyncio.wait_for(client.caught.wait(), 20)  # the lease task is in a renewal
+    closing = asyncio.create_task(a.aclose())
+    await asyncio.wait({closing}, timeout=20)
+    assert closing.done() and a._renewer is not None and a._renewer.done()
+
+
+async def test_closed_remote_subscription_ends_when_its_read_loses_the_cancel(shared) -> None:
+    url, prefix, _ = shared
+    a = await _log(url, prefix)
+    b, client = _losing_log(url, prefix)
+    try:
+        await a.create("followed", owner=None, session_id=None)
+        a.emit("followed", TokenEvent(content="x", index=0))
+        await a.flush()
+        sub = await b.subscribe("followed")
+        await _until(lambda: len(sub.take(0)) == 1)
+        client.armed.add("xread")
+        await asyncio.wait_for(client.caught.wait(), 20)  # the reader is in an XREAD
+        sub.close()  # the reader's response went away
+        await _until(lambda: sub.done)  # its read ends: no lease kept up for nobody
     finally:
         await a.aclose()
         await b.aclose()

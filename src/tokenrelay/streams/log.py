@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from tokenrelay.errors import StreamNotFound, TokenRelayError, internal_error
 from tokenrelay.events import Envelope, encode_frames, encode_pairs, envelope, reader_error
+from tokenrelay.streams.tasks import cancel_for_good
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,7 +462,7 @@ class PumpSubscription:
         return None  # a remote read wakes its reader for every event
 
     def close(self) -> None:
-        self._task.cancel()
+        cancel_for_good(self._task)  # a remote read may lose one cancel (streams/tasks.py)
         self.wake()
 
 

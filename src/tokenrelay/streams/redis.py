@@ -52,6 +52,7 @@ from tokenrelay.streams.log import (
     not_found,
 )
 from tokenrelay.streams.redis_reader import OUTAGE_S, RemoteReader
+from tokenrelay.streams.tasks import stop
 
 logger = logging.getLogger("tokenrelay.streams.redis")
 
@@ -416,11 +417,10 @@ class RedisStreamLog:
 
     async def aclose(self) -> None:
         await self.flush()
+        # cancelled for good, bounded: a cancel that lands as a redis-py send completes is
+        # lost on Python 3.11 (streams/tasks.py), and the loop would then wait on forever
         for task in (self._flusher, self._renewer, self._listener):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop(task)
         await self._local.aclose()
         await self._redis.aclose()
 
