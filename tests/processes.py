@@ -53,7 +53,44 @@ def serve(
     env: dict[str, str] | None = None,
     **settings: object,
 ) -> Iterator[ServerProcess]:
-    """Start `tokenrelay serve [args]` with TOKENRELAY_* settings; wait until /readyz answers."""
+    """Start `tokenrelay serve [args]` with TOKENRELAY_* settings; wait until /readyz answers.
+
+    A free port can be taken by another process between `free_port()` and the server's bind
+    (other tests, other suites on the machine): such a start is tried again on a new port."""
+    for attempt in range(3):
+        try:
+            server = _start(tmp_path, name, args=args, env=env, settings=settings)
+        except _PortTaken:
+            if attempt == 2:
+                raise
+            continue
+        break
+    try:
+        yield server
+    finally:
+        proc = server.proc
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        server._log.close()
+
+
+class _PortTaken(RuntimeError):
+    pass
+
+
+def _start(
+    tmp_path: Path,
+    name: str,
+    *,
+    args: Sequence[str],
+    env: dict[str, str] | None,
+    settings: dict[str, object],
+) -> ServerProcess:
     port = free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENRELAY_")}
     full_env.update({f"TOKENRELAY_{k.upper()}": str(v) for k, v in settings.items()})
@@ -68,26 +105,22 @@ def serve(
         stderr=subprocess.STDOUT,
     )
     server = ServerProcess(proc, f"http://127.0.0.1:{port}", log, log_path)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server {name} exited early:\n{server.output()}")
-            try:
-                if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server {name} did not start:\n{server.output()}")
-            time.sleep(0.1)
-        yield server
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            output = server.output()
+            log.close()
+            if "Address already in use" in output:
+                raise _PortTaken(output)
+            raise RuntimeError(f"server {name} exited early:\n{output}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            log.close()
+            raise RuntimeError(f"server {name} did not start:\n{server.output()}")
+        time.sleep(0.1)

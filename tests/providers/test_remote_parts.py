@@ -148,7 +148,8 @@ def test_error_messages_say_the_fix() -> None:
     limited = upstream_error(up, ErrorCode.PROVIDER_RATE_LIMIT, "slow down", retry_after_s=7)
     assert limited.retryable and limited.retry_after_s == 7 and "7s" in limited.suggestion
     down = upstream_error(up, ErrorCode.PROVIDER_UNAVAILABLE, "refused")
-    assert "http://127.0.0.1:8000/v1" in down.suggestion and down.retryable
+    assert "http://127.0.0.1:8000/v1" in down.details["operator"] and down.retryable
+    assert "http" not in down.suggestion  # the address is for the operator, not the user
     missing = missing_key("GEMINI_API_KEY", also="GOOGLE_API_KEY")
     assert missing.code is ErrorCode.PROVIDER_AUTH
     assert missing.message == (
