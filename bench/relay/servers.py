@@ -196,8 +196,15 @@ def make_server(name: str, env: dict[str, str] | None = None) -> Server:
     common = ["--host", "127.0.0.1", "--port", "{port}", "--workers", "1", "--no-access-log"]
     if name == "tokenrelay":
         # no access log line, as every other server here runs with uvicorn's --no-access-log
-        # (its `stream_finished` line stays: that is the pipeline's own)
-        tr_env = {"TOKENRELAY_HOST": "127.0.0.1", "TOKENRELAY_ACCESS_LOG": "false", **(env or {})}
+        # (its `stream_finished` line stays: that is the pipeline's own); a disconnect cancels
+        # at once, as in every baseline (the default keeps generating for 60 s so a client
+        # can resume): that is what the cancel scenario times
+        tr_env = {
+            "TOKENRELAY_HOST": "127.0.0.1",
+            "TOKENRELAY_ACCESS_LOG": "false",
+            "TOKENRELAY_DISCONNECT_GRACE_S": "0",
+            **(env or {}),
+        }
         if has_module("tokenrelay.cli"):
             exe = VENV_BIN / "tokenrelay"
             argv = [str(exe), "serve", "--provider", "scripted", "--port", "{port}"]
