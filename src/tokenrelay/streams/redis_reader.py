@@ -4,7 +4,8 @@ A reader gets every event once, in order, then exactly one terminal event, whate
 Redis or to the stream's owner:
 - each entry must be the seq after the last one; at a gap (or a stream that vanished) the
   reader waits up to a lease for the owner to write the stream again, else it ends with
-  `STREAM_INCOMPLETE`, never a skip;
+  `STREAM_INCOMPLETE` when the events are gone (trimmed, or no owner left), or with a
+  retryable `BACKEND_UNAVAILABLE` (no `id:`) when a live owner still holds them; never a skip;
 - no new events and no owner's lease: it declares the stream lost (one Lua script,
   streams/redis_lua.py), which appends the terminal `error` to the stream for every reader;
 - Redis away: it retries for `outage_s`, then ends with a retryable `BACKEND_UNAVAILABLE`.
@@ -151,6 +152,19 @@ class RemoteReader:
             waiting_since = now if waiting_since is None else waiting_since
             if (alive or not known) and now - waiting_since < self._lease_s:
                 continue
+            if alive and known and not await self._trimmed(stream_id, last):
+                # the owner is there and holds these events, but has not got them into Redis
+                # for a whole lease (writes failing again and again): a retry resumes exactly
+                logger.warning(
+                    "redis stream log: stream %s has not been written past seq %d for %g s"
+                    " while its owner is alive (Redis writes failing?); the reader ends with"
+                    " a retryable BACKEND_UNAVAILABLE",
+                    stream_id,
+                    last,
+                    self._lease_s,
+                )
+                yield reader_error(_reader_cut_off())
+                return
             logger.warning(
                 "redis stream log: events of stream %s after seq %d are gone (trimmed by"
                 " redis_stream_maxlen, or lost with a Redis restart and no owner left to write"
@@ -160,6 +174,14 @@ class RemoteReader:
             )
             yield reader_error(_incomplete())
             return
+
+    async def _trimmed(self, stream_id: str, last: int) -> bool:
+        """Were the events after `last` trimmed away (MAXLEN cuts a stream from its start)?"""
+        try:
+            first = await self._redis.xrange(self._k("s", stream_id), count=1)
+        except Exception:
+            return False
+        return bool(first) and _seq(first[0][0]) > last + 1
 
     async def _state(self, stream_id: str) -> tuple[bool, bool, bool]:
         """(the owner's lease is live, the stream is known, it is finished)"""
