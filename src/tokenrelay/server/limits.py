@@ -367,40 +367,14 @@ class GuardedPipeline:
         await self._release()
 
 
-async def limited_pipeline(request: Request, pipeline: Pipeline) -> Pipeline:
-    """Take a running-stream slot for the caller, or raise 429 RATE_LIMIT (before the stream
-    starts). Returns `pipeline` wrapped so the slot is released when the stream ends; if the
-    runner never starts it, call `aclose()` on the result."""
-    state: LimitsState | None = getattr(request.app.state, "limits", None)
-    if state is None or not state.limiter.policy.limits_streams:
-        return pipeline
-    limiter = state.limiter
-    subject = subject_of(request.scope)
-    slot = uuid.uuid4().hex
-    if not await limiter.acquire_stream(subject, slot):
-        services = getattr(request.app.state, "services", None)
-        if services is not None:
-            services.metrics.count_rejected("streams")
-        raise too_many_streams(limiter.policy.max_streams, state.retry_after_s)
-    scope_state(request.scope)["stream_slot"] = slot
-
-    async def release() -> None:
-        await limiter.release_stream(subject, slot)
-
-    return GuardedPipeline(pipeline, release)
-
-
-async def reading_slot(request: Request) -> Callable[[], Awaitable[None]] | None:
-    """Take a per-client slot (`max_streams_per_client`) for a reading that no running
-    stream of this replica carries (a replay of a finished stream), or raise 429 RATE_LIMIT.
-    Returns what gives it back when the reading ends (None when streams are not limited);
-    a client resuming its own running stream rides on that stream's slot and needs none."""
+async def _take_slot(request: Request, slot: str) -> Callable[[], Awaitable[None]] | None:
+    """Take the caller's per-client slot `slot` (`max_streams_per_client`), or raise 429
+    RATE_LIMIT; returns what gives it back (None when streams are not limited)."""
     state: LimitsState | None = getattr(request.app.state, "limits", None)
     if state is None or not state.limiter.policy.limits_streams:
         return None
     limiter = state.limiter
     subject = subject_of(request.scope)
-    slot = f"read-{uuid.uuid4().hex}"
     if not await limiter.acquire_stream(subject, slot):
         services = getattr(request.app.state, "services", None)
         if services is not None:
@@ -411,3 +385,23 @@ async def reading_slot(request: Request) -> Callable[[], Awaitable[None]] | None
         await limiter.release_stream(subject, slot)
 
     return release
+
+
+async def limited_pipeline(request: Request, pipeline: Pipeline) -> Pipeline:
+    """Take a running-stream slot for the caller, or raise 429 RATE_LIMIT (before the stream
+    starts). Returns `pipeline` wrapped so the slot is released when the stream ends; if the
+    runner never starts it, call `aclose()` on the result."""
+    slot = uuid.uuid4().hex
+    release = await _take_slot(request, slot)
+    if release is None:
+        return pipeline
+    scope_state(request.scope)["stream_slot"] = slot
+    return GuardedPipeline(pipeline, release)
+
+
+async def reading_slot(request: Request) -> Callable[[], Awaitable[None]] | None:
+    """Take a per-client slot (`max_streams_per_client`) for a reading that no running
+    stream of this replica carries (a replay of a finished stream), or raise 429 RATE_LIMIT.
+    Returns what gives it back when the reading ends (None when streams are not limited);
+    a client resuming its own running stream rides on that stream's slot and needs none."""
+    return await _take_slot(request, f"read-{uuid.uuid4().hex}")
