@@ -297,7 +297,7 @@ class RedisStreamLog:
         )
 
     def _keys(self, stream_id: str) -> list[str]:
-        return [self._k("meta", stream_id), self._k("alive", stream_id), self._k("s", stream_id)]
+        return lua.stream_keys(self._prefix, stream_id)
 
     async def _renew_forever(self) -> None:
         """Renew the lease of every stream held here, one round trip per `lease_s / 3`, and

@@ -9,6 +9,12 @@ write created again in part: it counts as gone.
 
 from __future__ import annotations
 
+
+def stream_keys(prefix: str, stream_id: str) -> list[str]:
+    """The KEYS every script here takes for one stream, in their order: meta, alive, s."""
+    return [f"{prefix}:meta:{stream_id}", f"{prefix}:alive:{stream_id}", f"{prefix}:s:{stream_id}"]
+
+
 # The owner's lease, for every stream it holds, in one call. KEYS: (meta, alive, s) per stream.
 # ARGV: lease ms, max age s. The lease is renewed until Redis has the stream's terminal event
 # (a stream finished here whose end is still on its way stays alive meanwhile).

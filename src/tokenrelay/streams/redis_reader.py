@@ -79,7 +79,7 @@ class RemoteReader:
         return f"{self._prefix}:{kind}:{stream_id}"
 
     def _keys(self, stream_id: str) -> list[str]:
-        return [self._k("meta", stream_id), self._k("alive", stream_id), self._k("s", stream_id)]
+        return lua.stream_keys(self._prefix, stream_id)
 
     async def read(self, stream_id: str, after_seq: int) -> AsyncIterator[Envelope]:
         """Follow a stream generated elsewhere: every event once, in order, then exactly one
