@@ -158,6 +158,11 @@ def _server(port: int) -> DrainingServer:
     return DrainingServer(config)
 
 
+async def _hello_on(port: int) -> str:
+    async with httpx.AsyncClient() as client:
+        return (await client.get(f"http://127.0.0.1:{port}/")).text
+
+
 async def test_serve_listens_with_it_and_stops_listening_on_shutdown() -> None:
     server = _server(0)
     task = await _serving(server)
@@ -166,9 +171,7 @@ async def test_serve_listens_with_it_and_stops_listening_on_shutdown() -> None:
         [listening] = server.servers
         assert isinstance(listening, GreedyListener)
         port = listening.sockets[0].getsockname()[1]
-        async with httpx.AsyncClient() as client:
-            reply = await client.get(f"http://127.0.0.1:{port}/")
-        assert reply.text == "hello"
+        assert await _hello_on(port) == "hello"
     finally:
         server.should_exit = True
         await task
@@ -239,9 +242,7 @@ async def test_a_uvicorn_without_what_start_up_needs_serves_with_its_own_listene
         assert not isinstance(listening, GreedyListener)
         assert "lacks Unnamed(config=)" in capfd.readouterr().err  # uvicorn's log says why
         port = listening.sockets[0].getsockname()[1]
-        async with httpx.AsyncClient() as client:
-            reply = await client.get(f"http://127.0.0.1:{port}/")
-        assert reply.text == "hello"
+        assert await _hello_on(port) == "hello"
     finally:
         server.should_exit = True
         await task
