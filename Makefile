@@ -16,7 +16,7 @@ LOCK   := requirements/lock.txt
 # Set CMAKE_ARGS yourself to build for your own hardware.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
-.PHONY: setup serve test lint typecheck pytest test-newest browser nginx bench lock lock-upgrade lock-tidy clean
+.PHONY: setup serve test lint typecheck pytest test-newest browser nginx js bench lock lock-upgrade lock-tidy clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,7 +50,16 @@ browser:
 nginx:
 	bash scripts/install-nginx.sh
 
-pytest: setup browser nginx
+# the JavaScript clients the suite drives (the AI SDK, openai-node, the Agents SDK), exactly
+# as tests/js/package-lock.json pins them; Node.js and npm come from the machine
+JS_STAMP := tests/js/node_modules/.installed
+$(JS_STAMP): tests/js/package-lock.json tests/js/package.json
+	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+js: $(JS_STAMP)
+
+pytest: setup browser nginx js
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
