@@ -50,11 +50,12 @@ def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
 
 
 @contextlib.asynccontextmanager
-async def run_server(settings: Settings) -> AsyncIterator[LiveServer]:
-    """Run the app under a real uvicorn server on a free loopback port, in this loop."""
+async def run_server(settings: Settings, app: Any = None) -> AsyncIterator[LiveServer]:
+    """Run the app (by default `create_app(settings)`) under a real uvicorn server on a free
+    loopback port, in this loop."""
     from tokenrelay.server.app import create_app
 
-    app = create_app(settings)
+    app = app if app is not None else create_app(settings)
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)

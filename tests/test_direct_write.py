@@ -1,4 +1,4 @@
-"""The SSE response's direct writes (server/direct_write.py): uvicorn lends its transport,
+"""The SSE response's direct writes (delivery/direct_write.py): uvicorn lends its transport,
 and the log pushes to a waiting reader only while it accepts (a refusal, e.g. on paused
 writes, wakes the reader, which then sends through ASGI). Exactly-once delivery through the
 direct path under cuts and resumes is tests/test_resume.py's."""
@@ -14,9 +14,9 @@ import uvicorn
 
 from tests.conftest import free_port
 from tests.helpers import chat_stream
+from tokenrelay.delivery.direct_write import direct_writer
 from tokenrelay.events import token_event
 from tokenrelay.providers.scripted import default_reply, split_pieces
-from tokenrelay.server.direct_write import direct_writer
 from tokenrelay.streams.log import MemoryStreamLog
 
 
@@ -110,7 +110,7 @@ async def test_uvicorn_tells_an_idle_stream_of_a_disconnect_without_a_listener_t
 
 async def test_the_watched_event_still_wakes_a_receive_call() -> None:
     """Whoever still awaits `receive()` on a watched request is woken as before."""
-    from tokenrelay.server.direct_write import _NotifyingEvent
+    from tokenrelay.delivery.direct_write import _NotifyingEvent
 
     calls: list[str] = []
     event = _NotifyingEvent(lambda: calls.append("set"))
@@ -125,7 +125,7 @@ async def test_the_watched_event_still_wakes_a_receive_call() -> None:
 async def test_a_cancelled_wait_on_the_watched_event_leaves_no_waiter() -> None:
     """A `receive()` cancelled while it waits takes its waiter with it; `clear` makes the
     next wait block again, as an `asyncio.Event` does."""
-    from tokenrelay.server.direct_write import _NotifyingEvent
+    from tokenrelay.delivery.direct_write import _NotifyingEvent
 
     event = _NotifyingEvent(lambda: None)
     waiter = asyncio.create_task(event.wait())

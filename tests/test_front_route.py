@@ -1,8 +1,9 @@
-"""`POST /api/chat/stream` goes through our middleware only (server/app.py: TokenRelayAPI).
+"""The one outer layer (server/front.py): our middleware built once, in front of FastAPI.
 
-What the layers FastAPI puts around our middleware did for this request must still happen:
-an unexpected failure is logged and answered with our INTERNAL_ERROR shape, and what one
-middleware counts is counted once per app, whichever chain a request came through.
+`POST /api/chat/stream` goes through our middleware only, not through the layers FastAPI puts
+around its routes; what those did for it must still happen: an unexpected failure is logged
+and answered with our INTERNAL_ERROR shape. The route is defined once, and the OpenAPI
+document still has it.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import httpx
 import pytest
 from starlette.routing import Router
 
+from tests.conftest import run_server
 from tests.helpers import chat_stream
 from tokenrelay.server import chat_stream_route
-from tokenrelay.server.app import TokenRelayAPI, create_app
-from tokenrelay.server.chat_stream_route import ChatStreamRoute
-from tokenrelay.server.limits import LimitsMiddleware
+from tokenrelay.server.app import create_app
+from tokenrelay.server.front import Front
+from tokenrelay.server.schemas import ChatRequest
 
 
 def _chain(app: Any) -> list[Any]:
@@ -31,24 +33,34 @@ def _chain(app: Any) -> list[Any]:
     return layers
 
 
-def test_the_stream_route_passes_our_middleware_and_no_other(settings_factory) -> None:
+def test_every_request_passes_one_stack_of_our_middleware(settings_factory) -> None:
     app = create_app(settings_factory(max_open_streams=5))
-    assert isinstance(app, TokenRelayAPI)
-    front = _chain(app._build_front())
-    names = [type(layer).__name__ for layer in front]
-    assert names[0] == "ErrorBoundary"
-    assert names[-2:] == ["LimitsMiddleware", "ChatStreamRoute"]
-    assert "AccessLogMiddleware" in names
-    assert not {"ServerErrorMiddleware", "ExceptionMiddleware"} & set(names)
+    assert isinstance(app, Front)
+    layers = _chain(app.stack)
+    names = [type(layer).__name__ for layer in layers]
+    assert names[0] == "AccessLogMiddleware"
+    assert names[-3:] == ["LimitsMiddleware", "ChatStreamRoute", "FastAPI"]
+    assert "ErrorBoundary" in names
+    assert names.count("LimitsMiddleware") == 1
+    assert not {"ServerErrorMiddleware", "ExceptionMiddleware"} & set(names[:-1])
+    assert app.api.user_middleware == []  # FastAPI's own stack has none of ours
 
-    # the other requests' chain holds instances of its own; state is shared between them
-    rest = _chain(app.build_middleware_stack())
-    limits = [layer for layer in rest if isinstance(layer, LimitsMiddleware)]
-    assert len(limits) == 1
-    front_limits = next(layer for layer in front if isinstance(layer, LimitsMiddleware))
-    assert front_limits is not limits[0]
-    assert front_limits.admissions is limits[0].admissions
-    assert any(isinstance(layer, ChatStreamRoute) for layer in rest)
+
+def test_the_stream_route_is_defined_once_and_documented(settings_factory) -> None:
+    app = create_app(settings_factory())
+    posts = [
+        r
+        for r in app.api.routes
+        if getattr(r, "path", None) == "/api/chat/stream" and "POST" in getattr(r, "methods", ())
+    ]
+    assert posts == []  # answered by ChatStreamRoute, in front of FastAPI
+    operation = app.openapi()["paths"]["/api/chat/stream"]["post"]
+    ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert ref == "#/components/schemas/ChatRequest"
+    schemas = app.openapi()["components"]["schemas"]
+    assert set(schemas["ChatRequest"]["properties"]) == set(ChatRequest.model_fields)
+    assert "text/event-stream" in operation["responses"]["200"]["content"]
+    assert "get" in app.openapi()["paths"]["/api/chat/stream"]  # the EventSource form
 
 
 async def test_an_unexpected_failure_is_logged_and_answered_in_our_shape(
@@ -104,7 +116,7 @@ async def test_an_open_stream_keeps_no_middleware_frame_and_is_logged_when_it_en
                         break  # the idle timeout ended the stalled stream
     assert len(stacks) == 1
     # the server's frames, then ours: the app's call and the reading it followed
-    assert stacks[0][-2:] == ["TokenRelayAPI.__call__", "StreamReading.follow"]
+    assert stacks[0][-2:] == ["Front.__call__", "Reader.follow"]
     kept = {"AccessLogMiddleware.__call__", "LimitsMiddleware.__call__", "ChatStreamRoute.__call__"}
     assert not kept & set(stacks[0])
     assert logged_while_open == []  # the access log waits for the end of the stream
@@ -114,22 +126,37 @@ async def test_an_open_stream_keeps_no_middleware_frame_and_is_logged_when_it_en
     assert lines[0].duration_ms >= 1500  # the whole stream, not just its start
 
 
-def test_a_middleware_of_the_deployment_keeps_the_stream_inside_it(settings_factory) -> None:
-    class Timing:
+async def test_a_middleware_of_the_deployment_sees_every_byte_it_wraps(settings_factory) -> None:
+    """A middleware added to the FastAPI app stands between the outer layer and the routes:
+    the responses it wraps are not handed off (their body goes through it); the streaming
+    chat, which never reaches it, still is."""
+    seen: dict[str, int] = {}
+
+    class Counting:
         def __init__(self, app: Any) -> None:
             self.app = app
 
         async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-            await self.app(scope, receive, send)  # might time the whole response
+            async def counting(message: Any) -> None:
+                if message["type"] == "http.response.body":
+                    seen[scope["path"]] = seen.get(scope["path"], 0) + len(message["body"])
+                await send(message)
 
-    app = create_app(settings_factory())
-    assert isinstance(app, TokenRelayAPI)
-    app._build_front()
-    assert app._handoff is True
-    app.add_middleware(Timing)
-    app._front = None
-    app._build_front()
-    assert app._handoff is False
+            await self.app(scope, receive, counting)
+
+    settings = settings_factory()
+    app = create_app(settings)
+    app.api.add_middleware(Counting)
+    async with run_server(settings, app) as srv, httpx.AsyncClient(base_url=srv.url) as client:
+        body = {"message": "q", "options": {"scripted": {"reply": "a b c"}}}
+        started = (await client.post("/api/chat", json=body)).json()
+        stream_id = started["stream_id"]
+        resumed = await client.get(
+            f"/api/streams/{stream_id}", headers={"Last-Event-ID": f"{stream_id}:1"}
+        )
+        assert "event: done" in resumed.text
+    assert seen[f"/api/streams/{stream_id}"] == len(resumed.content)
+    assert "/api/chat/stream" not in seen
 
 
 async def test_a_finished_request_leaves_no_reference_cycle(live_server) -> None:
@@ -140,7 +167,7 @@ async def test_a_finished_request_leaves_no_reference_cycle(live_server) -> None
     import gc
 
     body = {"message": "q", "options": {"scripted": {"reply": "a b c"}}}
-    watched = {"RequestResponseCycle", "StreamReading", "_NotifyingEvent", "HttpToolsProtocol"}
+    watched = {"RequestResponseCycle", "Reader", "_NotifyingEvent", "HttpToolsProtocol"}
     async with live_server() as srv, httpx.AsyncClient(base_url=srv.url) as client:
         (await client.post("/api/chat/stream", json=body)).raise_for_status()  # warm up
         gc.collect()

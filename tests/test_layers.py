@@ -9,7 +9,15 @@ from pathlib import Path
 import tokenrelay
 
 SRC = Path(tokenrelay.__file__).parent
-BELOW_THE_SERVER = ("pipelines", "streams", "sessions", "providers", "tools", "retrieval")
+BELOW_THE_SERVER = (
+    "delivery",
+    "pipelines",
+    "streams",
+    "sessions",
+    "providers",
+    "tools",
+    "retrieval",
+)
 
 
 def _imports(path: Path) -> set[str]:
@@ -40,3 +48,10 @@ def test_nothing_below_the_server_imports_from_it() -> None:
 
 def test_pipelines_do_not_import_the_runner() -> None:
     assert _offenders(("pipelines",), "tokenrelay.streams.runner") == []
+
+
+def test_the_log_and_the_events_know_no_wire_format() -> None:
+    """The log stores `(seq, type, json)`; the encoders (`delivery/encoders.py`) make bytes."""
+    assert _offenders(("streams", "pipelines"), "tokenrelay.delivery") == []
+    events = _imports(SRC / "events.py")
+    assert not [name for name in events if name.startswith("tokenrelay.delivery")]

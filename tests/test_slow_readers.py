@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from tests.helpers import Frame, events_of, parse_frames, stream
-from tokenrelay.server.sse import open_streams, reader_slots
+from tokenrelay.delivery.reader import open_streams, reader_slots
 
 REPLY = ("word " * 200_001)[:1_000_000]  # a 1 MB answer ...
 TOKENS = 20_000  # ... in 20,000 tokens: about 3 MB of frames

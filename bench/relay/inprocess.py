@@ -3,7 +3,7 @@
 N streams x T tokens through the real runner, chat pipeline, stream log and SSE response (with
 the server's GC tuning), the response's `send` only counted. Less noisy than the relay
 benchmark, for A/B comparisons of hot-path changes; `--profile` prints cProfile's top entries.
-The counting `send` is not uvicorn's, so the direct writes of server/direct_write.py are not
+The counting `send` is not uvicorn's, so the direct writes of delivery/direct_write.py are not
 taken here: readers are woken for every event.
 
     .venv/bin/python -m bench.relay.inprocess --streams 300 --tokens 100 --delay-ms 0.001

@@ -1,13 +1,13 @@
-"""Wire events (DESIGN.md §3) and their SSE encoding.
+"""Wire events (DESIGN.md §3): what a stream says, independent of any wire format.
 
 Each event is a pydantic model whose `type` is its discriminator. The stream log stores events
-as `Envelope`s: the sequence number, the type and the JSON text, encoded once. The SSE encoding
-is a pure function of an envelope. JSON keeps non-ASCII text as is (Korean stays Korean).
+as `Envelope`s: the sequence number, the type and the JSON text, encoded once. How they look on
+the wire (native SSE frames, OpenAI's chunks, ...) is an encoder's business
+(`delivery/encoders.py`). JSON keeps non-ASCII text as is (Korean stays Korean).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated, Any, Literal, NamedTuple
 
 import orjson
@@ -218,72 +218,3 @@ def parse_event_id(value: str) -> tuple[str, int]:
     if not sep or not stream_id or not seq.isdigit():
         raise ValueError(f"not a tokenrelay event id: {value!r}")
     return stream_id, int(seq)
-
-
-def encode_sse(
-    stream_id: str,
-    env: Envelope,
-    *,
-    event_names: bool = True,
-    retry_ms: int | None = None,
-) -> bytes:
-    """Encode one envelope as an SSE frame. JSON text never holds a raw newline, so one
-    `data:` line always suffices and no payload can inject SSE fields."""
-    if event_names and retry_ms is None and env.seq:  # the common case, one format per token
-        return f"id: {stream_id}:{env.seq}\nevent: {env.type}\ndata: {env.data}\n\n".encode()
-    parts = [f"id: {stream_id}:{env.seq}\n"] if env.seq else []  # READER_SEQ: no id
-    if event_names:
-        parts.append(f"event: {env.type}\n")
-    parts.append(f"data: {env.data}\n")
-    if retry_ms is not None:
-        parts.append(f"retry: {retry_ms}\n")
-    parts.append("\n")
-    return "".join(parts).encode("utf-8")
-
-
-def encode_frames(stream_id: str, envs: Sequence[Envelope], *, event_names: bool = True) -> bytes:
-    """`encode_sse` of each envelope, joined (no `retry:` field): formatted as one string and
-    encoded once, which is the reader's hot path. Only the last envelope can be a reader's own
-    (`READER_SEQ`, terminal): that is checked once per batch, not per event."""
-    if envs and not envs[-1].seq:
-        return encode_frames(stream_id, envs[:-1], event_names=event_names) + encode_sse(
-            stream_id, envs[-1], event_names=event_names
-        )
-    if event_names:
-        text = "".join(
-            [f"id: {stream_id}:{e.seq}\nevent: {e.type}\ndata: {e.data}\n\n" for e in envs]
-        )
-    else:
-        text = "".join([f"id: {stream_id}:{e.seq}\ndata: {e.data}\n\n" for e in envs])
-    return text.encode()
-
-
-def encode_pairs(
-    stream_id: str, first_seq: int, pairs: Sequence[str], *, event_names: bool = True
-) -> bytes:
-    """`encode_frames` of events kept as (type, JSON) string pairs, numbered from
-    `first_seq`: the memory log's own storage (streams/log.py), encoded without an envelope
-    per event. Each frame is one token on the paced hot path: that case is formatted alone."""
-    if len(pairs) == 2:
-        if event_names:
-            return f"id: {stream_id}:{first_seq}\nevent: {pairs[0]}\ndata: {pairs[1]}\n\n".encode()
-        return f"id: {stream_id}:{first_seq}\ndata: {pairs[1]}\n\n".encode()
-    seqs = range(first_seq, first_seq + len(pairs) // 2)
-    if event_names:
-        text = "".join(
-            [
-                f"id: {stream_id}:{seq}\nevent: {kind}\ndata: {data}\n\n"
-                for seq, kind, data in zip(seqs, pairs[0::2], pairs[1::2], strict=False)
-            ]
-        )
-    else:
-        text = "".join(
-            [
-                f"id: {stream_id}:{seq}\ndata: {data}\n\n"
-                for seq, data in zip(seqs, pairs[1::2], strict=False)
-            ]
-        )
-    return text.encode()
-
-
-PING_FRAME = b": ping\n\n"

@@ -15,11 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic_core import PydanticSerializationError
 
+from tokenrelay.delivery.encoders import encode_frames, encode_sse
 from tokenrelay.events import (
     Envelope,
     TokenEvent,
-    encode_frames,
-    encode_sse,
     envelope,
     parse_event,
     token_event,

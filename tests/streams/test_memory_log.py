@@ -7,11 +7,11 @@ import gc
 import pytest
 
 from tests.helpers import done_event
+from tokenrelay.delivery.encoders import Encoder, NativeEncoder, encode_frames
 from tokenrelay.errors import StreamNotFound
 from tokenrelay.events import (
     Envelope,
     StatusEvent,
-    encode_frames,
     token_event,
     token_json,
 )
@@ -62,7 +62,7 @@ async def test_it_keeps_no_object_for_the_collector_per_event() -> None:
     assert (await log.info("s")) is not None
 
 
-async def test_a_pushed_readers_frames_are_the_envelopes_encoding() -> None:
+async def test_a_pushed_readers_pairs_encode_as_the_envelopes() -> None:
     log = MemoryStreamLog()
     await log.create("s", owner=None, session_id=None)
     lane = log.lane("s")
@@ -72,7 +72,9 @@ async def test_a_pushed_readers_frames_are_the_envelopes_encoding() -> None:
     for after, count in ((0, 1), (0, 3), (1, 2), (2, 5)):
         for names in (True, False):
             expected = encode_frames("s", sub.take(after)[:count], event_names=names)
-            assert sub.frames(after, count, "s", event_names=names) == expected
+            encoder = NativeEncoder("s", event_names=names, retry_ms=None)
+            assert encoder.pairs(after + 1, sub.pairs(after, count)) == expected
+            assert Encoder.pairs(encoder, after + 1, sub.pairs(after, count)) == expected
 
 
 async def test_the_lane_stores_tokens_and_hands_other_events_on() -> None:

@@ -15,7 +15,7 @@ from functools import partial
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tokenrelay.logs import redact_query
-from tokenrelay.server.asgi import AFTER_BODY, HANDOFF, client_ip, header, scope_state
+from tokenrelay.server.asgi import client_ip, handoff_of, header, scope_state
 
 logger = logging.getLogger("tokenrelay.access")
 
@@ -45,10 +45,9 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, logging_send)
         finally:
-            if scope.get(HANDOFF) is not None:  # the response goes on: log when it ends
-                scope.setdefault(AFTER_BODY, []).append(
-                    partial(self._log, scope, status, trace_id, started)
-                )
+            handoff = handoff_of(scope)
+            if handoff is not None and handoff.reader is not None:  # it goes on: log at the end
+                handoff.after_body.append(partial(self._log, scope, status, trace_id, started))
             else:
                 self._log(scope, status, trace_id, started)
 

@@ -15,17 +15,41 @@ from starlette.types import Scope, Send
 from tokenrelay.errors import TokenRelayError
 
 if TYPE_CHECKING:
+    from tokenrelay.delivery.reader import Reader
     from tokenrelay.metrics import Metrics
 
 
 MetricsGetter = Callable[[], "Metrics | None"]
 
-RAW_SEND = "tokenrelay.raw_send"  # the server's own `send` (see server/app.py: TokenRelayAPI)
-# present when only handoff-aware layers stand between the server and the route: an SSE
-# response then leaves its reading here and returns, and the outermost layer follows it
-HANDOFF = "tokenrelay.handoff"
-# callables to run when a handed-off response has ended (the access log's line)
-AFTER_BODY = "tokenrelay.after_body"
+HANDOFF = "tokenrelay.handoff"  # the scope key of a request's `Handoff`
+
+
+class Handoff:
+    """What the outer layer (server/front.py) and an SSE response share about one request,
+    in the scope under `HANDOFF`, present only when every layer between them is ours.
+
+    - `send` is the server's own `send`: the response start goes through the middleware
+      chain (each layer sees the status and headers), the body chunks through this, past
+      the chain. Each middleware wraps `send` in a coroutine of its own, a cost paid per
+      token that the relay benchmark showed (docs/benchmarks.md).
+    - `reader`: an SSE response leaves its `Reader` here and returns; the outer layer follows
+      it once every layer of the chain has returned, so that an open stream keeps none of
+      their frames (docs/benchmarks.md).
+    - `after_body`: what a layer does when the response has really ended (the access log's
+      line), run once by the outer layer, however the response ends.
+    """
+
+    __slots__ = ("after_body", "reader", "send")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.reader: Reader | None = None
+        self.after_body: list[Callable[[], object]] = []
+
+
+def handoff_of(scope: Scope) -> Handoff | None:
+    handoff: Handoff | None = scope.get(HANDOFF)
+    return handoff
 
 
 def count_rejected(metrics: MetricsGetter | None, reason: str) -> None:

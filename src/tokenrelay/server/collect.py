@@ -8,22 +8,22 @@ from typing import Any
 import orjson
 from fastapi.responses import JSONResponse
 
+from tokenrelay.delivery.reader import read_events
 from tokenrelay.errors import ErrorCode, http_status_for
 from tokenrelay.server.asgi import retry_after_value
 from tokenrelay.services import Services
 
 
 async def collected(services: Services, stream_id: str) -> AsyncIterator[dict[str, Any]]:
-    """The stream's events as dicts, until the terminal one. Reading counts as attached, so
-    the runner does not cancel the stream as abandoned while it is being collected."""
-    services.runner.attach(stream_id)
-    finished = False
+    """The stream's events as dicts, until the terminal one. Reading counts as attached
+    (`delivery.reader.read_events`), so the runner does not cancel the stream as abandoned
+    while it is being collected."""
+    events = read_events(services.runner, services.log, stream_id)
     try:
-        async for env in services.log.read(stream_id):
-            finished = env.terminal
+        async for env in events:
             yield orjson.loads(env.data)
     finally:
-        services.runner.detach(stream_id, finished=finished)
+        await events.aclose()
 
 
 def error_json(event: dict[str, Any], trace_id: str, **extra: Any) -> JSONResponse:

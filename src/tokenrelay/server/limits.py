@@ -3,7 +3,7 @@
 `LimitsMiddleware`, per request and before any route code runs:
 - body size: `Content-Length` over the limit → 413 at once; a chunked body is counted as it is
   read and cut off at the limit (413, code VALIDATION_ERROR);
-- (header size and count are checked before any middleware, in `app.TokenRelayAPI`, with
+- (header size and count are checked before any middleware, in `server/front.py`, with
   `headers_over_limit` below: 431);
 - request rate per client (API key, or IP without keys) on `/api/` and `/v1/` → 429 RATE_LIMIT
   with `Retry-After`;

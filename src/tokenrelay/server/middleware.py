@@ -1,9 +1,10 @@
-"""The security and limits middleware stack, installed by `create_app` (docs/security.md).
+"""Our middleware stack (docs/security.md), built once by `create_app` for `server/front.py`.
 
 Outermost first: access log → CORS (only with `cors_origins`) → error boundary → API keys
-(only with keys) → limits → the app. All pure ASGI: work per request, nothing per streamed
-chunk beyond a comparison. CORS sits outside auth and limits so that their 401/429 answers
-reach browsers; the error boundary inside CORS so that its 503 reaches them too.
+(only with keys) → limits → `ChatStreamRoute` → the FastAPI app. All pure ASGI: work per
+request, nothing per streamed chunk beyond a comparison. CORS sits outside auth and limits
+so that their 401/429 answers reach browsers; the error boundary inside CORS so that its 503
+reaches them too.
 """
 
 from __future__ import annotations
@@ -17,40 +18,43 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tokenrelay.config import Settings
+from tokenrelay.delivery.reader import open_streams
 from tokenrelay.limits import open_limiter
 from tokenrelay.metrics import Metrics
 from tokenrelay.server.access_log import AccessLogMiddleware
 from tokenrelay.server.asgi import send_error
+from tokenrelay.server.chat_stream_route import ChatStreamRoute
 from tokenrelay.server.error_responses import boundary_error
 from tokenrelay.server.limits import Admissions, LimitsConfig, LimitsMiddleware, LimitsState
 from tokenrelay.server.security import AuthMiddleware, load_keyring, parse_origins
-from tokenrelay.server.sse import open_streams
 
 CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "Last-Event-ID", "X-Trace-ID"]
 CORS_EXPOSE_HEADERS = ["X-Trace-ID", "Retry-After"]
 CORS_METHODS = ["GET", "POST", "DELETE"]
 
 
-def install_middleware(app: FastAPI, settings: Settings) -> None:
-    """Add the stack to `app` (a bad key file or origin fails here, with its fix)."""
-    install_http_error_shape(app)
+def build_stack(api: FastAPI, settings: Settings) -> ASGIApp:
+    """Our middleware around `ChatStreamRoute` around `api`, built once (`server/front.py`
+    runs it); a bad key file or origin fails here, with its fix."""
+    install_http_error_shape(api)
     keyring = load_keyring(settings)
     origins = parse_origins(settings.cors_origins)
     limiter = open_limiter(settings)
-    app.state.limits = LimitsState(limiter, float(settings.overload_retry_after_s))
-    app.state.auth_enabled = keyring is not None
+    api.state.limits = LimitsState(limiter, float(settings.overload_retry_after_s))
+    api.state.auth_enabled = keyring is not None
 
-    def running_streams() -> int:  # and open readings with a slot of their own (sse.py)
-        services = getattr(app.state, "services", None)
+    def running_streams() -> int:  # and open readings with a slot of their own (delivery)
+        services = getattr(api.state, "services", None)
         return open_streams(services.runner) if services is not None else 0
 
     def metrics() -> Metrics | None:
-        services = getattr(app.state, "services", None)
+        services = getattr(api.state, "services", None)
         return services.metrics if services is not None else None
 
-    # Starlette: the middleware added last is the outermost
-    app.add_middleware(
-        LimitsMiddleware,
+    # innermost first
+    app: ASGIApp = ChatStreamRoute(api)
+    app = LimitsMiddleware(
+        app,
         limiter=limiter,
         config=LimitsConfig.from_settings(settings),
         running_streams=running_streams,
@@ -58,16 +62,13 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
         admissions=Admissions(),
     )
     if keyring is not None:
-        app.add_middleware(
-            AuthMiddleware,
-            keyring=keyring,
-            metrics_public=settings.metrics_public,
-            metrics=metrics,
+        app = AuthMiddleware(
+            app, keyring=keyring, metrics_public=settings.metrics_public, metrics=metrics
         )
-    app.add_middleware(ErrorBoundary)
+    app = ErrorBoundary(app)
     if origins:
-        app.add_middleware(
-            CORSMiddleware,
+        app = CORSMiddleware(
+            app,
             allow_origins=origins,
             allow_methods=CORS_METHODS,
             allow_headers=CORS_ALLOW_HEADERS,
@@ -75,7 +76,8 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
             max_age=600,
         )
     if settings.access_log:
-        app.add_middleware(AccessLogMiddleware, log_content=settings.log_content)
+        app = AccessLogMiddleware(app, log_content=settings.log_content)
+    return app
 
 
 def install_http_error_shape(app: FastAPI) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from tokenrelay.delivery.encoders import Encoder
 from tokenrelay.errors import ErrorCode, ValidationError
 from tokenrelay.events import Envelope
 from tokenrelay.providers.base import ChatMessage, Role, ToolCall, ToolSpec
@@ -248,8 +249,9 @@ def tool_call_delta(index: int, data: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
-class ChunkTranslator:
-    """Our events → `chat.completion.chunk` objects (stream=True)."""
+class ChunkTranslator(Encoder):
+    """Our events → `chat.completion.chunk` objects (stream=True): the Chat Completions
+    encoder (`delivery/encoders.py`)."""
 
     stream_id: str
     created: int

@@ -24,7 +24,7 @@ from itertools import repeat
 from typing import Any, Protocol
 
 from tokenrelay.errors import StreamNotFound, TokenRelayError, internal_error
-from tokenrelay.events import Envelope, encode_frames, encode_pairs, envelope, reader_error
+from tokenrelay.events import Envelope, envelope, reader_error
 from tokenrelay.streams.tasks import cancel_for_good
 
 
@@ -47,9 +47,10 @@ class Subscription(Protocol):
 
     def take(self, after_seq: int) -> list[Envelope]: ...
 
-    def frames(self, after_seq: int, count: int, stream_id: str, *, event_names: bool) -> bytes:
-        """The SSE frames of the `count` events after `after_seq`: what a reader that took
-        events by push (`set_push`) writes, encoded from the log's own storage."""
+    def pairs(self, after_seq: int, count: int) -> list[str]:
+        """The `count` events after `after_seq` as the log keeps them, a flat list of type and
+        JSON strings: what a reader that took events by push (`set_push`) hands its encoder
+        (`Encoder.pairs`), without an envelope per event."""
         ...
 
     @property
@@ -64,7 +65,7 @@ class Subscription(Protocol):
     def set_push(self, push: Callable[[int, str], bool] | None) -> None:
         """While set, a new event is first offered to `push(seq, type)` (called at once, from
         whoever appends); if it returns True the event counts as delivered (the reader writes
-        it later with `frames`) and the waiter stays pending. A log may ignore this (then every
+        it later, from `pairs`) and the waiter stays pending. A log may ignore this (then every
         event wakes the waiter)."""
         ...
 
@@ -254,10 +255,9 @@ class MemorySubscription:
     def take(self, after_seq: int) -> list[Envelope]:
         return self._stream.envelopes(after_seq)
 
-    def frames(self, after_seq: int, count: int, stream_id: str, *, event_names: bool) -> bytes:
+    def pairs(self, after_seq: int, count: int) -> list[str]:
         start = after_seq << 1
-        pairs = self._stream.items[start : start + 2 * count]
-        return encode_pairs(stream_id, after_seq + 1, pairs, event_names=event_names)
+        return self._stream.items[start : start + 2 * count]
 
     @property
     def done(self) -> bool:
@@ -439,9 +439,8 @@ class PumpSubscription:
             return buffer[:]
         return buffer[bisect_right(buffer, float(after_seq), key=_order) :]
 
-    def frames(self, after_seq: int, count: int, stream_id: str, *, event_names: bool) -> bytes:
-        envs = self.take(after_seq)[:count]
-        return encode_frames(stream_id, envs, event_names=event_names)
+    def pairs(self, after_seq: int, count: int) -> list[str]:
+        return [part for env in self.take(after_seq)[:count] for part in (env.type, env.data)]
 
     @property
     def done(self) -> bool:

@@ -46,19 +46,11 @@ def event_names_for(services: Services, asked: bool | None) -> bool:
 
 
 async def chat_stream_response(body: ChatRequest, request: Request) -> Response:
-    """Start the turn; its SSE response (both forms of `POST /api/chat/stream` use this)."""
+    """Start the turn; its SSE response (`POST /api/chat/stream`: server/chat_stream_route.py)."""
     services = get_services(request)
     stream_id, trace_id = await start_chat(services, body, request)
     names = event_names_for(services, body.event_names)
     return stream_response(services, stream_id, event_names=names, trace_id=trace_id)
-
-
-@router.post("/api/chat/stream", summary="Stream an answer as Server-Sent Events")
-async def chat_stream_post(body: ChatRequest, request: Request) -> Response:
-    # Served by `server/chat_stream_route.py` in front of the router (the same steps without
-    # FastAPI on the stack of a long response); this route documents it in the OpenAPI schema
-    # and serves it in an app built without that front route.
-    return await chat_stream_response(body, request)
 
 
 @router.get("/api/chat/stream", summary="Stream an answer (EventSource); resumes on Last-Event-ID")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
 
@@ -22,6 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
+from tokenrelay.delivery.reader import read_events
 from tokenrelay.errors import ErrorCode, TokenRelayError, internal_error
 from tokenrelay.pipelines.chat import ChatTurn, chat_pipeline
 from tokenrelay.server.deps import get_services, owner_of, start_stream, trace_id_for
@@ -133,20 +134,6 @@ def _turn(services: Services, body: ChatCompletionRequest, request: Request) -> 
     )
 
 
-async def _events(
-    services: Services, stream_id: str
-) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
-    """(type, data) of a stream's events; leaving early tells the runner (→ cancel)."""
-    services.runner.attach(stream_id)
-    finished = False
-    try:
-        async for env in services.log.read(stream_id):
-            finished = env.terminal
-            yield env.type, orjson.loads(env.data)
-    finally:
-        services.runner.detach(stream_id, finished=finished)
-
-
 @router.post("/v1/chat/completions", summary="OpenAI-compatible Chat Completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     services = get_services(request)
@@ -160,17 +147,17 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         translator = ChunkTranslator(
             turn.stream_id, created, body.model, include_usage=body.include_usage
         )
-        # our SSE response, with OpenAI's chunks for frames: the same pushes, pings and
+        # our SSE response, with OpenAI's chunks for its encoder: the same pushes, pings and
         # disconnects as the native stream (sse-starlette here cost several times the CPU
         # per token: docs/benchmarks.md)
         return EventStreamResponse(
-            services, turn.stream_id, trace_id=turn.trace_id, framer=translator
+            services, turn.stream_id, trace_id=turn.trace_id, encoder=translator
         )
     result = CompletionAccumulator(turn.stream_id, created, body.model)
-    events = _events(services, turn.stream_id)
+    events = read_events(services.runner, services.log, turn.stream_id)
     try:
-        async for kind, data in events:
-            result.add(kind, data)
+        async for env in events:
+            result.add(env.type, orjson.loads(env.data))
     finally:
         await events.aclose()
     if result.error is not None:

@@ -2,7 +2,7 @@
 
 Why: a token that reaches a reader which is waiting for it used to cost a future, a task
 wake-up, the reader's loop and an ASGI `send` coroutine before the socket write. With this
-the log hands the token to the reader's `push` (server/sse.py) at once; the reader encodes it
+the log hands the token to the reader's `push` (delivery/flush.py) at once; the reader encodes it
 and a callback writes what gathered in this loop turn as one chunk. That is the step the relay
 benchmark's paced CPU per event was spent on beyond the naive app's (docs/benchmarks.md).
 
@@ -34,7 +34,7 @@ HTTPTOOLS_CYCLE = "uvicorn.protocols.http.httptools_impl"
 
 class DirectWriter:
     """Writes chunks of one chunked response on uvicorn's transport. The SSE response's
-    pusher (server/sse.py) is one, which reads these attributes itself on its hot path."""
+    pusher (delivery/flush.py) is one, which reads these attributes itself on its hot path."""
 
     __slots__ = ("_cycle", "_flow", "_transport")
 
