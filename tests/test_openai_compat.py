@@ -275,7 +275,7 @@ async def test_error_after_stream_started_raises_api_error(live_server) -> None:
 
 async def test_error_frame_is_followed_by_done(live_server) -> None:
     async with live_server() as srv:
-        result = await v1_stream(srv.url, "x", {"error_after": 0})
+        result = await v1_stream(srv.url, "x", {"reply": "a b", "error_after": 1})
     data = [f.data for f in parse_frames(result.raw) if f.data is not None]
     assert data[-1] == "[DONE]"
     assert json.loads(data[-2])["error"]["code"] == "PROVIDER_ERROR"

@@ -46,7 +46,7 @@ async def test_provider_error_mid_stream_keeps_the_partial_answer(live_server) -
 
 
 async def test_retryable_provider_error_says_so(live_server) -> None:
-    async with live_server() as srv:
+    async with live_server(stream_start_wait_s=0) as srv:  # in the stream, not as the status
         result = await chat_stream(
             srv.url,
             {

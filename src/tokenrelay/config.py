@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     # -- stream mechanics
     heartbeat_s: float = Field(default=15.0, gt=0)
     retry_ms: int = Field(default=3000, ge=0)
+    stream_start_wait_s: float = Field(
+        default=3.0,
+        ge=0,
+        description="how long a new stream's response waits for its first event after"
+        " `metadata` before it sends its headers: an error known by then (an unknown model, a"
+        " provider's auth failure, a context too long) is answered with its HTTP status and"
+        " JSON body instead of 200 and an `error` event; 0 sends the headers at once",
+    )
     stream_deadline_s: float = Field(default=300.0, gt=0)
     idle_timeout_s: float = Field(default=60.0, gt=0)
     disconnect_grace_s: float = Field(

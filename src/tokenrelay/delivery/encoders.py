@@ -17,7 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import repeat
+from typing import Any
 
+import orjson
+
+from tokenrelay.errors import ErrorCode, http_status_for
 from tokenrelay.events import Envelope
 
 PING_FRAME = b": ping\n\n"
@@ -45,6 +49,20 @@ class Encoder:
 
     def ping(self) -> bytes:
         return PING_FRAME
+
+    def error_response(self, event: dict[str, Any]) -> tuple[int, bytes]:
+        """An `error` event that ended the stream before its headers were sent, as this
+        format's HTTP error: (status, JSON body). Ours: the event itself, with the code's
+        status (docs/protocol.md)."""
+        return error_status(event), orjson.dumps(event)
+
+
+def error_status(event: dict[str, Any]) -> int:
+    """The HTTP status of an `error` event's code (500 for a code this server does not know)."""
+    try:
+        return http_status_for(ErrorCode(str(event.get("code"))))
+    except ValueError:
+        return 500
 
 
 class NativeEncoder(Encoder):

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from tokenrelay.delivery.encoders import Encoder
+from tokenrelay.delivery.encoders import Encoder, error_status
 from tokenrelay.errors import ErrorCode, ValidationError
 from tokenrelay.events import Envelope
 from tokenrelay.providers.base import ChatMessage, Role, ToolCall, ToolSpec
@@ -261,6 +261,14 @@ class ChunkTranslator(Encoder):
     _started: bool = False
     # (model, the token frame's bytes before and after the content's JSON)
     _template: tuple[str, bytes, bytes] | None = None
+
+    def error_response(self, event: dict[str, Any]) -> tuple[int, bytes]:
+        """An error before the first chunk: OpenAI's status and error envelope."""
+        code = str(event.get("code", "INTERNAL_ERROR"))
+        body = error_body(
+            code, str(event.get("message", "")), suggestion=str(event.get("suggestion", ""))
+        )
+        return openai_status(code, error_status(event)), orjson.dumps(body)
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         chunk: dict[str, Any] = {

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+import orjson
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
@@ -22,8 +24,10 @@ from tokenrelay.delivery.encoders import Encoder, NativeEncoder
 from tokenrelay.delivery.reader import Reader
 from tokenrelay.delivery.sinks import Sink
 from tokenrelay.errors import StreamNotFound
-from tokenrelay.server.asgi import handoff_of
+from tokenrelay.server.asgi import handoff_of, retry_after_value
 from tokenrelay.services import Services
+from tokenrelay.streams import timers
+from tokenrelay.streams.log import Subscription
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 SSE_RAW_HEADERS = [
@@ -45,6 +49,7 @@ class EventStreamResponse(Response):
         trace_id: str | None = None,
         encoder: Encoder | None = None,
         headers: list[tuple[bytes, bytes]] | None = None,
+        start_wait_s: float = 0.0,
     ) -> None:
         self.status_code = 200
         self.background = None
@@ -55,6 +60,8 @@ class EventStreamResponse(Response):
         self._services = services
         self.stream_id = stream_id
         self.after_seq = after_seq
+        # a new stream: how long to wait for an error before the headers (`_failed_at_start`)
+        self.start_wait_s = start_wait_s if after_seq == 0 else 0.0
         # the native first frame tells the client when to retry
         self.encoder = encoder or NativeEncoder(
             stream_id, event_names=event_names, retry_ms=services.settings.retry_ms
@@ -83,6 +90,14 @@ class EventStreamResponse(Response):
                 await self.on_close()
             await JSONResponse(exc.to_dict(), status_code=exc.http_status)(scope, receive, send)
             return None
+        if self.start_wait_s > 0:
+            failed = await _failed_at_start(sub, self.start_wait_s)
+            if failed is not None:
+                sub.close()
+                if self.on_close is not None:
+                    await self.on_close()
+                await self._send_error(send, failed)
+                return None
         # the middleware chain sees the start; the body skips it (`asgi.Handoff`)
         handoff = handoff_of(scope)
         sink = Sink(send, send) if handoff is None else Sink(handoff.send, handoff.send)
@@ -105,6 +120,17 @@ class EventStreamResponse(Response):
         sink.started()
         return reader
 
+    async def _send_error(self, send: Send, event: dict[str, Any]) -> None:
+        """The stream's `error`, known before its headers, as the encoder's HTTP error."""
+        status, body = self.encoder.error_response({**event, "stream_id": self.stream_id})
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        headers.extend(h for h in self.raw_headers if h[0] == b"x-trace-id")
+        if event.get("retry_after_s") is not None:
+            retry = retry_after_value(float(event["retry_after_s"])).encode()
+            headers.append((b"retry-after", retry))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
     @staticmethod
     async def _listen(receive: Receive, gone: Callable[[], None]) -> None:
         """Wait for the client to go away (servers `Sink.watch_disconnect` cannot watch)."""
@@ -115,6 +141,34 @@ class EventStreamResponse(Response):
                 return
 
 
+async def _failed_at_start(sub: Subscription, wait_s: float) -> dict[str, Any] | None:
+    """The stream's `error` event if it ends with one before any event but `metadata`, within
+    `wait_s`; None when something else comes first, or nothing by then. Errors known before
+    the first token (an unknown model, a provider's refusal) become the response's HTTP
+    status this way, so that clients can branch on it (docs/protocol.md)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    timer = timers.call_later(wait_s, sub.wake)
+    try:
+        after = 0
+        while True:
+            batch = sub.take(after)
+            for env in batch:
+                if env.type == "error":
+                    found: dict[str, Any] = orjson.loads(env.data)
+                    return found
+                if env.type != "metadata":
+                    return None
+            if batch:
+                after = batch[-1].seq
+                continue
+            if sub.done or loop.time() >= deadline:
+                return None
+            await sub.waiter()
+    finally:
+        timer.cancel()
+
+
 def stream_response(
     services: Services,
     stream_id: str,
@@ -122,7 +176,15 @@ def stream_response(
     after_seq: int = 0,
     event_names: bool = True,
     trace_id: str | None = None,
+    starts: bool = False,
 ) -> EventStreamResponse:
+    """The SSE response of a stream; `starts`: the request started it, so an error before its
+    first event is answered as an HTTP error (`stream_start_wait_s`)."""
     return EventStreamResponse(
-        services, stream_id, after_seq=after_seq, event_names=event_names, trace_id=trace_id
+        services,
+        stream_id,
+        after_seq=after_seq,
+        event_names=event_names,
+        trace_id=trace_id,
+        start_wait_s=services.settings.stream_start_wait_s if starts else 0.0,
     )

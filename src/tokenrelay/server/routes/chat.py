@@ -50,7 +50,7 @@ async def chat_stream_response(body: ChatRequest, request: Request) -> Response:
     services = get_services(request)
     stream_id, trace_id = await start_chat(services, body, request)
     names = event_names_for(services, body.event_names)
-    return stream_response(services, stream_id, event_names=names, trace_id=trace_id)
+    return stream_response(services, stream_id, event_names=names, trace_id=trace_id, starts=True)
 
 
 @router.get("/api/chat/stream", summary="Stream an answer (EventSource); resumes on Last-Event-ID")
@@ -78,7 +78,7 @@ async def chat_stream_get(
         event_names=event_names,
     )
     stream_id, trace_id = await start_chat(services, body, request)
-    return stream_response(services, stream_id, event_names=names, trace_id=trace_id)
+    return stream_response(services, stream_id, event_names=names, trace_id=trace_id, starts=True)
 
 
 @router.post("/api/chat", summary="The whole answer as JSON, from the same pipeline")

@@ -151,7 +151,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         # disconnects as the native stream (sse-starlette here cost several times the CPU
         # per token: docs/benchmarks.md)
         return EventStreamResponse(
-            services, turn.stream_id, trace_id=turn.trace_id, encoder=translator
+            services,
+            turn.stream_id,
+            trace_id=turn.trace_id,
+            encoder=translator,
+            start_wait_s=services.settings.stream_start_wait_s,
         )
     result = CompletionAccumulator(turn.stream_id, created, body.model)
     events = read_events(services.runner, services.log, turn.stream_id)

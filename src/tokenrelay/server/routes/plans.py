@@ -46,7 +46,7 @@ async def generate_plan_stream(body: PlanRequest, request: Request) -> Response:
     services = get_services(request)
     stream_id, trace_id = await _start(services, body, request)
     names = services.settings.event_names if body.event_names is None else body.event_names
-    return stream_response(services, stream_id, event_names=names, trace_id=trace_id)
+    return stream_response(services, stream_id, event_names=names, trace_id=trace_id, starts=True)
 
 
 @router.post("/api/plans/generate", summary="Plan a trip; the same workflow, the plan as JSON")
