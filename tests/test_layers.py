@@ -48,6 +48,8 @@ def test_nothing_below_the_server_imports_from_it() -> None:
 
 def test_pipelines_do_not_import_the_runner() -> None:
     assert _offenders(("pipelines",), "tokenrelay.streams.runner") == []
+    # nor the whole of the services, which hold the runner and the log (pipelines/needs.py)
+    assert _offenders(("pipelines",), "tokenrelay.services") == []
 
 
 def test_the_log_and_the_events_know_no_wire_format() -> None:

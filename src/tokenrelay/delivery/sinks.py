@@ -35,12 +35,6 @@ class Sink:
         """The response start is sent: now the connection can be written to directly."""
         self.writer = direct_writer(self._send)
 
-    @property
-    def paused(self) -> bool:
-        """Backed up: the connection takes no writes until it drains (known only directly)."""
-        writer = self.writer
-        return writer is not None and writer.write_paused
-
     async def write(self, body: bytes) -> None:
         await self._send({"type": "http.response.body", "body": body, "more_body": True})
 

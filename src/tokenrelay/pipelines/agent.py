@@ -31,6 +31,7 @@ from tokenrelay.events import (
     token_json,
 )
 from tokenrelay.pipelines.answer import Answer
+from tokenrelay.pipelines.needs import PipelineServices
 from tokenrelay.providers.base import (
     ChatMessage,
     Provider,
@@ -40,7 +41,6 @@ from tokenrelay.providers.base import (
     ToolCallPart,
     ToolSpec,
 )
-from tokenrelay.services import Services
 from tokenrelay.streams.context import StreamContext
 from tokenrelay.streams.pacing import IdleWatchdog, aclose_quietly, coalesce_text
 from tokenrelay.tools.context import ToolContext
@@ -76,7 +76,7 @@ class ToolSetup:
 
 
 def tool_setup(
-    services: Services,
+    services: PipelineServices,
     provider: Provider,
     *,
     enabled: bool,
@@ -115,7 +115,7 @@ class RoundRecorder(Protocol):
 
 
 async def stream_round(
-    services: Services,
+    services: PipelineServices,
     stream: StreamContext,
     provider: Provider,
     request: ProviderRequest,
@@ -174,7 +174,7 @@ def result_event(outcome: ToolOutcome) -> ToolResultEvent:
 
 
 async def run_calls(
-    services: Services, setup: ToolSetup, calls: Sequence[ToolCall]
+    services: PipelineServices, setup: ToolSetup, calls: Sequence[ToolCall]
 ) -> AsyncIterator[ToolProgressEvent | ToolOutcome]:
     """Run calls concurrently; yield progress events and outcomes as they happen."""
     queue: asyncio.Queue[ToolProgressEvent | ToolOutcome] = asyncio.Queue()
@@ -216,7 +216,7 @@ async def run_calls(
 
 
 async def agent_loop(
-    services: Services,
+    services: PipelineServices,
     stream: StreamContext,
     provider: Provider,
     request: ProviderRequest,

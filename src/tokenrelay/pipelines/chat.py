@@ -27,9 +27,9 @@ from typing import Any
 from tokenrelay.events import DoneEvent, MetadataEvent, SourcesEvent, UsageInfo
 from tokenrelay.pipelines.agent import Timing, ToolSetup, agent_loop, tool_setup
 from tokenrelay.pipelines.answer import Answer
+from tokenrelay.pipelines.needs import PipelineServices
 from tokenrelay.pipelines.retrieval_step import RagRequest, Retrieved, retrieve
 from tokenrelay.providers.base import ChatMessage, ProviderRequest, ToolCall, ToolSpec
-from tokenrelay.services import Services
 from tokenrelay.sessions.base import (
     MessageStatus,
     SessionStore,
@@ -197,7 +197,9 @@ class _Recorder:
         return "".join(self._answer.parts[self.text_start :])
 
 
-async def chat_pipeline(services: Services, turn: ChatTurn, stream: StreamContext) -> DoneEvent:
+async def chat_pipeline(
+    services: PipelineServices, turn: ChatTurn, stream: StreamContext
+) -> DoneEvent:
     """The turn's events, emitted into `stream`; returns its `done` event."""
     settings = services.settings
     emit = stream.emit
@@ -310,7 +312,7 @@ async def chat_pipeline(services: Services, turn: ChatTurn, stream: StreamContex
 
 
 async def _start(
-    services: Services, turn: ChatTurn
+    services: PipelineServices, turn: ChatTurn
 ) -> tuple[TurnStart, asyncio.Future[TurnStart] | None]:
     """The turn's ids and history. A new session has no history: its ids are made here and
     written while the answer starts (the write is awaited before anything else is stored and
@@ -342,7 +344,7 @@ async def _start(
 
 
 async def _finish(
-    services: Services,
+    services: PipelineServices,
     start: TurnStart,
     recorder: _Recorder,
     answer: Answer,

@@ -38,6 +38,7 @@ from tokenrelay.pipelines.agent import (
     stream_round,
 )
 from tokenrelay.pipelines.answer import Answer
+from tokenrelay.pipelines.needs import PipelineServices
 from tokenrelay.planner.models import PlanRequest, TravelPlan
 from tokenrelay.planner.prompts import (
     draft_messages,
@@ -48,7 +49,6 @@ from tokenrelay.planner.prompts import (
 )
 from tokenrelay.planner.validate import Checked, check_draft, complete_plan
 from tokenrelay.providers.base import ChatMessage, Provider, ProviderRequest, ToolCall
-from tokenrelay.services import Services
 from tokenrelay.streams.context import StreamContext
 from tokenrelay.tools.registry import registry_for
 from tokenrelay.tools.runner import ToolOutcome
@@ -70,7 +70,7 @@ class PlanJob:
 class _Run:
     """What the steps share: the provider, its answer so far and the best draft."""
 
-    services: Services
+    services: PipelineServices
     stream: StreamContext
     job: PlanJob
     provider: Provider
@@ -195,7 +195,9 @@ def _validated(run: _Run, text: str, progress: float) -> tuple[Checked, list[Any
     return checked, [_progress("validate", message, progress), StatusEvent(message=message)]
 
 
-async def planner_pipeline(services: Services, job: PlanJob, stream: StreamContext) -> DoneEvent:
+async def planner_pipeline(
+    services: PipelineServices, job: PlanJob, stream: StreamContext
+) -> DoneEvent:
     """The workflow's events, emitted into `stream`; returns its `done` event."""
     request = job.request
     provider = services.providers.get(job.provider)

@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from tokenrelay.pipelines.needs import PipelineServices
 from tokenrelay.retrieval.owned import scoped_store
 from tokenrelay.retrieval.prompting import build_system_prompt, sources_payload
 from tokenrelay.retrieval.query import expand_query
-from tokenrelay.services import Services
 from tokenrelay.sessions.base import StoredMessage
 
 logger = logging.getLogger("tokenrelay.retrieval")
@@ -30,7 +30,7 @@ class Retrieved:
 
 
 async def retrieve(
-    services: Services,
+    services: PipelineServices,
     question: str,
     history: list[StoredMessage],
     rag: RagRequest,

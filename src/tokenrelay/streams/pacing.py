@@ -25,25 +25,23 @@ class IdleWatchdog:
 
     One timer per stream, re-armed only when it fires, instead of a timer per item (a timer
     per token was a large share of the relay's CPU under load: docs/benchmarks.md). The
-    owner calls `fed()` on every item and sets `paused` while it is busy elsewhere (a consumer
-    of its own output); when the cancel it caused arrives, `fired` is True and `timeout()` is
+    owner calls `fed()` on every item; when the cancel it caused arrives, `fired` is True and `timeout()` is
     the error to raise instead. Its clock is `time.monotonic`: an owner that has just read it
     may set `last` itself instead of calling `fed()` (one clock read per token, not two).
     """
 
-    __slots__ = ("_handle", "_seconds", "_task", "fired", "last", "paused")
+    __slots__ = ("_handle", "_seconds", "_task", "fired", "last")
 
     def __init__(self, seconds: float) -> None:
         self._task = asyncio.current_task()
         self._seconds = seconds
         self.last = time.monotonic()
         self.fired = False
-        self.paused = False
         self._handle = timers.call_later(seconds, self._check)
 
     def _check(self) -> None:
         remaining = self.last + self._seconds - time.monotonic()
-        if remaining > 0 or self.paused or self._task is None:
+        if remaining > 0 or self._task is None:
             self._handle = timers.call_later(max(remaining, self._seconds / 10), self._check)
             return
         self.fired = True
