@@ -25,9 +25,10 @@ class IdleWatchdog:
 
     One timer per stream, re-armed only when it fires, instead of a timer per item (a timer
     per token was a large share of the relay's CPU under load: docs/benchmarks.md). The
-    owner calls `fed()` on every item; when the cancel it caused arrives, `fired` is True and `timeout()` is
-    the error to raise instead. Its clock is `time.monotonic`: an owner that has just read it
-    may set `last` itself instead of calling `fed()` (one clock read per token, not two).
+    owner calls `fed()` on every item; when the cancel it caused arrives, `fired` is True
+    and `timeout()` is the error to raise instead. Its clock is `time.monotonic`: an owner
+    that has just read it may set `last` itself instead of calling `fed()` (one clock read
+    per token, not two).
     """
 
     __slots__ = ("_handle", "_seconds", "_task", "fired", "last")
