@@ -26,7 +26,16 @@ from tokenrelay.server.error_responses import boundary_error, error_response, va
 from tokenrelay.server.limits import LimitsMiddleware, headers_over_limit
 from tokenrelay.server.middleware import ErrorBoundary, install_middleware
 from tokenrelay.server.readiness import Readiness
-from tokenrelay.server.routes import chat, health, openai_compat, plans, sessions, streams, web
+from tokenrelay.server.routes import (
+    chat,
+    health,
+    openai_compat,
+    plans,
+    sessions,
+    streams,
+    ui_chat,
+    web,
+)
 from tokenrelay.server.security import AuthMiddleware
 from tokenrelay.server.sse import StreamReading
 from tokenrelay.services import Services
@@ -201,7 +210,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # innermost of our middleware, in front of the router (see its module doc)
     app.add_middleware(ChatStreamRoute)
     _install_middleware(app, settings)
-    for module in (chat, streams, sessions, health, openai_compat, web, plans):
+    for module in (chat, streams, sessions, health, openai_compat, web, plans, ui_chat):
         app.include_router(module.router)
     _include_optional_routers(app)
     return app
