@@ -394,3 +394,39 @@ async def test_two_first_turns_on_one_new_id_make_one_session(live_server: Any) 
         info = (await client.get("/api/sessions/race")).json()
     assert all(r.status_code == 200 for r in results)
     assert len(info["messages"]) == 6
+
+
+async def test_resume_and_stop_from_another_replica(
+    live_server: Any, redis_settings: dict[str, Any], postgres_settings: dict[str, Any]
+) -> None:
+    """The session (PostgreSQL) names the chat's stream, the log (Redis) holds it: a page
+    that reloads onto another replica resumes there, and its Stop reaches the first one."""
+    shared = {**redis_settings, **postgres_settings}
+    options = {"scripted": {"reply": "a b c d e f g h", "tokens": 8, "stall_after": 3}}
+    async with (
+        live_server(**shared) as one,
+        live_server(**shared) as two,
+        httpx.AsyncClient(base_url=one.url, timeout=30) as first,
+        httpx.AsyncClient(base_url=two.url, timeout=30) as second,
+    ):
+        await _read_some(
+            first, "POST", "/api/ui/chat", 1, json=body("chat-x", "x", options=options)
+        )
+        async with second.stream("GET", "/api/ui/chat/chat-x/stream") as resumed:
+            assert resumed.status_code == 200
+            pieces = resumed.aiter_text()
+            raw = ""
+            while raw.count('"text-delta"') < 3:
+                raw += await anext(pieces)
+            stopped = await second.post("/api/ui/chat/chat-x/stop")
+            async for piece in pieces:
+                raw += piece
+        stored = (await first.get("/api/ui/chat/chat-x/messages")).json()["messages"]
+        after = await first.get("/api/ui/chat/chat-x/stream")
+    assert stopped.json()["cancelled"] is True
+    chunks = chunks_of(raw)
+    assert chunks[0]["type"] == "start" and text_of(chunks) == "a b c "
+    assert [c["type"] for c in chunks][-2:] == ["abort", "finish"]
+    assert stored[-1]["metadata"]["status"] == "interrupted"
+    assert stored[-1]["parts"][-1]["text"] == "a b c "
+    assert after.status_code == 204
