@@ -342,7 +342,6 @@ async def test_chat_ids_belong_to_the_key_that_made_them(live_server: Any) -> No
         mine, _ = await post_chat(client, body("alice-chat", "secret plan"), headers=ALICE)
         as_bob = [
             await client.post("/api/ui/chat", json=body("alice-chat", "x"), headers=BOB),
-            await client.get("/api/ui/chat/alice-chat/messages", headers=BOB),
             await client.post("/api/ui/chat/alice-chat/stop", headers=BOB),
             await client.post(
                 "/api/ui/chat",
@@ -355,6 +354,7 @@ async def test_chat_ids_belong_to_the_key_that_made_them(live_server: Any) -> No
             ),
         ]
         resume = await client.get("/api/ui/chat/alice-chat/stream", headers=BOB)
+        bob_reads = await client.get("/api/ui/chat/alice-chat/messages", headers=BOB)
         nobody = await client.post("/api/ui/chat", json=body("alice-chat", "x"))
         own = await client.get("/api/ui/chat/alice-chat/messages", headers=ALICE)
     assert mine.status_code == 200
@@ -363,6 +363,7 @@ async def test_chat_ids_belong_to_the_key_that_made_them(live_server: Any) -> No
         assert response.json()["code"] == "SESSION_NOT_FOUND"
         assert "secret" not in response.text
     assert resume.status_code == 204
+    assert bob_reads.json() == {"id": "alice-chat", "messages": []}  # as a chat not made yet
     assert nobody.status_code == 401
     assert len(own.json()["messages"]) == 2
 

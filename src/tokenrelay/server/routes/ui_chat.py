@@ -8,7 +8,8 @@
   records its stream; the log is shared); 204 when nothing runs for that chat.
 - `POST /api/ui/chat/{id}/stop`: cancels the active stream (a disconnect does not: closing a
   tab leaves the answer running, `disconnect_grace_s`); the partial answer stays stored.
-- `GET /api/ui/chat/{id}/messages`: the session as UIMessages, for a page that reloads.
+- `GET /api/ui/chat/{id}/messages`: the session as UIMessages, for a page that reloads (none
+  for a chat that does not exist yet).
 - `GET /api/ui/streams/{stream_id}`: any stream of the caller's (a planner's, a chat's) from its
   start as UI message chunks, for `DefaultChatTransport`'s `prepareReconnectToStreamRequest`;
   204 when it is unknown, expired or another key's.
@@ -175,9 +176,11 @@ async def ui_chat_stop(request: Request, chat_id: str = Path(pattern=ID_PATTERN)
 async def ui_chat_messages(
     request: Request, chat_id: str = Path(pattern=ID_PATTERN)
 ) -> dict[str, Any]:
+    """A chat that does not exist yet (or is another key's: the same answer, which reveals
+    nothing) has no messages: a page opening a new chat gets no error to log."""
     services = get_services(request)
     info = await services.sessions.get_session(chat_id, owner=owner_of(request))
     if info is None:
-        raise session_not_found(chat_id)
+        return {"id": chat_id, "messages": []}
     messages = await services.sessions.messages(chat_id)
     return {"id": chat_id, "messages": to_ui_messages(messages)}
