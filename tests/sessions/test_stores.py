@@ -143,3 +143,15 @@ async def test_regenerate_supersedes_the_last_answer(store: SessionStore) -> Non
     with pytest.raises(SessionNotFound):
         await store.start_regenerate("regen-3", owner="a")  # unknown: nothing is created
     assert await store.get_session("regen-3", owner="a") is None
+
+
+async def test_an_answer_superseded_while_it_ran_stays_superseded(store: SessionStore) -> None:
+    """A regenerate on one replica while the old answer still runs on another: the old one
+    stores its end after being superseded, and keeps the mark."""
+    from tokenrelay.sessions.base import is_superseded
+
+    first = await store.start_turn("late-1", "q", owner="a", create=True, stream_id="s1")
+    await store.start_regenerate("late-1", owner="a", stream_id="s2")
+    await store.finish_turn(first.assistant_message_id, "partial", "interrupted", {"x": 1})
+    old = next(m for m in await store.messages("late-1") if m.id == first.assistant_message_id)
+    assert is_superseded(old) and old.metadata["x"] == 1 and old.content == "partial"

@@ -398,6 +398,9 @@ class PostgresSessionStore:
             count = await conn.fetchval(
                 "WITH updated AS ("
                 " UPDATE tokenrelay_messages SET content = $1, status = $2, metadata = $3::jsonb"
+                # an answer superseded meanwhile (a regenerate) stays superseded
+                " || CASE WHEN metadata ? 'superseded' THEN '{\"superseded\": true}'::jsonb"
+                " ELSE '{}'::jsonb END"
                 " WHERE id = $4 RETURNING session_id)"
                 " SELECT COUNT(*) FROM tokenrelay_messages"
                 " WHERE session_id = (SELECT session_id FROM updated)",

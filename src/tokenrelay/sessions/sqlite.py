@@ -447,8 +447,11 @@ class SQLiteSessionStore:
 
         def body(db: sqlite3.Connection) -> int:
             db.execute(
-                "UPDATE messages SET content = ?, status = ?, metadata = ? WHERE id = ?",
-                (content, status, dumped, message_id),
+                # an answer superseded meanwhile (a regenerate) stays superseded
+                "UPDATE messages SET content = ?, status = ?, metadata = CASE WHEN"
+                " json_extract(metadata, '$.superseded') THEN"
+                " json_set(?, '$.superseded', json('true')) ELSE ? END WHERE id = ?",
+                (content, status, dumped, dumped, message_id),
             )
             row = db.execute(
                 "SELECT COUNT(*) FROM messages WHERE session_id ="
