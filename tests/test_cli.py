@@ -57,9 +57,9 @@ def test_one_shot_shows_tools_and_reports_errors(server: ServerProcess) -> None:
     assert run.returncode == 0, run.stderr
     assert run.stdout == "4\n"
     assert "tool calculate" in run.stderr
-    failed = cli("chat", "--url", server.url, "--session", "nope", "hi")
+    failed = cli("chat", "--url", server.url, "--session", "no/such", "hi")  # not an id
     assert failed.returncode == 1
-    assert "SESSION_NOT_FOUND" in failed.stderr and "fix:" in failed.stderr
+    assert "VALIDATION_ERROR" in failed.stderr and "fix:" in failed.stderr
     unreachable = cli("chat", "--url", "http://127.0.0.1:9", "hi")
     assert unreachable.returncode == 2 and "tokenrelay serve" in unreachable.stderr
 

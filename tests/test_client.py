@@ -158,15 +158,14 @@ async def test_errors_are_typed_and_carry_our_codes(live_server) -> None:
     async with live_server() as srv, AsyncClient(srv.url) as client:
         with pytest.raises(InvalidRequestError) as empty:
             await client.chat("   ")
-        with pytest.raises(NotFoundError) as missing:
-            await client.chat("hi", session_id="nope")
+        chosen = await client.chat("hi", session_id="nope")  # a client-chosen id: made
         with pytest.raises(ProviderAPIError) as failed:
             await client.chat("hi", options={"scripted": {"error_after": 1}})
         with pytest.raises(NotFoundError) as gone:
-            await client.session("nope")
+            await client.session("never-made")
     assert (empty.value.code, empty.value.status) == ("VALIDATION_ERROR", 422)
     assert empty.value.suggestion
-    assert missing.value.code == "SESSION_NOT_FOUND"
+    assert chosen.session_id == "nope"
     assert failed.value.code == "PROVIDER_ERROR" and failed.value.stream_id
     assert failed.value.status is None  # reported as the stream's error event
     assert gone.value.code == "SESSION_NOT_FOUND"

@@ -59,17 +59,21 @@ async def test_message_limit_is_exactly_inclusive(live_server) -> None:
     assert "10000" in over.json()["message"]
 
 
-async def test_unknown_session_is_404_before_the_stream(live_server) -> None:
+async def test_unknown_session_is_404_to_read_and_a_new_one_to_chat(live_server) -> None:
+    """An unknown id is a client-chosen one: a chat turn makes it; reading it is 404."""
     async with live_server() as srv, httpx.AsyncClient(base_url=srv.url) as client:
+        history = await client.get("/api/sessions/nope")
+        delete = await client.delete("/api/sessions/nope")
         response = await client.post(
             "/api/chat/stream", json={"message": "hi", "session_id": "nope"}
         )
         get = await client.get("/api/chat/stream", params={"message": "hi", "session_id": "nope"})
-        history = await client.get("/api/sessions/nope")
-        delete = await client.delete("/api/sessions/nope")
-    for r in (response, get, history, delete):
+        made = await client.get("/api/sessions/nope")
+    for r in (history, delete):
         assert r.status_code == 404
         assert r.json()["code"] == "SESSION_NOT_FOUND"
+    assert response.status_code == 200 and get.status_code == 200
+    assert len(made.json()["messages"]) == 4
 
 
 async def test_get_without_message_is_422(live_server) -> None:

@@ -68,3 +68,90 @@ async def test_the_app_on_postgres_and_redis(
             srv.url, {"message": "둘째 질문", "session_id": first.last()["session_id"]}
         )
     assert second.last()["history_length"] == 4
+
+
+async def test_client_chosen_ids_are_created_for_their_owner(store: SessionStore) -> None:
+    """Issue #23: an id no session has is made by the first turn with `create`, owned by the
+    caller; another owner's id is SESSION_NOT_FOUND, whether or not it exists."""
+    assert await store.claimable("chat-123_abc", owner="alice")
+    first = await store.start_turn(
+        "chat-123_abc", "처음", owner="alice", stream_id="s1", create=True
+    )
+    assert first.session_id == "chat-123_abc" and first.history == []
+    info = await store.get_session("chat-123_abc", owner="alice")
+    assert info is not None and info.owner == "alice" and info.active_stream_id == "s1"
+    assert info.title == "처음"
+    await store.finish_turn(first.assistant_message_id, "네", "complete")
+    again = await store.start_turn(
+        "chat-123_abc", "again", owner="alice", stream_id="s2", create=True
+    )
+    assert [m.content for m in again.history] == ["처음", "네"]
+    assert not await store.claimable("chat-123_abc", owner="bob")
+    assert not await store.claimable("chat-123_abc")  # no key ≠ alice
+    with pytest.raises(SessionNotFound):
+        await store.start_turn("chat-123_abc", "hijack", owner="bob", create=True)
+    with pytest.raises(SessionNotFound):
+        await store.start_turn("never-made", "x", owner="alice")  # no `create`: unknown
+    assert await store.get_session("never-made", owner="alice") is None
+    info = await store.get_session("chat-123_abc", owner="alice")
+    assert info is not None and info.active_stream_id == "s2" and info.message_count == 4
+
+
+async def test_active_stream_is_cleared_only_while_it_is_the_latest(store: SessionStore) -> None:
+    turn = await store.start_turn(None, "hi", owner="alice", stream_id="s1")
+    info = await store.get_session(turn.session_id, owner="alice")
+    assert info is not None and info.active_stream_id == "s1"
+    await store.start_turn(turn.session_id, "next", owner="alice", stream_id="s2")
+    await store.clear_active_stream(turn.session_id, "s1")  # an older stream: no change
+    info = await store.get_session(turn.session_id, owner="alice")
+    assert info is not None and info.active_stream_id == "s2"
+    await store.clear_active_stream(turn.session_id, "s2")
+    info = await store.get_session(turn.session_id, owner="alice")
+    assert info is not None and info.active_stream_id is None
+
+
+async def test_regenerate_supersedes_the_last_answer(store: SessionStore) -> None:
+    from tokenrelay.sessions.base import is_superseded
+    from tokenrelay.sessions.history import build_messages
+
+    first = await store.start_turn("regen-1", "q1", owner="a", create=True)
+    await store.finish_turn(first.assistant_message_id, "a1", "complete")
+    second = await store.start_turn("regen-1", "q2", owner="a")
+    await store.finish_turn(second.assistant_message_id, "a2 calls a tool", "complete")
+    await store.add_message("regen-1", "tool", "{}", metadata={"call_id": "c", "tool": "t"})
+    with pytest.raises(SessionNotFound):
+        await store.start_regenerate("regen-1", owner="b")
+    again, text = await store.start_regenerate("regen-1", owner="a", stream_id="s9")
+    assert text == "q2" and again.user_message_id == second.user_message_id
+    assert [m.content for m in again.history] == ["q1", "a1"]
+    await store.finish_turn(again.assistant_message_id, "a2, again", "complete")
+    stored = await store.messages("regen-1")
+    kept = [(m.content, is_superseded(m)) for m in stored]
+    assert kept == [
+        ("q1", False),
+        ("a1", False),
+        ("q2", False),
+        ("a2 calls a tool", True),
+        ("{}", True),
+        ("a2, again", False),
+    ]
+    later = await store.start_turn("regen-1", "q3", owner="a")
+    sent = [m.content for m in build_messages("", later.history, "q3", 10_000)]
+    assert sent == ["q1", "a1", "q2", "a2, again", "q3"]  # the old answer is never seen again
+    info = await store.get_session("regen-1", owner="a")
+    assert info is not None and info.active_stream_id == "s9"
+    with pytest.raises(SessionNotFound):
+        await store.start_regenerate("regen-3", owner="a")  # unknown: nothing is created
+    assert await store.get_session("regen-3", owner="a") is None
+
+
+async def test_an_answer_superseded_while_it_ran_stays_superseded(store: SessionStore) -> None:
+    """A regenerate on one replica while the old answer still runs on another: the old one
+    stores its end after being superseded, and keeps the mark."""
+    from tokenrelay.sessions.base import is_superseded
+
+    first = await store.start_turn("late-1", "q", owner="a", create=True, stream_id="s1")
+    await store.start_regenerate("late-1", owner="a", stream_id="s2")
+    await store.finish_turn(first.assistant_message_id, "partial", "interrupted", {"x": 1})
+    old = next(m for m in await store.messages("late-1") if m.id == first.assistant_message_id)
+    assert is_superseded(old) and old.metadata["x"] == 1 and old.content == "partial"

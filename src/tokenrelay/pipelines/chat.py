@@ -70,6 +70,10 @@ class ChatTurn:
     # server tools (run here, see pipelines/agent.py): off unless the route turns them on
     enable_tools: bool = False
     tool_names: tuple[str, ...] | None = None  # allow-list; None: every registered tool
+    # a client-chosen `session_id` that names no session yet is created (owned by `owner`)
+    create_session: bool = False
+    # a new answer to the session's last user message (`message`), replacing the last answer
+    regenerate: bool = False
 
 
 class _Recorder:
@@ -333,12 +337,22 @@ async def _start(
             )
         )
         return planned, writing
+    if turn.regenerate:
+        assert turn.session_id is not None, "a regenerate names its session"
+        started, _ = await sessions.start_regenerate(
+            turn.session_id,
+            owner=turn.owner,
+            stream_id=turn.stream_id,
+            replica_id=services.replica_id,
+        )
+        return started, None
     started = await sessions.start_turn(
         turn.session_id,
         turn.message,
         owner=turn.owner,
         stream_id=turn.stream_id,
         replica_id=services.replica_id,
+        create=turn.create_session,
     )
     return started, None
 

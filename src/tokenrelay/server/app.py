@@ -21,7 +21,16 @@ from tokenrelay.server.front import Front
 from tokenrelay.server.middleware import build_stack
 from tokenrelay.server.openapi import install_openapi
 from tokenrelay.server.readiness import Readiness
-from tokenrelay.server.routes import chat, health, openai_compat, plans, sessions, streams, web
+from tokenrelay.server.routes import (
+    chat,
+    health,
+    openai_compat,
+    plans,
+    sessions,
+    streams,
+    ui_chat,
+    web,
+)
 from tokenrelay.services import Services
 
 logger = logging.getLogger("tokenrelay.server")
@@ -84,7 +93,7 @@ def create_app(settings: Settings | None = None) -> Front:
         lifespan=lifespan,
     )
     _install_error_handlers(api)
-    for module in (chat, streams, sessions, health, openai_compat, web, plans):
+    for module in (chat, streams, sessions, health, openai_compat, web, plans, ui_chat):
         api.include_router(module.router)
     _include_optional_routers(api)
     install_openapi(api)

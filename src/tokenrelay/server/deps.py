@@ -73,8 +73,9 @@ async def prepare_turn(
     services.providers.check(provider)
     if options.tools is not None:
         registry_for(settings).check(options.tools)
-    if body.session_id is not None and (
-        await services.sessions.get_session(body.session_id, owner=owner) is None
+    # a client-chosen id is the caller's to use unless another key owns it (created at start)
+    if body.session_id is not None and not (
+        await services.sessions.claimable(body.session_id, owner=owner)
     ):
         raise session_not_found(body.session_id)
     return ChatTurn(
@@ -91,6 +92,7 @@ async def prepare_turn(
         extra=options.provider_extra(),
         enable_tools=options.enable_tools,
         tool_names=tuple(options.tools) if options.tools is not None else None,
+        create_session=True,
     )
 
 

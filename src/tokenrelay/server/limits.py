@@ -58,6 +58,7 @@ STREAM_STARTERS = frozenset(
         ("POST", "/v1/chat/completions"),
         ("POST", "/api/plans/generate"),
         ("POST", "/api/plans/generate/stream"),
+        ("POST", "/api/ui/chat"),
         ("GET", "/api/chat/stream"),
     }
 )
@@ -181,6 +182,8 @@ def reads_stream(scope: Scope) -> bool:
     if scope.get("method") != "GET":
         return False
     path: str = scope.get("path", "")
+    if path.startswith("/api/ui/"):  # useChat's resume, and any stream as UI chunks
+        return path.endswith("/stream") or path.startswith("/api/ui/streams/")
     return path == "/api/chat/stream" or path.startswith("/api/streams/")
 
 

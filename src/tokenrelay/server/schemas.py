@@ -47,7 +47,12 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     message: str = Field(description="the user's message, 1 to max_message_chars characters")
-    session_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    session_id: str | None = Field(
+        default=None,
+        pattern=ID_PATTERN,
+        description="continue this session; an id no session has yet (1-128 characters of"
+        " A-Z a-z 0-9 _ -, chosen by the client) starts one, owned by the caller's key",
+    )
     options: ChatOptions = Field(default_factory=ChatOptions)
     event_names: bool | None = Field(
         default=None, description="false leaves out `event:` lines (EventSource.onmessage)"

@@ -8,6 +8,13 @@ Crash recovery (sessions/recovery.py): a placeholder records its stream and the 
 process) generating it; each replica keeps a heartbeat row; an answer left `streaming` by a
 replica whose heartbeat has stopped is an orphan, and becomes `interrupted` with the longest
 text there is (the stream log's, else the placeholder's last checkpoint).
+
+Session ids may be chosen by the client (`SESSION_ID_RULE`): a turn with `create=True` on an
+unknown id creates the session, owned by the caller's key; an id another key owns is
+SESSION_NOT_FOUND, as if it did not exist. Each session records its latest stream
+(`active_stream_id`, set by every turn), so that any replica can find the answer being
+generated for a chat (`GET /api/ui/chat/{id}/stream`). A regenerated answer stays stored,
+marked `superseded` in its metadata (`is_superseded`); the model never sees it again.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from tokenrelay.errors import SessionNotFound
+from tokenrelay.errors import SessionNotFound, ValidationError
 
 
 class _RandomIds:
@@ -75,6 +82,22 @@ def dump_metadata(metadata: dict[str, Any] | None) -> str:
     return orjson.dumps(metadata or {}, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+SESSION_ID_RULE = "1 to 128 characters from A-Z, a-z, 0-9, '_' and '-'"
+"""Client-chosen session ids (server/schemas.py ID_PATTERN), as the docs state it."""
+
+
+def is_superseded(message: StoredMessage) -> bool:
+    """A message of an answer that a regenerated one replaced: kept, never sent to the model."""
+    return bool(message.metadata.get("superseded"))
+
+
+def nothing_to_regenerate(session_id: str) -> ValidationError:
+    return ValidationError(
+        f"session {session_id!r} has no user message to answer again",
+        suggestion="send a message first; regenerate answers the last one again",
+    )
+
+
 def session_not_found(session_id: str) -> SessionNotFound:
     """The one SESSION_NOT_FOUND, whichever store or route finds the session missing."""
     return SessionNotFound(
@@ -107,6 +130,7 @@ class SessionInfo:
     title: str | None
     owner: str | None
     message_count: int
+    active_stream_id: str | None = None  # the stream of the session's latest turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,11 +181,37 @@ class SessionStore(Protocol):
         planned: TurnStart | None = None,
         stream_id: str | None = None,
         replica_id: str | None = None,
+        create: bool = False,
     ) -> Awaitable[TurnStart]:
         """Create the session when `session_id` is None (with the ids of `planned` when given);
-        raise SessionNotFound if unknown. With `writes_in_order`, the write is queued by the
-        call itself, before any await. The answer's placeholder records `stream_id` and
-        `replica_id` (the process generating it), for crash recovery."""
+        raise SessionNotFound if unknown, unless `create` (a client-chosen id: then it is made,
+        owned by `owner`), and if another owner's. With `writes_in_order`, the write is queued
+        by the call itself, before any await. The answer's placeholder records `stream_id` and
+        `replica_id` (the process generating it), for crash recovery; the session records
+        `stream_id` as its `active_stream_id`."""
+        ...
+
+    async def start_regenerate(
+        self,
+        session_id: str,
+        *,
+        owner: str | None = None,
+        stream_id: str | None = None,
+        replica_id: str | None = None,
+    ) -> tuple[TurnStart, str]:
+        """A new answer to the session's last user message, in one transaction: the messages
+        after it (the old answer, its tool rounds) are marked superseded, a new placeholder is
+        added. Returns the turn (its `history` ends before that user message, its
+        `user_message_id` is that message's) and the user message's text. SessionNotFound as
+        `start_turn`; ValidationError when the session has no user message."""
+        ...
+
+    async def claimable(self, session_id: str, *, owner: str | None = None) -> bool:
+        """May `owner` use this id: the session is theirs, or no session has it yet."""
+        ...
+
+    async def clear_active_stream(self, session_id: str, stream_id: str) -> None:
+        """The session has no active stream any more, if `stream_id` is still its latest."""
         ...
 
     async def add_message(

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 
 from tokenrelay.providers.base import ChatMessage, ToolCall
-from tokenrelay.sessions.base import StoredMessage
+from tokenrelay.sessions.base import StoredMessage, is_superseded
 
 
 def estimate_tokens(text: str) -> int:
@@ -20,7 +20,7 @@ def estimate_tokens(text: str) -> int:
 
 def to_chat_message(message: StoredMessage) -> ChatMessage | None:
     """Stored message → model message; None for what the model should not see again."""
-    if message.status == "streaming":
+    if message.status == "streaming" or is_superseded(message):
         return None
     if message.role == "assistant":
         calls = tuple(

@@ -23,7 +23,9 @@ from tokenrelay.sessions.base import (
     StoredRole,
     TurnStart,
     dump_metadata,
+    is_superseded,
     new_id,
+    nothing_to_regenerate,
     session_not_found,
     turn_ids,
 )
@@ -81,7 +83,16 @@ async def _m002_answer_owners_and_replicas(conn: Any) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_m001_sessions_and_messages, _m002_answer_owners_and_replicas]
+async def _m003_active_streams(conn: Any) -> None:
+    """Each session's latest stream: as sessions/sqlite.py's migration of the same name."""
+    await conn.execute("ALTER TABLE tokenrelay_sessions ADD COLUMN active_stream_id TEXT")
+
+
+MIGRATIONS: list[Migration] = [
+    _m001_sessions_and_messages,
+    _m002_answer_owners_and_replicas,
+    _m003_active_streams,
+]
 
 _NOW = "extract(epoch FROM clock_timestamp())"
 
@@ -153,13 +164,55 @@ def _session(row: Any) -> SessionInfo:
         title=row["title"],
         owner=row["owner"],
         message_count=row["n"],
+        active_stream_id=row["active_stream_id"],
     )
 
 
 _SESSION_COLUMNS = (
-    "s.id, s.created_at, s.updated_at, s.title, s.owner,"
+    "s.id, s.created_at, s.updated_at, s.title, s.owner, s.active_stream_id,"
     " (SELECT COUNT(*) FROM tokenrelay_messages m WHERE m.session_id = s.id) AS n"
 )
+
+
+async def _touch(
+    conn: Any,
+    session_id: str,
+    owner: str | None,
+    now: float,
+    stream_id: str | None,
+    *,
+    create: bool,
+    title: str = "",
+) -> None:
+    """A turn on a session: its time and active stream, made first when `create` allows and
+    no session has the id (two first turns at once: one makes it, both use it).
+    SESSION_NOT_FOUND when another owner has it, or it is unknown and not to be made."""
+    if create:
+        found = await conn.fetchval(
+            "INSERT INTO tokenrelay_sessions(id, owner, title, created_at, updated_at,"
+            " active_stream_id) VALUES ($1, $2, $3, $4, $4, $5)"
+            " ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at,"
+            " active_stream_id = coalesce(excluded.active_stream_id,"
+            "  tokenrelay_sessions.active_stream_id)"
+            " WHERE tokenrelay_sessions.owner IS NOT DISTINCT FROM excluded.owner RETURNING id",
+            session_id,
+            owner,
+            title[:80],
+            now,
+            stream_id,
+        )
+    else:
+        found = await conn.fetchval(
+            "UPDATE tokenrelay_sessions SET updated_at = $1,"
+            " active_stream_id = coalesce($4, active_stream_id)"
+            " WHERE id = $2 AND owner IS NOT DISTINCT FROM $3 RETURNING id",
+            now,
+            session_id,
+            owner,
+            stream_id,
+        )
+    if found is None:
+        raise session_not_found(session_id)
 
 
 class PostgresSessionStore:
@@ -212,6 +265,7 @@ class PostgresSessionStore:
         planned: TurnStart | None = None,
         stream_id: str | None = None,
         replica_id: str | None = None,
+        create: bool = False,
     ) -> TurnStart:
         now = time.time()
         history: list[StoredMessage] = []
@@ -219,23 +273,16 @@ class PostgresSessionStore:
         async with self._conn() as conn, conn.transaction():
             if session_id is None:
                 await conn.execute(
-                    "INSERT INTO tokenrelay_sessions(id, owner, title, created_at, updated_at)"
-                    " VALUES ($1, $2, $3, $4, $4)",
+                    "INSERT INTO tokenrelay_sessions(id, owner, title, created_at, updated_at,"
+                    " active_stream_id) VALUES ($1, $2, $3, $4, $4, $5)",
                     sid,
                     owner,
                     user_text[:80],
                     now,
+                    stream_id,
                 )
             else:
-                found = await conn.fetchval(
-                    "UPDATE tokenrelay_sessions SET updated_at = $1"
-                    " WHERE id = $2 AND owner IS NOT DISTINCT FROM $3 RETURNING id",
-                    now,
-                    sid,
-                    owner,
-                )
-                if found is None:
-                    raise session_not_found(sid)
+                await _touch(conn, sid, owner, now, stream_id, create=create, title=user_text)
                 rows = await conn.fetch(
                     "SELECT * FROM tokenrelay_messages WHERE session_id = $1 ORDER BY seq",
                     sid,
@@ -251,6 +298,65 @@ class PostgresSessionStore:
                 ],
             )
         return TurnStart(sid, user_id, answer_id, history)
+
+    async def start_regenerate(
+        self,
+        session_id: str,
+        *,
+        owner: str | None = None,
+        stream_id: str | None = None,
+        replica_id: str | None = None,
+    ) -> tuple[TurnStart, str]:
+        now = time.time()
+        answer_id = new_id()
+        async with self._conn() as conn, conn.transaction():
+            await _touch(conn, session_id, owner, now, stream_id, create=False)
+            row = await conn.fetchrow(
+                "SELECT seq, id, content FROM tokenrelay_messages WHERE session_id = $1"
+                " AND role = 'user' AND NOT metadata ? 'superseded' ORDER BY seq DESC LIMIT 1",
+                session_id,
+            )
+            if row is None:
+                raise nothing_to_regenerate(session_id)
+            await conn.execute(
+                "UPDATE tokenrelay_messages SET metadata = metadata || '{\"superseded\": true}'"
+                " WHERE session_id = $1 AND seq > $2",
+                session_id,
+                row["seq"],
+            )
+            rows = await conn.fetch(
+                "SELECT * FROM tokenrelay_messages WHERE session_id = $1 AND seq < $2 ORDER BY seq",
+                session_id,
+                row["seq"],
+            )
+            await conn.execute(
+                "INSERT INTO tokenrelay_messages"
+                "(id, session_id, role, content, status, created_at, stream_id, replica_id)"
+                " VALUES ($1, $2, 'assistant', '', 'streaming', $3, $4, $5)",
+                answer_id,
+                session_id,
+                now,
+                stream_id,
+                replica_id,
+            )
+        history = [m for m in map(_message, rows) if not is_superseded(m)]
+        return TurnStart(session_id, row["id"], answer_id, history), row["content"]
+
+    async def claimable(self, session_id: str, *, owner: str | None = None) -> bool:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                "SELECT owner FROM tokenrelay_sessions WHERE id = $1", session_id
+            )
+        return row is None or row["owner"] == owner
+
+    async def clear_active_stream(self, session_id: str, stream_id: str) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "UPDATE tokenrelay_sessions SET active_stream_id = NULL"
+                " WHERE id = $1 AND active_stream_id = $2",
+                session_id,
+                stream_id,
+            )
 
     async def add_message(
         self,
@@ -292,6 +398,9 @@ class PostgresSessionStore:
             count = await conn.fetchval(
                 "WITH updated AS ("
                 " UPDATE tokenrelay_messages SET content = $1, status = $2, metadata = $3::jsonb"
+                # an answer superseded meanwhile (a regenerate) stays superseded
+                " || CASE WHEN metadata ? 'superseded' THEN '{\"superseded\": true}'::jsonb"
+                " ELSE '{}'::jsonb END"
                 " WHERE id = $4 RETURNING session_id)"
                 " SELECT COUNT(*) FROM tokenrelay_messages"
                 " WHERE session_id = (SELECT session_id FROM updated)",

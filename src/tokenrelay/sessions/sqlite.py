@@ -26,7 +26,9 @@ from tokenrelay.sessions.base import (
     StoredRole,
     TurnStart,
     dump_metadata,
+    is_superseded,
     new_id,
+    nothing_to_regenerate,
     session_not_found,
     turn_ids,
 )
@@ -85,7 +87,16 @@ def _m002_answer_owners_and_replicas(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_m001_sessions_and_messages, _m002_answer_owners_and_replicas]
+def _m003_active_streams(db: sqlite3.Connection) -> None:
+    """Each session's latest stream: where a chat's answer in progress is found (resume)."""
+    db.execute("ALTER TABLE sessions ADD COLUMN active_stream_id TEXT")
+
+
+MIGRATIONS: list[Migration] = [
+    _m001_sessions_and_messages,
+    _m002_answer_owners_and_replicas,
+    _m003_active_streams,
+]
 
 
 def migrate(db: sqlite3.Connection, component: str, migrations: list[Migration]) -> int:
@@ -126,7 +137,7 @@ def _message(row: sqlite3.Row) -> StoredMessage:
 
 
 _SESSION_COLUMNS = (
-    "s.id, s.created_at, s.updated_at, s.title, s.owner,"
+    "s.id, s.created_at, s.updated_at, s.title, s.owner, s.active_stream_id,"
     " (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS n"
 )
 
@@ -139,6 +150,7 @@ def _session(row: sqlite3.Row) -> SessionInfo:
         title=row["title"],
         owner=row["owner"],
         message_count=row["n"],
+        active_stream_id=row["active_stream_id"],
     )
 
 
@@ -147,6 +159,33 @@ def _messages(db: sqlite3.Connection, session_id: str) -> list[StoredMessage]:
         "SELECT * FROM messages WHERE session_id = ? ORDER BY seq", (session_id,)
     ).fetchall()
     return [_message(r) for r in rows]
+
+
+def _touch(
+    db: sqlite3.Connection,
+    session_id: str,
+    owner: str | None,
+    now: float,
+    stream_id: str | None,
+    *,
+    create: bool,
+) -> bool:
+    """A turn on an existing session: its time and active stream. False when there is no such
+    session and `create` allows making it (the caller inserts it); SESSION_NOT_FOUND when it
+    is another owner's, or unknown and not to be made."""
+    cur = db.execute(
+        "UPDATE sessions SET updated_at = ?, active_stream_id = coalesce(?, active_stream_id)"
+        " WHERE id = ? AND owner IS ?",
+        (now, stream_id, session_id, owner),
+    )
+    if cur.rowcount:
+        return True
+    if (
+        create
+        and db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None
+    ):
+        return False
+    raise session_not_found(session_id)
 
 
 def _run_group(
@@ -281,6 +320,7 @@ class SQLiteSessionStore:
         planned: TurnStart | None = None,
         stream_id: str | None = None,
         replica_id: str | None = None,
+        create: bool = False,
     ) -> asyncio.Future[TurnStart]:
         """Queued by the call itself, before any await: see `writes_in_order`."""
         now = time.time()
@@ -288,19 +328,13 @@ class SQLiteSessionStore:
 
         def body(db: sqlite3.Connection) -> TurnStart:
             history: list[StoredMessage] = []
-            if session_id is None:
+            if session_id is None or not _touch(db, sid, owner, now, stream_id, create=create):
                 db.execute(
-                    "INSERT INTO sessions(id, owner, title, created_at, updated_at)"
-                    " VALUES (?,?,?,?,?)",
-                    (sid, owner, user_text[:80], now, now),
+                    "INSERT INTO sessions(id, owner, title, created_at, updated_at,"
+                    " active_stream_id) VALUES (?,?,?,?,?,?)",
+                    (sid, owner, user_text[:80], now, now, stream_id),
                 )
             else:
-                cur = db.execute(
-                    "UPDATE sessions SET updated_at = ? WHERE id = ? AND owner IS ?",
-                    (now, sid, owner),
-                )
-                if cur.rowcount == 0:
-                    raise session_not_found(sid)
                 history = _messages(db, sid)
             db.execute(  # one statement for both rows: one step, one GIL hand-off
                 "INSERT INTO messages"
@@ -314,6 +348,58 @@ class SQLiteSessionStore:
             return TurnStart(sid, user_id, answer_id, history)
 
         return self._write(body, defer=session_id is None and planned is not None)
+
+    async def start_regenerate(
+        self,
+        session_id: str,
+        *,
+        owner: str | None = None,
+        stream_id: str | None = None,
+        replica_id: str | None = None,
+    ) -> tuple[TurnStart, str]:
+        now = time.time()
+        answer_id = new_id()
+
+        def body(db: sqlite3.Connection) -> tuple[TurnStart, str]:
+            _touch(db, session_id, owner, now, stream_id, create=False)
+            row = db.execute(
+                "SELECT seq, id, content FROM messages WHERE session_id = ? AND role = 'user'"
+                " AND json_extract(metadata, '$.superseded') IS NULL ORDER BY seq DESC LIMIT 1",
+                (session_id,),
+            ).fetchone()
+            if row is None:
+                raise nothing_to_regenerate(session_id)
+            db.execute(
+                "UPDATE messages SET metadata = json_set(metadata, '$.superseded', json('true'))"
+                " WHERE session_id = ? AND seq > ?",
+                (session_id, row["seq"]),
+            )
+            history = [m for m in _messages(db, session_id) if not is_superseded(m)]
+            history = history[: [m.id for m in history].index(row["id"])]
+            db.execute(
+                "INSERT INTO messages"
+                "(id, session_id, role, content, status, created_at, stream_id, replica_id)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (answer_id, session_id, "assistant", "", "streaming", now, stream_id, replica_id),
+            )
+            return TurnStart(session_id, row["id"], answer_id, history), row["content"]
+
+        return await self._write(body)
+
+    async def claimable(self, session_id: str, *, owner: str | None = None) -> bool:
+        def body(db: sqlite3.Connection) -> bool:
+            row = db.execute("SELECT owner FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            return row is None or row["owner"] == owner
+
+        return await self._worker.run(body)
+
+    async def clear_active_stream(self, session_id: str, stream_id: str) -> None:
+        await self._write(
+            lambda db: db.execute(
+                "UPDATE sessions SET active_stream_id = NULL WHERE id = ? AND active_stream_id = ?",
+                (session_id, stream_id),
+            )
+        )
 
     async def add_message(
         self,
@@ -361,8 +447,11 @@ class SQLiteSessionStore:
 
         def body(db: sqlite3.Connection) -> int:
             db.execute(
-                "UPDATE messages SET content = ?, status = ?, metadata = ? WHERE id = ?",
-                (content, status, dumped, message_id),
+                # an answer superseded meanwhile (a regenerate) stays superseded
+                "UPDATE messages SET content = ?, status = ?, metadata = CASE WHEN"
+                " json_extract(metadata, '$.superseded') THEN"
+                " json_set(?, '$.superseded', json('true')) ELSE ? END WHERE id = ?",
+                (content, status, dumped, dumped, message_id),
             )
             row = db.execute(
                 "SELECT COUNT(*) FROM messages WHERE session_id ="

@@ -1,0 +1,191 @@
+"""The AI SDK's `useChat` backend: its request in, the UI message stream out (docs/frontend.md).
+
+- `POST /api/ui/chat`: `useChat`'s body (server/ui_messages.py); the chat id is our session id
+  (client-chosen: an unknown one is created for the caller's key). `regenerate-message` answers
+  the last user message again, the old answer kept but superseded.
+- `GET /api/ui/chat/{id}/stream`: the resume `useChat` derives from its `api`: the chat's
+  active stream replayed from its start and followed live, on any replica (the session
+  records its stream; the log is shared); 204 when nothing runs for that chat.
+- `POST /api/ui/chat/{id}/stop`: cancels the active stream (a disconnect does not: closing a
+  tab leaves the answer running, `disconnect_grace_s`); the partial answer stays stored.
+- `GET /api/ui/chat/{id}/messages`: the session as UIMessages, for a page that reloads (none
+  for a chat that does not exist yet).
+- `GET /api/ui/streams/{stream_id}`: any stream of the caller's (a planner's, a chat's) from its
+  start as UI message chunks, for `DefaultChatTransport`'s `prepareReconnectToStreamRequest`;
+  204 when it is unknown, expired or another key's.
+
+Every stream is the one chat pipeline read from the log through `UIMessageStreamEncoder`, the
+same SSE response as the native routes with another encoder. Errors found before the stream
+starts are our JSON errors with their HTTP status, as on the native routes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+from typing import Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse, Response
+
+from tokenrelay.pipelines.chat import ChatTurn, chat_pipeline
+from tokenrelay.server.deps import (
+    get_services,
+    owner_of,
+    prepare_turn,
+    start_stream,
+    trace_id_for,
+)
+from tokenrelay.server.json_checks import CheckedRoute
+from tokenrelay.server.limits import reading_slot
+from tokenrelay.server.schemas import ID_PATTERN, ChatRequest
+from tokenrelay.server.sse import EventStreamResponse
+from tokenrelay.server.ui_messages import UIChatRequest, last_user_text, to_ui_messages
+from tokenrelay.server.ui_stream_format import UI_STREAM_HEADERS, UIMessageStreamEncoder
+from tokenrelay.services import Services
+from tokenrelay.sessions.base import is_superseded, nothing_to_regenerate, session_not_found
+
+router = APIRouter(route_class=CheckedRoute, tags=["ui"])
+
+_HEADERS = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in UI_STREAM_HEADERS.items()]
+
+
+def ui_stream_response(
+    services: Services, stream_id: str, *, trace_id: str | None, starts: bool = False
+) -> EventStreamResponse:
+    """A stream from its first event, as UI message chunks; `starts`: this request started
+    it, so an error before its first event is the HTTP status (`stream_start_wait_s`), which
+    `useChat` reports as its error."""
+    return EventStreamResponse(
+        services,
+        stream_id,
+        trace_id=trace_id,
+        encoder=UIMessageStreamEncoder(),
+        headers=_HEADERS,
+        start_wait_s=services.settings.stream_start_wait_s if starts else 0.0,
+    )
+
+
+async def _running_stream(services: Services, session_id: str, owner: str | None) -> str | None:
+    """The chat's active stream while it has not finished (in the shared log), else None;
+    None too for a session that is unknown or another key's."""
+    info = await services.sessions.get_session(session_id, owner=owner)
+    if info is None or info.active_stream_id is None:
+        return None
+    stream = await services.log.info(info.active_stream_id)
+    if stream is None or stream.finished or stream.owner != owner:
+        return None
+    return info.active_stream_id
+
+
+async def _regenerate_turn(
+    services: Services, body: UIChatRequest, *, trace_id: str, owner: str | None
+) -> ChatTurn:
+    """A new answer to the session's last user message; an answer still running is stopped
+    first (it is the one being replaced)."""
+    session_id = body.id
+    if await services.sessions.get_session(session_id, owner=owner) is None:
+        raise session_not_found(session_id)
+    users = [
+        m
+        for m in await services.sessions.messages(session_id)
+        if m.role == "user" and not is_superseded(m)
+    ]
+    if not users:
+        raise nothing_to_regenerate(session_id)
+    running = await _running_stream(services, session_id, owner)
+    if running is not None:
+        await services.runner.cancel(running, "request")
+    request = ChatRequest(message=users[-1].content, session_id=session_id, options=body.options)
+    turn = await prepare_turn(services, request, trace_id=trace_id, owner=owner)
+    return dataclasses.replace(turn, regenerate=True, create_session=False)
+
+
+@router.post(
+    "/api/ui/chat",
+    summary="useChat's backend: an answer as the AI SDK's UI message stream",
+    response_class=Response,
+)
+async def ui_chat(body: UIChatRequest, request: Request) -> Response:
+    services = get_services(request)
+    owner, trace_id = owner_of(request), trace_id_for(request)
+    if body.trigger == "regenerate-message":
+        turn = await _regenerate_turn(services, body, trace_id=trace_id, owner=owner)
+    else:
+        asked = ChatRequest(
+            message=last_user_text(body.messages), session_id=body.id, options=body.options
+        )
+        turn = await prepare_turn(services, asked, trace_id=trace_id, owner=owner)
+    await start_stream(
+        request,
+        turn.stream_id,
+        partial(chat_pipeline, services, turn),
+        owner=turn.owner,
+        session_id=turn.session_id,
+    )
+    return ui_stream_response(services, turn.stream_id, trace_id=trace_id, starts=True)
+
+
+@router.get(
+    "/api/ui/chat/{chat_id}/stream",
+    summary="Resume the chat's answer in progress: replayed from its start, then live",
+    responses={204: {"description": "no answer is in progress for this chat"}},
+    response_class=Response,
+)
+async def ui_chat_resume(request: Request, chat_id: str = Path(pattern=ID_PATTERN)) -> Response:
+    services = get_services(request)
+    stream_id = await _running_stream(services, chat_id, owner_of(request))
+    if stream_id is None:
+        return Response(status_code=204)
+    # a running stream: the reading rides on the stream's own slot (server/resume.py)
+    services.metrics.resumes.inc()
+    return ui_stream_response(services, stream_id, trace_id=trace_id_for(request))
+
+
+@router.get(
+    "/api/ui/streams/{stream_id}",
+    summary="Any of your streams, from its start, as UI message chunks",
+    responses={204: {"description": "the stream is unknown, expired or another key's"}},
+    response_class=Response,
+)
+async def ui_stream(request: Request, stream_id: str = Path(pattern=ID_PATTERN)) -> Response:
+    services = get_services(request)
+    info = await services.log.info(stream_id)
+    if info is None or info.owner != owner_of(request):
+        return Response(status_code=204)
+    # a replay of a finished stream holds a per-client slot (server/resume.py)
+    release = await reading_slot(request) if info.finished else None
+    response = ui_stream_response(services, stream_id, trace_id=trace_id_for(request))
+    response.on_close = release
+    return response
+
+
+@router.post("/api/ui/chat/{chat_id}/stop", summary="Stop the chat's answer in progress")
+async def ui_chat_stop(request: Request, chat_id: str = Path(pattern=ID_PATTERN)) -> Response:
+    services = get_services(request)
+    owner = owner_of(request)
+    info = await services.sessions.get_session(chat_id, owner=owner)
+    if info is None:
+        raise session_not_found(chat_id)
+    stream_id = await _running_stream(services, chat_id, owner)
+    cancelled = False
+    if stream_id is not None:
+        cancelled = await services.runner.cancel(stream_id, "request")
+    if info.active_stream_id is not None:
+        await services.sessions.clear_active_stream(chat_id, info.active_stream_id)
+    body: dict[str, Any] = {"session_id": chat_id, "stream_id": stream_id, "cancelled": cancelled}
+    return JSONResponse(body)
+
+
+@router.get("/api/ui/chat/{chat_id}/messages", summary="The chat as the AI SDK's UIMessages")
+async def ui_chat_messages(
+    request: Request, chat_id: str = Path(pattern=ID_PATTERN)
+) -> dict[str, Any]:
+    """A chat that does not exist yet (or is another key's: the same answer, which reveals
+    nothing) has no messages: a page opening a new chat gets no error to log."""
+    services = get_services(request)
+    info = await services.sessions.get_session(chat_id, owner=owner_of(request))
+    if info is None:
+        return {"id": chat_id, "messages": []}
+    messages = await services.sessions.messages(chat_id)
+    return {"id": chat_id, "messages": to_ui_messages(messages)}

@@ -1,0 +1,186 @@
+"""examples/react-chat (useChat from @ai-sdk/react with `resume: true`) in Debian's chromium
+against a real `tokenrelay serve`: built here with esbuild from the pinned packages, served
+from another origin (CORS), and driven as a person would: the answer streams, tool progress
+and sources show, Stop stops the server's stream, a reload mid-answer resumes it with nothing
+lost or repeated, Regenerate replaces the answer, and Korean round-trips."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import re
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.e2e.conftest import ARTIFACTS
+from tests.e2e.server_process import ServerProcess, tokenrelay_serve
+from tests.node import run_node
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "react-chat"
+DOC = ROOT / "docs" / "frontend.md"
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def _static(directory: Path, port: int) -> Iterator[str]:
+    handler = functools.partial(_Quiet, directory=str(directory))
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ServerProcess]]:
+    """(the built app's origin, the tokenrelay it talks to across origins)."""
+    out = tmp_path_factory.mktemp("react-chat")
+    run_node("build_react_chat.mjs", str(EXAMPLE), str(out))
+    port = free_port()
+    env = {
+        "TOKENRELAY_CORS_ORIGINS": f"http://127.0.0.1:{port}",
+        "TOKENRELAY_DISCONNECT_GRACE_S": "30",  # a reload must find the answer still running
+        "TOKENRELAY_TOOL_MODULES": json.dumps(["tests.tools.sample_tools"]),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+    }
+    data = tmp_path_factory.mktemp("react-chat-server")
+    with _static(out, port) as origin, tokenrelay_serve(data, env=env) as server:
+        yield origin, server
+
+
+def _url(app: tuple[str, ServerProcess], chat: str, options: dict[str, Any]) -> str:
+    origin, server = app
+    return f"{origin}/?server={quote(server.url)}&chat={chat}&options={quote(json.dumps(options))}"
+
+
+def _send(page: Any, text: str) -> None:
+    page.fill("input[name=q]", text)
+    page.press("input[name=q]", "Enter")
+
+
+def _answers(page: Any) -> list[str]:
+    return [str(t) for t in page.locator(".assistant").all_text_contents()]
+
+
+def _ready(page: Any) -> None:
+    page.wait_for_selector("[data-status=ready]")
+
+
+def test_the_doc_shows_the_example_component_word_for_word() -> None:
+    blocks = re.findall(r"```jsx\n(.*?)```", DOC.read_text(), re.S)
+    assert blocks == [(EXAMPLE / "src" / "Chat.jsx").read_text()]
+
+
+def test_a_reload_mid_answer_resumes_it_with_nothing_lost_or_repeated(
+    page: Any, app: tuple[str, ServerProcess]
+) -> None:
+    reply = " ".join(f"낱말{i}" for i in range(40))
+    page.goto(_url(app, "react-resume", {"scripted": {"reply": reply, "delay_ms": 50}}))
+    _ready(page)
+    _send(page, "긴 답을 주세요")
+    page.wait_for_function(
+        "() => (document.querySelector('.assistant p')?.textContent ?? '').split(' ').length > 5"
+    )
+    page.reload()
+    page.wait_for_selector(".assistant p")
+    _ready(page)
+    assert page.locator(".user").all_text_contents() == ["긴 답을 주세요"]
+    assert _answers(page) == [reply]  # one answer, whole, nothing twice
+    page.screenshot(path=str(ARTIFACTS / "react_chat_resumed.png"))
+    page.reload()  # finished: the stored chat shows it, and the resume finds nothing to do
+    _ready(page)
+    assert _answers(page) == [reply]
+
+
+def test_tool_progress_and_sources_show(page: Any, app: tuple[str, ServerProcess]) -> None:
+    _, server = app
+    loaded = httpx.post(
+        f"{server.url}/api/documents",
+        json={
+            "title": "Palaces of Seoul",
+            "text": "Gyeongbokgung is the main royal palace of the Joseon dynasty.",
+            "source": "https://example.org/palaces",
+        },
+        timeout=30,
+    )
+    assert loaded.status_code in (200, 201), loaded.text
+    calls = [{"name": "steps", "arguments": {"count": 2}}]
+    options = {"rag": True, "scripted": {"tool_calls": calls, "reply": "Gyeongbokgung."}}
+    page.goto(_url(app, "react-tools", options))
+    _ready(page)
+    _send(page, "Which is the main palace?")
+    page.wait_for_selector(".assistant p")
+    _ready(page)
+    answer = page.locator(".assistant")
+    assert answer.locator("small").all_text_contents() == ["step 2 of 2"]
+    assert answer.locator("code").all_text_contents() == ["steps: output-available"]
+    link = answer.locator("a")
+    assert link.text_content() == "Palaces of Seoul"
+    assert link.get_attribute("href") == "https://example.org/palaces"
+    assert answer.locator("p").all_text_contents() == ["Gyeongbokgung."]
+
+
+def test_stop_stops_the_answer_on_the_server(page: Any, app: tuple[str, ServerProcess]) -> None:
+    _, server = app
+    options = {"scripted": {"reply": "one two three four five", "stall_after": 2}}
+    page.goto(_url(app, "react-stop", options))
+    _ready(page)
+    _send(page, "stop me")
+    page.wait_for_selector(".assistant p")
+    page.get_by_role("button", name="Stop").click()
+    _ready(page)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        # the server's stream ended: nothing to resume, and the partial answer is kept
+        for _ in range(100):
+            stored = client.get("/api/ui/chat/react-stop/messages").json()["messages"]
+            if stored[-1]["metadata"]["status"] != "streaming":
+                break
+        assert stored[-1]["metadata"]["status"] == "interrupted"
+        assert client.get("/api/ui/chat/react-stop/stream").status_code == 204
+    assert stored[-1]["parts"][-1]["text"] == "one two "
+
+
+def test_regenerate_replaces_the_answer_and_korean_round_trips(
+    page: Any, app: tuple[str, ServerProcess]
+) -> None:
+    _, server = app
+    page.goto(_url(app, "react-regen", {"scripted": {"reply": "서울의 궁궐은 다섯 곳입니다."}}))
+    _ready(page)
+    _send(page, "서울에 궁궐이 몇 개 있나요?")
+    page.wait_for_selector(".assistant p")
+    _ready(page)
+    first = page.get_attribute(".assistant", "data-id")
+    page.get_by_role("button", name="Regenerate").click()
+    page.wait_for_function(
+        "(first) => { const a = document.querySelector('.assistant');"
+        " return a && a.dataset.id !== first"
+        " && document.querySelector('[data-status=ready]') !== null; }",
+        arg=first,
+    )
+    assert _answers(page) == ["서울의 궁궐은 다섯 곳입니다."]
+    page.reload()
+    _ready(page)
+    assert page.locator(".user").all_text_contents() == ["서울에 궁궐이 몇 개 있나요?"]
+    assert _answers(page) == ["서울의 궁궐은 다섯 곳입니다."]
+    history = httpx.get(f"{server.url}/api/sessions/react-regen", timeout=30).json()["messages"]
+    superseded = [m for m in history if m["metadata"].get("superseded")]
+    assert [m["role"] for m in superseded] == ["assistant"]

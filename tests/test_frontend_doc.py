@@ -1,0 +1,71 @@
+"""docs/frontend.md's transport block, run as written with node against a real server with
+API keys: it loads a chat, the AI SDK sends through it, and its Stop stops the server."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from tests.node import JS_DIR, require_node, run_node
+from tests.processes import serve
+from tests.security.conftest import ALICE_KEY, KEYS
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "frontend.md"
+
+DRIVER = """
+import { readUIMessageStream } from 'ai';
+
+const user = text => ({ id: 'u1', role: 'user', parts: [{ type: 'text', text }] });
+const send = (chatId, text, scripted) =>
+  transport.sendMessages({
+    chatId, messages: [user(text)], trigger: 'submit-message', messageId: undefined,
+    body: { options: { scripted } },
+  });
+async function last(stream) {
+  let message;
+  for await (message of readUIMessageStream({ stream })) {}
+  return message;
+}
+const out = { before: await loadMessages('doc-chat') };
+const hello = { reply: 'Hello from the docs', tokens: 3 };
+const answer = await last(await send('doc-chat', 'hi', hello));
+out.answer = answer.parts.filter(p => p.type === 'text').map(p => p.text).join('');
+out.after = (await loadMessages('doc-chat')).map(m => m.role);
+const running = await send('doc-stop', 'x', { reply: 'a b c d', tokens: 4, stall_after: 1 });
+const types = [];
+const reader = running.getReader();
+for (;;) {
+  const { value, done } = await reader.read();
+  if (done) break;
+  types.push(value.type);
+  if (value.type === 'text-delta' && !types.includes('stopped')) {
+    types.push('stopped');
+    await stopAnswer('doc-stop');
+  }
+}
+out.types = types;
+console.log(JSON.stringify(out));
+"""
+
+
+def transport_block() -> str:
+    blocks = re.findall(r"```js\n(.*?)```", DOC.read_text(), re.S)
+    assert len(blocks) == 1, "docs/frontend.md has one ```js block (the transport); run here"
+    return str(blocks[0])
+
+
+def test_the_transport_snippet_chats_loads_and_stops(tmp_path: Path) -> None:
+    require_node()
+    (tmp_path / "node_modules").symlink_to((JS_DIR / "node_modules").resolve())
+    with serve(tmp_path, "doc", provider="scripted", api_keys=KEYS) as server:
+        code = transport_block()
+        code = code.replace("'http://127.0.0.1:8000'", repr(server.url))
+        code = code.replace("'your-api-key'", repr(ALICE_KEY))
+        script = tmp_path / "frontend_doc.mjs"
+        script.write_text(code + DRIVER)
+        seen: dict[str, Any] = run_node(str(script))
+    assert seen["before"] == []  # a chat that does not exist yet
+    assert seen["answer"] == "Hello from the docs"
+    assert seen["after"] == ["user", "assistant"]
+    assert seen["types"][-2:] == ["abort", "finish"] and "stopped" in seen["types"]
