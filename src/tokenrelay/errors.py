@@ -15,6 +15,7 @@ from typing import Any
 class ErrorCode(StrEnum):
     VALIDATION_ERROR = "VALIDATION_ERROR"
     SESSION_NOT_FOUND = "SESSION_NOT_FOUND"
+    SESSION_BUSY = "SESSION_BUSY"
     RATE_LIMIT = "RATE_LIMIT"
     UNAUTHORIZED = "UNAUTHORIZED"
     PROVIDER_ERROR = "PROVIDER_ERROR"
@@ -34,6 +35,7 @@ class ErrorCode(StrEnum):
 _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.VALIDATION_ERROR: 422,
     ErrorCode.SESSION_NOT_FOUND: 404,
+    ErrorCode.SESSION_BUSY: 409,
     ErrorCode.RATE_LIMIT: 429,
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.PROVIDER_ERROR: 502,
@@ -53,6 +55,7 @@ _HTTP_STATUS: dict[ErrorCode, int] = {
 _DEFAULT_RETRYABLE = frozenset(
     {
         ErrorCode.RATE_LIMIT,
+        ErrorCode.SESSION_BUSY,
         ErrorCode.PROVIDER_UNAVAILABLE,
         ErrorCode.PROVIDER_RATE_LIMIT,
         ErrorCode.TIMEOUT,
@@ -113,6 +116,12 @@ class ValidationError(TokenRelayError):
 
 class SessionNotFound(TokenRelayError):
     code = ErrorCode.SESSION_NOT_FOUND
+
+
+class SessionBusy(TokenRelayError):
+    """A turn on a session whose previous turn is still being answered (one at a time)."""
+
+    code = ErrorCode.SESSION_BUSY
 
 
 class StreamNotFound(TokenRelayError):

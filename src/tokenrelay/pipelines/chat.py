@@ -74,6 +74,11 @@ class ChatTurn:
     create_session: bool = False
     # a new answer to the session's last user message (`message`), replacing the last answer
     regenerate: bool = False
+    # the user message this turn's `message` replaces (an edit: the branch after it is kept,
+    # superseded)
+    edit_of: str | None = None
+    # a stale turn's stream whose claim on the session this turn may take (server/turn_guard.py)
+    takeover: str | None = None
 
 
 class _Recorder:
@@ -158,7 +163,11 @@ class _Recorder:
         await self.started()
         sessions = self._sessions
         await sessions.finish_turn(
-            self.message_id, text, "complete", {**self._meta, "tool_calls": _calls_json(calls)}
+            self.message_id,
+            text,
+            "complete",
+            {**self._meta, "tool_calls": _calls_json(calls)},
+            ends_turn=False,  # the answer goes on after the tool results
         )
         for o in outcomes:
             await sessions.add_message(
@@ -344,8 +353,20 @@ async def _start(
             owner=turn.owner,
             stream_id=turn.stream_id,
             replica_id=services.replica_id,
+            takeover=turn.takeover,
         )
         return started, None
+    if turn.edit_of is not None:
+        edited = await sessions.start_edit(
+            turn.session_id,
+            turn.edit_of,
+            turn.message,
+            owner=turn.owner,
+            stream_id=turn.stream_id,
+            replica_id=services.replica_id,
+            takeover=turn.takeover,
+        )
+        return edited, None
     started = await sessions.start_turn(
         turn.session_id,
         turn.message,
@@ -353,6 +374,7 @@ async def _start(
         stream_id=turn.stream_id,
         replica_id=services.replica_id,
         create=turn.create_session,
+        takeover=turn.takeover,
     )
     return started, None
 

@@ -14,6 +14,7 @@ from tokenrelay.pipelines.retrieval_step import RagRequest
 from tokenrelay.server.error_responses import error_response
 from tokenrelay.server.limits import limited_pipeline, raw_last_event_id
 from tokenrelay.server.schemas import ChatOptions, ChatRequest, RagOptions
+from tokenrelay.server.turn_guard import free_or_stale
 from tokenrelay.services import Services
 from tokenrelay.sessions.base import new_id, session_not_found
 from tokenrelay.streams.context import Pipeline
@@ -63,9 +64,16 @@ def check_message(text: str, max_chars: int) -> str:
 
 
 async def prepare_turn(
-    services: Services, body: ChatRequest, *, trace_id: str, owner: str | None
+    services: Services,
+    body: ChatRequest,
+    *,
+    trace_id: str,
+    owner: str | None,
+    replacing: str | None = None,
 ) -> ChatTurn:
-    """Validate everything that can be checked before the stream starts (→ plain HTTP errors)."""
+    """Validate everything that can be checked before the stream starts (→ plain HTTP errors),
+    SESSION_BUSY included (server/turn_guard.py; `replacing`: a stream just stopped to be
+    answered again, which the turn takes over)."""
     settings = services.settings
     message = check_message(body.message, settings.max_message_chars)
     options = body.options
@@ -78,6 +86,9 @@ async def prepare_turn(
         await services.sessions.claimable(body.session_id, owner=owner)
     ):
         raise session_not_found(body.session_id)
+    takeover = None
+    if body.session_id is not None:
+        takeover = await free_or_stale(services, body.session_id, owner, replacing=replacing)
     return ChatTurn(
         rag=rag_request(services, options),
         stream_id=new_id(),
@@ -93,6 +104,7 @@ async def prepare_turn(
         enable_tools=options.enable_tools,
         tool_names=tuple(options.tools) if options.tools is not None else None,
         create_session=True,
+        takeover=takeover,
     )
 
 

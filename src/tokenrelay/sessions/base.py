@@ -15,6 +15,18 @@ SESSION_NOT_FOUND, as if it did not exist. Each session records its latest strea
 (`active_stream_id`, set by every turn), so that any replica can find the answer being
 generated for a chat (`GET /api/ui/chat/{id}/stream`). A regenerated answer stays stored,
 marked `superseded` in its metadata (`is_superseded`); the model never sees it again.
+
+One turn at a time per session (docs/protocol.md, SESSION_BUSY): a turn with a stream claims
+the session in the same transaction that writes its first rows, by a conditional update of the
+session's `turn_stream_id` (and `turn_replica_id`, the process generating it) that succeeds only
+when no turn holds it, or when the holder is the stale stream the caller names (`takeover`).
+The claim ends with the turn's last `finish_turn` (`ends_turn`), a stop
+(`clear_active_stream`) or a crash recovery (`interrupt`). Whether a holder is stale (its
+replica dead, its stream ended or gone from the log) is decided by the route before the turn
+(server/turn_guard.py, with `running_turn`); the store's condition keeps the claim atomic
+across replicas. An edit (`start_edit`) and a regenerate supersede the messages they replace,
+each marked with `superseded_by`, the id of the message that took their place, so the earlier
+versions can be read back (sessions/versions.py).
 """
 
 from __future__ import annotations
@@ -27,7 +39,7 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from tokenrelay.errors import SessionNotFound, ValidationError
+from tokenrelay.errors import SessionBusy, SessionNotFound, ValidationError
 
 
 class _RandomIds:
@@ -98,6 +110,26 @@ def nothing_to_regenerate(session_id: str) -> ValidationError:
     )
 
 
+def not_editable(session_id: str, message_id: str) -> ValidationError:
+    return ValidationError(
+        f"message {message_id!r} is not a user message of session {session_id!r} that can be"
+        " edited",
+        suggestion="edit one of the conversation's current user messages: GET"
+        f" /api/sessions/{session_id} lists them (those without `superseded`)",
+    )
+
+
+def session_busy(session_id: str, stream_id: str | None) -> SessionBusy:
+    """The one SESSION_BUSY: the session's previous turn (stream `stream_id`) still runs."""
+    return SessionBusy(
+        f"session {session_id!r} is still answering its previous message (stream {stream_id})",
+        suggestion=f"wait for that answer to end (follow it at GET /api/streams/{stream_id}),"
+        f" or cancel it with POST /api/streams/{stream_id}/cancel; then send again",
+        retry_after_s=1,
+        details={"session_id": session_id, "stream_id": stream_id},
+    )
+
+
 def session_not_found(session_id: str) -> SessionNotFound:
     """The one SESSION_NOT_FOUND, whichever store or route finds the session missing."""
     return SessionNotFound(
@@ -131,6 +163,16 @@ class SessionInfo:
     owner: str | None
     message_count: int
     active_stream_id: str | None = None  # the stream of the session's latest turn
+
+
+@dataclass(frozen=True, slots=True)
+class RunningTurn:
+    """The turn that holds a session's claim: its stream, the replica generating it, and
+    whether that replica's heartbeat is fresh (sessions/recovery.py)."""
+
+    stream_id: str
+    replica_id: str | None
+    replica_alive: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,13 +224,15 @@ class SessionStore(Protocol):
         stream_id: str | None = None,
         replica_id: str | None = None,
         create: bool = False,
+        takeover: str | None = None,
     ) -> Awaitable[TurnStart]:
         """Create the session when `session_id` is None (with the ids of `planned` when given);
         raise SessionNotFound if unknown, unless `create` (a client-chosen id: then it is made,
         owned by `owner`), and if another owner's. With `writes_in_order`, the write is queued
         by the call itself, before any await. The answer's placeholder records `stream_id` and
         `replica_id` (the process generating it), for crash recovery; the session records
-        `stream_id` as its `active_stream_id`."""
+        `stream_id` as its `active_stream_id`. With a `stream_id`, the turn claims the session
+        (module doc): SessionBusy when another turn holds it, unless that one is `takeover`."""
         ...
 
     async def start_regenerate(
@@ -198,12 +242,40 @@ class SessionStore(Protocol):
         owner: str | None = None,
         stream_id: str | None = None,
         replica_id: str | None = None,
+        takeover: str | None = None,
     ) -> tuple[TurnStart, str]:
         """A new answer to the session's last user message, in one transaction: the messages
         after it (the old answer, its tool rounds) are marked superseded, a new placeholder is
         added. Returns the turn (its `history` ends before that user message, its
-        `user_message_id` is that message's) and the user message's text. SessionNotFound as
-        `start_turn`; ValidationError when the session has no user message."""
+        `user_message_id` is that message's) and the user message's text. SessionNotFound and
+        SessionBusy as `start_turn`; ValidationError when the session has no user message."""
+        ...
+
+    async def start_edit(
+        self,
+        session_id: str,
+        message_id: str,
+        user_text: str,
+        *,
+        owner: str | None = None,
+        stream_id: str | None = None,
+        replica_id: str | None = None,
+        takeover: str | None = None,
+    ) -> TurnStart:
+        """The user message `message_id` said again as `user_text`, in one transaction: it and
+        every message after it are marked superseded (kept, a branch the model never sees
+        again), a new user message (metadata `edit_of`) and a placeholder are added. The
+        turn's `history` is what came before the edited message. SessionNotFound and
+        SessionBusy as `start_turn`; ValidationError when `message_id` is not a current user
+        message of the session."""
+        ...
+
+    async def running_turn(
+        self, session_id: str, *, owner: str | None = None, stale_after_s: float
+    ) -> RunningTurn | None:
+        """The turn holding the session's claim, or None (no claim; unknown or another
+        owner's session). Its replica is alive when its heartbeat is under `stale_after_s`
+        seconds old."""
         ...
 
     async def claimable(self, session_id: str, *, owner: str | None = None) -> bool:
@@ -211,7 +283,8 @@ class SessionStore(Protocol):
         ...
 
     async def clear_active_stream(self, session_id: str, stream_id: str) -> None:
-        """The session has no active stream any more, if `stream_id` is still its latest."""
+        """The session has no active stream any more, if `stream_id` is still its latest; and
+        no turn in progress, if `stream_id` holds its claim (the answer was stopped)."""
         ...
 
     async def add_message(
@@ -232,9 +305,14 @@ class SessionStore(Protocol):
         content: str,
         status: MessageStatus,
         metadata: dict[str, Any] | None = None,
+        *,
+        ends_turn: bool = True,
     ) -> Awaitable[int]:
         """Store the answer; returns how many messages the session now holds. With
-        `writes_in_order`, the write is queued by the call itself, before any await."""
+        `writes_in_order`, the write is queued by the call itself, before any await.
+        `ends_turn`: the turn's claim on its session ends (False for a tool round's part of
+        the answer, after which the turn goes on). An answer superseded meanwhile keeps its
+        `superseded` and `superseded_by` marks."""
         ...
 
     async def get_session(
@@ -276,7 +354,8 @@ class SessionStore(Protocol):
 
     async def interrupt(self, message_id: str, content: str, reason: str) -> bool:
         """A `streaming` answer becomes `interrupted` with `content`, its metadata noting
-        `"interrupted": reason`; False (and nothing written) if it is no longer streaming."""
+        `"interrupted": reason`, and its turn's claim on the session ends; False (and nothing
+        written) if it is no longer streaming."""
         ...
 
     def send_deferred(self) -> None:

@@ -18,6 +18,7 @@ from tokenrelay.errors import BackendUnavailable
 from tokenrelay.sessions.base import (
     MessageStatus,
     Orphan,
+    RunningTurn,
     SessionInfo,
     StoredMessage,
     StoredRole,
@@ -25,7 +26,9 @@ from tokenrelay.sessions.base import (
     dump_metadata,
     is_superseded,
     new_id,
+    not_editable,
     nothing_to_regenerate,
+    session_busy,
     session_not_found,
     turn_ids,
 )
@@ -88,13 +91,27 @@ async def _m003_active_streams(conn: Any) -> None:
     await conn.execute("ALTER TABLE tokenrelay_sessions ADD COLUMN active_stream_id TEXT")
 
 
+async def _m004_turn_claims(conn: Any) -> None:
+    """One turn at a time per session: as sessions/sqlite.py's migration of the same name."""
+    await conn.execute(
+        "ALTER TABLE tokenrelay_sessions ADD COLUMN turn_stream_id TEXT,"
+        " ADD COLUMN turn_replica_id TEXT"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _m001_sessions_and_messages,
     _m002_answer_owners_and_replicas,
     _m003_active_streams,
+    _m004_turn_claims,
 ]
 
 _NOW = "extract(epoch FROM clock_timestamp())"
+# the claim of the turn whose answer `updated` (a CTE: session_id, stream_id) wrote ends
+_RELEASE = (
+    "UPDATE tokenrelay_sessions s SET turn_stream_id = NULL, turn_replica_id = NULL"
+    " FROM updated u WHERE s.id = u.session_id AND s.turn_stream_id = u.stream_id"
+)
 
 
 async def migrate(conn: Any, component: str, migrations: list[Migration]) -> int:
@@ -174,6 +191,17 @@ _SESSION_COLUMNS = (
 )
 
 
+
+def _claimable(takeover: str) -> str:
+    """A turn with a stream ($4) claims the session only when no turn holds it, or the
+    parameter `takeover` names the holder."""
+    return (
+        "($4::text IS NULL OR tokenrelay_sessions.turn_stream_id IS NULL"
+        f" OR tokenrelay_sessions.turn_stream_id = {takeover}::text)"
+    )
+
+
+
 async def _touch(
     conn: Any,
     session_id: str,
@@ -183,36 +211,66 @@ async def _touch(
     *,
     create: bool,
     title: str = "",
+    replica_id: str | None = None,
+    takeover: str | None = None,
 ) -> None:
-    """A turn on a session: its time and active stream, made first when `create` allows and
-    no session has the id (two first turns at once: one makes it, both use it).
-    SESSION_NOT_FOUND when another owner has it, or it is unknown and not to be made."""
+    """A turn on a session: its time and active stream, and with a `stream_id` the session's
+    claim (free, or held by `takeover`; sessions/base.py), made first when `create` allows and
+    no session has the id. Concurrent turns on one session queue on its row lock, and each
+    sees the claim the one before it left. SESSION_NOT_FOUND when another owner has it, or it
+    is unknown and not to be made; SESSION_BUSY when another turn holds it."""
+    args = (session_id, owner, now, stream_id, replica_id)
     if create:
         found = await conn.fetchval(
             "INSERT INTO tokenrelay_sessions(id, owner, title, created_at, updated_at,"
-            " active_stream_id) VALUES ($1, $2, $3, $4, $4, $5)"
+            " active_stream_id, turn_stream_id, turn_replica_id)"
+            " VALUES ($1, $2, $6, $3, $3, $4, $4, CASE WHEN $4::text IS NULL THEN NULL"
+            "  ELSE $5::text END)"
             " ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at,"
             " active_stream_id = coalesce(excluded.active_stream_id,"
-            "  tokenrelay_sessions.active_stream_id)"
-            " WHERE tokenrelay_sessions.owner IS NOT DISTINCT FROM excluded.owner RETURNING id",
-            session_id,
-            owner,
+            "  tokenrelay_sessions.active_stream_id),"
+            " turn_stream_id = coalesce(excluded.turn_stream_id,"
+            "  tokenrelay_sessions.turn_stream_id),"
+            " turn_replica_id = CASE WHEN excluded.turn_stream_id IS NULL"
+            "  THEN tokenrelay_sessions.turn_replica_id ELSE excluded.turn_replica_id END"
+            " WHERE tokenrelay_sessions.owner IS NOT DISTINCT FROM excluded.owner"
+            f" AND {_claimable('$7')} RETURNING id",
+            *args,
             title[:80],
-            now,
-            stream_id,
+            takeover,
         )
     else:
         found = await conn.fetchval(
-            "UPDATE tokenrelay_sessions SET updated_at = $1,"
-            " active_stream_id = coalesce($4, active_stream_id)"
-            " WHERE id = $2 AND owner IS NOT DISTINCT FROM $3 RETURNING id",
-            now,
-            session_id,
-            owner,
-            stream_id,
+            "UPDATE tokenrelay_sessions SET updated_at = $3,"
+            " active_stream_id = coalesce($4, active_stream_id),"
+            " turn_stream_id = coalesce($4, turn_stream_id),"
+            " turn_replica_id = CASE WHEN $4::text IS NULL THEN turn_replica_id"
+            "  ELSE $5::text END"
+            f" WHERE id = $1 AND owner IS NOT DISTINCT FROM $2 AND {_claimable('$6')}"
+            " RETURNING id",
+            *args,
+            takeover,
         )
-    if found is None:
-        raise session_not_found(session_id)
+    if found is not None:
+        return
+    row = await conn.fetchrow(
+        "SELECT owner, turn_stream_id FROM tokenrelay_sessions WHERE id = $1", session_id
+    )
+    if row is not None and row["owner"] == owner:
+        raise session_busy(session_id, row["turn_stream_id"])
+    raise session_not_found(session_id)
+
+
+async def _supersede(conn: Any, session_id: str, from_seq: int, replaced_by: str) -> None:
+    """As sessions/sqlite.py's `_supersede`."""
+    await conn.execute(
+        "UPDATE tokenrelay_messages SET metadata = metadata"
+        " || jsonb_build_object('superseded', true, 'superseded_by', $3::text)"
+        " WHERE session_id = $1 AND seq >= $2 AND NOT metadata ? 'superseded'",
+        session_id,
+        from_seq,
+        replaced_by,
+    )
 
 
 class PostgresSessionStore:
@@ -266,6 +324,7 @@ class PostgresSessionStore:
         stream_id: str | None = None,
         replica_id: str | None = None,
         create: bool = False,
+        takeover: str | None = None,
     ) -> TurnStart:
         now = time.time()
         history: list[StoredMessage] = []
@@ -274,15 +333,27 @@ class PostgresSessionStore:
             if session_id is None:
                 await conn.execute(
                     "INSERT INTO tokenrelay_sessions(id, owner, title, created_at, updated_at,"
-                    " active_stream_id) VALUES ($1, $2, $3, $4, $4, $5)",
+                    " active_stream_id, turn_stream_id, turn_replica_id)"
+                    " VALUES ($1, $2, $3, $4, $4, $5, $5, $6)",
                     sid,
                     owner,
                     user_text[:80],
                     now,
                     stream_id,
+                    replica_id if stream_id is not None else None,
                 )
             else:
-                await _touch(conn, sid, owner, now, stream_id, create=create, title=user_text)
+                await _touch(
+                    conn,
+                    sid,
+                    owner,
+                    now,
+                    stream_id,
+                    create=create,
+                    title=user_text,
+                    replica_id=replica_id,
+                    takeover=takeover,
+                )
                 rows = await conn.fetch(
                     "SELECT * FROM tokenrelay_messages WHERE session_id = $1 ORDER BY seq",
                     sid,
@@ -306,11 +377,21 @@ class PostgresSessionStore:
         owner: str | None = None,
         stream_id: str | None = None,
         replica_id: str | None = None,
+        takeover: str | None = None,
     ) -> tuple[TurnStart, str]:
         now = time.time()
         answer_id = new_id()
         async with self._conn() as conn, conn.transaction():
-            await _touch(conn, session_id, owner, now, stream_id, create=False)
+            await _touch(
+                conn,
+                session_id,
+                owner,
+                now,
+                stream_id,
+                create=False,
+                replica_id=replica_id,
+                takeover=takeover,
+            )
             row = await conn.fetchrow(
                 "SELECT seq, id, content FROM tokenrelay_messages WHERE session_id = $1"
                 " AND role = 'user' AND NOT metadata ? 'superseded' ORDER BY seq DESC LIMIT 1",
@@ -318,12 +399,7 @@ class PostgresSessionStore:
             )
             if row is None:
                 raise nothing_to_regenerate(session_id)
-            await conn.execute(
-                "UPDATE tokenrelay_messages SET metadata = metadata || '{\"superseded\": true}'"
-                " WHERE session_id = $1 AND seq > $2",
-                session_id,
-                row["seq"],
-            )
+            await _supersede(conn, session_id, row["seq"] + 1, answer_id)
             rows = await conn.fetch(
                 "SELECT * FROM tokenrelay_messages WHERE session_id = $1 AND seq < $2 ORDER BY seq",
                 session_id,
@@ -342,6 +418,78 @@ class PostgresSessionStore:
         history = [m for m in map(_message, rows) if not is_superseded(m)]
         return TurnStart(session_id, row["id"], answer_id, history), row["content"]
 
+    async def start_edit(
+        self,
+        session_id: str,
+        message_id: str,
+        user_text: str,
+        *,
+        owner: str | None = None,
+        stream_id: str | None = None,
+        replica_id: str | None = None,
+        takeover: str | None = None,
+    ) -> TurnStart:
+        now = time.time()
+        user_id, answer_id = new_id(), new_id()
+        async with self._conn() as conn, conn.transaction():
+            await _touch(
+                conn,
+                session_id,
+                owner,
+                now,
+                stream_id,
+                create=False,
+                replica_id=replica_id,
+                takeover=takeover,
+            )
+            seq = await conn.fetchval(
+                "SELECT seq FROM tokenrelay_messages WHERE id = $1 AND session_id = $2"
+                " AND role = 'user' AND NOT metadata ? 'superseded'",
+                message_id,
+                session_id,
+            )
+            if seq is None:
+                raise not_editable(session_id, message_id)
+            await _supersede(conn, session_id, seq, user_id)
+            rows = await conn.fetch(
+                "SELECT id, session_id, role, content, status, created_at, metadata::text"
+                " AS metadata FROM tokenrelay_messages WHERE session_id = $1 AND seq < $2"
+                " AND NOT metadata ? 'superseded' ORDER BY seq",
+                session_id,
+                seq,
+            )
+            await conn.executemany(
+                "INSERT INTO tokenrelay_messages(id, session_id, role, content, status,"
+                " created_at, metadata, stream_id, replica_id)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)",
+                [
+                    (user_id, session_id, "user", user_text, "complete", now)
+                    + (dump_metadata({"edit_of": message_id}), None, None),
+                    (answer_id, session_id, "assistant", "", "streaming", now)
+                    + ("{}", stream_id, replica_id),
+                ],
+            )
+        return TurnStart(session_id, user_id, answer_id, [_message(r) for r in rows])
+
+    async def running_turn(
+        self, session_id: str, *, owner: str | None = None, stale_after_s: float
+    ) -> RunningTurn | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                "SELECT s.turn_stream_id, s.turn_replica_id,"
+                f" coalesce(r.seen_at >= {_NOW} - $3, false) AS alive"
+                " FROM tokenrelay_sessions s"
+                " LEFT JOIN tokenrelay_replicas r ON r.id = s.turn_replica_id"
+                " WHERE s.id = $1 AND s.owner IS NOT DISTINCT FROM $2"
+                " AND s.turn_stream_id IS NOT NULL",
+                session_id,
+                owner,
+                stale_after_s,
+            )
+        if row is None:
+            return None
+        return RunningTurn(row["turn_stream_id"], row["turn_replica_id"], bool(row["alive"]))
+
     async def claimable(self, session_id: str, *, owner: str | None = None) -> bool:
         async with self._conn() as conn:
             row = await conn.fetchrow(
@@ -352,8 +500,12 @@ class PostgresSessionStore:
     async def clear_active_stream(self, session_id: str, stream_id: str) -> None:
         async with self._conn() as conn:
             await conn.execute(
-                "UPDATE tokenrelay_sessions SET active_stream_id = NULL"
-                " WHERE id = $1 AND active_stream_id = $2",
+                "UPDATE tokenrelay_sessions SET"
+                " active_stream_id = nullif(active_stream_id, $2),"
+                " turn_replica_id = CASE WHEN turn_stream_id = $2 THEN NULL"
+                "  ELSE turn_replica_id END,"
+                " turn_stream_id = nullif(turn_stream_id, $2)"
+                " WHERE id = $1 AND $2 IN (active_stream_id, turn_stream_id)",
                 session_id,
                 stream_id,
             )
@@ -393,21 +545,26 @@ class PostgresSessionStore:
         content: str,
         status: MessageStatus,
         metadata: dict[str, Any] | None = None,
+        *,
+        ends_turn: bool = True,
     ) -> int:
         async with self._conn() as conn:
             count = await conn.fetchval(
                 "WITH updated AS ("
                 " UPDATE tokenrelay_messages SET content = $1, status = $2, metadata = $3::jsonb"
                 # an answer superseded meanwhile (a regenerate) stays superseded
-                " || CASE WHEN metadata ? 'superseded' THEN '{\"superseded\": true}'::jsonb"
+                " || CASE WHEN metadata ? 'superseded' THEN jsonb_strip_nulls(jsonb_build_object("
+                "'superseded', true, 'superseded_by', metadata->'superseded_by'))"
                 " ELSE '{}'::jsonb END"
-                " WHERE id = $4 RETURNING session_id)"
+                " WHERE id = $4 RETURNING session_id, stream_id),"
+                f" released AS ({_RELEASE} AND $5)"
                 " SELECT COUNT(*) FROM tokenrelay_messages"
                 " WHERE session_id = (SELECT session_id FROM updated)",
                 content,
                 status,
                 dump_metadata(metadata),
                 message_id,
+                ends_turn,
             )
         return int(count or 0)
 
@@ -460,15 +617,18 @@ class PostgresSessionStore:
 
     async def interrupt(self, message_id: str, content: str, reason: str) -> bool:
         async with self._conn() as conn:
-            result = await conn.execute(
-                "UPDATE tokenrelay_messages SET content = $1, status = 'interrupted',"
+            found = await conn.fetchval(
+                "WITH updated AS ("
+                " UPDATE tokenrelay_messages SET content = $1, status = 'interrupted',"
                 " metadata = metadata || jsonb_build_object('interrupted', $2::text)"
-                " WHERE id = $3 AND status = 'streaming'",
+                " WHERE id = $3 AND status = 'streaming' RETURNING session_id, stream_id),"
+                f" released AS ({_RELEASE})"
+                " SELECT COUNT(*) FROM updated",
                 content,
                 reason,
                 message_id,
             )
-        return bool(result.endswith(" 1"))
+        return bool(found)
 
     async def get_session(self, session_id: str, *, owner: str | None = None) -> SessionInfo | None:
         async with self._conn() as conn:

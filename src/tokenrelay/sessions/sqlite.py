@@ -21,6 +21,7 @@ from typing import Any, TypeVar, cast
 from tokenrelay.sessions.base import (
     MessageStatus,
     Orphan,
+    RunningTurn,
     SessionInfo,
     StoredMessage,
     StoredRole,
@@ -28,7 +29,9 @@ from tokenrelay.sessions.base import (
     dump_metadata,
     is_superseded,
     new_id,
+    not_editable,
     nothing_to_regenerate,
+    session_busy,
     session_not_found,
     turn_ids,
 )
@@ -92,10 +95,23 @@ def _m003_active_streams(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE sessions ADD COLUMN active_stream_id TEXT")
 
 
+def _m004_turn_claims(db: sqlite3.Connection) -> None:
+    """One turn at a time per session: the stream holding the session's claim, and its
+    replica (sessions/base.py)."""
+    _script(
+        db,
+        """
+        ALTER TABLE sessions ADD COLUMN turn_stream_id TEXT;
+        ALTER TABLE sessions ADD COLUMN turn_replica_id TEXT
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _m001_sessions_and_messages,
     _m002_answer_owners_and_replicas,
     _m003_active_streams,
+    _m004_turn_claims,
 ]
 
 
@@ -169,23 +185,58 @@ def _touch(
     stream_id: str | None,
     *,
     create: bool,
+    replica_id: str | None = None,
+    takeover: str | None = None,
 ) -> bool:
-    """A turn on an existing session: its time and active stream. False when there is no such
-    session and `create` allows making it (the caller inserts it); SESSION_NOT_FOUND when it
-    is another owner's, or unknown and not to be made."""
-    cur = db.execute(
-        "UPDATE sessions SET updated_at = ?, active_stream_id = coalesce(?, active_stream_id)"
-        " WHERE id = ? AND owner IS ?",
-        (now, stream_id, session_id, owner),
-    )
+    """A turn on an existing session: its time and active stream, and with a `stream_id` the
+    session's claim (free, or held by `takeover`). False when there is no such session and
+    `create` allows making it (the caller inserts it); SESSION_NOT_FOUND when it is another
+    owner's, or unknown and not to be made; SESSION_BUSY when another turn holds it."""
+    if stream_id is None:
+        cur = db.execute(
+            "UPDATE sessions SET updated_at = ? WHERE id = ? AND owner IS ?",
+            (now, session_id, owner),
+        )
+    else:
+        cur = db.execute(
+            "UPDATE sessions SET updated_at = ?, active_stream_id = ?, turn_stream_id = ?,"
+            " turn_replica_id = ? WHERE id = ? AND owner IS ?"
+            " AND (turn_stream_id IS NULL OR turn_stream_id IS ?)",
+            (now, stream_id, stream_id, replica_id, session_id, owner, takeover),
+        )
     if cur.rowcount:
         return True
-    if (
-        create
-        and db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None
-    ):
+    row = db.execute(
+        "SELECT owner, turn_stream_id FROM sessions WHERE id = ?", (session_id,)
+    ).fetchone()
+    if row is None and create:
         return False
+    if row is not None and row["owner"] == owner:
+        raise session_busy(session_id, row["turn_stream_id"])
     raise session_not_found(session_id)
+
+
+def _supersede(
+    db: sqlite3.Connection, session_id: str, after_seq: int, replaced_by: str
+) -> None:
+    """Mark the session's messages from `after_seq` on superseded by `replaced_by`; those
+    superseded already keep the mark they have (the earlier version they belong to)."""
+    db.execute(
+        "UPDATE messages SET metadata = json_set(metadata, '$.superseded', json('true'),"
+        " '$.superseded_by', ?) WHERE session_id = ? AND seq >= ?"
+        " AND json_extract(metadata, '$.superseded') IS NULL",
+        (replaced_by, session_id, after_seq),
+    )
+
+
+def _release(db: sqlite3.Connection, message_id: str) -> None:
+    """The claim of the turn that wrote answer `message_id` ends, if it still holds it."""
+    db.execute(
+        "UPDATE sessions SET turn_stream_id = NULL, turn_replica_id = NULL"
+        " WHERE id = (SELECT session_id FROM messages WHERE id = ?1)"
+        " AND turn_stream_id = (SELECT stream_id FROM messages WHERE id = ?1)",
+        (message_id,),
+    )
 
 
 def _run_group(
@@ -321,6 +372,7 @@ class SQLiteSessionStore:
         stream_id: str | None = None,
         replica_id: str | None = None,
         create: bool = False,
+        takeover: str | None = None,
     ) -> asyncio.Future[TurnStart]:
         """Queued by the call itself, before any await: see `writes_in_order`."""
         now = time.time()
@@ -328,11 +380,24 @@ class SQLiteSessionStore:
 
         def body(db: sqlite3.Connection) -> TurnStart:
             history: list[StoredMessage] = []
-            if session_id is None or not _touch(db, sid, owner, now, stream_id, create=create):
+            if session_id is None or not _touch(
+                db,
+                sid,
+                owner,
+                now,
+                stream_id,
+                create=create,
+                replica_id=replica_id,
+                takeover=takeover,
+            ):
                 db.execute(
                     "INSERT INTO sessions(id, owner, title, created_at, updated_at,"
-                    " active_stream_id) VALUES (?,?,?,?,?,?)",
-                    (sid, owner, user_text[:80], now, now, stream_id),
+                    " active_stream_id, turn_stream_id, turn_replica_id)"
+                    " VALUES (?,?,?,?,?,?,?,?)",
+                    (
+                        *(sid, owner, user_text[:80], now, now, stream_id, stream_id),
+                        replica_id if stream_id is not None else None,
+                    ),
                 )
             else:
                 history = _messages(db, sid)
@@ -356,12 +421,22 @@ class SQLiteSessionStore:
         owner: str | None = None,
         stream_id: str | None = None,
         replica_id: str | None = None,
+        takeover: str | None = None,
     ) -> tuple[TurnStart, str]:
         now = time.time()
         answer_id = new_id()
 
         def body(db: sqlite3.Connection) -> tuple[TurnStart, str]:
-            _touch(db, session_id, owner, now, stream_id, create=False)
+            _touch(
+                db,
+                session_id,
+                owner,
+                now,
+                stream_id,
+                create=False,
+                replica_id=replica_id,
+                takeover=takeover,
+            )
             row = db.execute(
                 "SELECT seq, id, content FROM messages WHERE session_id = ? AND role = 'user'"
                 " AND json_extract(metadata, '$.superseded') IS NULL ORDER BY seq DESC LIMIT 1",
@@ -369,11 +444,7 @@ class SQLiteSessionStore:
             ).fetchone()
             if row is None:
                 raise nothing_to_regenerate(session_id)
-            db.execute(
-                "UPDATE messages SET metadata = json_set(metadata, '$.superseded', json('true'))"
-                " WHERE session_id = ? AND seq > ?",
-                (session_id, row["seq"]),
-            )
+            _supersede(db, session_id, row["seq"] + 1, answer_id)
             history = [m for m in _messages(db, session_id) if not is_superseded(m)]
             history = history[: [m.id for m in history].index(row["id"])]
             db.execute(
@@ -386,6 +457,74 @@ class SQLiteSessionStore:
 
         return await self._write(body)
 
+    async def start_edit(
+        self,
+        session_id: str,
+        message_id: str,
+        user_text: str,
+        *,
+        owner: str | None = None,
+        stream_id: str | None = None,
+        replica_id: str | None = None,
+        takeover: str | None = None,
+    ) -> TurnStart:
+        now = time.time()
+        user_id, answer_id = new_id(), new_id()
+
+        def body(db: sqlite3.Connection) -> TurnStart:
+            _touch(
+                db,
+                session_id,
+                owner,
+                now,
+                stream_id,
+                create=False,
+                replica_id=replica_id,
+                takeover=takeover,
+            )
+            row = db.execute(
+                "SELECT seq FROM messages WHERE id = ? AND session_id = ? AND role = 'user'"
+                " AND json_extract(metadata, '$.superseded') IS NULL",
+                (message_id, session_id),
+            ).fetchone()
+            if row is None:
+                raise not_editable(session_id, message_id)
+            _supersede(db, session_id, row["seq"], user_id)
+            history = [m for m in _messages(db, session_id) if not is_superseded(m)]
+            db.execute(
+                "INSERT INTO messages(id, session_id, role, content, status, created_at,"
+                " metadata, stream_id, replica_id)"
+                " VALUES (?,?,?,?,?,?,?,NULL,NULL), (?,?,?,?,?,?,'{}',?,?)",
+                (
+                    *(user_id, session_id, "user", user_text, "complete", now),
+                    dump_metadata({"edit_of": message_id}),
+                    *(answer_id, session_id, "assistant", "", "streaming", now),
+                    *(stream_id, replica_id),
+                ),
+            )
+            return TurnStart(session_id, user_id, answer_id, history)
+
+        return await self._write(body)
+
+    async def running_turn(
+        self, session_id: str, *, owner: str | None = None, stale_after_s: float
+    ) -> RunningTurn | None:
+        seen_after = time.time() - stale_after_s
+
+        def body(db: sqlite3.Connection) -> RunningTurn | None:
+            row = db.execute(
+                "SELECT s.turn_stream_id, s.turn_replica_id, r.seen_at FROM sessions s"
+                " LEFT JOIN replicas r ON r.id = s.turn_replica_id"
+                " WHERE s.id = ? AND s.owner IS ? AND s.turn_stream_id IS NOT NULL",
+                (session_id, owner),
+            ).fetchone()
+            if row is None:
+                return None
+            alive = row["seen_at"] is not None and row["seen_at"] >= seen_after
+            return RunningTurn(row["turn_stream_id"], row["turn_replica_id"], alive)
+
+        return await self._worker.run(body)
+
     async def claimable(self, session_id: str, *, owner: str | None = None) -> bool:
         def body(db: sqlite3.Connection) -> bool:
             row = db.execute("SELECT owner FROM sessions WHERE id = ?", (session_id,)).fetchone()
@@ -396,7 +535,12 @@ class SQLiteSessionStore:
     async def clear_active_stream(self, session_id: str, stream_id: str) -> None:
         await self._write(
             lambda db: db.execute(
-                "UPDATE sessions SET active_stream_id = NULL WHERE id = ? AND active_stream_id = ?",
+                "UPDATE sessions SET"
+                " active_stream_id = nullif(active_stream_id, ?2),"
+                " turn_replica_id = CASE WHEN turn_stream_id = ?2 THEN NULL"
+                "  ELSE turn_replica_id END,"
+                " turn_stream_id = nullif(turn_stream_id, ?2)"
+                " WHERE id = ?1 AND ?2 IN (active_stream_id, turn_stream_id)",
                 (session_id, stream_id),
             )
         )
@@ -441,6 +585,8 @@ class SQLiteSessionStore:
         content: str,
         status: MessageStatus,
         metadata: dict[str, Any] | None = None,
+        *,
+        ends_turn: bool = True,
     ) -> asyncio.Future[int]:
         """Queued at once, not at the first await: see `writes_in_order`."""
         dumped = dump_metadata(metadata)
@@ -449,10 +595,13 @@ class SQLiteSessionStore:
             db.execute(
                 # an answer superseded meanwhile (a regenerate) stays superseded
                 "UPDATE messages SET content = ?, status = ?, metadata = CASE WHEN"
-                " json_extract(metadata, '$.superseded') THEN"
-                " json_set(?, '$.superseded', json('true')) ELSE ? END WHERE id = ?",
+                " json_extract(metadata, '$.superseded') THEN json_patch(?, json_object("
+                "'superseded', json('true'), 'superseded_by',"
+                " json_extract(metadata, '$.superseded_by'))) ELSE ? END WHERE id = ?",
                 (content, status, dumped, dumped, message_id),
             )
+            if ends_turn:
+                _release(db, message_id)
             row = db.execute(
                 "SELECT COUNT(*) FROM messages WHERE session_id ="
                 " (SELECT session_id FROM messages WHERE id = ?)",
@@ -523,7 +672,10 @@ class SQLiteSessionStore:
                 " WHERE id = ? AND status = 'streaming'",
                 (content, reason, message_id),
             )
-            return cur.rowcount > 0
+            if cur.rowcount == 0:
+                return False
+            _release(db, message_id)
+            return True
 
         return await self._write(body)
 
