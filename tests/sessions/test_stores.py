@@ -218,8 +218,11 @@ async def test_a_claim_knows_whether_its_replica_is_alive(store: SessionStore) -
     assert held is not None and held.replica_alive
     orphans = await store.orphans("sweeper", stale_after_s=60)
     assert [o.message_id for o in orphans] == [turn.assistant_message_id]  # s1's, not s2's
-    last = next(m for m in await store.messages("crash-1") if m.status == "streaming"
-                and m.id != turn.assistant_message_id)
+    last = next(
+        m
+        for m in await store.messages("crash-1")
+        if m.status == "streaming" and m.id != turn.assistant_message_id
+    )
     assert await store.interrupt(last.id, "", "replica_lost")
     assert await store.running_turn("crash-1", owner="a", stale_after_s=60) is None
 

@@ -191,7 +191,6 @@ _SESSION_COLUMNS = (
 )
 
 
-
 def _claimable(takeover: str) -> str:
     """A turn with a stream ($4) claims the session only when no turn holds it, or the
     parameter `takeover` names the holder."""
@@ -199,7 +198,6 @@ def _claimable(takeover: str) -> str:
         "($4::text IS NULL OR tokenrelay_sessions.turn_stream_id IS NULL"
         f" OR tokenrelay_sessions.turn_stream_id = {takeover}::text)"
     )
-
 
 
 async def _touch(
@@ -431,6 +429,8 @@ class PostgresSessionStore:
     ) -> TurnStart:
         now = time.time()
         user_id, answer_id = new_id(), new_id()
+        edit = dump_metadata({"edit_of": message_id})
+        placed = (stream_id, replica_id)
         async with self._conn() as conn, conn.transaction():
             await _touch(
                 conn,
@@ -463,10 +463,8 @@ class PostgresSessionStore:
                 " created_at, metadata, stream_id, replica_id)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)",
                 [
-                    (user_id, session_id, "user", user_text, "complete", now)
-                    + (dump_metadata({"edit_of": message_id}), None, None),
-                    (answer_id, session_id, "assistant", "", "streaming", now)
-                    + ("{}", stream_id, replica_id),
+                    (user_id, session_id, "user", user_text, "complete", now, edit, None, None),
+                    (answer_id, session_id, "assistant", "", "streaming", now, "{}", *placed),
                 ],
             )
         return TurnStart(session_id, user_id, answer_id, [_message(r) for r in rows])

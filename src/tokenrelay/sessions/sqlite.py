@@ -216,9 +216,7 @@ def _touch(
     raise session_not_found(session_id)
 
 
-def _supersede(
-    db: sqlite3.Connection, session_id: str, after_seq: int, replaced_by: str
-) -> None:
+def _supersede(db: sqlite3.Connection, session_id: str, after_seq: int, replaced_by: str) -> None:
     """Mark the session's messages from `after_seq` on superseded by `replaced_by`; those
     superseded already keep the mark they have (the earlier version they belong to)."""
     db.execute(

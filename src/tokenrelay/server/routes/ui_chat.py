@@ -98,9 +98,7 @@ async def _regenerate_turn(
         await services.runner.cancel(running, "request")
     request = ChatRequest(message=users[-1].content, session_id=session_id, options=body.options)
     # the stopped answer may still be ending on another replica: this turn takes its place
-    turn = await prepare_turn(
-        services, request, trace_id=trace_id, owner=owner, replacing=running
-    )
+    turn = await prepare_turn(services, request, trace_id=trace_id, owner=owner, replacing=running)
     return dataclasses.replace(turn, regenerate=True, create_session=False)
 
 
