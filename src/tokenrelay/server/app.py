@@ -26,6 +26,7 @@ from tokenrelay.server.routes import (
     health,
     openai_compat,
     plans,
+    session_turns,
     sessions,
     streams,
     ui_chat,
@@ -93,7 +94,8 @@ def create_app(settings: Settings | None = None) -> Front:
         lifespan=lifespan,
     )
     _install_error_handlers(api)
-    for module in (chat, streams, sessions, health, openai_compat, web, plans, ui_chat):
+    routers = (chat, streams, sessions, session_turns, health, openai_compat, web, plans, ui_chat)
+    for module in routers:
         api.include_router(module.router)
     _include_optional_routers(api)
     install_openapi(api)

@@ -57,3 +57,20 @@ class ChatRequest(BaseModel):
     event_names: bool | None = Field(
         default=None, description="false leaves out `event:` lines (EventSource.onmessage)"
     )
+
+
+class RegenerateRequest(BaseModel):
+    """`POST /api/sessions/{id}/regenerate`: a new answer to the last user message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    options: ChatOptions = Field(default_factory=ChatOptions)
+    event_names: bool | None = Field(
+        default=None, description="false leaves out `event:` lines (EventSource.onmessage)"
+    )
+
+
+class EditRequest(RegenerateRequest):
+    """`POST /api/sessions/{id}/messages/{message_id}/edit`: the user message said again."""
+
+    message: str = Field(description="the message's new text, 1 to max_message_chars characters")

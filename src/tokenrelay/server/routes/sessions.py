@@ -12,6 +12,7 @@ from tokenrelay.server.deps import get_services, owner_of
 from tokenrelay.server.json_checks import CheckedRoute
 from tokenrelay.server.schemas import ID_PATTERN
 from tokenrelay.sessions.base import session_not_found
+from tokenrelay.sessions.versions import with_versions
 
 router = APIRouter(route_class=CheckedRoute, tags=["sessions"])
 
@@ -29,7 +30,10 @@ async def list_sessions(
     return {"sessions": [asdict(s) for s in sessions]}
 
 
-@router.get("/api/sessions/{session_id}", summary="A session and its messages")
+@router.get(
+    "/api/sessions/{session_id}",
+    summary="A session and its messages, each with `superseded` and its earlier `versions`",
+)
 async def get_session(
     request: Request, session_id: str = Path(pattern=ID_PATTERN)
 ) -> dict[str, Any]:
@@ -38,7 +42,7 @@ async def get_session(
     if info is None:
         raise session_not_found(session_id)
     messages = await services.sessions.messages(session_id)
-    return {**asdict(info), "messages": [asdict(m) for m in messages]}
+    return {**asdict(info), "messages": with_versions(messages)}
 
 
 @router.delete("/api/sessions/{session_id}", status_code=204, summary="Delete a session")
