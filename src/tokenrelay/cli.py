@@ -280,7 +280,8 @@ KeyOption = Annotated[
 ]
 REPL_HELP = (
     "Enter sends · Ctrl-C stops the answer · Ctrl-D or /exit quits · "
-    "/new starts a new conversation · /session shows its id"
+    "/new starts a new conversation · /session shows its id · "
+    "/retry answers your last message again · /edit TEXT says your last message again as TEXT"
 )
 
 
@@ -302,22 +303,46 @@ def chat(
     plain: Annotated[
         bool, typer.Option(help="print plain text instead of live rendering (default off a TTY)")
     ] = False,
+    retry: Annotated[
+        bool,
+        typer.Option(
+            "--retry",
+            help="answer the conversation's last message again (with --session, no question);"
+            " the earlier answer is kept as a version",
+        ),
+    ] = False,
+    edit: Annotated[
+        str | None,
+        typer.Option(
+            help="with --session: the question replaces this user message (its id from"
+            " `sessions show`) and the conversation goes on from there",
+        ),
+    ] = None,
     api_key: KeyOption = None,
 ) -> None:
     """Ask one question, or chat interactively when no question is given."""
     opts = _options(provider, model, rag, options)
     live = not plain and out.is_terminal
+    if (retry or edit) and session is None:
+        raise typer.BadParameter("--retry and --edit need --session: which conversation?")
+    if retry and (message is not None or edit):
+        raise typer.BadParameter("--retry answers the last message again: give no question")
+    if edit and message is None:
+        raise typer.BadParameter("--edit needs the message's new text as the question")
     with _handled(url), Client(url, api_key=api_key) as client:
-        if message is not None:
-            _one_shot(client, message, session, opts, live=live)
+        if retry and session is not None:
+            _one_shot(client.stream_regenerate(session, options=opts), live=live)
+        elif message is not None and edit and session is not None:
+            stream = client.stream_edit(session, edit, message, options=opts)
+            _one_shot(stream, live=live)
+        elif message is not None:
+            stream = client.stream_chat(message, session_id=session, options=opts)
+            _one_shot(stream, live=live)
         else:
             _repl(client, session, opts, live=live)
 
 
-def _one_shot(
-    client: Client, message: str, session: str | None, opts: dict[str, Any] | None, *, live: bool
-) -> None:
-    stream = client.stream_chat(message, session_id=session, options=opts)
+def _one_shot(stream: ChatStream, *, live: bool) -> None:
     view = run_answer(stream, live=live)
     if view.error is not None and view.error.code != "CANCELLED":
         raise view.error
@@ -356,13 +381,49 @@ def _repl(client: Client, session: str | None, opts: dict[str, Any] | None, *, l
             err.print(f"[dim]session: {session or '(new)'}[/dim]")
             continue
         try:
-            view = run_answer(client.stream_chat(line, session_id=session, options=opts), live=live)
+            stream = _repl_stream(client, line, session, opts)
+            if stream is None:
+                continue
+            view = run_answer(stream, live=live)
         except TokenRelayAPIError as exc:  # before the stream: bad input, unknown session, …
             _report(exc)
             continue
         session = view.session_id or session
         if view.error is not None and view.error.code != "CANCELLED":
             _report(view.error)
+
+
+def _repl_stream(
+    client: Client, line: str, session: str | None, opts: dict[str, Any] | None
+) -> ChatStream | None:
+    """The stream a REPL line asks for: a message, `/retry`, or `/edit TEXT`; None (after
+    saying why) when there is nothing to answer again or edit yet."""
+    command, _, rest = line.strip().partition(" ")
+    if command not in ("/retry", "/edit"):
+        return client.stream_chat(line, session_id=session, options=opts)
+    if session is None:
+        err.print(f"[yellow]{command}[/yellow]: send a message first")
+        return None
+    if command == "/retry":
+        return client.stream_regenerate(session, options=opts)
+    if not rest.strip():
+        err.print("[yellow]/edit[/yellow]: give the new text, e.g. /edit what about Busan?")
+        return None
+    last = last_user_message(client.session(session))
+    if last is None:
+        err.print("[yellow]/edit[/yellow]: send a message first")
+        return None
+    return client.stream_edit(session, last, rest.strip(), options=opts)
+
+
+def last_user_message(session: dict[str, Any]) -> str | None:
+    """The id of the conversation's last current (not superseded) user message."""
+    users = [
+        m["id"]
+        for m in session.get("messages", [])
+        if m["role"] == "user" and not m.get("superseded")
+    ]
+    return users[-1] if users else None
 
 
 # -- sessions ----------------------------------------------------------------------------------
@@ -419,7 +480,12 @@ def sessions_show(
         status = (
             "" if m.get("status") in (None, "complete") else f" [yellow]({m['status']})[/yellow]"
         )
-        out.print(f"[bold]{role}[/bold]{status}: {escape(m['content'])}")
+        line = f"[bold]{role}[/bold]{status}: {escape(m['content'])}"
+        if m["role"] == "user":  # the id `chat --edit` takes
+            line += f" [dim]({m['id']})[/dim]"
+        if m.get("superseded"):
+            line = f"[dim]earlier version · {line}[/dim]"
+        out.print(line)
 
 
 @sessions_app.command("delete")

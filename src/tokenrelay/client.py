@@ -57,6 +57,7 @@ class TokenRelayAPIError(Exception):
         status: int | None = None,
         retry_after_s: float | None = None,
         stream_id: str | None = None,
+        details: Any = None,
     ) -> None:
         super().__init__(f"{code}: {message}" + (f" ({suggestion})" if suggestion else ""))
         self.code = code
@@ -66,6 +67,7 @@ class TokenRelayAPIError(Exception):
         self.status = status
         self.retry_after_s = retry_after_s
         self.stream_id = stream_id
+        self.details = details
 
     @classmethod
     def from_event(cls, event: ErrorEvent, stream_id: str | None = None) -> TokenRelayAPIError:
@@ -76,6 +78,7 @@ class TokenRelayAPIError(Exception):
             retryable=event.retryable,
             retry_after_s=event.retry_after_s,
             stream_id=stream_id,
+            details=event.details,
         )
 
     @classmethod
@@ -94,6 +97,7 @@ class TokenRelayAPIError(Exception):
             retryable=bool(body.get("retryable", False)),
             status=response.status_code,
             retry_after_s=float(retry_after) if retry_after else None,
+            details=body.get("details"),
         )
 
 
@@ -107,6 +111,16 @@ class AuthenticationError(TokenRelayAPIError):
 
 class NotFoundError(TokenRelayAPIError):
     """SESSION_NOT_FOUND, STREAM_NOT_FOUND, DOCUMENT_NOT_FOUND."""
+
+
+class SessionBusyError(TokenRelayAPIError):
+    """SESSION_BUSY: the session is still answering its previous message (one turn at a
+    time). Wait and retry, or cancel the running answer: its stream is `running_stream_id`."""
+
+    @property
+    def running_stream_id(self) -> str | None:
+        found = self.details.get("stream_id") if isinstance(self.details, dict) else None
+        return str(found) if found else None
 
 
 class RateLimitError(TokenRelayAPIError):
@@ -134,6 +148,7 @@ ERROR_CLASSES: dict[str, type[TokenRelayAPIError]] = {
     "CONTEXT_TOO_LONG": InvalidRequestError,
     "UNAUTHORIZED": AuthenticationError,
     "SESSION_NOT_FOUND": NotFoundError,
+    "SESSION_BUSY": SessionBusyError,
     "STREAM_NOT_FOUND": NotFoundError,
     "DOCUMENT_NOT_FOUND": NotFoundError,
     "RATE_LIMIT": RateLimitError,
@@ -194,6 +209,18 @@ def _collect(events: list[Event]) -> ChatResult:
         done=last,
         events=events,
     )
+
+
+def _regenerate_path(session_id: str) -> str:
+    return f"/api/sessions/{session_id}/regenerate"
+
+
+def _edit_path(session_id: str, message_id: str) -> str:
+    return f"/api/sessions/{session_id}/messages/{message_id}/edit"
+
+
+def _options_body(options: dict[str, Any] | None, **fields: Any) -> dict[str, Any]:
+    return {**fields, "options": options} if options else fields
 
 
 def _chat_body(
@@ -491,6 +518,43 @@ class AsyncClient:
         """The whole answer; raises a TokenRelayAPIError when the stream ends in an error."""
         return await self.stream_chat(message, session_id=session_id, options=options).final()
 
+    def stream_regenerate(
+        self, session_id: str, *, options: dict[str, Any] | None = None
+    ) -> AsyncChatStream:
+        """A new answer to the session's last message, streamed; the earlier answer stays
+        readable as a version (`session(session_id)`)."""
+        return self.stream(_regenerate_path(session_id), _options_body(options))
+
+    async def regenerate(
+        self, session_id: str, *, options: dict[str, Any] | None = None
+    ) -> ChatResult:
+        """The whole new answer to the session's last message (see `stream_regenerate`)."""
+        return await self.stream_regenerate(session_id, options=options).final()
+
+    def stream_edit(
+        self,
+        session_id: str,
+        message_id: str,
+        message: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> AsyncChatStream:
+        """Say user message `message_id` again as `message` and stream the answer; the
+        messages from the old one on stay readable as a superseded branch."""
+        body = _options_body(options, message=message)
+        return self.stream(_edit_path(session_id, message_id), body)
+
+    async def edit(
+        self,
+        session_id: str,
+        message_id: str,
+        message: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> ChatResult:
+        """The whole answer to the edited message (see `stream_edit`)."""
+        return await self.stream_edit(session_id, message_id, message, options=options).final()
+
     async def cancel(self, stream_id: str) -> bool:
         return bool(_json(await self._http.post(f"/api/streams/{stream_id}/cancel"))["cancelled"])
 
@@ -557,6 +621,35 @@ class Client:
         options: dict[str, Any] | None = None,
     ) -> ChatResult:
         return self.stream_chat(message, session_id=session_id, options=options).final()
+
+    def stream_regenerate(
+        self, session_id: str, *, options: dict[str, Any] | None = None
+    ) -> ChatStream:
+        return self.stream(_regenerate_path(session_id), _options_body(options))
+
+    def regenerate(self, session_id: str, *, options: dict[str, Any] | None = None) -> ChatResult:
+        return self.stream_regenerate(session_id, options=options).final()
+
+    def stream_edit(
+        self,
+        session_id: str,
+        message_id: str,
+        message: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> ChatStream:
+        body = _options_body(options, message=message)
+        return self.stream(_edit_path(session_id, message_id), body)
+
+    def edit(
+        self,
+        session_id: str,
+        message_id: str,
+        message: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> ChatResult:
+        return self.stream_edit(session_id, message_id, message, options=options).final()
 
     def cancel(self, stream_id: str) -> bool:
         return bool(_json(self._http.post(f"/api/streams/{stream_id}/cancel"))["cancelled"])
