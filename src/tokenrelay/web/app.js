@@ -3,7 +3,10 @@
 // Streams with fetch + our SSE parser (POST), renders every wire event (tokens with a cursor,
 // sources, tool calls with progress and results, planner progress, errors), resumes a dropped
 // connection from the last event id (GET /api/streams/{id} with Last-Event-ID), and stops an
-// answer server-side (POST /api/streams/{id}/cancel).
+// answer server-side (POST /api/streams/{id}/cancel). The last answer can be regenerated
+// (POST /api/sessions/{id}/regenerate) and a message of yours edited
+// (POST /api/sessions/{id}/messages/{message_id}/edit): both stream like a new message, and
+// the server keeps what they replace as earlier versions (not shown here).
 //
 // Query parameters, for demos and tests: `?rag=1` turns "Use my documents" on; `?plan=1` the
 // trip planner; `?options={...}` (JSON) is merged into every request's `options`, e.g.
@@ -289,10 +292,14 @@ function planView(plan) {
 
 const PLAN_OPTIONS = ["provider", "model", "temperature", "max_tokens", "scripted"];
 
-function chatRequest(message) {
+function chatOptions() {
   const options = { ...extraOptions };
   if (ui.rag.checked) options.rag = true;
-  const body = { message, options };
+  return options;
+}
+
+function chatRequest(message) {
+  const body = { message, options: chatOptions() };
   if (state.sessionId) body.session_id = state.sessionId;
   return { url: "/api/chat/stream", body, shown: message };
 }
@@ -520,9 +527,13 @@ async function sendMessage(text) {
   }
   clearError();
   const request = planning ? planRequest(text) : chatRequest(text);
-  const shown = el("div", { class: "text", text: request.shown });
-  append(el("article", { class: "message user" }, shown));
+  append(userMessage(request.shown, !planning));
+  await runTurn(request, planning);
+}
+
+async function runTurn(request, planning = false) {
   const turn = new Turn();
+  if (planning) turn.root.classList.add("workflow"); // no session: nothing to regenerate
   state.current = turn;
   setBusy(true);
   try {
@@ -532,9 +543,101 @@ async function sendMessage(text) {
     state.current = null;
     setBusy(false);
     setConnection("");
+    refreshActions();
     refreshSessions();
     ui.input.focus();
   }
+}
+
+// -- regenerate and edit -----------------------------------------------------------------
+
+// A message of yours, with Edit when it belongs to a conversation (not a trip plan).
+function userMessage(text, editable) {
+  const kind = editable ? "message user chat" : "message user";
+  const node = el("article", { class: kind }, el("div", { class: "text", text }));
+  if (editable) {
+    const edit = el("button", { type: "button", class: "secondary small edit", text: "Edit" });
+    edit.addEventListener("click", () => startEdit(node));
+    node.append(el("div", { class: "actions" }, edit));
+  }
+  return node;
+}
+
+// Regenerate goes on the last answer of a conversation, and only there.
+function refreshActions() {
+  for (const old of ui.messages.querySelectorAll(".answer-actions")) old.remove();
+  const answers = ui.messages.querySelectorAll(".message.assistant");
+  const last = answers[answers.length - 1];
+  if (!last || !state.sessionId || state.current || last.classList.contains("workflow")) return;
+  const again = el("button", { type: "button", class: "secondary small regenerate", text: "Regenerate" });
+  again.addEventListener("click", regenerateAnswer);
+  last.append(el("div", { class: "actions answer-actions" }, again));
+}
+
+async function regenerateAnswer() {
+  if (state.current || !state.sessionId) return;
+  clearError();
+  const answers = ui.messages.querySelectorAll(".message.assistant");
+  if (answers.length) answers[answers.length - 1].remove(); // kept on the server as a version
+  const url = `/api/sessions/${encodeURIComponent(state.sessionId)}/regenerate`;
+  await runTurn({ url, body: { options: chatOptions() } });
+}
+
+function startEdit(node) {
+  if (state.current || node.querySelector(".edit-box")) return;
+  const text = node.querySelector(".text");
+  const box = el("textarea", { class: "edit-box", "aria-label": "Edit your message", rows: "3" });
+  box.value = text.textContent;
+  const save = el("button", { type: "button", class: "small save", text: "Send" });
+  const cancel = el("button", { type: "button", class: "secondary small", text: "Cancel" });
+  const form = el("div", { class: "edit-form" }, box, el("div", { class: "actions" }, save, cancel));
+  text.hidden = true;
+  node.append(form);
+  box.focus();
+  const close = () => {
+    form.remove();
+    text.hidden = false;
+  };
+  cancel.addEventListener("click", close);
+  save.addEventListener("click", () => {
+    if (!box.value.trim()) return;
+    const edited = box.value;
+    close();
+    sendEdit(node, edited);
+  });
+}
+
+// The server names messages by id; the page knows their order. The n-th message of yours on
+// screen is the n-th current (not superseded) user message of the session.
+async function sendEdit(node, edited) {
+  if (state.current || !state.sessionId) return;
+  clearError();
+  const sessionId = state.sessionId;
+  const response = await fetch(`/api/sessions/${encodeURIComponent(sessionId)}`);
+  if (!response.ok) {
+    showError(ui.error, await errorOf(response));
+    return;
+  }
+  const current = ((await response.json()).messages || []).filter(
+    (m) => m.role === "user" && !m.superseded,
+  );
+  const mine = [...ui.messages.querySelectorAll(".message.user.chat")];
+  const target = current[mine.indexOf(node)];
+  if (!target) {
+    showError(ui.error, {
+      code: "VALIDATION_ERROR",
+      message: "this message is not in the conversation any more",
+      suggestion: "reopen the conversation from the list",
+    });
+    return;
+  }
+  // the messages after it stay on the server as an earlier version; here they go
+  while (node.nextElementSibling) node.nextElementSibling.remove();
+  node.querySelector(".text").textContent = edited;
+  const url =
+    `/api/sessions/${encodeURIComponent(sessionId)}` +
+    `/messages/${encodeURIComponent(target.id)}/edit`;
+  await runTurn({ url, body: { message: edited, options: chatOptions() } });
 }
 
 // Stopping is explicit: generation outlives the connection (for a reload or a network
@@ -565,6 +668,7 @@ function setBusy(busy) {
   ui.send.disabled = busy;
   ui.stop.hidden = !busy;
   ui.stop.disabled = false;
+  for (const button of ui.messages.querySelectorAll(".message .edit")) button.disabled = busy;
 }
 
 // For tests and for trying the resume path by hand: drop the current connection the way a
@@ -630,13 +734,22 @@ async function openSession(id) {
   state.sessionId = id;
   resetConversation();
   for (const m of session.messages || []) {
+    if (m.superseded) continue; // an earlier version (regenerated or edited)
+    if (m.role === "user") {
+      append(userMessage(m.content, true));
+      continue;
+    }
     const text = el("div", { class: "text", text: m.content });
     const node = el("article", { class: `message ${m.role}` }, text);
     if (m.role === "assistant" && m.status && m.status !== "complete") {
       node.append(el("div", { class: "notice", text: `(${m.status})` }));
     }
+    if (m.versions && m.versions.length) {
+      node.append(el("div", { class: "meta versions", text: `version ${m.versions.length + 1}` }));
+    }
     append(node);
   }
+  refreshActions();
   closeSidebar();
   refreshSessions();
 }
