@@ -252,7 +252,7 @@ async def test_regenerate_and_edit_keep_versions_the_model_never_sees(live_serve
         sent_next = scripted(srv).last_request
         final = (await client.get("/api/sessions/turns-1")).json()["messages"]
     assert regen.response.status_code == 200 and regen.text == "a2, again"
-    assert [f.type for f in regen.events][0] == "metadata" and regen.last()["type"] == "done"
+    assert regen.types[0] == "metadata" and regen.types[-1] == "done"
     assert regen.events[0].json["message_id"] == after_regen[4]["id"]
     assert [(m["content"], m["superseded"]) for m in after_regen] == [
         ("q1", False),
