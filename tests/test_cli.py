@@ -138,6 +138,44 @@ def test_sessions_list_show_delete(server: ServerProcess) -> None:
     assert gone.returncode == 1 and "SESSION_NOT_FOUND" in gone.stderr
 
 
+def test_retry_and_edit_one_shot_and_in_the_repl(server: ServerProcess) -> None:
+    """Issue #23: `--retry` answers the last message again, `--edit ID` says a message again;
+    in the REPL `/retry` and `/edit TEXT` (your last message). Earlier versions stay readable."""
+    answer = "This is tokenrelay's scripted answer to: {}\n"
+    made = cli("chat", "--url", server.url, "first question")
+    session_id = made.stderr.split("session: ")[1].split()[0]
+    retried = cli("chat", "--url", server.url, "--session", session_id, "--retry")
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout == answer.format("first question")
+    shown = cli("sessions", "show", session_id, "--url", server.url, "--json")
+    messages = json.loads(shown.stdout)["messages"]
+    assert [m["superseded"] for m in messages] == [False, True, False]
+    edited = cli(
+        "chat", "--url", server.url, "--session", session_id, "--edit", messages[0]["id"], "다시"
+    )
+    assert edited.returncode == 0, edited.stderr
+    assert edited.stdout == answer.format("다시")
+    plain = cli("sessions", "show", session_id, "--url", server.url).stdout
+    assert "earlier version" in plain and "you: 다시" in plain
+    misuse = [
+        cli("chat", "--url", server.url, "--retry"),
+        cli("chat", "--url", server.url, "--session", session_id, "--retry", "a question"),
+        cli("chat", "--url", server.url, "--session", session_id, "--edit", "x"),
+    ]
+    assert all(run.returncode == 2 for run in misuse)
+
+    run = cli("chat", "--url", server.url, stdin="one\n/retry\n/edit two\n/session\n")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("scripted answer to: one") == 2
+    assert "scripted answer to: two" in run.stdout
+    repl_session = run.stderr.split("session: ")[1].split()[0]
+    shown = cli("sessions", "show", repl_session, "--url", server.url, "--json")
+    current = [m["content"] for m in json.loads(shown.stdout)["messages"] if not m["superseded"]]
+    assert current == ["two", answer.format("two").strip()]
+    early = cli("chat", "--url", server.url, stdin="/retry\n")
+    assert early.returncode == 0 and "send a message first" in early.stderr
+
+
 def test_live_view_renders_every_kind_of_event() -> None:
     view = AnswerView()
     events = [
