@@ -174,3 +174,53 @@ def test_phone_width(page: Any, web_server: ServerProcess) -> None:
     page.click("#close-sidebar")
     assert page.get_attribute("#toggle-sidebar", "aria-expanded") == "false"
     assert page.evaluate("document.activeElement.id") == "toggle-sidebar"
+
+
+def _answers_settled(page: Any, count: int) -> None:
+    page.wait_for_function(
+        "(n) => { const a = document.querySelectorAll('.message.assistant');"
+        " return a.length === n && a[n - 1].getAttribute('aria-busy') === 'false'; }",
+        arg=count,
+    )
+
+
+def test_regenerate_and_edit(page: Any, web_server: ServerProcess) -> None:
+    """Issue #23: Regenerate on the last answer streams a new one in its place; Edit on a
+    message of yours says it again and continues from there. The server keeps what they
+    replaced as earlier versions; a reopened conversation shows only the current one."""
+    scripted = "This is tokenrelay's scripted answer to: {}"
+    page.goto(page_url(web_server, {"scripted": {"delay_ms": 5}}))
+    send(page, "first question")
+    _answers_settled(page, 1)
+    send(page, "second question")
+    _answers_settled(page, 2)
+    # Regenerate is offered on the last answer only
+    assert page.locator(".regenerate").count() == 1
+    assert answer(page).locator(".regenerate").count() == 1
+    first_answer = answer(page).locator(".text").text_content()
+    page.click(".regenerate")
+    _answers_settled(page, 2)
+    assert answer(page).locator(".text").text_content() == first_answer  # same question
+    session_id = page.evaluate("tokenrelayState().sessionId")
+    url = f"{web_server.url}/api/sessions/{session_id}"
+    history = httpx.get(url).json()["messages"]
+    assert [m["superseded"] for m in history] == [False, False, False, True, False]
+    assert history[4]["versions"] == [history[3]["id"]]
+    page.screenshot(path=str(ARTIFACTS / "chat_regenerated.png"))
+
+    page.locator(".message.user").first.locator(".edit").click()
+    page.fill(".edit-box", "다른 질문")
+    page.click(".edit-form .save")
+    _answers_settled(page, 1)
+    assert answer(page).locator(".text").text_content() == scripted.format("다른 질문")
+    assert page.locator(".message.user .text").all_text_contents() == ["다른 질문"]
+    history = httpx.get(url).json()["messages"]
+    current = [m["content"] for m in history if not m["superseded"]]
+    assert current == ["다른 질문", scripted.format("다른 질문")]
+    assert len(history) == 7  # the old branch is kept
+
+    # reopened: the current conversation only, with Regenerate on its answer
+    page.reload()
+    page.click(f"li[data-session-id='{session_id}'] .open")
+    page.wait_for_selector(".message.assistant .regenerate")
+    assert page.locator(".message .text").all_text_contents() == current
