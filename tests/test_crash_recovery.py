@@ -152,3 +152,54 @@ async def test_kill_9_of_the_owner_the_other_replica_keeps_what_the_client_recei
     assert answer["status"] == "interrupted"
     assert answer["metadata"]["interrupted"] == "replica_lost"
     assert answer["content"] == received
+
+
+async def test_kill_9_mid_turn_does_not_lock_the_session_on_the_other_replica(
+    tmp_path: Path, redis_settings: dict[str, Any], postgres_settings: dict[str, Any]
+) -> None:
+    """Issue #23's one turn at a time, crash-safe: the killed replica's claim on the session
+    holds (409 SESSION_BUSY) only until its heartbeat is stale; then the other replica takes
+    the session over, and the killed answer is recovered as `interrupted`."""
+    settings = {
+        "provider": "scripted",
+        "disconnect_grace_s": 60,
+        "replica_heartbeat_s": 0.3,
+        **redis_settings,
+        **postgres_settings,
+    }
+    ask = {"message": "q2", "session_id": "crash-claim"}
+    first = {
+        "message": "q1",
+        "session_id": "crash-claim",
+        "options": {"scripted": {"reply": "a b c d", "tokens": 4, "stall_after": 2}},
+    }
+    async with httpx.AsyncClient(timeout=60) as client:
+        with serve(tmp_path, "a", **settings) as a, serve(tmp_path, "b", **settings) as b:
+            raw = ""
+            async with client.stream("POST", f"{a.url}/api/chat/stream", json=first) as response:
+                async for chunk in response.aiter_text():
+                    raw += chunk
+                    if sum(f.type == "token" for f in _complete(raw)) >= 2:
+                        break
+                _kill(a)
+            statuses: list[int] = []
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                response = await client.post(f"{b.url}/api/chat", json=ask)
+                statuses.append(response.status_code)
+                if response.status_code != 409:
+                    break
+                assert response.json()["code"] == "SESSION_BUSY"
+                await asyncio.sleep(0.1)
+            while time.monotonic() < deadline:  # the sweep marks the killed answer
+                history = (await client.get(f"{b.url}/api/sessions/crash-claim")).json()
+                if history["messages"][1]["status"] != "streaming":
+                    break
+                await asyncio.sleep(0.2)
+    assert statuses[-1] == 200 and set(statuses[:-1]) <= {409}
+    messages = history["messages"]
+    assert [(m["role"], m["content"]) for m in messages][2:] == [
+        ("user", "q2"),
+        ("assistant", default_reply("q2")),
+    ]
+    assert messages[1]["status"] == "interrupted" and messages[1]["content"] == "a b "
