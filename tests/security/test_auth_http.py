@@ -171,7 +171,9 @@ async def test_rag_never_grounds_an_answer_in_another_keys_documents(live_server
             json={"message": "Walrus launch code?", "options": {"rag": True}},
             headers=ALICE,
         )
-    assert bob.status_code == 200 and "4711" not in bob.text
+    assert bob.status_code == 200
+    answer = bob.json()  # (not its raw text: a random id may hold "4711")
+    assert "4711" not in answer["content"] and "Walrus" not in str(answer.get("sources"))
     assert alice.status_code == 200 and "Walrus" in str(alice.json().get("sources"))
 
 
