@@ -70,6 +70,16 @@ class ChatTurn:
     # server tools (run here, see pipelines/agent.py): off unless the route turns them on
     enable_tools: bool = False
     tool_names: tuple[str, ...] | None = None  # allow-list; None: every registered tool
+    # sampling, passed to the provider as they are (providers/base.py, ProviderRequest)
+    top_p: float | None = None
+    stop: tuple[str, ...] | None = None
+    seed: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    # a stateless turn (`messages`) that is also stored: its `message` and the answer go into
+    # the session `session_id` (a new one when None), as a session turn's do (the Responses
+    # API's `store`)
+    store: bool = False
 
 
 class _Recorder:
@@ -249,10 +259,15 @@ async def chat_pipeline(services: Services, turn: ChatTurn, stream: StreamContex
         tools=tools,
         tool_choice=tool_choice,
         response_format=turn.response_format,
+        top_p=turn.top_p,
+        stop=turn.stop,
+        seed=turn.seed,
+        frequency_penalty=turn.frequency_penalty,
+        presence_penalty=turn.presence_penalty,
         extra=turn.extra,
     )
     answer = Answer()
-    stored = turn.messages is None
+    stored = turn.messages is None or turn.store
     meta = {"provider": provider.name, "model": model, "stream_id": turn.stream_id}
     recorder = _Recorder(
         services.sessions if stored else None,
@@ -315,7 +330,7 @@ async def _start(
     """The turn's ids and history. A new session has no history: its ids are made here and
     written while the answer starts (the write is awaited before anything else is stored and
     before `done`), so the first token does not wait for the database."""
-    if turn.messages is not None:
+    if turn.messages is not None and not turn.store:
         return TurnStart("", "", new_id(), []), None
     sessions = services.sessions
     if turn.session_id is None:

@@ -44,6 +44,7 @@ from tokenrelay.server.asgi import (
     send_error,
     subject_of,
 )
+from tokenrelay.server.security import send_error_for
 from tokenrelay.streams.context import Pipeline, StreamContext
 
 logger = logging.getLogger("tokenrelay.limits")
@@ -249,7 +250,7 @@ class LimitsMiddleware:
             decision = await self.limiter.hit(subject_of(scope))
             if not decision.allowed:
                 count_rejected(self.metrics, "rate")
-                await send_error(send, rate_limited(decision.retry_after_s))
+                await send_error_for(scope, send, rate_limited(decision.retry_after_s))
                 return
         if length is None and header(scope, b"transfer-encoding") is not None:
             receive, send = _count_body(receive, send, limit, setting)
@@ -263,7 +264,7 @@ class LimitsMiddleware:
         admissions = self.admissions
         if self.running_streams() + admissions.pending >= cap:
             count_rejected(self.metrics, "busy")
-            await send_error(send, server_busy(cap, self.config.retry_after_s))
+            await send_error_for(scope, send, server_busy(cap, self.config.retry_after_s))
             return
         admissions.pending += 1
         counted = True

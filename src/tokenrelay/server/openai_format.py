@@ -18,7 +18,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from tokenrelay.errors import ErrorCode, ValidationError
+from tokenrelay.errors import ErrorCode, ValidationError, http_status_for
 from tokenrelay.events import Envelope
 from tokenrelay.providers.base import ChatMessage, Role, ToolCall, ToolSpec
 from tokenrelay.providers.options import ScriptedOptions
@@ -82,6 +82,11 @@ class ChatCompletionRequest(_Open):
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     max_tokens: int | None = Field(default=None, ge=1, le=32768)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=32768)
     n: int | None = Field(default=None, ge=1, le=1, description="only one choice is supported")
@@ -97,6 +102,58 @@ class ChatCompletionRequest(_Open):
     @property
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+    @property
+    def stop_strings(self) -> tuple[str, ...] | None:
+        return to_stop(self.stop)
+
+
+# Chat Completions parameters that tokenrelay refuses (400 naming them) when they ask for
+# something: (field, the value that asks nothing)
+_REFUSED: tuple[tuple[str, object], ...] = (
+    ("logprobs", False),
+    ("top_logprobs", None),
+    ("logit_bias", None),
+    ("audio", None),
+    ("modalities", None),
+    ("prediction", None),
+    ("web_search_options", None),
+    ("functions", None),
+    ("function_call", None),
+)
+
+
+def check_supported(body: ChatCompletionRequest) -> None:
+    """Refuse, by name, what a request asks for and tokenrelay cannot do."""
+    extra = body.model_extra or {}
+    for name, neutral in _REFUSED:
+        value = extra.get(name)
+        if value is not None and value != neutral:
+            raise _invalid(
+                f"{name} is not supported by tokenrelay",
+                name,
+                f"leave {name} out (docs/client.md lists the parameters each provider honours)",
+            )
+    if body.stream_options is not None and not body.stream:
+        raise _invalid(
+            "stream_options is only allowed when stream is true",
+            "stream_options",
+            "set stream: true, or leave stream_options out",
+        )
+
+
+def to_stop(stop: str | list[str] | None) -> tuple[str, ...] | None:
+    """`stop`: a string or up to 4 strings, none empty (OpenAI's limit)."""
+    if stop is None:
+        return None
+    stops = (stop,) if isinstance(stop, str) else tuple(stop)
+    if len(stops) > 4 or any(not s for s in stops):
+        raise _invalid(
+            "stop takes up to 4 strings, none of them empty",
+            "stop",
+            "send at most 4 non-empty stop strings",
+        )
+    return stops or None
 
 
 def _invalid(message: str, param: str, suggestion: str) -> ValidationError:
@@ -191,23 +248,6 @@ def to_tool_choice(choice: str | dict[str, Any] | None) -> str | None:
 
 def last_user_text(messages: tuple[ChatMessage, ...]) -> str:
     return next((m.content for m in reversed(messages) if m.role == "user"), "")
-
-
-def resolve_model(
-    model: str, providers: list[str], default_provider: str
-) -> tuple[str, str | None]:
-    """Which provider and model a request's `model` names: (provider, model or None).
-
-    1. a provider name (`scripted`, `local`, `openai`, …) → that provider, its default model;
-    2. `provider/model` whose prefix is a provider name → that provider and model;
-    3. anything else → the server's default provider with `model` as the model name.
-    """
-    if model in providers:
-        return model, None
-    prefix, sep, rest = model.partition("/")
-    if sep and prefix in providers and rest:
-        return prefix, rest
-    return default_provider, model
 
 
 # -- responses --------------------------------------------------------------------------------
@@ -330,6 +370,10 @@ class ChunkTranslator:
                 break
         return b"".join(out)
 
+    def error_response(self, event: dict[str, Any]) -> tuple[int, bytes]:
+        """An `error` known before the first byte: OpenAI's HTTP status and error body."""
+        return error_response_of(event)
+
     def _token_frame(self, content: str) -> bytes:
         template = self._template
         if template is None or template[0] != self.model:
@@ -406,7 +450,8 @@ _ERROR_TYPES: dict[str, str] = {
     ErrorCode.PROVIDER_RATE_LIMIT: "rate_limit_error",
 }
 
-# OpenAI answers invalid requests with 400 (our native API says 422)
+# OpenAI answers invalid requests with 400 (our native API says 422), a provider's refused
+# key with 401
 _STATUS_OVERRIDES: dict[str, int] = {ErrorCode.VALIDATION_ERROR: 400}
 
 
@@ -429,6 +474,38 @@ def error_body(
             "param": param,
             "code": code,
             "suggestion": suggestion,
+        }
+    }
+
+
+def error_response_of(event: dict[str, Any]) -> tuple[int, bytes]:
+    """HTTP status and OpenAI's error body for one of our `error` events (its data)."""
+    code = str(event.get("code", ErrorCode.INTERNAL_ERROR.value))
+    try:
+        native = http_status_for(ErrorCode(code))
+    except ValueError:
+        native = 500
+    details = event.get("details")
+    param = details.get("param") if isinstance(details, dict) else None
+    body = error_body(
+        code,
+        str(event.get("message", "")),
+        suggestion=str(event.get("suggestion", "")),
+        param=param if isinstance(param, str) else None,
+    )
+    return openai_status(code, native), orjson.dumps(body)
+
+
+def not_found_body(
+    message: str, *, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's 404 body (`code` null for an unknown URL, `model_not_found` for a model)."""
+    return {
+        "error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": param,
+            "code": code,
         }
     }
 
