@@ -24,19 +24,25 @@ class StopScanner:
         if self.stopped:
             return ""
         buf = self._held + text
-        cut = min((i for i in (buf.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
+        cut = self._first(buf)
+        keep = self._partial(buf)
+        start = len(buf) - keep  # where a stop string may be starting, not yet complete
+        if cut >= 0 and (keep == 0 or cut <= start):
             self.stopped = True
             self._held = ""
             return buf[:cut]
-        keep = self._partial(buf)
-        self._held = buf[len(buf) - keep :] if keep else ""
-        return buf[: len(buf) - keep]
+        self._held = buf[start:]
+        return buf[:start]
 
     def flush(self) -> str:
-        """What is held back when the text ends without a stop string."""
+        """What is held back when the text ends (up to a stop string it holds)."""
         held, self._held = self._held, ""
-        return held
+        cut = self._first(held)
+        return held if cut < 0 else held[:cut]
+
+    def _first(self, buf: str) -> int:
+        """Where the earliest complete stop string begins (-1: none)."""
+        return min((i for i in (buf.find(s) for s in self._stops) if i >= 0), default=-1)
 
     def _partial(self, buf: str) -> int:
         """The length of the longest end of `buf` that begins some stop string."""
