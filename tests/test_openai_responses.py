@@ -292,3 +292,38 @@ async def test_requests_we_cannot_honour_are_400s_naming_the_parameter(live_serv
     assert tool.value.body["param"] == "tools.0.type"  # type: ignore[index]
     assert background.value.body["param"] == "background"  # type: ignore[index]
     assert options.value.body["param"] == "stream_options"  # type: ignore[index]
+
+
+@pytest.mark.model
+async def test_local_model_streams_a_response_and_honours_stop(live_server) -> None:
+    async with (
+        live_server(provider="local", local_n_ctx=1024, local_weights="original") as srv,
+        sdk(srv.url) as client,
+    ):
+        async with client.responses.stream(
+            model="local", input="Say hello.", max_output_tokens=12, temperature=0
+        ) as stream:
+            events = [event async for event in stream]
+        plain = await client.chat.completions.create(
+            model="local",
+            messages=[{"role": "user", "content": "Count from one to ten."}],
+            max_tokens=16,
+            temperature=0,
+        )
+        text = plain.choices[0].message.content or ""
+        stop = text[4:9]
+        stopped = await client.chat.completions.create(
+            model="local",
+            messages=[{"role": "user", "content": "Count from one to ten."}],
+            max_tokens=16,
+            temperature=0,
+            stop=stop,
+        )
+    last = events[-1]
+    assert last.type in ("response.completed", "response.incomplete")  # at max_output_tokens
+    final = last.response
+    assert events[0].type == "response.created" and final.model == "SmolLM2-135M-Instruct"
+    assert final.output_text.strip() and final.status in ("completed", "incomplete")
+    assert final.usage is not None and final.usage.input_tokens > 10
+    assert stopped.choices[0].message.content == text[: text.find(stop)]
+    assert stopped.choices[0].finish_reason == "stop"
