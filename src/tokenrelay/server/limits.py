@@ -57,6 +57,7 @@ STREAM_STARTERS = frozenset(
         ("POST", "/api/chat/stream"),
         ("POST", "/api/chat"),
         ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/responses"),
         ("POST", "/api/plans/generate"),
         ("POST", "/api/plans/generate/stream"),
         ("GET", "/api/chat/stream"),
@@ -244,7 +245,9 @@ class LimitsMiddleware:
         length = header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             count_rejected(self.metrics, "body")
-            await send_error(send, body_too_large(limit, setting), {"Connection": "close"})
+            await send_error_for(
+                scope, send, body_too_large(limit, setting), {"Connection": "close"}
+            )
             return
         if path.startswith(RATE_LIMITED_PREFIXES):
             decision = await self.limiter.hit(subject_of(scope))

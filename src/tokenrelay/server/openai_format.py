@@ -1,7 +1,9 @@
 """The OpenAI Chat Completions wire format, as pure functions and plain state.
 
-Requests: `ChatCompletionRequest` (unknown OpenAI fields are accepted and ignored, so SDKs that
-send `user`, `seed`, … keep working) and its mapping to our `ChatMessage`/`ToolSpec`.
+Requests: `ChatCompletionRequest` and its mapping to our `ChatMessage`/`ToolSpec`. Sampling
+parameters go to the provider (or are refused by the route when it lacks one); fields that
+would change the answer and that we cannot honour are refused by name (`check_supported`);
+others that change nothing (`user`, `metadata`, …) are accepted and ignored.
 Responses: `ChunkTranslator` turns our wire events into `chat.completion.chunk` objects exactly
 as the official `openai` SDK parses them; `CompletionAccumulator` folds the same events into one
 `chat.completion`. Errors use OpenAI's shape `{"error": {message, type, param, code}}` with our
