@@ -400,3 +400,28 @@ async def test_client_leaving_a_stream_cancels_generation(live_server) -> None:
         while runner.active:
             await asyncio.sleep(0.01)
     assert provider.stats.cancelled == 1
+
+
+async def test_rate_limit_is_the_sdks_rate_limit_error(live_server) -> None:
+    async with (
+        live_server(rate_limit_per_minute=1, rate_limit_burst=1) as srv,
+        sdk(srv.url) as client,
+    ):
+        await client.responses.create(model="scripted", input="one")
+        with pytest.raises(openai.RateLimitError) as limited:
+            await client.responses.create(model="scripted", input="two")
+    assert limited.value.code == "RATE_LIMIT" and limited.value.type == "rate_limit_error"
+    assert int(limited.value.response.headers["retry-after"]) >= 1
+
+
+async def test_a_refused_provider_key_is_an_authentication_error(live_server) -> None:
+    async with live_server() as srv, sdk(srv.url) as client:
+        with pytest.raises(openai.AuthenticationError) as chat:
+            await client.chat.completions.create(
+                model="scripted",
+                messages=[{"role": "user", "content": "hi"}],
+                extra_body={
+                    "tokenrelay": {"scripted": {"error_after": 0, "error_code": "PROVIDER_AUTH"}}
+                },
+            )
+    assert chat.value.code == "PROVIDER_AUTH" and chat.value.status_code == 401

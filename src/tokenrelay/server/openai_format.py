@@ -448,13 +448,17 @@ _ERROR_TYPES: dict[str, str] = {
     ErrorCode.DOCUMENT_NOT_FOUND: "invalid_request_error",
     ErrorCode.CONTEXT_TOO_LONG: "invalid_request_error",
     ErrorCode.UNAUTHORIZED: "authentication_error",
+    ErrorCode.PROVIDER_AUTH: "authentication_error",
     ErrorCode.RATE_LIMIT: "rate_limit_error",
     ErrorCode.PROVIDER_RATE_LIMIT: "rate_limit_error",
 }
 
-# OpenAI answers invalid requests with 400 (our native API says 422), a provider's refused
-# key with 401
-_STATUS_OVERRIDES: dict[str, int] = {ErrorCode.VALIDATION_ERROR: 400}
+# OpenAI answers invalid requests with 400 (our native API says 422); a key the provider
+# refused is an authentication error there too (401, the SDKs' AuthenticationError)
+_STATUS_OVERRIDES: dict[str, int] = {
+    ErrorCode.VALIDATION_ERROR: 400,
+    ErrorCode.PROVIDER_AUTH: 401,
+}
 
 
 def error_type(code: str) -> str:
