@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from tokenrelay.errors import ValidationError
-from tokenrelay.events import Envelope, token_json
+from tokenrelay.events import Envelope, TokenEvent, token_json
 from tokenrelay.providers.base import ChatMessage
 from tokenrelay.server.responses_format import ResponseBuilder, ResponsesEncoder
 from tokenrelay.server.responses_request import item_ref, stored_ref, to_chat_messages
@@ -121,3 +121,25 @@ def test_ids_name_the_stored_response() -> None:
     assert stored_ref("resp_" + "c" * 32) is None  # an unstored response
     assert item_ref(f"fc_{session}{message}_3") == (ref, 3)
     assert item_ref("fc_nope_1") is None
+
+
+def test_token_json_of_either_encoding_is_sent_as_is_and_decoded_at_the_end() -> None:
+    """Tokens as `events.token_json` makes them or as a `TokenEvent`'s dump (another writer
+    of the log): the delta and the final text are the same."""
+    encoder = ResponsesEncoder(ResponseBuilder("s1", 1, "m"))
+    pieces = ["한국어 ", 'a "quote" ', "\\back\nslash"]
+    body = encoder.frames(
+        envelopes(
+            ("metadata", orjson.dumps(META).decode()),
+            ("token", token_json(pieces[0], 0)),
+            ("token", TokenEvent(content=pieces[1], index=1).model_dump_json()),
+            ("token", token_json(pieces[2], 2)),
+            ("done", orjson.dumps({"finish_reason": "stop", "usage": {}}).decode()),
+        )
+    )
+    events = parsed(body)
+    deltas = [e["delta"] for e in events if e["type"] == "response.output_text.delta"]
+    assert deltas == pieces
+    done = next(e for e in events if e["type"] == "response.output_text.done")
+    assert done["text"] == "".join(pieces)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))

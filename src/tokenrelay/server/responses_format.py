@@ -59,7 +59,9 @@ class ResponseBuilder:
     error: dict[str, Any] | None = None
     incomplete: dict[str, Any] | None = None
     created: bool = False
-    parts: list[str] | None = None  # the open message's text pieces
+    # the open message's text pieces, each as its JSON string (the encoder takes a token's
+    # straight from the log's JSON: nothing is decoded per token)
+    parts: list[str] | None = None
     open_id: str = ""  # the open message's item id
 
     def __post_init__(self) -> None:
@@ -128,7 +130,7 @@ class ResponseBuilder:
     def text(self, content: str) -> list[dict[str, Any]]:
         events = self.open_message() if self.parts is None else []
         assert self.parts is not None
-        self.parts.append(content)
+        self.parts.append(orjson.dumps(content).decode())
         index = len(self.output) - 1
         events.append(
             {
@@ -145,7 +147,7 @@ class ResponseBuilder:
     def close_message(self, status: Status = "completed") -> list[dict[str, Any]]:
         if self.parts is None:
             return []
-        text = "".join(self.parts)
+        text = "".join(orjson.loads("[" + ",".join(self.parts) + "]"))
         self.parts = None
         index = len(self.output) - 1
         item = self.output[index]
@@ -244,15 +246,29 @@ class ResponseBuilder:
         return []  # sources, status, progress, tool progress: no Responses counterpart
 
 
+_TOKEN_HEAD = '{"type":"token","content":'
+_TOKEN_TAIL = ',"index":'
+
+
+def _content_json(data: str) -> str:
+    """A token event's `content`, as the JSON string it is in the event's JSON
+    (`events.token_json`, or a `TokenEvent`'s dump: the same field order)."""
+    end = data.rfind(_TOKEN_TAIL)
+    if data.startswith(_TOKEN_HEAD) and end > 0:
+        return data[len(_TOKEN_HEAD) : end]
+    return orjson.dumps(orjson.loads(data)["content"]).decode()
+
+
 @dataclass
 class ResponsesEncoder:
     """Our events → the Responses stream (`stream: true`): `event: <type>` and `data:` with
     the `sequence_number`, numbered from 0. A token of an open message is one frame made
-    from a template: its JSON, nothing else, is formatted per token."""
+    from a template and the token's content as the log holds it in JSON: one f-string per
+    token, nothing parsed."""
 
     builder: ResponseBuilder
     _seq: int = 0
-    _template: tuple[str, bytes] | None = None  # (item id, the delta frame's head)
+    _template: tuple[str, str] | None = None  # (item id, the delta frame's head)
 
     def _frame(self, event: dict[str, Any]) -> bytes:
         event["sequence_number"] = self._seq
@@ -268,7 +284,7 @@ class ResponsesEncoder:
         for env in events:
             kind = env.type
             if kind == "token" and builder.parts is not None:
-                content = orjson.loads(env.data)["content"]
+                content = _content_json(env.data)
                 builder.parts.append(content)
                 out.append(self._token_frame(content))
                 continue
@@ -278,20 +294,21 @@ class ResponsesEncoder:
         return b"".join(out)
 
     def _token_frame(self, content: str) -> bytes:
+        """The delta frame of a token whose text is `content`, a JSON string."""
         item_id = self.builder.open_id
         template = self._template
         if template is None or template[0] is not item_id:
             index = len(self.builder.output) - 1
             head = (
-                b"event: response.output_text.delta\ndata: "
-                b'{"type":"response.output_text.delta","item_id":'
-                + orjson.dumps(item_id)
-                + b',"output_index":%d,"content_index":0,"logprobs":[],"delta":' % index
+                "event: response.output_text.delta\ndata: "
+                '{"type":"response.output_text.delta","item_id":'
+                f'{orjson.dumps(item_id).decode()},"output_index":{index},'
+                '"content_index":0,"logprobs":[],"delta":'
             )
             template = self._template = (item_id, head)
         seq = self._seq
         self._seq = seq + 1
-        return b'%s%s,"sequence_number":%d}\n\n' % (template[1], orjson.dumps(content), seq)
+        return f'{template[1]}{content},"sequence_number":{seq}}}\n\n'.encode()
 
     def error_response(self, event: dict[str, Any]) -> tuple[int, bytes]:
         """An `error` known before the first byte: OpenAI's HTTP status and error body."""
