@@ -8,8 +8,8 @@ error type. The SDK retries (`max_retries`) only before the body starts.
 
 Not passed: `response_format={"type": "json_object"}` (Anthropic only takes a JSON schema,
 which goes to `output_config.format`). Refused by the API before a stream starts (`sampling`):
-`temperature` (this SDK's Messages API has no such parameter any more), `seed` and the
-penalties, which Anthropic does not have. `stop` is `stop_sequences`.
+`temperature` and `top_p` (this SDK's Messages API has no such parameters any more), `seed`
+and the penalties, which Anthropic does not have. `stop` is `stop_sequences`.
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ class AnthropicProvider:
     """Claude through the Messages API (async, streaming)."""
 
     name = "anthropic"
-    # no temperature (this SDK's Messages API dropped it), no seed, no penalties: refused
-    sampling = frozenset({"top_p", "stop"})
+    # this SDK's Messages API has no temperature or top_p any more, Anthropic no seed and no
+    # penalties: those are refused
+    sampling = frozenset({"stop"})
 
     def __init__(
         self,
@@ -125,8 +126,6 @@ class AnthropicProvider:
         }
         if system:
             params["system"] = system
-        if request.top_p is not None:
-            params["top_p"] = request.top_p
         if request.stop:
             params["stop_sequences"] = list(request.stop)
         if request.tools:
