@@ -26,8 +26,8 @@ WEATHER_TOOL: dict[str, Any] = {
 }
 
 
-def sdk(url: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+def sdk(url: str, key: str = "unused") -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
 
 
 async def v1_stream(url: str, content: str, scripted: dict[str, Any]) -> StreamResult:
@@ -195,12 +195,98 @@ async def test_parameters_reach_the_provider(live_server) -> None:
     ]
 
 
-async def test_models_list(live_server) -> None:
-    async with live_server() as srv, sdk(srv.url) as client:
+async def test_models_list_what_can_answer_now(live_server, tmp_path) -> None:
+    """Providers without their key or model file are not listed (issue #22)."""
+    async with (
+        live_server(local_model_path=tmp_path / "missing.gguf") as srv,
+        sdk(srv.url) as client,
+    ):
         models = [m.id async for m in client.models.list()]
-    assert models[0] == "scripted"
-    assert "scripted/scripted-1" in models
-    assert {"local", "openai", "anthropic", "gemini"} <= set(models)
+        one = await client.models.retrieve("scripted/scripted-1")
+        with pytest.raises(openai.NotFoundError) as missing:
+            await client.models.retrieve("gpt-nonexistent")
+    assert models == ["scripted", "scripted/scripted-1", "scripted-1"]
+    assert one.id == "scripted/scripted-1" and one.object == "model"
+    assert missing.value.code == "model_not_found"
+
+
+async def test_unknown_models_are_404_model_not_found(live_server) -> None:
+    async with live_server() as srv, sdk(srv.url) as client:
+        for model in ("gpt-nonexistent", "local/nonexistent-model", "nonexistent"):
+            with pytest.raises(openai.NotFoundError) as chat:
+                await client.chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": "hi"}]
+                )
+            with pytest.raises(openai.NotFoundError) as responses:
+                await client.responses.create(model=model, input="hi", stream=True)
+            for caught in (chat, responses):
+                assert caught.value.code == "model_not_found"
+                assert caught.value.param == "model"
+                assert caught.value.type == "invalid_request_error"
+
+
+async def test_stop_and_sampling_parameters_reach_the_provider(live_server) -> None:
+    async with live_server() as srv, sdk(srv.url) as client:
+        completion = await client.chat.completions.create(
+            model="scripted",
+            messages=[{"role": "user", "content": "hi"}],
+            stop=["three", "four"],
+            seed=7,
+            top_p=0.5,
+            frequency_penalty=0.1,
+            presence_penalty=0.2,
+            extra_body={"tokenrelay": {"scripted": {"reply": "one two three four"}}},
+        )
+        sent = srv.app.state.services.providers.get("scripted").last_request
+    assert completion.choices[0].message.content == "one two "
+    assert sent.stop == ("three", "four") and sent.seed == 7 and sent.top_p == 0.5
+    assert (sent.frequency_penalty, sent.presence_penalty) == (0.1, 0.2)
+
+
+async def test_parameters_a_provider_lacks_are_400s_naming_them(live_server) -> None:
+    async with (
+        live_server(anthropic_api_key="sk-ant-test-key-not-used") as srv,
+        sdk(srv.url) as client,
+    ):
+        with pytest.raises(openai.BadRequestError) as seed:
+            await client.chat.completions.create(
+                model="claude-sonnet-4-6", messages=[{"role": "user", "content": "hi"}], seed=1
+            )
+        with pytest.raises(openai.BadRequestError) as options:
+            await client.chat.completions.create(
+                model="scripted",
+                messages=[{"role": "user", "content": "hi"}],
+                stream_options={"include_usage": True},
+            )
+        with pytest.raises(openai.BadRequestError) as logprobs:
+            await client.chat.completions.create(
+                model="scripted", messages=[{"role": "user", "content": "hi"}], logprobs=True
+            )
+        with pytest.raises(openai.BadRequestError) as stops:
+            await client.chat.completions.create(
+                model="scripted", messages=[{"role": "user", "content": "hi"}], stop=[""]
+            )
+    assert seed.value.param == "seed" and "anthropic" in seed.value.message
+    assert options.value.param == "stream_options"
+    assert logprobs.value.param == "logprobs"
+    assert stops.value.param == "stop"
+
+
+async def test_401_and_unknown_urls_in_openai_shape(live_server) -> None:
+    async with live_server(api_keys="alice:" + "a" * 32) as srv:
+        async with sdk(srv.url, key="wrong-key-wrong-key") as client:
+            with pytest.raises(openai.AuthenticationError) as denied:
+                await client.responses.create(model="scripted", input="hi")
+        async with sdk(srv.url, key="a" * 32) as client:
+            with pytest.raises(openai.NotFoundError) as unknown:
+                await client.post("/nothing/here", cast_to=httpx.Response)
+    assert denied.value.type == "authentication_error"
+    assert unknown.value.body == {  # type: ignore[comparison-overlap]
+        "message": "Invalid URL (POST /v1/nothing/here)",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
 
 
 async def test_errors_before_the_stream_are_sdk_exceptions(live_server) -> None:
@@ -314,3 +400,28 @@ async def test_client_leaving_a_stream_cancels_generation(live_server) -> None:
         while runner.active:
             await asyncio.sleep(0.01)
     assert provider.stats.cancelled == 1
+
+
+async def test_rate_limit_is_the_sdks_rate_limit_error(live_server) -> None:
+    async with (
+        live_server(rate_limit_per_minute=1, rate_limit_burst=1) as srv,
+        sdk(srv.url) as client,
+    ):
+        await client.responses.create(model="scripted", input="one")
+        with pytest.raises(openai.RateLimitError) as limited:
+            await client.responses.create(model="scripted", input="two")
+    assert limited.value.code == "RATE_LIMIT" and limited.value.type == "rate_limit_error"
+    assert int(limited.value.response.headers["retry-after"]) >= 1
+
+
+async def test_a_refused_provider_key_is_an_authentication_error(live_server) -> None:
+    async with live_server() as srv, sdk(srv.url) as client:
+        with pytest.raises(openai.AuthenticationError) as chat:
+            await client.chat.completions.create(
+                model="scripted",
+                messages=[{"role": "user", "content": "hi"}],
+                extra_body={
+                    "tokenrelay": {"scripted": {"error_after": 0, "error_code": "PROVIDER_AUTH"}}
+                },
+            )
+    assert chat.value.code == "PROVIDER_AUTH" and chat.value.status_code == 401

@@ -1,4 +1,5 @@
-"""Pure parts of the OpenAI format: model resolution, chunk translation, accumulation."""
+"""Pure parts of the OpenAI format: chunk translation, accumulation (model resolution:
+test_openai_models.py)."""
 
 from __future__ import annotations
 
@@ -14,27 +15,10 @@ from tokenrelay.server.openai_format import (
     MessageIn,
     error_body,
     finish_reason_of,
-    resolve_model,
     sse_data,
     to_chat_messages,
     to_tool_choice,
 )
-
-PROVIDERS = ["anthropic", "gemini", "local", "openai", "scripted"]
-
-
-@pytest.mark.parametrize(
-    ("model", "expected"),
-    [
-        ("scripted", ("scripted", None)),
-        ("openai/gpt-4o-mini", ("openai", "gpt-4o-mini")),
-        ("gpt-4o-mini", ("local", "gpt-4o-mini")),
-        ("meta-llama/Llama-3.1-8B", ("local", "meta-llama/Llama-3.1-8B")),
-        ("openai/", ("local", "openai/")),
-    ],
-)
-def test_resolve_model(model: str, expected: tuple[str, str | None]) -> None:
-    assert resolve_model(model, PROVIDERS, "local") == expected
 
 
 def test_translator_sequence() -> None:

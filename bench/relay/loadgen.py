@@ -40,6 +40,9 @@ _TERMINAL = (b"done", b"error")
 
 _FRAMES = {
     "native": (_TYPE_RE, _TOKEN, _TERMINAL),
+    # the AI SDK's UI message stream (`/api/ui/chat`): a `text-delta` chunk is a token,
+    # `data: [DONE]` the end
+    "ui": (re.compile(rb'("text-delta"|\[DONE\])'), b'"text-delta"', (b"[DONE]",)),
     # OpenAI `chat.completion.chunk` frames: one with a "content" key is a token (the role
     # chunk, whose content is empty, counts as one), `data: [DONE]` is the end
     "openai": (re.compile(rb'("content"|\[DONE\])'), b'"content"', (b"[DONE]",)),
@@ -59,6 +62,20 @@ def _raise_nofile() -> None:
     want = hard if hard != resource.RLIM_INFINITY else 65536
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+# a body holding this (a chat id, say) gets a unique value of the same length per stream
+UNIQUE = "@UNIQUE@@@@@"
+_unique = [0]
+
+
+def unique_request(request: bytes) -> bytes:
+    """`request` with `UNIQUE` replaced by a value no other stream of this run has."""
+    if UNIQUE.encode() not in request:
+        return request
+    _unique[0] += 1
+    value = b"%03d%09d" % (os.getpid() % 1000, _unique[0])
+    return request.replace(UNIQUE.encode(), value)
 
 
 def request_bytes(host: str, port: int, path: str, body: dict[str, Any]) -> bytes:
@@ -282,7 +299,7 @@ async def _one_stream(
 ) -> StreamRecord:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[StreamRecord] = loop.create_future()
-    proto = _Stream(request, shared, done, close_after_tokens)
+    proto = _Stream(unique_request(request), shared, done, close_after_tokens)
     try:
         await asyncio.wait_for(loop.create_connection(lambda: proto, host, port), timeout_s)
     except (OSError, TimeoutError) as e:

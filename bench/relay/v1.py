@@ -1,4 +1,5 @@
-"""The OpenAI-compatible endpoint against the native one, on one tokenrelay server.
+"""The other wire formats against the native one, on one tokenrelay server: OpenAI's Chat
+Completions chunks (`v1`) and the AI SDK's UI message stream (`ui`).
 
     .venv/bin/python -m bench.relay.v1
     .venv/bin/python -m bench.relay.v1 --tokenrelay-env PYTHONPATH=/path/to/other/src  # A/B
@@ -21,6 +22,7 @@ from bench.relay.servers import Server, make_server
 from bench.relay.stats import pct
 
 HOST = "127.0.0.1"
+FRAMES = {"native": "native", "v1": "openai", "ui": "ui"}  # endpoint → what the loadgen reads
 Spec = TypeVar("Spec", ClosedSpec, FixedSpec)
 
 
@@ -28,6 +30,10 @@ def request(wire: str, tokens: int, delay_ms: float) -> tuple[str, dict[str, Any
     scripted = {"tokens": tokens, "delay_ms": delay_ms}
     if wire == "native":
         return "/api/chat/stream", {"message": "bench", "options": {"scripted": scripted}}
+    if wire == "ui":  # the AI SDK's useChat request, a new chat each time
+        message = {"id": "m1", "role": "user", "parts": [{"type": "text", "text": "bench"}]}
+        ui = {"id": loadgen.UNIQUE, "messages": [message], "options": {"scripted": scripted}}
+        return "/api/ui/chat", ui
     body = {
         "model": "scripted",
         "stream": True,
@@ -54,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--streams", type=int, default=500, help="paced streams")
     p.add_argument("--seconds", type=float, default=4.0, help="unpaced: seconds per round")
     p.add_argument("--tokenrelay-env", nargs="*", default=[], metavar="NAME=VALUE")
+    p.add_argument("--wires", nargs="+", default=list(FRAMES), choices=list(FRAMES))
     args = p.parse_args(argv)
     env = dict(item.split("=", 1) for item in args.tokenrelay_env)
     server = make_server("tokenrelay", env)
@@ -62,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.wait_port(90)
         for rnd in range(args.rounds):
-            for wire in ("native", "v1"):
-                loadgen.use_frames("openai" if wire == "v1" else "native")
+            for wire in args.wires:
+                loadgen.use_frames(FRAMES[wire])
                 path, body = request(wire, 100, 0)
                 spec = ClosedSpec(HOST, server.port, path, body, 32, args.seconds, warmup_s=1)
                 res, cpu = measured(server, run_closed, spec)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -244,3 +245,11 @@ async def test_stopping_early_closes_the_upstream_connection(how: str) -> None:
             await stream.aclose()  # type: ignore[attr-defined]
         await asyncio.wait_for(server.closed_while_held.wait(), timeout=30)
         await p.aclose()
+
+
+async def test_stop_sequences_pass_through() -> None:
+    p, replayer = provider("text")
+    await collect(p.stream(replace(HELLO, stop=("END",))))
+    body = replayer.requests[0].json
+    assert body["stop_sequences"] == ["END"]
+    assert p.sampling == {"stop"}  # the others are refused by the API before a stream

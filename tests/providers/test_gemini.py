@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -269,3 +270,14 @@ async def test_stopping_early_closes_the_upstream_connection(how: str) -> None:
             await stream.aclose()  # type: ignore[attr-defined]
         await asyncio.wait_for(server.closed_while_held.wait(), timeout=30)
         await p.aclose()
+
+
+async def test_sampling_parameters_pass_through() -> None:
+    p, replayer = provider("text")
+    request = replace(
+        HELLO, top_p=0.5, stop=("END",), seed=42, frequency_penalty=0.25, presence_penalty=0.5
+    )
+    await collect(p.stream(request))
+    config = replayer.requests[0].json["generationConfig"]
+    assert (config["topP"], config["stopSequences"], config["seed"]) == (0.5, ["END"], 42)
+    assert (config["frequencyPenalty"], config["presencePenalty"]) == (0.25, 0.5)

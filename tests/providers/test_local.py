@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncGenerator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -372,3 +373,25 @@ async def test_auto_tool_mode_is_a_tool_call_or_a_streamed_answer(
         else:
             assert finish.reason in ("stop", "length")
             assert not text_of(events).lstrip().startswith("{")  # the answer, not its JSON
+
+
+async def test_stop_strings_cut_the_answer_also_across_tokens(
+    local_provider: LocalProvider,
+) -> None:
+    """`stop` ends the answer before the stop string, whichever tokens carry it."""
+    plain = text_of(await collect(local_provider, ask("Count from one to ten.", max_tokens=24)))
+    assert len(plain) > 12
+    stop = plain[5:11]  # six characters from the middle: most often more than one token
+    request = ask("Count from one to ten.", max_tokens=24)
+    events = await collect(local_provider, replace(request, stop=(stop, "never-said")))
+    assert text_of(events) == plain[: plain.find(stop)]
+    assert events[-1] == Finish("stop")
+
+
+async def test_seed_top_p_and_penalties_are_honoured(local_provider: LocalProvider) -> None:
+    base = replace(ask("Tell me a story.", max_tokens=12), temperature=1.0, top_p=0.9)
+    first = text_of(await collect(local_provider, replace(base, seed=11)))
+    again = text_of(await collect(local_provider, replace(base, seed=11)))
+    assert first == again  # the same seed draws the same tokens
+    penalised = replace(base, seed=11, frequency_penalty=1.5, presence_penalty=1.5)
+    assert text_of(await collect(local_provider, penalised))

@@ -256,3 +256,19 @@ async def test_stopping_early_closes_the_upstream_connection(how: str) -> None:
             await stream.aclose()  # type: ignore[attr-defined]
         await asyncio.wait_for(server.closed_while_held.wait(), timeout=30)
         await p.aclose()
+
+
+async def test_sampling_parameters_pass_through() -> None:
+    p, replayer = provider("text")
+    request = ProviderRequest(
+        messages=HELLO.messages,
+        top_p=0.5,
+        stop=("END", "\n\n"),
+        seed=42,
+        frequency_penalty=0.25,
+        presence_penalty=-0.5,
+    )
+    await collect(p.stream(request))
+    body = replayer.requests[0].json
+    assert (body["top_p"], body["stop"], body["seed"]) == (0.5, ["END", "\n\n"], 42)
+    assert (body["frequency_penalty"], body["presence_penalty"]) == (0.25, -0.5)

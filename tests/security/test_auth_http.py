@@ -11,6 +11,7 @@ from tests.security.conftest import ALICE, ALICE_KEY, BOB, BOB_KEY, KEYS, STALL,
 
 
 async def test_requests_without_a_valid_key_get_401_with_our_shape(live_server) -> None:
+    """Our shape on our API; OpenAI's envelope under /v1, where the OpenAI SDKs read it."""
     async with live_server(api_keys=KEYS) as srv, httpx.AsyncClient(base_url=srv.url) as client:
         missing = await client.post("/api/chat", json={"message": "hi"})
         wrong = await client.get("/api/sessions", headers={"Authorization": "Bearer nope" * 4})
@@ -19,9 +20,13 @@ async def test_requests_without_a_valid_key_get_401_with_our_shape(live_server) 
         ok = await client.get("/api/sessions", headers=ALICE)
     for response in (missing, wrong, basic, v1):
         assert response.status_code == 401, response.text
+        assert response.headers["www-authenticate"] == "Bearer"
+    for response in (missing, wrong, basic):
         body = response.json()
         assert body["code"] == "UNAUTHORIZED" and body["suggestion"] and body["retryable"] is False
-        assert response.headers["www-authenticate"] == "Bearer"
+    error = v1.json()["error"]
+    assert error["type"] == "authentication_error" and error["code"] == "UNAUTHORIZED"
+    assert error["message"] and error["param"] is None
     assert "Authorization: Bearer" in missing.json()["suggestion"]
     assert ok.status_code == 200
 
@@ -171,7 +176,9 @@ async def test_rag_never_grounds_an_answer_in_another_keys_documents(live_server
             json={"message": "Walrus launch code?", "options": {"rag": True}},
             headers=ALICE,
         )
-    assert bob.status_code == 200 and "4711" not in bob.text
+    assert bob.status_code == 200
+    answer = bob.json()  # (not its raw text: a random id may hold "4711")
+    assert "4711" not in answer["content"] and "Walrus" not in str(answer.get("sources"))
     assert alice.status_code == 200 and "Walrus" in str(alice.json().get("sources"))
 
 

@@ -74,6 +74,16 @@ class ChatTurn:
     create_session: bool = False
     # a new answer to the session's last user message (`message`), replacing the last answer
     regenerate: bool = False
+    # sampling, passed to the provider as they are (providers/base.py, ProviderRequest)
+    top_p: float | None = None
+    stop: tuple[str, ...] | None = None
+    seed: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    # a stateless turn (`messages`) that is also stored: its `message` and the answer go into
+    # the session `session_id` (a new one when None), as a session turn's do (the Responses
+    # API's `store`)
+    store: bool = False
     # the user message this turn's `message` replaces (an edit: the branch after it is kept,
     # superseded)
     edit_of: str | None = None
@@ -264,10 +274,15 @@ async def chat_pipeline(
         tools=tools,
         tool_choice=tool_choice,
         response_format=turn.response_format,
+        top_p=turn.top_p,
+        stop=turn.stop,
+        seed=turn.seed,
+        frequency_penalty=turn.frequency_penalty,
+        presence_penalty=turn.presence_penalty,
         extra=turn.extra,
     )
     answer = Answer()
-    stored = turn.messages is None
+    stored = turn.messages is None or turn.store
     meta = {"provider": provider.name, "model": model, "stream_id": turn.stream_id}
     recorder = _Recorder(
         services.sessions if stored else None,
@@ -330,7 +345,7 @@ async def _start(
     """The turn's ids and history. A new session has no history: its ids are made here and
     written while the answer starts (the write is awaited before anything else is stored and
     before `done`), so the first token does not wait for the database."""
-    if turn.messages is not None:
+    if turn.messages is not None and not turn.store:
         return TurnStart("", "", new_id(), []), None
     sessions = services.sessions
     if turn.session_id is None:

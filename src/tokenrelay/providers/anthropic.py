@@ -6,9 +6,10 @@ usage) -> `message_stop`. `ping` is skipped by the SDK; an in-stream `event: err
 `overloaded_error`) is raised by the SDK as a status error with HTTP 200 and mapped here by its
 error type. The SDK retries (`max_retries`) only before the body starts.
 
-Not passed: `temperature` (this SDK's Messages API has no such parameter any more) and
-`response_format={"type": "json_object"}` (Anthropic only takes a JSON schema, which goes to
-`output_config.format`).
+Not passed: `response_format={"type": "json_object"}` (Anthropic only takes a JSON schema,
+which goes to `output_config.format`). Refused by the API before a stream starts (`sampling`):
+`temperature` and `top_p` (this SDK's Messages API has no such parameters any more), `seed`
+and the penalties, which Anthropic does not have. `stop` is `stop_sequences`.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ class AnthropicProvider:
     """Claude through the Messages API (async, streaming)."""
 
     name = "anthropic"
+    # this SDK's Messages API has no temperature or top_p any more, Anthropic no seed and no
+    # penalties: those are refused
+    sampling = frozenset({"stop"})
 
     def __init__(
         self,
@@ -122,6 +126,8 @@ class AnthropicProvider:
         }
         if system:
             params["system"] = system
+        if request.stop:
+            params["stop_sequences"] = list(request.stop)
         if request.tools:
             params["tools"] = [to_anthropic_tool(t) for t in request.tools]
             if request.tool_choice:

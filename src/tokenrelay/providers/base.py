@@ -9,7 +9,7 @@ one of our codes at the boundary (`raise ProviderError(...) from e`). Cancellati
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -53,6 +53,12 @@ class ProviderRequest:
     tools: tuple[ToolSpec, ...] = ()
     tool_choice: str | None = None  # "auto" | "none" | "required" | a tool name
     response_format: dict[str, Any] | None = None  # {"type": "json_object"} or a JSON schema
+    # sampling: each honoured by every adapter, or refused by the API (docs/client.md's table)
+    top_p: float | None = None
+    stop: tuple[str, ...] | None = None  # the answer ends before the first of these
+    seed: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
     # provider-specific options, e.g. {"scripted": {...}} for the scripted provider
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -90,6 +96,19 @@ class Finish:
 
 
 ProviderEvent = TextDelta | ToolCallPart | Usage | Finish
+
+
+# the sampling fields of a request that a provider may not have; each adapter names those it
+# honours in its `sampling` attribute, and the API refuses the others (`refused_sampling`)
+SAMPLING_FIELDS = ("temperature", "top_p", "stop", "seed", "frequency_penalty", "presence_penalty")
+ALL_SAMPLING = frozenset(SAMPLING_FIELDS)
+
+
+def refused_sampling(provider: object, asked: Mapping[str, object]) -> list[str]:
+    """The sampling fields set in `asked` that `provider` does not honour (a provider that
+    names none, e.g. a third-party one, honours only `temperature`)."""
+    honoured = getattr(provider, "sampling", frozenset({"temperature"}))
+    return [f for f in SAMPLING_FIELDS if asked.get(f) is not None and f not in honoured]
 
 
 @runtime_checkable

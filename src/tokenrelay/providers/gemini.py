@@ -44,6 +44,7 @@ from tokenrelay.providers._formats import configured_model, json_format, settle_
 from tokenrelay.providers._sdk_stream import relay
 from tokenrelay.providers._toolcalls import new_call_id
 from tokenrelay.providers.base import (
+    ALL_SAMPLING,
     ChatMessage,
     Finish,
     FinishReason,
@@ -105,6 +106,7 @@ class GeminiProvider:
     """Gemini API (Google AI Studio keys) through `google-genai`, async streaming."""
 
     name = "gemini"
+    sampling = ALL_SAMPLING
 
     def __init__(
         self,
@@ -175,6 +177,11 @@ class GeminiProvider:
             system_instruction=system or None,
             temperature=request.temperature,
             max_output_tokens=request.max_tokens,
+            top_p=request.top_p,
+            stop_sequences=list(request.stop) if request.stop else None,
+            seed=request.seed,
+            frequency_penalty=request.frequency_penalty,
+            presence_penalty=request.presence_penalty,
             # we return calls to our caller; the SDK must never run functions itself
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
         )

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tokenrelay.errors import ErrorCode, ProviderError, TokenRelayError, internal_error
+from tokenrelay.providers._stops import StopScanner
 from tokenrelay.providers.llama_runtime import Batch, LlamaRuntime, Sampler
 
 DoneReason = Literal["stop", "length"]
@@ -66,6 +67,10 @@ class Job:
     seed: int
     sink: Sink
     grammar: str | None = None
+    top_p: float | None = None  # None: the sampler's default (0.95)
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    stop: tuple[str, ...] = ()  # the answer ends before the first of these
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
@@ -104,6 +109,7 @@ class _Sequence:
     decoder: codecs.IncrementalDecoder = field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
     )
+    stops: StopScanner | None = None  # when the job has stop strings
 
     @property
     def position(self) -> int:
@@ -211,7 +217,12 @@ class LlamaEngine:
     def _admit(self, job: Job, slot: int) -> None:
         try:
             sampler = self.runtime.make_sampler(
-                temperature=job.temperature, seed=job.seed, grammar=job.grammar
+                temperature=job.temperature,
+                seed=job.seed,
+                grammar=job.grammar,
+                top_p=job.top_p,
+                frequency_penalty=job.frequency_penalty,
+                presence_penalty=job.presence_penalty,
             )
         except TokenRelayError as e:
             self._release_slot(slot)
@@ -220,7 +231,8 @@ class LlamaEngine:
             return
         self.runtime.forget(slot)
         self.stats.admitted += 1
-        self._active.append(_Sequence(job=job, slot=slot, sampler=sampler))
+        stops = StopScanner(job.stop) if job.stop else None
+        self._active.append(_Sequence(job=job, slot=slot, sampler=sampler, stops=stops))
 
     def _decode_once(self, batch: Batch) -> None:
         batch.clear()
@@ -263,8 +275,14 @@ class LlamaEngine:
             return
         seq.tokens.append(token)
         text = seq.decoder.decode(self.runtime.piece(token))
+        stops = seq.stops
+        if stops is not None:  # held back while it may be the start of a stop string
+            text = stops.feed(text)
         if text and not self._emit(seq.job, EngineText(text)):
             self._leave(seq, "cancelled")
+            return
+        if stops is not None and stops.stopped:
+            self._finish(seq, "stop")
             return
         if len(seq.tokens) >= seq.job.max_tokens:
             # an incomplete multi-byte character at the cut is dropped, never shown broken
@@ -273,6 +291,10 @@ class LlamaEngine:
         seq.pending = token
 
     def _finish(self, seq: _Sequence, reason: DoneReason) -> None:
+        held = seq.stops.flush() if seq.stops is not None else ""
+        if held and not self._emit(seq.job, EngineText(held)):
+            self._leave(seq, "cancelled")
+            return
         done = EngineDone(reason, len(seq.job.prompt), len(seq.tokens))
         self._leave(seq, reason)
         self._emit(seq.job, done)

@@ -245,9 +245,19 @@ class LlamaRuntime:
 
     # -- sampling
 
-    def make_sampler(self, *, temperature: float, seed: int, grammar: str | None) -> Sampler:
-        """A sampler chain: optional GBNF grammar, then greedy (temperature 0) or
-        top-k 40 / top-p 0.95 / min-p 0.05 / temperature / seeded draw."""
+    def make_sampler(
+        self,
+        *,
+        temperature: float,
+        seed: int,
+        grammar: str | None,
+        top_p: float | None = None,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+    ) -> Sampler:
+        """A sampler chain: optional GBNF grammar, optional frequency/presence penalties over
+        the generated tokens, then greedy (temperature 0) or top-k 40 / top-p (0.95 unless
+        given) / min-p 0.05 / temperature / seeded draw."""
         llama = self._llama
         params = llama.llama_sampler_chain_default_params()
         params.no_perf = True
@@ -264,11 +274,18 @@ class LlamaRuntime:
                     retryable=False,
                 )
             llama.llama_sampler_chain_add(chain, g)
+        if frequency_penalty or presence_penalty:
+            # every generated token counts (last_n -1: the whole context), repeat off (1.0)
+            penalties = llama.llama_sampler_init_penalties(
+                self.n_vocab, -1, 1.0, frequency_penalty, presence_penalty
+            )
+            llama.llama_sampler_chain_add(chain, penalties)
         if temperature <= 0.0:
             llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_greedy())
         else:
+            p = 0.95 if top_p is None else top_p
             llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_top_k(40))
-            llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_top_p(0.95, 1))
+            llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_top_p(p, 1))
             llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_min_p(0.05, 1))
             llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_temp(temperature))
             llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_dist(seed))

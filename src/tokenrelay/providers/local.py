@@ -34,6 +34,7 @@ from typing import Any
 from tokenrelay.config import Settings
 from tokenrelay.errors import ErrorCode, ProviderError
 from tokenrelay.providers.base import (
+    ALL_SAMPLING,
     ChatMessage,
     Finish,
     ProviderEvent,
@@ -95,6 +96,7 @@ def default_threads() -> tuple[int, int]:
 class LocalProvider:
     name = "local"
     default_model = "SmolLM2-135M-Instruct"
+    sampling = ALL_SAMPLING  # stop strings: cut in the engine (providers/_stops.py)
 
     def __init__(
         self,
@@ -241,6 +243,10 @@ class LocalProvider:
             seed=_seed(request, self.seed),
             sink=sink,
             grammar=constraint.grammar if constraint is not None else None,
+            top_p=request.top_p,
+            frequency_penalty=request.frequency_penalty or 0.0,
+            presence_penalty=request.presence_penalty or 0.0,
+            stop=request.stop or (),
         )
         engine.submit(job)
         finished = False
@@ -348,6 +354,8 @@ def _check_fits(prompt_tokens: int, max_tokens: int, n_ctx: int) -> None:
 
 
 def _seed(request: ProviderRequest, default: int) -> int:
+    if request.seed is not None:
+        return request.seed & 0xFFFFFFFF  # llama.cpp's seeds are 32-bit
     options = request.extra.get("local")
     if isinstance(options, dict) and isinstance(options.get("seed"), int):
         return int(options["seed"])

@@ -36,6 +36,7 @@ from tokenrelay.providers._formats import (
 from tokenrelay.providers._sdk_stream import relay
 from tokenrelay.providers._toolcalls import ToolCallAccumulator
 from tokenrelay.providers.base import (
+    ALL_SAMPLING,
     ChatMessage,
     Finish,
     FinishReason,
@@ -69,6 +70,7 @@ class OpenAIProvider:
     """Chat Completions over the official `openai` SDK (async, streaming)."""
 
     name = "openai"
+    sampling = ALL_SAMPLING
 
     def __init__(
         self,
@@ -134,6 +136,12 @@ class OpenAIProvider:
             params["temperature"] = request.temperature
         if request.max_tokens is not None:
             params[self._max_tokens_field] = request.max_tokens
+        for name in ("top_p", "seed", "frequency_penalty", "presence_penalty"):
+            value = getattr(request, name)
+            if value is not None:
+                params[name] = value
+        if request.stop:
+            params["stop"] = list(request.stop)
         if request.tools:
             params["tools"] = [to_openai_tool(t) for t in request.tools]
             if request.tool_choice:

@@ -19,6 +19,7 @@ from typing import overload
 from tokenrelay.config import Settings
 from tokenrelay.errors import ProviderError
 from tokenrelay.providers.base import (
+    ALL_SAMPLING,
     Finish,
     ProviderEvent,
     ProviderRequest,
@@ -129,9 +130,18 @@ class ScriptedStats:
     cancel_times: list[float] = field(default_factory=list)
 
 
+def cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
+    """The text before the first of the stop strings (all of it when none occurs)."""
+    cut = min((i for i in (text.find(s) for s in stop or ()) if i >= 0), default=len(text))
+    return text[:cut]
+
+
 class ScriptedProvider:
     name = "scripted"
     default_model = "scripted-1"
+    # deterministic whatever the sampling asks; `stop` cuts the reply; all are recorded in
+    # `last_request` for tests
+    sampling = ALL_SAMPLING
 
     def __init__(self) -> None:
         self.stats = ScriptedStats()
@@ -157,7 +167,9 @@ class ScriptedProvider:
                 yield Finish("tool_calls")
                 self.stats.completed += 1
                 return
-            planned = split_pieces(reply_text(opts, request), opts.tokens)
+            planned = split_pieces(
+                cut_at_stop(reply_text(opts, request), request.stop), opts.tokens
+            )
             sending = len(planned)
             if request.max_tokens is not None:
                 sending = min(sending, request.max_tokens)

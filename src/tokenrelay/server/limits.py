@@ -44,6 +44,7 @@ from tokenrelay.server.asgi import (
     send_error,
     subject_of,
 )
+from tokenrelay.server.security import send_error_for
 from tokenrelay.streams.context import Pipeline, StreamContext
 
 logger = logging.getLogger("tokenrelay.limits")
@@ -56,6 +57,7 @@ STREAM_STARTERS = frozenset(
         ("POST", "/api/chat/stream"),
         ("POST", "/api/chat"),
         ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/responses"),
         ("POST", "/api/plans/generate"),
         ("POST", "/api/plans/generate/stream"),
         ("POST", "/api/ui/chat"),
@@ -246,13 +248,15 @@ class LimitsMiddleware:
         length = header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             count_rejected(self.metrics, "body")
-            await send_error(send, body_too_large(limit, setting), {"Connection": "close"})
+            await send_error_for(
+                scope, send, body_too_large(limit, setting), {"Connection": "close"}
+            )
             return
         if path.startswith(RATE_LIMITED_PREFIXES):
             decision = await self.limiter.hit(subject_of(scope))
             if not decision.allowed:
                 count_rejected(self.metrics, "rate")
-                await send_error(send, rate_limited(decision.retry_after_s))
+                await send_error_for(scope, send, rate_limited(decision.retry_after_s))
                 return
         if length is None and header(scope, b"transfer-encoding") is not None:
             receive, send = _count_body(receive, send, limit, setting)
@@ -266,7 +270,7 @@ class LimitsMiddleware:
         admissions = self.admissions
         if self.running_streams() + admissions.pending >= cap:
             count_rejected(self.metrics, "busy")
-            await send_error(send, server_busy(cap, self.config.retry_after_s))
+            await send_error_for(scope, send, server_busy(cap, self.config.retry_after_s))
             return
         admissions.pending += 1
         counted = True

@@ -1,7 +1,9 @@
 """The OpenAI Chat Completions wire format, as pure functions and plain state.
 
-Requests: `ChatCompletionRequest` (unknown OpenAI fields are accepted and ignored, so SDKs that
-send `user`, `seed`, … keep working) and its mapping to our `ChatMessage`/`ToolSpec`.
+Requests: `ChatCompletionRequest` and its mapping to our `ChatMessage`/`ToolSpec`. Sampling
+parameters go to the provider (or are refused by the route when it lacks one); fields that
+would change the answer and that we cannot honour are refused by name (`check_supported`);
+others that change nothing (`user`, `metadata`, …) are accepted and ignored.
 Responses: `ChunkTranslator` turns our wire events into `chat.completion.chunk` objects exactly
 as the official `openai` SDK parses them; `CompletionAccumulator` folds the same events into one
 `chat.completion`. Errors use OpenAI's shape `{"error": {message, type, param, code}}` with our
@@ -18,8 +20,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from tokenrelay.delivery.encoders import Encoder, error_status
-from tokenrelay.errors import ErrorCode, ValidationError
+from tokenrelay.delivery.encoders import Encoder
+from tokenrelay.errors import ErrorCode, ValidationError, http_status_for
 from tokenrelay.events import Envelope
 from tokenrelay.providers.base import ChatMessage, Role, ToolCall, ToolSpec
 from tokenrelay.providers.options import ScriptedOptions
@@ -83,6 +85,11 @@ class ChatCompletionRequest(_Open):
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     max_tokens: int | None = Field(default=None, ge=1, le=32768)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=32768)
     n: int | None = Field(default=None, ge=1, le=1, description="only one choice is supported")
@@ -98,6 +105,58 @@ class ChatCompletionRequest(_Open):
     @property
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+    @property
+    def stop_strings(self) -> tuple[str, ...] | None:
+        return to_stop(self.stop)
+
+
+# Chat Completions parameters that tokenrelay refuses (400 naming them) when they ask for
+# something: (field, the value that asks nothing)
+_REFUSED: tuple[tuple[str, object], ...] = (
+    ("logprobs", False),
+    ("top_logprobs", None),
+    ("logit_bias", None),
+    ("audio", None),
+    ("modalities", None),
+    ("prediction", None),
+    ("web_search_options", None),
+    ("functions", None),
+    ("function_call", None),
+)
+
+
+def check_supported(body: ChatCompletionRequest) -> None:
+    """Refuse, by name, what a request asks for and tokenrelay cannot do."""
+    extra = body.model_extra or {}
+    for name, neutral in _REFUSED:
+        value = extra.get(name)
+        if value is not None and value != neutral:
+            raise _invalid(
+                f"{name} is not supported by tokenrelay",
+                name,
+                f"leave {name} out (docs/client.md lists the parameters each provider honours)",
+            )
+    if body.stream_options is not None and not body.stream:
+        raise _invalid(
+            "stream_options is only allowed when stream is true",
+            "stream_options",
+            "set stream: true, or leave stream_options out",
+        )
+
+
+def to_stop(stop: str | list[str] | None) -> tuple[str, ...] | None:
+    """`stop`: a string or up to 4 strings, none empty (OpenAI's limit)."""
+    if stop is None:
+        return None
+    stops = (stop,) if isinstance(stop, str) else tuple(stop)
+    if len(stops) > 4 or any(not s for s in stops):
+        raise _invalid(
+            "stop takes up to 4 strings, none of them empty",
+            "stop",
+            "send at most 4 non-empty stop strings",
+        )
+    return stops or None
 
 
 def _invalid(message: str, param: str, suggestion: str) -> ValidationError:
@@ -194,23 +253,6 @@ def last_user_text(messages: tuple[ChatMessage, ...]) -> str:
     return next((m.content for m in reversed(messages) if m.role == "user"), "")
 
 
-def resolve_model(
-    model: str, providers: list[str], default_provider: str
-) -> tuple[str, str | None]:
-    """Which provider and model a request's `model` names: (provider, model or None).
-
-    1. a provider name (`scripted`, `local`, `openai`, …) → that provider, its default model;
-    2. `provider/model` whose prefix is a provider name → that provider and model;
-    3. anything else → the server's default provider with `model` as the model name.
-    """
-    if model in providers:
-        return model, None
-    prefix, sep, rest = model.partition("/")
-    if sep and prefix in providers and rest:
-        return prefix, rest
-    return default_provider, model
-
-
 # -- responses --------------------------------------------------------------------------------
 
 
@@ -261,14 +303,6 @@ class ChunkTranslator(Encoder):
     _started: bool = False
     # (model, the token frame's bytes before and after the content's JSON)
     _template: tuple[str, bytes, bytes] | None = None
-
-    def error_response(self, event: dict[str, Any]) -> tuple[int, bytes]:
-        """An error before the first chunk: OpenAI's status and error envelope."""
-        code = str(event.get("code", "INTERNAL_ERROR"))
-        body = error_body(
-            code, str(event.get("message", "")), suggestion=str(event.get("suggestion", ""))
-        )
-        return openai_status(code, error_status(event)), orjson.dumps(body)
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         chunk: dict[str, Any] = {
@@ -339,6 +373,10 @@ class ChunkTranslator(Encoder):
                 out.append(DONE_FRAME)
                 break
         return b"".join(out)
+
+    def error_response(self, event: dict[str, Any]) -> tuple[int, bytes]:
+        """An `error` known before the first byte: OpenAI's HTTP status and error body."""
+        return error_response_of(event)
 
     def _token_frame(self, content: str) -> bytes:
         template = self._template
@@ -412,12 +450,17 @@ _ERROR_TYPES: dict[str, str] = {
     ErrorCode.DOCUMENT_NOT_FOUND: "invalid_request_error",
     ErrorCode.CONTEXT_TOO_LONG: "invalid_request_error",
     ErrorCode.UNAUTHORIZED: "authentication_error",
+    ErrorCode.PROVIDER_AUTH: "authentication_error",
     ErrorCode.RATE_LIMIT: "rate_limit_error",
     ErrorCode.PROVIDER_RATE_LIMIT: "rate_limit_error",
 }
 
-# OpenAI answers invalid requests with 400 (our native API says 422)
-_STATUS_OVERRIDES: dict[str, int] = {ErrorCode.VALIDATION_ERROR: 400}
+# OpenAI answers invalid requests with 400 (our native API says 422); a key the provider
+# refused is an authentication error there too (401, the SDKs' AuthenticationError)
+_STATUS_OVERRIDES: dict[str, int] = {
+    ErrorCode.VALIDATION_ERROR: 400,
+    ErrorCode.PROVIDER_AUTH: 401,
+}
 
 
 def error_type(code: str) -> str:
@@ -439,6 +482,38 @@ def error_body(
             "param": param,
             "code": code,
             "suggestion": suggestion,
+        }
+    }
+
+
+def error_response_of(event: dict[str, Any]) -> tuple[int, bytes]:
+    """HTTP status and OpenAI's error body for one of our `error` events (its data)."""
+    code = str(event.get("code", ErrorCode.INTERNAL_ERROR.value))
+    try:
+        native = http_status_for(ErrorCode(code))
+    except ValueError:
+        native = 500
+    details = event.get("details")
+    param = details.get("param") if isinstance(details, dict) else None
+    body = error_body(
+        code,
+        str(event.get("message", "")),
+        suggestion=str(event.get("suggestion", "")),
+        param=param if isinstance(param, str) else None,
+    )
+    return openai_status(code, native), orjson.dumps(body)
+
+
+def not_found_body(
+    message: str, *, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's 404 body (`code` null for an unknown URL, `model_not_found` for a model)."""
+    return {
+        "error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": param,
+            "code": code,
         }
     }
 

@@ -26,7 +26,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tokenrelay.config import Settings
 from tokenrelay.errors import ErrorCode, TokenRelayError
-from tokenrelay.server.asgi import MetricsGetter, count_rejected, header, scope_state, send_error
+from tokenrelay.server.asgi import (
+    MetricsGetter,
+    count_rejected,
+    header,
+    retry_after_value,
+    scope_state,
+    send_error,
+)
+from tokenrelay.server.openai_format import error_response_of
 
 OWNER_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 MIN_KEY_CHARS = 16
@@ -199,12 +207,33 @@ class AuthMiddleware:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return
-            await send_error(
-                send, unauthorized(presented is not None), {"WWW-Authenticate": "Bearer"}
+            await send_error_for(
+                scope, send, unauthorized(presented is not None), {"WWW-Authenticate": "Bearer"}
             )
             return
         scope_state(scope)["owner"] = owner
         await self.app(scope, receive, send)
+
+
+async def send_error_for(
+    scope: Scope, send: Send, exc: TokenRelayError, headers: dict[str, str] | None = None
+) -> None:
+    """`send_error`, but in OpenAI's envelope and status under `/v1/`, where the OpenAI
+    SDKs read the error (an `AuthenticationError` for a 401, a `RateLimitError` for a 429)."""
+    if not scope.get("path", "").startswith("/v1/"):
+        await send_error(send, exc, headers)
+        return
+    status, body = error_response_of(exc.to_dict())
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if exc.retry_after_s is not None:
+        raw_headers.append((b"retry-after", retry_after_value(exc.retry_after_s).encode()))
+    for key, value in (headers or {}).items():
+        raw_headers.append((key.lower().encode(), value.encode("latin-1")))
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def parse_origins(value: str) -> list[str]:
