@@ -190,6 +190,21 @@ async def test_two_turns_at_once_on_two_replicas_one_is_refused(
     assert [m["content"] for m in info["messages"] if m["role"] == "user"] == ["q0", "q1"]
 
 
+async def test_two_turns_at_once_on_one_replica_one_is_refused(live_server: Any) -> None:
+    async with (
+        live_server(disconnect_grace_s=30) as srv,
+        httpx.AsyncClient(base_url=srv.url, timeout=30) as client,
+    ):
+        ask = {"message": "q1", "session_id": "race-a", "options": STALL}
+        results = await asyncio.gather(*(_try_turn(client, ask) for _ in range(3)))
+        for status, found in results:
+            if status == 200:
+                await client.post(f"/api/streams/{found}/cancel")
+        info = (await client.get("/api/sessions/race-a")).json()
+    assert sorted(status for status, _ in results) == [200, 409, 409]
+    assert [m["role"] for m in info["messages"]] == ["user", "assistant"]
+
+
 async def test_a_claim_whose_turn_is_gone_does_not_lock_the_session(live_server: Any) -> None:
     """Crash safety on one process: a claim left by a dead replica (no heartbeat), or by this
     replica for a stream it no longer runs (its end could not be stored), is taken over."""
