@@ -229,7 +229,7 @@ async def chat_pipeline(
     timing = Timing()
     provider = services.providers.get(turn.provider)
     model = turn.model or provider.default_model
-    start, writing = await _start(services, turn)
+    start, writing, question = await _start(services, turn)
     emit(
         MetadataEvent(
             stream_id=turn.stream_id,
@@ -242,18 +242,14 @@ async def chat_pipeline(
     )
     retrieved: Retrieved | None = None
     if turn.rag is not None:
-        retrieved = await retrieve(
-            services, turn.message, start.history, turn.rag, owner=turn.owner
-        )
+        retrieved = await retrieve(services, question, start.history, turn.rag, owner=turn.owner)
         if retrieved is not None:
             emit(SourcesEvent.model_validate({"documents": retrieved.sources}))
     if turn.messages is not None:
         messages = list(turn.messages)
     else:
         system = retrieved.system_prompt if retrieved else settings.system_prompt
-        messages = build_messages(
-            system, start.history, turn.message, settings.history_token_budget
-        )
+        messages = build_messages(system, start.history, question, settings.history_token_budget)
     setup = tool_setup(
         services,
         provider,
@@ -341,12 +337,13 @@ async def chat_pipeline(
 
 async def _start(
     services: PipelineServices, turn: ChatTurn
-) -> tuple[TurnStart, asyncio.Future[TurnStart] | None]:
-    """The turn's ids and history. A new session has no history: its ids are made here and
+) -> tuple[TurnStart, asyncio.Future[TurnStart] | None, str]:
+    """The turn's ids and history, and the user message it answers (a regenerate's is the
+    one the store found last). A new session has no history: its ids are made here and
     written while the answer starts (the write is awaited before anything else is stored and
     before `done`), so the first token does not wait for the database."""
     if turn.messages is not None and not turn.store:
-        return TurnStart("", "", new_id(), []), None
+        return TurnStart("", "", new_id(), []), None, turn.message
     sessions = services.sessions
     if turn.session_id is None:
         planned = plan_new_session()
@@ -360,17 +357,17 @@ async def _start(
                 replica_id=services.replica_id,
             )
         )
-        return planned, writing
+        return planned, writing, turn.message
     if turn.regenerate:
         assert turn.session_id is not None, "a regenerate names its session"
-        started, _ = await sessions.start_regenerate(
+        started, question = await sessions.start_regenerate(
             turn.session_id,
             owner=turn.owner,
             stream_id=turn.stream_id,
             replica_id=services.replica_id,
             takeover=turn.takeover,
         )
-        return started, None
+        return started, None, question
     if turn.edit_of is not None:
         edited = await sessions.start_edit(
             turn.session_id,
@@ -381,7 +378,7 @@ async def _start(
             replica_id=services.replica_id,
             takeover=turn.takeover,
         )
-        return edited, None
+        return edited, None, turn.message
     started = await sessions.start_turn(
         turn.session_id,
         turn.message,
@@ -391,7 +388,7 @@ async def _start(
         create=turn.create_session,
         takeover=turn.takeover,
     )
-    return started, None
+    return started, None, turn.message
 
 
 async def _finish(
