@@ -205,6 +205,35 @@ async def test_two_turns_at_once_on_one_replica_one_is_refused(live_server: Any)
     assert [m["role"] for m in info["messages"]] == ["user", "assistant"]
 
 
+async def test_a_turn_with_tool_rounds_frees_the_session_at_its_end(live_server: Any) -> None:
+    """A tool round stores part of the answer without ending the turn; the turn's end does."""
+    tools = {
+        "scripted": {
+            "tool_calls": [{"name": "calculate", "arguments": {"expression": "2+2"}}],
+            "reply": "4",
+        }
+    }
+    async with live_server() as srv, httpx.AsyncClient(base_url=srv.url, timeout=30) as client:
+        first = await client.post(
+            "/api/chat", json={"message": "2+2?", "session_id": "tools-1", "options": tools}
+        )
+        second = await client.post("/api/chat", json={"message": "and?", "session_id": "tools-1"})
+        regen = await client.post("/api/sessions/tools-1/regenerate", json={})
+        info = (await client.get("/api/sessions/tools-1")).json()
+    assert first.status_code == 200 and first.json()["content"] == "4"
+    assert second.status_code == 200 and regen.status_code == 200
+    roles = [(m["role"], m["superseded"]) for m in info["messages"]]
+    assert roles == [
+        ("user", False),
+        ("assistant", False),
+        ("tool", False),
+        ("assistant", False),
+        ("user", False),
+        ("assistant", True),
+        ("assistant", False),
+    ]
+
+
 async def test_a_claim_whose_turn_is_gone_does_not_lock_the_session(live_server: Any) -> None:
     """Crash safety on one process: a claim left by a dead replica (no heartbeat), or by this
     replica for a stream it no longer runs (its end could not be stored), is taken over."""
