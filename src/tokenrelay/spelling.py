@@ -62,14 +62,18 @@ class ScriptedRequestOptions(ScriptedOptions):
     model_config = REQUEST_SPELLING
 
 
-def _container(value: Any, path: Sequence[Any]) -> Any:
-    """What `path` (an error's location) points at in `value`, or None."""
+def _container(value: Any, path: Sequence[Any]) -> tuple[Any, list[str]]:
+    """What `path` (an error's location) points at in `value`, or None; and the keys on the
+    way. A part that is not in the value is a union's tag (`RagOptions`), and is passed over."""
+    keys: list[str] = []
     for part in path:
         in_list = isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value)
-        if not (in_list or (isinstance(value, Mapping) and part in value)):
-            return None
-        value = value[part]
-    return value
+        if in_list or (isinstance(value, Mapping) and part in value):
+            value = value[part]
+            keys.append(str(part))
+        elif not isinstance(part, str):
+            return None, keys
+    return value, keys
 
 
 def explain_spellings(errors: Sequence[Any], value: Any) -> list[Any]:
@@ -83,12 +87,11 @@ def explain_spellings(errors: Sequence[Any], value: Any) -> list[Any]:
         key = loc[-1] if loc else None
         if error.get("type") == "extra_forbidden" and isinstance(key, str):
             other = other_spelling(key)
-            parent = _container(value, loc[:-1])
+            parent, keys = _container(value, loc[:-1])
             known = (*loc[:-1], other) not in extra  # the other spelling was read: a field
             if other != key and known and isinstance(parent, Mapping) and other in parent:
                 name = to_snake(key)
-                path = [str(p) for p in loc[:-1] if p not in _ROOTS]
-                where = ".".join([*path, name])
+                where = ".".join([*(k for k in keys if k not in _ROOTS), name])
                 error = {
                     "loc": loc,
                     "type": SPELLING_CONFLICT,
