@@ -129,7 +129,7 @@ QUERY_ERRORS: list[tuple[list[tuple[str, str]], str]] = [
     ([("message", "a"), ("message", "b")], "message: given more than once"),
     ([("message", "hi"), ("rag", "{top_k: 1}")], "rag: not valid JSON"),
     ([("message", "hi"), ("maxTokens", "lots")], "maxTokens: Input should be a valid integer"),
-    ([("message", "hi"), ("rag", '{"topK": 0}')], "rag.RagOptions.topK: Input should be greater than"),
+    ([("message", "hi"), ("rag", '{"topK": 0}')], "rag.RagOptions.topK: Input should be greater"),
     (
         [("message", "hi"), ("scripted", '{"delay_ms": 1, "delayMs": 2}')],
         "options.scripted.delay_ms is given twice, as 'delay_ms' and 'delayMs'",

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, Union, get_args, get_origin
 
 import pydantic
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from starlette.requests import Request
 
@@ -167,40 +167,48 @@ class QueryForm(Generic[M]):
             ) from None
 
     def openapi_parameters(self) -> list[dict[str, Any]]:
-        """The parameters for the route's OpenAPI operation, one per field, by its name."""
+        """The parameters for the route's OpenAPI operation, one per field, by its name; the
+        schema is the field's own in the model's JSON schema (JSON text: a string)."""
         by_path: dict[tuple[str, ...], list[str]] = {}
         for key, slot in self.slots.items():
             by_path.setdefault(slot.path, []).append(key)
+        schemas = _property_schemas(self.model)
         parameters: list[dict[str, Any]] = []
-        for keys in by_path.values():
+        for path, keys in by_path.items():
             slot = self.slots[keys[0]]
-            also = ", ".join(f"`{k}`" for k in keys[1:])
-            text = slot.field.description or ""
-            if slot.json:
-                text += " (JSON text)"
+            notes = [slot.field.description or "", "JSON text" if slot.json else ""]
+            notes.append("also " + ", ".join(f"`{k}`" for k in keys[1:]) if keys[1:] else "")
+            schema = {"type": "string"} if slot.json else schemas.get(path, {"type": "string"})
             parameters.append(
                 {
                     "name": keys[0],
                     "in": "query",
-                    "required": len(slot.path) == 1 and slot.field.is_required(),
-                    "description": f"{text}; also {also}".strip("; ") if also else text,
-                    "schema": _schema(slot),
+                    "required": len(path) == 1 and slot.field.is_required(),
+                    "description": "; ".join(n for n in notes if n),
+                    "schema": schema,
                 }
             )
         return parameters
 
 
-def _schema(slot: Slot) -> dict[str, Any]:
-    if slot.json:
-        one: dict[str, Any] = {"type": "string"}
-    else:
-        members = _members(slot.field.annotation)
-        item = get_args(members[0])[0] if slot.many else members[0]
-        try:
-            one = TypeAdapter(item).json_schema()
-        except (pydantic.PydanticUserError, TypeError):
-            one = {"type": "string"}
-    return {"type": "array", "items": one} if slot.many else one
+def _property_schemas(model: type[BaseModel]) -> dict[tuple[str, ...], dict[str, Any]]:
+    """Each field's schema in the model's JSON schema (one level of nesting), without null."""
+    found: dict[tuple[str, ...], dict[str, Any]] = {}
+    whole = model.model_json_schema()
+    defs = whole.get("$defs", {})
+
+    def collect(schema: dict[str, Any], prefix: tuple[str, ...]) -> None:
+        for name, prop in schema.get("properties", {}).items():
+            prop = {k: v for k, v in prop.items() if k not in ("default", "title", "description")}
+            options = [o for o in prop.pop("anyOf", [prop]) if o.get("type") != "null"]
+            one = {**prop, **options[0]} if len(options) == 1 else {**prop, "anyOf": options}
+            found[(*prefix, name)] = one
+            ref = one.get("$ref", "")
+            if not prefix and ref.startswith("#/$defs/"):
+                collect(defs[ref.removeprefix("#/$defs/")], (name,))
+
+    collect(whole, ())
+    return found
 
 
 def _as_given(loc: tuple[Any, ...], given: dict[tuple[str, ...], str]) -> tuple[Any, ...]:
