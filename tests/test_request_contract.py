@@ -336,6 +336,10 @@ async def test_other_requests_take_camel_case_too(live_server: Any) -> None:
         both = await client.get(
             "/api/documents/search", params={"q": "Haeundae", "topK": 2, "top_k": 2}
         )
+        twice = await client.get(
+            "/api/chat/stream",
+            params={"message": "hi", "enable_tools": "false", "enableTools": "false"},
+        )
         turn = await client.post("/api/chat", json={"message": "hi"})
         stream_id = turn.json()["stream_id"]
         replay = await stream(
@@ -348,6 +352,9 @@ async def test_other_requests_take_camel_case_too(live_server: Any) -> None:
         )
     assert search.status_code == 200 and len(search.json()["hits"]) == 2, search.text
     assert both.status_code == 422 and "given twice" in both.json()["message"]
+    assert twice.status_code == 422, twice.text
+    assert twice.json()["message"].startswith("options.enable_tools is given twice")
+    assert twice.json()["details"][0]["loc"] == ["query", "enableTools"]
     assert replay.types[-1] == "done" and all(f.event is None for f in replay.events)
     assert plan.status_code == 422 and "is before start_date" in plan.json()["message"]
     assert (
