@@ -81,7 +81,8 @@ async def test_stall_gets_heartbeats_then_idle_timeout(live_server) -> None:
 
 
 async def test_heartbeat_before_the_first_token(live_server) -> None:
-    async with live_server(heartbeat_s=0.1, idle_timeout_s=0.6) as srv:
+    # the headers go out after the start wait (else the timeout, first, would be the status)
+    async with live_server(heartbeat_s=0.1, idle_timeout_s=0.6, stream_start_wait_s=0.05) as srv:
         result = await chat_stream(
             srv.url, {"message": "q", "options": {"scripted": {"stall_after": 0}}}
         )

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tokenrelay.errors import ValidationError
-from tokenrelay.providers.options import ScriptedOptions
+from tokenrelay.spelling import REQUEST_SPELLING, RequestModel, ScriptedRequestOptions
 
 MAX_TRIP_DAYS = 14
 Budget = Literal["low", "medium", "high"]
@@ -18,22 +18,20 @@ DEFAULT_CURRENCY = "USD"
 TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
-class PlanOptions(BaseModel):
+class PlanOptions(RequestModel):
     """Model choice for the planner, like a chat request's options."""
-
-    model_config = ConfigDict(extra="forbid")
 
     provider: str | None = Field(default=None, max_length=64)
     model: str | None = Field(default=None, max_length=200)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     max_tokens: int | None = Field(default=None, ge=64, le=32768)
-    scripted: ScriptedOptions | None = None
+    scripted: ScriptedRequestOptions | None = None
 
 
-class PlanRequest(BaseModel):
-    """Body of `POST /api/plans/generate[/stream]`."""
+class PlanRequest(RequestModel):
+    """Body of `POST /api/plans/generate[/stream]`; both spellings (tokenrelay/spelling.py)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(**REQUEST_SPELLING, str_strip_whitespace=True)
 
     location: str = Field(min_length=1, max_length=200)
     start_date: date

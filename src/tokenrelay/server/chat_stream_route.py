@@ -5,7 +5,8 @@ stacks, the solved body, the `Request`, the exception handlers' wrappers, its mi
 frames. For a JSON answer that is microseconds; for a stream that stays open for minutes it
 was the largest share of the memory each open stream held (docs/benchmarks.md), and
 per-request work on the path of every new stream. This route
-does the same steps itself: the same `ChatRequest` model, the same error shapes and codes,
+does the same steps itself: the same `ChatRequest` model, the same error shapes and codes
+(unknown query parameters and a field in two spellings included),
 the same `start_chat` as the FastAPI route, and then the SSE response with nothing of FastAPI
 on its stack.
 
@@ -17,7 +18,9 @@ and for an app built without this one.
 from __future__ import annotations
 
 import functools
+import json
 from email.message import Message
+from typing import Any
 
 import pydantic
 from starlette.requests import ClientDisconnect, Request
@@ -27,8 +30,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tokenrelay.errors import TokenRelayError, ValidationError
 from tokenrelay.server.error_responses import error_response, validation_error
 from tokenrelay.server.json_checks import check_json_body
+from tokenrelay.server.query_check import RESERVED, check_query
 from tokenrelay.server.routes.chat import chat_stream_response
 from tokenrelay.server.schemas import ChatRequest
+from tokenrelay.spelling import explain_spellings
 
 PATH = "/api/chat/stream"
 
@@ -61,7 +66,15 @@ def parse_chat_request(raw: bytes, content_type: str | None) -> ChatRequest:
         return ChatRequest.model_validate_json(raw)
     except pydantic.ValidationError as exc:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
-        raise validation_error(errors) from None
+        raise validation_error(explain_spellings(errors, {"body": _parsed(raw)})) from None
+
+
+def _parsed(raw: bytes) -> Any:
+    """The body as JSON for an error's explanation, or None (the error path only)."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
 
 
 class ChatStreamRoute:
@@ -90,6 +103,7 @@ class ChatStreamRoute:
         except TokenRelayError as exc:  # a chunked body over the limit (server/limits.py): 413
             return error_response(exc)
         try:
+            check_query(scope.get("query_string", b""), RESERVED)
             body = parse_chat_request(raw, request.headers.get("content-type"))
             return await chat_stream_response(body, request)
         except TokenRelayError as exc:

@@ -15,6 +15,7 @@ from tokenrelay.errors import (
     internal_error,
 )
 from tokenrelay.server.asgi import retry_after_value
+from tokenrelay.spelling import SPELLING_CONFLICT
 
 logger = logging.getLogger("tokenrelay.server")
 
@@ -32,7 +33,10 @@ def _describe(errors: list[dict[str, Any]]) -> str:
         return f"request body is not valid JSON ({first['msg']})"
     where = ".".join(p for p in first["loc"] if p not in ("body", "query", "path"))
     if first["type"] == "extra_forbidden":
-        return f"unknown field {where!r}"
+        kind = "query parameter" if first["loc"][:1] == ["query"] else "field"
+        return f"unknown {kind} {where!r}"
+    if first["type"] == SPELLING_CONFLICT:
+        return str(first["msg"])
     message = str(first["msg"])
     return f"{where}: {message}" if where else message
 

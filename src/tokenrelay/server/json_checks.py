@@ -10,6 +10,7 @@
 Both checks cost two `bytes.count` and one `in` for an ordinary body: the body is parsed a
 second time only when it has more than `MAX_JSON_DEPTH` brackets or a surrogate escape.
 `CheckedRoute` runs them for the FastAPI routes; `chat_stream_route` calls `check_json_body`.
+`CheckedRoute` also holds the route-wide checks of the query (server/query_check.py).
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from tokenrelay.errors import ValidationError
+from tokenrelay.server.query_check import check_query, declared_query_names
+from tokenrelay.spelling import explain_spellings
 
 MAX_JSON_DEPTH = 64
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
@@ -125,14 +129,28 @@ def _is_json(content_type: str | None) -> bool:
 class CheckedRoute(APIRoute):
     """An `APIRoute` that runs `check_json_body` on a JSON body before FastAPI parses it.
 
-    The body is read here once; Starlette keeps it on the request, which the route reads."""
+    The body is read here once; Starlette keeps it on the request, which the route reads.
+    On the native API (`native`) it also refuses query parameters the route does not read
+    (server/query_check.py), and says so when a body gives a field in both spellings
+    (tokenrelay/spelling.py)."""
+
+    native: ClassVar[bool] = True
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        allowed = declared_query_names(self.dependant) if self.native else None
 
         async def route(request: Request) -> Response:
+            if allowed is not None:
+                check_query(request.scope.get("query_string", b""), allowed)
             if request.method in _BODY_METHODS and _is_json(request.headers.get("content-type")):
                 check_json_body(await request.body())
-            return await handler(request)
+            if allowed is None:
+                return await handler(request)
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                errors = explain_spellings(exc.errors(), {"body": exc.body})
+                raise RequestValidationError(errors, body=exc.body) from None
 
         return route

@@ -1,33 +1,30 @@
-"""Request bodies of the native API. Unknown fields are errors, so typos never pass silently."""
+"""Request bodies of the native API. Unknown fields are errors, so typos never pass silently;
+every field is read in both spellings, `session_id` or `sessionId` (tokenrelay/spelling.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from tokenrelay.providers.options import ScriptedOptions
+from tokenrelay.spelling import RequestModel, ScriptedRequestOptions
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 
 
-class RagOptions(BaseModel):
+class RagOptions(RequestModel):
     """Ground the answer in the user's documents (see docs/retrieval.md)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     top_k: int | None = Field(default=None, ge=1, le=50)
     min_score: float | None = Field(default=None, ge=0.0)
 
 
-class ChatOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ChatOptions(RequestModel):
     provider: str | None = Field(default=None, max_length=64, description="provider name")
     model: str | None = Field(default=None, max_length=200)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     max_tokens: int | None = Field(default=None, ge=1, le=32768)
-    scripted: ScriptedOptions | None = None
+    scripted: ScriptedRequestOptions | None = None
     rag: RagOptions | bool | None = Field(
         default=None, description="retrieval: an object, true (server defaults) or false (off)"
     )
@@ -43,9 +40,7 @@ class ChatOptions(BaseModel):
         return extra
 
 
-class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ChatRequest(RequestModel):
     message: str = Field(description="the user's message, 1 to max_message_chars characters")
     session_id: str | None = Field(
         default=None,

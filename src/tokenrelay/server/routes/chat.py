@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from tokenrelay.pipelines.chat import chat_pipeline
@@ -19,8 +19,9 @@ from tokenrelay.server.deps import (
     trace_id_for,
 )
 from tokenrelay.server.json_checks import CheckedRoute
+from tokenrelay.server.query_form import QueryForm
 from tokenrelay.server.resume import resume_response
-from tokenrelay.server.schemas import ID_PATTERN, ChatOptions, ChatRequest
+from tokenrelay.server.schemas import ChatRequest
 from tokenrelay.server.sse import stream_response
 from tokenrelay.services import Services
 
@@ -53,30 +54,25 @@ async def chat_stream_response(body: ChatRequest, request: Request) -> Response:
     return stream_response(services, stream_id, event_names=names, trace_id=trace_id, starts=True)
 
 
-@router.get("/api/chat/stream", summary="Stream an answer (EventSource); resumes on Last-Event-ID")
-async def chat_stream_get(
-    request: Request,
-    message: str = Query(..., description="the user's message"),
-    session_id: str | None = Query(default=None, pattern=ID_PATTERN),
-    provider: str | None = Query(default=None, max_length=64),
-    model: str | None = Query(default=None, max_length=200),
-    event_names: bool | None = Query(default=None),
-    enable_tools: bool = Query(default=True, description="offer the server's tools"),
-) -> Response:
+CHAT_QUERY = QueryForm(ChatRequest, flatten=("options",))
+
+
+@router.get(
+    "/api/chat/stream",
+    summary="Stream an answer (EventSource); resumes on Last-Event-ID",
+    description="The query form of `ChatRequest` (docs/protocol.md): the body's fields as "
+    "parameters, `options` flattened, objects as JSON text, lists repeated.",
+    openapi_extra={"parameters": CHAT_QUERY.openapi_parameters()},
+)
+async def chat_stream_get(request: Request, body: ChatRequest = Depends(CHAT_QUERY)) -> Response:
     services = get_services(request)
-    names = event_names_for(services, event_names)
+    names = event_names_for(services, body.event_names)
     position = resume_position(request)
     if position is not None:  # an EventSource reconnecting: continue its stream, don't ask again
         stream_id, seq = position
         return await resume_response(
             services, request, stream_id, seq, event_names=names, trace_id=trace_id_for(request)
         )
-    body = ChatRequest(
-        message=message,
-        session_id=session_id,
-        options=ChatOptions(provider=provider, model=model, enable_tools=enable_tools),
-        event_names=event_names,
-    )
     stream_id, trace_id = await start_chat(services, body, request)
     return stream_response(services, stream_id, event_names=names, trace_id=trace_id, starts=True)
 

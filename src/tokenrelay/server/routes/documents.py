@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tokenrelay.config import Settings
 from tokenrelay.errors import BackendUnavailable, DocumentNotFound, ValidationError
@@ -25,11 +25,13 @@ from tokenrelay.retrieval.base import Document, DocumentStore
 from tokenrelay.retrieval.ingest import IngestResult, ingest_bytes, ingest_text
 from tokenrelay.retrieval.owned import scoped_store
 from tokenrelay.server.json_checks import CheckedRoute, check_json_value, too_deep
+from tokenrelay.server.query_form import QueryForm
+from tokenrelay.spelling import RequestModel
 
 router = APIRouter(route_class=CheckedRoute, prefix="/api/documents", tags=["documents"])
 
 
-class TextDocumentIn(BaseModel):
+class TextDocumentIn(RequestModel):
     text: str = Field(min_length=1)
     title: str = ""
     source: str = ""
@@ -205,15 +207,27 @@ async def list_documents(
     }
 
 
-@router.get("/search")
+class SearchQuery(RequestModel):
+    """The query of `GET /api/documents/search`, in both spellings (`top_k`, `topK`)."""
+
+    q: str = Field(min_length=1, max_length=2000, description="what to search for")
+    top_k: int = Field(default=5, ge=1, le=50)
+    min_score: float = Field(default=0.0, ge=0)
+
+
+SEARCH_QUERY = QueryForm(SearchQuery)
+
+
+@router.get("/search", openapi_extra={"parameters": SEARCH_QUERY.openapi_parameters()})
 async def search_documents(
-    q: str = Query(min_length=1, max_length=2000),
-    top_k: int = Query(default=5, ge=1, le=50),
-    min_score: float = Query(default=0.0, ge=0),
+    query: SearchQuery = Depends(SEARCH_QUERY),
     store: DocumentStore = Depends(get_store),
 ) -> dict[str, Any]:
-    hits = await store.search(q, top_k=top_k, min_score=min_score)
-    return {"query": q, "hits": [{**h.to_source(), "document_id": h.document_id} for h in hits]}
+    hits = await store.search(query.q, top_k=query.top_k, min_score=query.min_score)
+    return {
+        "query": query.q,
+        "hits": [{**h.to_source(), "document_id": h.document_id} for h in hits],
+    }
 
 
 async def _existing(store: DocumentStore, document_id: str) -> Document:

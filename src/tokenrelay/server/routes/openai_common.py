@@ -88,6 +88,8 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
 class OpenAIRoute(CheckedRoute):
     """Answers this router's errors in OpenAI's shape instead of the app-wide handlers'."""
 
+    native = False  # OpenAI's rules for spellings and query parameters, not ours
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
