@@ -398,3 +398,22 @@ async def test_the_python_client_regenerates_edits_and_reports_busy(live_server:
     assert busy.value.status == 409 and busy.value.retryable
     assert busy.value.running_stream_id == running_stream.stream_id
     assert sync_content == "sync"
+
+
+async def test_regenerate_and_edit_bodies_take_camel_case(live_server: Any) -> None:
+    """The request contract (issue #23): every field in both spellings, as for chat."""
+    async with live_server() as srv, httpx.AsyncClient(base_url=srv.url, timeout=30) as client:
+        await chat(client, "camel-1", "q1", "a1")
+        regen = await stream(
+            srv.url,
+            "POST",
+            "/api/sessions/camel-1/regenerate",
+            json={"eventNames": False, "options": {"maxTokens": 50, **reply("again")}},
+        )
+        q1 = (await client.get("/api/sessions/camel-1")).json()["messages"][0]["id"]
+        both = await client.post(
+            f"/api/sessions/camel-1/messages/{q1}/edit",
+            json={"message": "x", "eventNames": False, "event_names": False},
+        )
+    assert regen.text == "again" and all(f.event is None for f in regen.events)
+    assert both.status_code == 422

@@ -54,10 +54,8 @@ class ChatRequest(RequestModel):
     )
 
 
-class RegenerateRequest(BaseModel):
+class RegenerateRequest(RequestModel):
     """`POST /api/sessions/{id}/regenerate`: a new answer to the last user message."""
-
-    model_config = ConfigDict(extra="forbid")
 
     options: ChatOptions = Field(default_factory=ChatOptions)
     event_names: bool | None = Field(
