@@ -346,3 +346,22 @@ def test_the_hook_shows_a_refused_request_and_offers_a_retry_when_retryable(
     tab.wait_for_selector("[data-status=error]")
     assert tab.get_attribute("[role=alert]", "data-code") == "PROVIDER_UNAVAILABLE"
     assert tab.get_by_role("button", name="Retry").count() == 1
+
+
+def test_the_parser_is_served_for_reuse_at_static_sse_js(
+    tab: Any, site: tuple[str, ServerProcess]
+) -> None:
+    _, server = site
+    served = httpx.get(f"{server.url}/static/sse.js", timeout=30)
+    assert served.headers["content-type"].startswith("text/javascript")
+    assert served.text == (ROOT / "src" / "tokenrelay" / "web" / "sse.js").read_text()
+    tab.goto(server.url + "/")
+    events = tab.evaluate(
+        "async () => { const { SSEParser } = await import('/static/sse.js');"
+        " const seen = []; const parser = new SSEParser(e => seen.push(e));"
+        ' const frame = \'id: s:1\\r\\ndata: {"content":"경복궁"}\\r\\n\\r\\n\';'
+        " const bytes = new TextEncoder().encode(frame);"
+        " for (const byte of bytes) parser.feed(new Uint8Array([byte]));"  # split everywhere
+        " return seen; }"
+    )
+    assert events == [{"type": "message", "data": '{"content":"경복궁"}', "id": "s:1"}]
