@@ -221,7 +221,11 @@ async def chat_pipeline(services: Services, turn: ChatTurn, stream: StreamContex
             services, turn.message, start.history, turn.rag, owner=turn.owner
         )
         if retrieved is not None:
-            emit(SourcesEvent.model_validate({"documents": retrieved.sources}))
+            emit(
+                SourcesEvent.model_validate(
+                    {"documents": retrieved.sources, "retrieval": retrieved.counts}
+                )
+            )
     if turn.messages is not None:
         messages = list(turn.messages)
     else:

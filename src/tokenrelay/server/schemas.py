@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +18,9 @@ class RagOptions(BaseModel):
 
     top_k: int | None = Field(default=None, ge=1, le=50)
     min_score: float | None = Field(default=None, ge=0.0)
+    mode: Literal["lexical", "semantic", "hybrid"] | None = Field(
+        default=None, description="lexical (words), semantic (embeddings) or hybrid (both)"
+    )
 
 
 class ChatOptions(BaseModel):

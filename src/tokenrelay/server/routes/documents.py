@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from tokenrelay.config import Settings
 from tokenrelay.errors import BackendUnavailable, DocumentNotFound, ValidationError
 from tokenrelay.retrieval.base import Document, DocumentStore
+from tokenrelay.retrieval.hybrid import RetrievalMode, search_with_mode
 from tokenrelay.retrieval.ingest import IngestResult, ingest_bytes, ingest_text
 from tokenrelay.retrieval.owned import scoped_store
 from tokenrelay.server.json_checks import CheckedRoute, check_json_value, too_deep
@@ -210,10 +211,17 @@ async def search_documents(
     q: str = Query(min_length=1, max_length=2000),
     top_k: int = Query(default=5, ge=1, le=50),
     min_score: float = Query(default=0.0, ge=0),
+    mode: RetrievalMode | None = Query(
+        default=None, description="lexical, semantic or hybrid; default: the server's setting"
+    ),
     store: DocumentStore = Depends(get_store),
 ) -> dict[str, Any]:
-    hits = await store.search(q, top_k=top_k, min_score=min_score)
-    return {"query": q, "hits": [{**h.to_source(), "document_id": h.document_id} for h in hits]}
+    found = await search_with_mode(store, q, top_k, min_score, mode)
+    return {
+        "query": q,
+        "hits": [{**h.to_source(), "document_id": h.document_id} for h in found.hits],
+        "retrieval": found.counts(),
+    }
 
 
 async def _existing(store: DocumentStore, document_id: str) -> Document:
