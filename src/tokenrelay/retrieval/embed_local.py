@@ -6,7 +6,12 @@ nothing. Korean and English (and ~90 other languages) share one vector space, so
 question finds a Korean passage. Its checks before we trusted it are in docs/retrieval.md.
 
 The engine is synchronous and uses its own OpenMP threads: calls run one at a time on a worker
-thread, so the event loop never waits on it.
+thread (ctypes releases the GIL), so the event loop never waits on it.
+
+Speed (bench/semantic_speed.py, docs/retrieval.md "What embeddings cost"): the engine packs a
+batch's tokens without padding and runs attention per text, so neither sorting by length nor
+the batch size changes its rate much; an 800-character chunk is ~200-300 tokens and costs
+~14 GFLOP, which bounds ingest to a few chunks per second per core on this machine.
 """
 
 from __future__ import annotations
@@ -79,6 +84,10 @@ class LocalEmbedder:
                 ) from e
         rows = matrix.reshape(len(texts), -1).tolist()
         return checked(rows, len(texts), DIMENSION, self._name)
+
+    def token_count(self, text: str) -> int:
+        """Tokens the model reads for `text` as a passage (prefix and specials included)."""
+        return int(self._model_impl.token_count(text, False))
 
     async def embed(self, texts: Sequence[str], *, kind: EmbedKind = "passage") -> list[Vector]:
         if not texts:

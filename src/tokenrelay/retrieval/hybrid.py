@@ -4,7 +4,7 @@
 step, and it searches in the mode asked for:
 - lexical: the store's BM25 search, as without embeddings;
 - semantic: the question's vector against the chunks' vectors (cosine similarity);
-- hybrid: both, fused by reciprocal rank fusion (fusion.py).
+- hybrid: both, fused by the measured rule of fusion.py (`FusionRule`).
 The optional rerank (rerank.py) runs on the fused list, then the list is cut to top_k.
 `min_score` is a floor on the BM25 score, so it filters the lexical side only.
 
@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -34,7 +35,7 @@ from tokenrelay.retrieval.base import (
     UpsertStatus,
 )
 from tokenrelay.retrieval.embedding import Embedder, EmbeddingFailed
-from tokenrelay.retrieval.fusion import RRF_K, reciprocal_rank_fusion, with_ranks
+from tokenrelay.retrieval.fusion import FusionRule, fuse, with_ranks
 from tokenrelay.retrieval.rerank import candidate_count, rerank
 from tokenrelay.retrieval.snippets import make_snippet
 from tokenrelay.retrieval.vectors import VectorIndex, passage_text
@@ -44,6 +45,10 @@ logger = logging.getLogger("tokenrelay.retrieval")
 RetrievalMode = Literal["lexical", "semantic", "hybrid"]
 MODES: tuple[RetrievalMode, ...] = ("lexical", "semantic", "hybrid")
 Progress = Callable[[int, int], None]  # (chunks with a vector, chunks in all)
+
+# Set by a caller that shows ingest progress (the CLI's bar, the upload route's `progress`
+# events): called with (chunks embedded, chunks to embed) of each stored batch, first with 0.
+embedding_progress: ContextVar[Progress | None] = ContextVar("embedding_progress", default=None)
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,7 @@ class HybridStore:
     embedder: Embedder
     default_mode: RetrievalMode = "hybrid"
     use_rerank: bool = False
-    rrf_k: int = RRF_K
+    fusion: FusionRule = field(default_factory=FusionRule)
     _background: asyncio.Task[int] | None = field(default=None, init=False, repr=False)
 
     # -- writes
@@ -106,15 +111,25 @@ class HybridStore:
     ) -> list[tuple[str, str, list[float]]]:
         wanted = {c.id: (d, c) for d, chunks in items for c in chunks}
         have = await self.index.has(list(wanted), self.embedder.model)
-        todo = [(d, c) for cid, (d, c) in wanted.items() if cid not in have]
+        todo = [
+            (c, passage_text(d.title, c.heading, c.text))
+            for cid, (d, c) in wanted.items()
+            if cid not in have
+        ]
+        # texts of like length together: a server that pads a batch to its longest text wastes
+        # less; rows are keyed by chunk id, so the order does not matter
+        todo.sort(key=lambda item: len(item[1]))
+        report = embedding_progress.get()
+        if report is not None and todo:
+            report(0, len(todo))
         rows: list[tuple[str, str, list[float]]] = []
         size = max(1, self.embedder.batch_size)
         for i in range(0, len(todo), size):
             part = todo[i : i + size]
-            vectors = await self.embedder.embed(
-                [passage_text(d.title, c.heading, c.text) for d, c in part]
-            )
-            rows += [(c.id, c.document_id, v) for (_, c), v in zip(part, vectors, strict=True)]
+            vectors = await self.embedder.embed([text for _, text in part])
+            rows += [(c.id, c.document_id, v) for (c, _), v in zip(part, vectors, strict=True)]
+            if report is not None:
+                report(len(rows), len(todo))
         return rows
 
     async def upsert(self, document: Document, chunks: list[Chunk]) -> UpsertStatus:
@@ -176,13 +191,13 @@ class HybridStore:
         if mode == "lexical" and not fallback and not self.use_rerank:
             hits = lexical_hits[:top_k]
             return Retrieval(hits, mode, lexical_found=len(lexical_hits), fused=len(hits))
+        terms = query_terms(query)
         if mode == "hybrid":
-            ranked = reciprocal_rank_fusion(lexical_hits, vector_hits, self.rrf_k)
+            ranked = fuse(lexical_hits, vector_hits, terms, self.fusion)
         elif mode == "semantic":
             ranked = with_ranks(vector_hits, lexical=False)
         else:
             ranked = list(lexical_hits)
-        terms = query_terms(query)
         if self.use_rerank and ranked:
             ranked = rerank(terms, ranked)
         wanted = set(terms)
