@@ -9,12 +9,17 @@ from tokenrelay.config import Settings
 from tokenrelay.errors import TokenRelayError
 from tokenrelay.retrieval.base import DocumentStore
 from tokenrelay.retrieval.embedding import Embedder
+from tokenrelay.retrieval.fusion import FusionRule
 from tokenrelay.retrieval.hybrid import HybridStore
 from tokenrelay.retrieval.postgres import PostgresDocumentStore
 from tokenrelay.retrieval.sqlite_fts import SqliteDocumentStore
 from tokenrelay.retrieval.vectors import VectorIndex
 
 logger = logging.getLogger("tokenrelay.retrieval")
+
+
+def fusion_rule(settings: Settings) -> FusionRule:
+    return FusionRule(k=settings.rag_rrf_k, min_coverage=settings.rag_fusion_min_coverage)
 
 
 def open_embedder(settings: Settings) -> Embedder | None:
@@ -102,7 +107,7 @@ async def open_document_store(settings: Settings) -> DocumentStore:
         embedder,
         default_mode=settings.retrieval_mode,
         use_rerank=settings.rag_rerank,
-        rrf_k=settings.rag_rrf_k,
+        fusion=fusion_rule(settings),
     )
     hybrid.start_embedding_pending()
     return hybrid
