@@ -79,13 +79,14 @@ async def run(misses: bool) -> str:
                 rows.append(f"| {name} | {mode} | {n} | {hits_n / n:.3f} | {rr / n:.3f} |")
                 print(rows[-1], flush=True)
         model = store.embedder.model
+        rule = store.fusion.label()
         await store.close()
     return "\n".join(
         [
             "### Lexical, semantic and hybrid retrieval",
             "",
             f"`{COMMAND}`: SQLite, embeddings from `{model}` in-process, hybrid ="
-            " reciprocal rank fusion (k = 60), no rerank; recall@5 and MRR over each set"
+            f" {rule} (bench/semantic_fusion.py), no rerank; recall@5 and MRR over each set"
             f" ({chunks} chunks, ingested with embeddings in {ingest_s:.1f} s).",
             "",
             "| set | mode | questions | recall@5 | MRR |",

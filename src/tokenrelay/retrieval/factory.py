@@ -32,7 +32,9 @@ def open_embedder(settings: Settings) -> Embedder | None:
         if provider == "local":
             from tokenrelay.retrieval.embed_local import LocalEmbedder
 
-            return LocalEmbedder(batch_size=settings.embedding_batch_size)
+            return LocalEmbedder(
+                batch_size=settings.embedding_batch_size, threads=settings.embedding_threads
+            )
         if provider == "openai":
             from tokenrelay.retrieval.embed_openai import DEFAULT_MODEL, OpenAIEmbedder
 
