@@ -430,6 +430,64 @@ async def test_openai_compatible_server_embeds_for_the_index(tmp_path: Path) -> 
             await hybrid.close()
 
 
+def sse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for frame in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in frame.splitlines())
+        out.append((fields["event"], json.loads(fields["data"])))
+    return out
+
+
+@needs_vec
+async def test_an_upload_streams_embedding_progress_and_a_failure_writes_nothing(
+    live_server: Any,
+) -> None:
+    async with EmbeddingsServer() as embeddings:
+        settings = {
+            "embedding_provider": "openai",
+            "embedding_base_url": f"http://127.0.0.1:{embeddings.port}/v1",
+            "embedding_model": "nomic-embed-text",
+            "embedding_api_key": "test",
+            "embedding_batch_size": 2,
+            "provider_max_retries": 0,
+            "rag_chunk_chars": 200,
+            "rag_chunk_overlap": 0,
+        }
+        text = "\n\n".join(f"# Part {i}\n\n" + "Espresso notes. " * (8 + i) for i in range(5))
+        stream = {"Accept": "text/event-stream"}
+        async with live_server(**settings) as srv, httpx.AsyncClient(base_url=srv.url) as client:
+            answer = await client.post(
+                "/api/documents", json={"text": text, "title": "Parts"}, headers=stream
+            )
+            assert answer.status_code == 200
+            assert answer.headers["content-type"].startswith("text/event-stream")
+            events = sse_events(answer.text)
+            kinds = [kind for kind, _ in events]
+            assert kinds[-1] == "document" and set(kinds[:-1]) == {"progress"}
+            chunks = events[-1][1]["chunk_count"]
+            progress = [data for kind, data in events if kind == "progress"]
+            assert progress[0] == {"stage": "embedding", "done": 0, "total": chunks}
+            assert progress[-1]["done"] == chunks and len(progress) == 1 + -(-chunks // 2)
+            assert events[-1][1]["status"] == "created"
+
+            embeddings.fail_with = 503
+            failed = await client.post(
+                "/api/documents?filename=tea.md",
+                content=b"# Tea\n\nSteep green tea for two minutes.\n",
+                headers=stream,
+            )
+            [(kind, error)] = [e for e in sse_events(failed.text) if e[0] != "progress"]
+            assert (
+                kind == "error" and error["code"] == "PROVIDER_ERROR" and "503" in error["message"]
+            )
+            listed = (await client.get("/api/documents")).json()
+            assert listed["total"] == 1 and listed["total_chunks"] == chunks  # no trace of tea
+            # without the header: one JSON answer, as before
+            embeddings.fail_with = None
+            plain = await client.post("/api/documents", json={"text": "Green tea.", "title": "T"})
+            assert plain.status_code == 201 and plain.json()["title"] == "T"
+
+
 # -- Gemini, in its wire format
 
 
