@@ -488,6 +488,38 @@ async def test_an_upload_streams_embedding_progress_and_a_failure_writes_nothing
             assert plain.status_code == 201 and plain.json()["title"] == "T"
 
 
+@needs_vec
+async def test_cli_ingest_shows_embedding_progress_and_fails_clearly(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tokenrelay.cli import app
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(3):
+        (docs / f"part{i}.md").write_text(f"# Part {i}\n\n" + "Espresso notes. " * 20)
+    async with EmbeddingsServer() as embeddings:
+        env = {
+            "TOKENRELAY_EMBEDDING_PROVIDER": "openai",
+            "TOKENRELAY_EMBEDDING_BASE_URL": f"http://127.0.0.1:{embeddings.port}/v1",
+            "TOKENRELAY_EMBEDDING_MODEL": "nomic-embed-text",
+            "TOKENRELAY_EMBEDDING_API_KEY": "test",
+            "TOKENRELAY_PROVIDER_MAX_RETRIES": "0",
+        }
+        runner = CliRunner()
+        args = ["ingest", str(docs), "--data-dir", str(tmp_path / "data")]
+        done = await asyncio.to_thread(runner.invoke, app, args, env=env)
+        assert done.exit_code == 0, done.output
+        assert "embedding chunks" in done.output and "3/3" in done.output
+        assert "3 created" in done.output
+
+        (docs / "tea.md").write_text("# Tea\n\nSteep green tea for two minutes.\n")
+        embeddings.fail_with = 503
+        failed = await asyncio.to_thread(runner.invoke, app, args, env=env)
+        assert failed.exit_code == 1
+        assert "ingest failed" in failed.output and "503" in failed.output
+
+
 # -- Gemini, in its wire format
 
 
