@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import statistics
 import sys
@@ -248,12 +249,14 @@ async def run(n_chunks: int, n_queries: int) -> str:
                 spent.append(time.perf_counter() - t)
         await index.close()
         await store.close()
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     return "\n".join(
         [
             "### Semantic search speed",
             "",
             f"`.venv/bin/python bench/semantic_speed.py --chunks {n_chunks}`"
-            f" (2 shared cores; {len(questions)} eval questions, {n_queries} query vectors;"
+            f" (2 shared cores, load average {load}; {len(questions)} eval questions,"
+            f" {n_queries} query vectors;"
             " stored vectors are synthetic but shaped like e5's, see the script):",
             "",
             "| what | result |",

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -173,21 +173,28 @@ class HybridStore:
             return Retrieval([], mode)
         n = candidate_count(top_k)
         vector_hits: list[SearchHit] = []
-        fallback = ""
-        if mode != "lexical":
-            try:
-                [question] = await self.embedder.embed([query], kind="query")
-                vector_hits = await self.index.search(question, self.embedder.model, n)
-            except EmbeddingFailed as e:
-                logger.warning("embedding the question failed, searching lexically: %s", e)
-                fallback, mode = f"embedding the question failed: {e}", "lexical"
         lexical_hits: list[SearchHit] = []
-        if mode != "semantic":
-            lexical_hits = await self.store.search(
-                query,
-                top_k=n if mode == "hybrid" or self.use_rerank else top_k,
-                min_score=min_score,
-            )
+        fallback = ""
+
+        def lexical() -> Awaitable[list[SearchHit]]:
+            wide = mode == "hybrid" or self.use_rerank
+            return self.store.search(query, top_k=n if wide else top_k, min_score=min_score)
+
+        if mode == "hybrid":
+            # the BM25 search runs on the store's thread while the question is embedded
+            lexical_task = asyncio.ensure_future(lexical())
+            try:
+                vector_hits, fallback = await self._vector_side(query, n)
+            finally:
+                lexical_hits = await lexical_task
+        elif mode == "semantic":
+            vector_hits, fallback = await self._vector_side(query, n)
+        if fallback:
+            mode = "lexical"
+            if not lexical_hits:
+                lexical_hits = await lexical()
+        elif mode == "lexical":
+            lexical_hits = await lexical()
         if mode == "lexical" and not fallback and not self.use_rerank:
             hits = lexical_hits[:top_k]
             return Retrieval(hits, mode, lexical_found=len(lexical_hits), fused=len(hits))
@@ -214,6 +221,15 @@ class HybridStore:
             reranked=self.use_rerank,
             fallback=fallback,
         )
+
+    async def _vector_side(self, query: str, n: int) -> tuple[list[SearchHit], str]:
+        """(the `n` nearest chunks, ""), or ([], why) when the question cannot be embedded."""
+        try:
+            [question] = await self.embedder.embed([query], kind="query")
+            return await self.index.search(question, self.embedder.model, n), ""
+        except EmbeddingFailed as e:
+            logger.warning("embedding the question failed, searching lexically: %s", e)
+            return [], f"embedding the question failed: {e}"
 
     # -- re-embedding
     async def embed_pending(self, progress: Progress | None = None, batch: int = 256) -> int:
