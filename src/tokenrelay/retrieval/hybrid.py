@@ -189,11 +189,10 @@ class HybridStore:
                 lexical_hits = await lexical_task
         elif mode == "semantic":
             vector_hits, fallback = await self._vector_side(query, n)
+        searched = mode == "hybrid"  # the lexical side already ran
         if fallback:
             mode = "lexical"
-            if not lexical_hits:
-                lexical_hits = await lexical()
-        elif mode == "lexical":
+        if mode == "lexical" and not searched:
             lexical_hits = await lexical()
         if mode == "lexical" and not fallback and not self.use_rerank:
             hits = lexical_hits[:top_k]
