@@ -237,7 +237,11 @@ async def chat_pipeline(
             services, turn.message, start.history, turn.rag, owner=turn.owner
         )
         if retrieved is not None:
-            emit(SourcesEvent.model_validate({"documents": retrieved.sources}))
+            emit(
+                SourcesEvent.model_validate(
+                    {"documents": retrieved.sources, "retrieval": retrieved.counts}
+                )
+            )
     if turn.messages is not None:
         messages = list(turn.messages)
     else:

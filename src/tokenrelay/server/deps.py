@@ -106,6 +106,7 @@ def rag_request(services: Services, options: ChatOptions) -> RagRequest | None:
     return RagRequest(
         top_k=chosen.top_k or settings.rag_top_k,
         min_score=chosen.min_score if chosen.min_score is not None else settings.rag_min_score,
+        mode=chosen.mode,
     )
 
 

@@ -3,7 +3,7 @@ every field is read in both spellings, `session_id` or `sessionId` (tokenrelay/s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -17,6 +17,9 @@ class RagOptions(RequestModel):
 
     top_k: int | None = Field(default=None, ge=1, le=50)
     min_score: float | None = Field(default=None, ge=0.0)
+    mode: Literal["lexical", "semantic", "hybrid"] | None = Field(
+        default=None, description="lexical (words), semantic (embeddings) or hybrid (both)"
+    )
 
 
 class ChatOptions(RequestModel):
