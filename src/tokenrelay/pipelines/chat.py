@@ -74,6 +74,8 @@ class ChatTurn:
     create_session: bool = False
     # a new answer to the session's last user message (`message`), replacing the last answer
     regenerate: bool = False
+    # this turn's system prompt instead of the server's `system_prompt` (None: the server's)
+    system: str | None = None
     # sampling, passed to the provider as they are (providers/base.py, ProviderRequest)
     top_p: float | None = None
     stop: tuple[str, ...] | None = None
@@ -234,7 +236,7 @@ async def chat_pipeline(
     retrieved: Retrieved | None = None
     if turn.rag is not None:
         retrieved = await retrieve(
-            services, turn.message, start.history, turn.rag, owner=turn.owner
+            services, turn.message, start.history, turn.rag, owner=turn.owner, system=turn.system
         )
         if retrieved is not None:
             emit(
@@ -245,7 +247,7 @@ async def chat_pipeline(
     if turn.messages is not None:
         messages = list(turn.messages)
     else:
-        system = retrieved.system_prompt if retrieved else settings.system_prompt
+        system = retrieved.system_prompt if retrieved else turn.system or settings.system_prompt
         messages = build_messages(
             system, start.history, turn.message, settings.history_token_budget
         )

@@ -39,11 +39,13 @@ async def retrieve(
     rag: RagRequest,
     *,
     owner: str | None = None,
+    system: str | None = None,
 ) -> Retrieved | None:
     """Search for the question (expanded from the last turns for follow-ups).
 
     None when there is no document store or the search failed: the answer then goes on without
     documents, never a crash. With `owner` (API keys on) only that key's documents are searched.
+    `system`: the turn's own system prompt, which the grounding instructions are added to.
     """
     store = services.documents
     if store is None:
@@ -67,6 +69,6 @@ async def retrieve(
     return Retrieved(
         hits=list(hits),
         sources=sources_payload(hits),
-        system_prompt=build_system_prompt(services.settings.system_prompt, hits),
+        system_prompt=build_system_prompt(system or services.settings.system_prompt, hits),
         counts=found.counts(),
     )
