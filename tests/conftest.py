@@ -42,6 +42,8 @@ def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
             "data_dir": tmp_path / "data",
             "provider": "scripted",
             "shutdown_grace_s": 1.0,
+            # lexical retrieval: tests about meaning build their embedder themselves
+            "embedding_provider": "none",
         }
         values.update(overrides)
         return Settings(**values)

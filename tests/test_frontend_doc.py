@@ -3,10 +3,10 @@ API keys: it loads a chat, the AI SDK sends through it, and its Stop stops the s
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
+from tests.doc_blocks import ROOT, fenced_blocks, files, snippets
 from tests.node import JS_DIR, require_node, run_node
 from tests.processes import serve
 from tests.security.conftest import ALICE_KEY, KEYS
@@ -50,9 +50,21 @@ console.log(JSON.stringify(out));
 
 
 def transport_block() -> str:
-    blocks = re.findall(r"```js\n(.*?)```", DOC.read_text(), re.S)
-    assert len(blocks) == 1, "docs/frontend.md has one ```js block (the transport); run here"
-    return str(blocks[0])
+    return snippets(DOC)["transport"]
+
+
+def test_every_code_block_of_the_page_is_named_and_so_run_by_a_test() -> None:
+    named = list(snippets(DOC).values()) + list(files(DOC).values())
+    for language in ("js", "jsx", "ts", "tsx", "bash", "nginx", "python"):
+        for block in fenced_blocks(DOC, language):
+            assert block in named, f"an unnamed ```{language} block:\n{block[:200]}"
+
+
+def test_the_file_blocks_are_the_files_word_for_word() -> None:
+    blocks = files(DOC)
+    assert len(blocks) >= 5
+    for path, code in blocks.items():
+        assert (ROOT / path).read_text() == code, f"docs/frontend.md differs from {path}"
 
 
 def test_the_transport_snippet_chats_loads_and_stops(tmp_path: Path) -> None:

@@ -30,6 +30,12 @@ OPTIONS: dict[str, Any] = {
     "rag": {"top_k": 1, "min_score": 0.0},
     "enable_tools": True,
     "tools": ["calculate", "current_time"],
+    "system": "You answer about Busan.",
+    "top_p": 0.9,
+    "stop": ["END"],
+    "seed": 7,
+    "frequency_penalty": 0.1,
+    "presence_penalty": 0.2,
 }
 BODY: dict[str, Any] = {
     "message": "Tell me about Haeundae",

@@ -43,6 +43,13 @@ _FRAMES = {
     # the AI SDK's UI message stream (`/api/ui/chat`): a `text-delta` chunk is a token,
     # `data: [DONE]` the end
     "ui": (re.compile(rb'("text-delta"|\[DONE\])'), b'"text-delta"', (b"[DONE]",)),
+    # the OpenAI Responses API's events: a text delta is a token; the stream ends with
+    # `response.completed`, `.incomplete` or `.failed`
+    "responses": (
+        re.compile(rb'"type":"response\.(output_text\.delta|completed|incomplete|failed)"'),
+        b"output_text.delta",
+        (b"completed", b"incomplete", b"failed"),
+    ),
     # OpenAI `chat.completion.chunk` frames: one with a "content" key is a token (the role
     # chunk, whose content is empty, counts as one), `data: [DONE]` is the end
     "openai": (re.compile(rb'("content"|\[DONE\])'), b'"content"', (b"[DONE]",)),

@@ -1,5 +1,6 @@
 """The other wire formats against the native one, on one tokenrelay server: OpenAI's Chat
-Completions chunks (`v1`) and the AI SDK's UI message stream (`ui`).
+Completions chunks (`v1`), the OpenAI Responses API (`responses`) and the AI SDK's UI message
+stream (`ui`).
 
     .venv/bin/python -m bench.relay.v1
     .venv/bin/python -m bench.relay.v1 --tokenrelay-env PYTHONPATH=/path/to/other/src  # A/B
@@ -22,7 +23,7 @@ from bench.relay.servers import Server, make_server
 from bench.relay.stats import pct
 
 HOST = "127.0.0.1"
-FRAMES = {"native": "native", "v1": "openai", "ui": "ui"}  # endpoint → what the loadgen reads
+FRAMES = {"native": "native", "v1": "openai", "ui": "ui", "responses": "responses"}  # endpoint → what the loadgen reads
 Spec = TypeVar("Spec", ClosedSpec, FixedSpec)
 
 
@@ -30,6 +31,14 @@ def request(wire: str, tokens: int, delay_ms: float) -> tuple[str, dict[str, Any
     scripted = {"tokens": tokens, "delay_ms": delay_ms}
     if wire == "native":
         return "/api/chat/stream", {"message": "bench", "options": {"scripted": scripted}}
+    if wire == "responses":  # the OpenAI Responses API, streamed, not stored
+        return "/v1/responses", {
+            "model": "scripted",
+            "stream": True,
+            "store": False,
+            "input": "bench",
+            "tokenrelay": {"scripted": scripted},
+        }
     if wire == "ui":  # the AI SDK's useChat request, a new chat each time
         message = {"id": "m1", "role": "user", "parts": [{"type": "text", "text": "bench"}]}
         ui = {"id": loadgen.UNIQUE, "messages": [message], "options": {"scripted": scripted}}

@@ -517,10 +517,18 @@ def ingest(
         list[str] | None, typer.Option(help="metadata for every document, key=value; repeatable")
     ] = None,
 ) -> None:
-    """Load documents into the store the server searches (SQLite, or TOKENRELAY_DATABASE_URL)."""
+    """Load documents into the store the server searches (SQLite, or TOKENRELAY_DATABASE_URL).
+
+    With embeddings on (TOKENRELAY_EMBEDDING_PROVIDER), a progress bar shows the chunks
+    embedded; a failed embedding call stops with its error, and nothing of that batch is kept.
+    """
     # lazy: the document stores only for `ingest`, as the server only for `serve`
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
     from tokenrelay.config import Settings
+    from tokenrelay.errors import TokenRelayError
     from tokenrelay.retrieval.factory import open_document_store
+    from tokenrelay.retrieval.hybrid import embedding_progress
     from tokenrelay.retrieval.ingest import ingest_paths
     from tokenrelay.retrieval.owned import scoped_store
 
@@ -532,9 +540,31 @@ def ingest(
             raise typer.Exit(2)
         metadata[key] = value
     settings = Settings(data_dir=data_dir) if data_dir else Settings()
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    )
+    task = bar.add_task("embedding chunks", total=0, start=False)
+    last = 0
+
+    def advance(done: int, total: int) -> None:
+        """(done, total) of one stored batch: the bar spans every batch."""
+        nonlocal last
+        if done == 0:
+            if not bar.live.is_started:
+                bar.start()
+                bar.start_task(task)
+            bar.update(task, total=(bar.tasks[0].total or 0) + total)
+            last = 0
+        bar.advance(task, done - last)
+        last = done
 
     async def run() -> Any:
         store = await open_document_store(settings)
+        embedding_progress.set(advance)
         try:
             return await ingest_paths(
                 scoped_store(store, owner),
@@ -546,7 +576,15 @@ def ingest(
         finally:
             await store.close()
 
-    report = asyncio.run(run())
+    try:
+        report = asyncio.run(run())
+    except TokenRelayError as e:
+        bar.stop()
+        err.print(f"[red]ingest failed[/red]: {escape(e.message)}")
+        if e.suggestion:
+            err.print(f"fix: {escape(e.suggestion)}")
+        raise typer.Exit(1) from None
+    bar.stop()
     counts = report.counts()
     err.print(
         f"{counts['created']} created, {counts['updated']} updated, "

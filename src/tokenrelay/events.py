@@ -11,7 +11,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, NamedTuple
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    model_serializer,
+)
 
 from tokenrelay.errors import TokenRelayError
 
@@ -30,17 +37,44 @@ class MetadataEvent(_Event):
     model: str
 
 
+def _without_nones(data: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if not (k in keys and v is None)}
+
+
+_RANK_FIELDS = ("lexical_rank", "lexical_score", "vector_rank", "vector_score")
+
+
 class SourceDocument(BaseModel):
     id: str
     title: str
     snippet: str
     score: float
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # semantic/hybrid retrieval (docs/retrieval.md): each retriever's rank (1 = best) and score;
+    # left out of the JSON when the search was lexical only, null when that retriever missed
+    lexical_rank: int | None = None
+    lexical_score: float | None = None
+    vector_rank: int | None = None
+    vector_score: float | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_unranked(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.lexical_rank is None and self.vector_rank is None:
+            return _without_nones(data, _RANK_FIELDS)
+        return data
 
 
 class SourcesEvent(_Event):
     type: Literal["sources"] = "sources"
     documents: list[SourceDocument]
+    # how they were found: mode, found per retriever, after fusion, reranked, returned
+    retrieval: dict[str, Any] | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_empty(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return _without_nones(data, ("retrieval",))
 
 
 class StatusEvent(_Event):

@@ -10,7 +10,6 @@ import contextlib
 import functools
 import json
 import os
-import re
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
+from tests.doc_blocks import files
 from tests.e2e.conftest import ARTIFACTS
 from tests.e2e.server_process import ServerProcess, tokenrelay_serve
 from tests.node import run_node
@@ -86,8 +86,8 @@ def _ready(page: Any) -> None:
 
 
 def test_the_doc_shows_the_example_component_word_for_word() -> None:
-    blocks = re.findall(r"```jsx\n(.*?)```", DOC.read_text(), re.S)
-    assert blocks == [(EXAMPLE / "src" / "Chat.jsx").read_text()]
+    shown = files(DOC)["examples/react-chat/src/Chat.jsx"]
+    assert shown == (EXAMPLE / "src" / "Chat.jsx").read_text()
 
 
 def test_a_reload_mid_answer_resumes_it_with_nothing_lost_or_repeated(

@@ -74,6 +74,8 @@ class ChatTurn:
     create_session: bool = False
     # a new answer to the session's last user message (`message`), replacing the last answer
     regenerate: bool = False
+    # this turn's system prompt instead of the server's `system_prompt` (None: the server's)
+    system: str | None = None
     # sampling, passed to the provider as they are (providers/base.py, ProviderRequest)
     top_p: float | None = None
     stop: tuple[str, ...] | None = None
@@ -242,13 +244,19 @@ async def chat_pipeline(
     )
     retrieved: Retrieved | None = None
     if turn.rag is not None:
-        retrieved = await retrieve(services, question, start.history, turn.rag, owner=turn.owner)
+        retrieved = await retrieve(
+            services, question, start.history, turn.rag, owner=turn.owner, system=turn.system
+        )
         if retrieved is not None:
-            emit(SourcesEvent.model_validate({"documents": retrieved.sources}))
+            emit(
+                SourcesEvent.model_validate(
+                    {"documents": retrieved.sources, "retrieval": retrieved.counts}
+                )
+            )
     if turn.messages is not None:
         messages = list(turn.messages)
     else:
-        system = retrieved.system_prompt if retrieved else settings.system_prompt
+        system = retrieved.system_prompt if retrieved else turn.system or settings.system_prompt
         messages = build_messages(system, start.history, question, settings.history_token_budget)
     setup = tool_setup(
         services,

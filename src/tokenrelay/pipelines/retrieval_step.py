@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenrelay.pipelines.needs import PipelineServices
+from tokenrelay.retrieval.hybrid import RetrievalMode, search_with_mode
 from tokenrelay.retrieval.owned import scoped_store
 from tokenrelay.retrieval.prompting import build_system_prompt, sources_payload
 from tokenrelay.retrieval.query import expand_query
@@ -20,6 +21,7 @@ logger = logging.getLogger("tokenrelay.retrieval")
 class RagRequest:
     top_k: int
     min_score: float
+    mode: RetrievalMode | None = None  # None: settings.retrieval_mode
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Retrieved:
     hits: list[Any]  # retrieval.base.SearchHit
     sources: list[dict[str, Any]]  # the `documents` of the sources event
     system_prompt: str
+    counts: dict[str, Any] | None = None  # the `retrieval` of the sources event (hybrid.py)
 
 
 async def retrieve(
@@ -36,11 +39,13 @@ async def retrieve(
     rag: RagRequest,
     *,
     owner: str | None = None,
+    system: str | None = None,
 ) -> Retrieved | None:
     """Search for the question (expanded from the last turns for follow-ups).
 
     None when there is no document store or the search failed: the answer then goes on without
     documents, never a crash. With `owner` (API keys on) only that key's documents are searched.
+    `system`: the turn's own system prompt, which the grounding instructions are added to.
     """
     store = services.documents
     if store is None:
@@ -54,14 +59,16 @@ async def retrieve(
     query = expand_query(question, turns)
     started = time.monotonic()
     try:
-        hits = await store.search(query, top_k=rag.top_k, min_score=rag.min_score)
+        found = await search_with_mode(store, query, rag.top_k, rag.min_score, rag.mode)
     except Exception:
         logger.exception("document search failed")
         return None
     finally:
         services.metrics.retrieval_latency.observe(time.monotonic() - started)
+    hits = found.hits
     return Retrieved(
         hits=list(hits),
         sources=sources_payload(hits),
-        system_prompt=build_system_prompt(services.settings.system_prompt, hits),
+        system_prompt=build_system_prompt(system or services.settings.system_prompt, hits),
+        counts=found.counts(),
     )

@@ -46,16 +46,32 @@ class SearchHit:
     metadata: dict[str, Any] = field(default_factory=dict)  # document metadata + source, heading
     text: str = ""  # the whole chunk, for the prompt context
     heading: str = ""
+    # semantic and hybrid searches (hybrid.py): where each retriever ranked the chunk (1 =
+    # best) and its own score (BM25; cosine similarity); None: that retriever did not find it
+    lexical_rank: int | None = None
+    lexical_score: float | None = None
+    vector_rank: int | None = None
+    vector_score: float | None = None
 
     def to_source(self) -> dict[str, Any]:
         """The wire form of one entry of the `sources` event (DESIGN.md §3)."""
-        return {
+        source: dict[str, Any] = {
             "id": self.id,
             "title": self.title,
             "snippet": self.snippet,
             "score": round(self.score, 4),
             "metadata": self.metadata,
         }
+        if self.lexical_rank is not None or self.vector_rank is not None:
+            source["lexical_rank"] = self.lexical_rank
+            source["lexical_score"] = _rounded(self.lexical_score)
+            source["vector_rank"] = self.vector_rank
+            source["vector_score"] = _rounded(self.vector_score)
+        return source
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 UpsertStatus = Literal["created", "updated", "unchanged"]

@@ -25,6 +25,7 @@ from tokenrelay.retrieval.base import (
     SearchHit,
     UpsertStatus,
 )
+from tokenrelay.retrieval.hybrid import Retrieval, RetrievalMode, search_with_mode
 
 SEPARATOR = "::"
 _PAGE = 500
@@ -104,6 +105,25 @@ class OwnedDocumentStore:
             dataclasses.replace(h, id=self._outer(h.id), document_id=self._outer(h.document_id))
             for h in mine[:top_k]
         ]
+
+    async def search_mode(
+        self, query: str, top_k: int, min_score: float, mode: RetrievalMode | None
+    ) -> Retrieval:
+        """`search` in a retrieval mode (hybrid.py), widening the same way."""
+        if top_k <= 0:
+            return await search_with_mode(self._store, query, 0, min_score, mode)
+        fetch = max(4 * top_k, 20)
+        while True:
+            found = await search_with_mode(self._store, query, fetch, min_score, mode)
+            mine = [h for h in found.hits if self._mine(h.document_id)]
+            if len(mine) >= top_k or len(found.hits) < fetch or fetch >= _MAX_CANDIDATES:
+                break
+            fetch = min(fetch * 4, _MAX_CANDIDATES)
+        hits = [
+            dataclasses.replace(h, id=self._outer(h.id), document_id=self._outer(h.document_id))
+            for h in mine[:top_k]
+        ]
+        return dataclasses.replace(found, hits=hits)
 
     async def _all_mine(self, stop_after: int | None = None) -> list[Document]:
         found: list[Document] = []

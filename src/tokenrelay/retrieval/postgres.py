@@ -182,6 +182,11 @@ class PostgresDocumentStore:
         self.schema = schema
         self.postings_budget = POSTINGS_BUDGET  # pruning.py
 
+    @property
+    def pool(self) -> Pool:
+        """The connection pool, shared with the vector index (vector_postgres.py)."""
+        return self._pool
+
     @classmethod
     async def open(
         cls, dsn: str, *, rerank: bool = False, schema: str = "public", max_size: int = 10

@@ -11,6 +11,7 @@ from tokenrelay.errors import ErrorCode, TokenRelayError, ValidationError
 from tokenrelay.events import parse_event_id
 from tokenrelay.pipelines.chat import ChatTurn
 from tokenrelay.pipelines.retrieval_step import RagRequest
+from tokenrelay.providers.base import refused_sampling
 from tokenrelay.server.error_responses import error_response
 from tokenrelay.server.limits import limited_pipeline, raw_last_event_id
 from tokenrelay.server.schemas import ChatOptions, ChatRequest, RagOptions
@@ -81,6 +82,14 @@ async def prepare_turn(
     services.providers.check(provider)
     if options.tools is not None:
         registry_for(settings).check(options.tools)
+    refused = refused_sampling(services.providers.get(provider), options.sampling())
+    if refused:
+        raise ValidationError(
+            f"options.{refused[0]} is not supported by the provider {provider!r}",
+            suggestion=f"leave options.{refused[0]} out, or use a provider that has it"
+            " (docs/client.md lists which provider honours which)",
+            details={"param": f"options.{refused[0]}"},
+        )
     # a client-chosen id is the caller's to use unless another key owns it (created at start)
     if body.session_id is not None and not (
         await services.sessions.claimable(body.session_id, owner=owner)
@@ -104,6 +113,12 @@ async def prepare_turn(
         enable_tools=options.enable_tools,
         tool_names=tuple(options.tools) if options.tools is not None else None,
         create_session=True,
+        system=options.system,
+        top_p=options.top_p,
+        stop=tuple(options.stop) if options.stop is not None else None,
+        seed=options.seed,
+        frequency_penalty=options.frequency_penalty,
+        presence_penalty=options.presence_penalty,
         takeover=takeover,
     )
 
@@ -118,6 +133,7 @@ def rag_request(services: Services, options: ChatOptions) -> RagRequest | None:
     return RagRequest(
         top_k=chosen.top_k or settings.rag_top_k,
         min_score=chosen.min_score if chosen.min_score is not None else settings.rag_min_score,
+        mode=chosen.mode,
     )
 
 

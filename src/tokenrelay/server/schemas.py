@@ -3,7 +3,7 @@ every field is read in both spellings, `session_id` or `sessionId` (tokenrelay/s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -17,6 +17,9 @@ class RagOptions(RequestModel):
 
     top_k: int | None = Field(default=None, ge=1, le=50)
     min_score: float | None = Field(default=None, ge=0.0)
+    mode: Literal["lexical", "semantic", "hybrid"] | None = Field(
+        default=None, description="lexical (words), semantic (embeddings) or hybrid (both)"
+    )
 
 
 class ChatOptions(RequestModel):
@@ -32,6 +35,36 @@ class ChatOptions(RequestModel):
     tools: list[str] | None = Field(
         default=None, max_length=64, description="allow-list of tool names (default: all)"
     )
+    system: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20_000,
+        description="this turn's system prompt instead of the server's (`system_prompt`);"
+        " with retrieval, the grounding instructions are added to it",
+    )
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0, description="nucleus sampling")
+    stop: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4,
+        description="up to 4 strings; the answer ends before the first of them",
+    )
+    seed: int | None = Field(
+        default=None, ge=0, le=2**63 - 1, description="repeatable sampling, where supported"
+    )
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+
+    def sampling(self) -> dict[str, object]:
+        """The sampling fields asked for (a provider refuses those it lacks: 422)."""
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": self.stop,
+            "seed": self.seed,
+            "frequency_penalty": self.frequency_penalty,
+            "presence_penalty": self.presence_penalty,
+        }
 
     def provider_extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}

@@ -5,23 +5,38 @@ POST accepts three bodies:
 - multipart/form-data with a `file` part (.txt .md .html .pdf) and optional `title`, `source`
   and `metadata` (JSON text) fields; parsed with the standard library's email parser
 - the raw file bytes with `?filename=guide.md` (e.g. `curl --data-binary @guide.md`)
+
+With `Accept: text/event-stream` the answer is a stream instead of one JSON body (a large
+upload embeds for a while): `progress` events `{"stage": "embedding", "done", "total"}` as
+the chunks' vectors are computed, then one `document` event (the JSON body otherwise sent) or
+one `error` event (our error JSON: a failed embedding call fails the document and nothing of
+it is written). A request that is invalid before ingest starts gets its usual HTTP error.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import Field
 
 from tokenrelay.config import Settings
-from tokenrelay.errors import BackendUnavailable, DocumentNotFound, ValidationError
+from tokenrelay.errors import (
+    BackendUnavailable,
+    DocumentNotFound,
+    TokenRelayError,
+    ValidationError,
+)
 from tokenrelay.retrieval.base import Document, DocumentStore
+from tokenrelay.retrieval.hybrid import RetrievalMode, embedding_progress, search_with_mode
 from tokenrelay.retrieval.ingest import IngestResult, ingest_bytes, ingest_text
 from tokenrelay.retrieval.owned import scoped_store
 from tokenrelay.server.json_checks import CheckedRoute, check_json_value, too_deep
@@ -29,6 +44,7 @@ from tokenrelay.server.query_form import QueryForm
 from tokenrelay.spelling import RequestModel
 
 router = APIRouter(route_class=CheckedRoute, prefix="/api/documents", tags=["documents"])
+logger = logging.getLogger("tokenrelay.documents")
 
 
 class TextDocumentIn(RequestModel):
@@ -129,7 +145,7 @@ async def create_document(
     request: Request,
     filename: str | None = Query(default=None, description="name of a raw-body upload"),
     store: DocumentStore = Depends(get_store),
-) -> JSONResponse:
+) -> Response:
     settings = _settings(request)
     chunking = {
         "chunk_chars": settings.rag_chunk_chars,
@@ -140,6 +156,7 @@ async def create_document(
     if len(body) > settings.rag_max_upload_bytes:
         raise _too_large(len(body), settings.rag_max_upload_bytes)
 
+    work: Callable[[], Awaitable[IngestResult]]
     if content_type.startswith("application/json") and filename is None:
         try:
             payload = TextDocumentIn.model_validate_json(body)
@@ -148,15 +165,18 @@ async def create_document(
                 f"invalid document: {e}",
                 suggestion='send {"text": "...", "title": "...", "metadata": {}}',
             ) from e
-        result = await ingest_text(
-            store,
-            payload.text,
-            payload.title,
-            payload.source,
-            payload.metadata,
-            document_id=payload.id,
-            **chunking,
-        )
+
+        def work() -> Awaitable[IngestResult]:
+            return ingest_text(
+                store,
+                payload.text,
+                payload.title,
+                payload.source,
+                payload.metadata,
+                document_id=payload.id,
+                **chunking,
+            )
+
     elif content_type.startswith("multipart/form-data"):
         fields, files = parse_multipart(content_type, body)
         if len(files) != 1:
@@ -166,30 +186,90 @@ async def create_document(
             )
         part = files[0]
         data = part.get_payload(decode=True)
-        result = await ingest_bytes(
-            store,
-            data if isinstance(data, bytes) else b"",
-            part.get_filename() or "upload.txt",
-            _metadata_field(fields.get("metadata")),
-            title=fields.get("title", ""),
-            source=fields.get("source", ""),
-            **chunking,
-        )
+        metadata = _metadata_field(fields.get("metadata"))
+
+        def work() -> Awaitable[IngestResult]:
+            return ingest_bytes(
+                store,
+                data if isinstance(data, bytes) else b"",
+                part.get_filename() or "upload.txt",
+                metadata,
+                title=fields.get("title", ""),
+                source=fields.get("source", ""),
+                chunk_chars=settings.rag_chunk_chars,
+                chunk_overlap=settings.rag_chunk_overlap,
+            )
+
     elif filename:
-        result = await ingest_bytes(
-            store,
-            body,
-            filename,
-            chunk_chars=settings.rag_chunk_chars,
-            chunk_overlap=settings.rag_chunk_overlap,
-        )
+        name = filename
+
+        def work() -> Awaitable[IngestResult]:
+            return ingest_bytes(
+                store,
+                body,
+                name,
+                chunk_chars=settings.rag_chunk_chars,
+                chunk_overlap=settings.rag_chunk_overlap,
+            )
+
     else:
         raise ValidationError(
             f"unsupported content type {content_type or '(none)'}",
             suggestion="send JSON {text, title}, a multipart 'file', or raw bytes with ?filename=",
         )
+    if "text/event-stream" in request.headers.get("accept", ""):
+        return StreamingResponse(
+            progress_events(work),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    result = await work()
     status = 200 if result.status == "unchanged" else 201
     return JSONResponse(_result_json(result), status_code=status)
+
+
+def sse_frame(event: str, data: dict[str, Any]) -> bytes:
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {event}\ndata: {payload}\n\n".encode()
+
+
+async def progress_events(work: Callable[[], Awaitable[IngestResult]]) -> AsyncIterator[bytes]:
+    """`progress` events while `work` embeds, then its `document` or its `error`.
+
+    A client that goes away cancels the ingest: the vectors are computed before anything is
+    written, so a cancelled upload leaves the index as it was (hybrid.py)."""
+    queue: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
+
+    async def run() -> IngestResult:
+        embedding_progress.set(lambda done, total: queue.put_nowait((done, total)))
+        return await work()  # the task has its own context: the setting ends with it
+
+    task = asyncio.create_task(run())
+    try:
+        while not task.done() or not queue.empty():
+            if queue.empty():
+                waiter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if not waiter.done():
+                    waiter.cancel()
+                    continue
+                done, total = waiter.result()
+            else:
+                done, total = queue.get_nowait()
+            yield sse_frame("progress", {"stage": "embedding", "done": done, "total": total})
+        try:
+            result = task.result()
+        except TokenRelayError as e:
+            yield sse_frame("error", e.to_dict())
+            return
+        except Exception:
+            logger.exception("ingesting an uploaded document failed")
+            yield sse_frame("error", TokenRelayError("ingest failed unexpectedly").to_dict())
+            return
+        yield sse_frame("document", _result_json(result))
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 @router.get("")
@@ -213,6 +293,9 @@ class SearchQuery(RequestModel):
     q: str = Field(min_length=1, max_length=2000, description="what to search for")
     top_k: int = Field(default=5, ge=1, le=50)
     min_score: float = Field(default=0.0, ge=0)
+    mode: RetrievalMode | None = Field(
+        default=None, description="lexical, semantic or hybrid; default: the server's setting"
+    )
 
 
 SEARCH_QUERY = QueryForm(SearchQuery)
@@ -223,10 +306,11 @@ async def search_documents(
     query: SearchQuery = Depends(SEARCH_QUERY),
     store: DocumentStore = Depends(get_store),
 ) -> dict[str, Any]:
-    hits = await store.search(query.q, top_k=query.top_k, min_score=query.min_score)
+    found = await search_with_mode(store, query.q, query.top_k, query.min_score, query.mode)
     return {
         "query": query.q,
-        "hits": [{**h.to_source(), "document_id": h.document_id} for h in hits],
+        "hits": [{**h.to_source(), "document_id": h.document_id} for h in found.hits],
+        "retrieval": found.counts(),
     }
 
 

@@ -1,0 +1,1 @@
+../../src/tokenrelay/web/sse.js

@@ -1,0 +1,107 @@
+"""Gemini embeddings (`models/{model}:batchEmbedContents`) with the `google-genai` SDK.
+
+Questions and passages are sent with their task types (RETRIEVAL_QUERY, RETRIEVAL_DOCUMENT),
+which Gemini's embedding models are trained for. Gemini returns vectors of its full size
+unless `output_dimensionality` asks for fewer; below the full size they are not unit length,
+so every vector is normalized here (as all embedders do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+import httpx
+
+from tokenrelay.errors import ProviderError
+from tokenrelay.retrieval.embedding import EmbeddingFailed, EmbedKind, Vector, checked
+
+DEFAULT_MODEL = "gemini-embedding-001"
+_TASK: dict[EmbedKind, str] = {"query": "RETRIEVAL_QUERY", "passage": "RETRIEVAL_DOCUMENT"}
+
+
+class GeminiEmbedder:
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        model: str = DEFAULT_MODEL,
+        base_url: str | None = None,
+        dimensions: int | None = None,
+        batch_size: int = 100,  # the API's limit per batch request
+        timeout_s: float = 60.0,
+        max_retries: int = 2,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        try:
+            from google import genai
+            from google.genai import types
+        except ImportError as e:
+            raise ProviderError(
+                "Gemini embeddings need the google-genai package",
+                suggestion="pip install 'tokenrelay[gemini]'",
+            ) from e
+        if not api_key:
+            raise ProviderError(
+                "Gemini embeddings need an API key",
+                suggestion="set GEMINI_API_KEY (or TOKENRELAY_EMBEDDING_API_KEY)",
+            )
+        self._types = types
+        self._errors = genai.errors
+        self._model = model
+        self._dimensions = dimensions
+        self._dimension = dimensions or 0
+        self._batch_size = batch_size
+        self._own_http = http_client is None
+        self._http = http_client if http_client is not None else httpx.AsyncClient()
+        self._client = genai.Client(
+            api_key=api_key,
+            vertexai=False,
+            http_options=types.HttpOptions(
+                base_url=base_url,
+                timeout=int(timeout_s * 1000),
+                retry_options=types.HttpRetryOptions(attempts=max_retries + 1),
+                httpx_async_client=self._http,
+            ),
+        )
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    async def embed(self, texts: Sequence[str], *, kind: EmbedKind = "passage") -> list[Vector]:
+        if not texts:
+            return []
+        config = self._types.EmbedContentConfig(
+            task_type=_TASK[kind], output_dimensionality=self._dimensions
+        )
+        try:
+            response = await self._client.aio.models.embed_content(
+                model=self._model, contents=cast(Any, list(texts)), config=config
+            )
+        except self._errors.APIError as e:
+            raise EmbeddingFailed(
+                f"Gemini embeddings failed: {e.code} {e.message or e}",
+                suggestion="check GEMINI_API_KEY and TOKENRELAY_EMBEDDING_MODEL",
+            ) from e
+        except httpx.TransportError as e:
+            raise EmbeddingFailed(
+                f"Gemini could not be reached: {e}",
+                suggestion="check the network, or TOKENRELAY_EMBEDDING_BASE_URL",
+            ) from e
+        vectors = [list(e.values or []) for e in response.embeddings or []]
+        if not self._dimension and vectors:
+            self._dimension = len(vectors[0])
+        return checked(vectors, len(texts), self._dimension, self._model)
+
+    async def close(self) -> None:
+        if self._own_http:
+            await self._http.aclose()

@@ -1,0 +1,77 @@
+"""The Embedder protocol: texts in, vectors out, batched, with the model's name and dimension.
+
+Three implementations: any OpenAI-compatible `/v1/embeddings` server (`embed_openai.py`),
+Gemini (`embed_gemini.py`) and the model run in-process (`embed_local.py`). A vector is always
+stored with the `model` and `dimension` that made it (`vector_sqlite.py`, `vector_postgres.py`),
+so a change of model is seen and the chunks are embedded again (`reembed.py`).
+
+`kind` says what the text is: retrieval models embed a question and a passage differently
+(E5 prefixes "query: " / "passage: ", Gemini has task types); a server that does not care
+ignores it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal, Protocol, runtime_checkable
+
+from tokenrelay.errors import ProviderError
+
+EmbedKind = Literal["query", "passage"]
+Vector = list[float]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    @property
+    def model(self) -> str:
+        """The name stored beside every vector; a different name means embed again."""
+        ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def batch_size(self) -> int:
+        """Texts per call to `embed` that the backend handles well."""
+        ...
+
+    async def embed(self, texts: Sequence[str], *, kind: EmbedKind = "passage") -> list[Vector]:
+        """One unit-length vector per text, in order; EmbeddingFailed when the backend fails."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class EmbeddingFailed(ProviderError):
+    """The embedding backend failed or answered something unusable."""
+
+
+def normalized(vector: Sequence[float]) -> Vector:
+    """`vector` scaled to unit length (cosine = dot product); a zero vector stays zero."""
+    norm = math.sqrt(sum(x * x for x in vector))
+    if norm == 0.0:
+        return [float(x) for x in vector]
+    return [float(x) / norm for x in vector]
+
+
+def batches(texts: Sequence[str], size: int) -> list[Sequence[str]]:
+    return [texts[i : i + size] for i in range(0, len(texts), max(1, size))]
+
+
+def checked(vectors: list[Vector], count: int, dimension: int, model: str) -> list[Vector]:
+    """The backend's answer, verified: one vector per text, each of the model's dimension."""
+    if len(vectors) != count:
+        raise EmbeddingFailed(
+            f"the embedding model {model} returned {len(vectors)} vectors for {count} texts",
+            suggestion="check that the embedding server implements /v1/embeddings fully",
+        )
+    for v in vectors:
+        if len(v) != dimension:
+            raise EmbeddingFailed(
+                f"the embedding model {model} returned a vector of dimension {len(v)},"
+                f" not {dimension}",
+                suggestion="set TOKENRELAY_EMBEDDING_DIMENSIONS to the model's dimension",
+            )
+    return [normalized(v) for v in vectors]
