@@ -14,6 +14,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from tokenrelay.errors import TokenRelayError
+from tokenrelay.i18n import localize
 
 
 class _Event(BaseModel):
@@ -119,8 +120,8 @@ class ErrorEvent(_Event):
     def from_error(cls, err: TokenRelayError) -> ErrorEvent:
         return cls(
             code=err.code.value,
-            message=err.message,
-            suggestion=err.suggestion,
+            message=localize(err.message),
+            suggestion=localize(err.suggestion),
             retryable=err.retryable,
             retry_after_s=err.retry_after_s,
             details=err.details,

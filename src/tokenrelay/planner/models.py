@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tokenrelay.errors import ValidationError
+from tokenrelay.i18n import tr
 from tokenrelay.providers.options import ScriptedOptions
 
 MAX_TRIP_DAYS = 14
@@ -79,14 +80,24 @@ def check_dates(start: date, end: date) -> None:
     """Raise VALIDATION_ERROR (422) when the dates cannot make a plan."""
     if end < start:
         raise ValidationError(
-            f"end_date {end.isoformat()} is before start_date {start.isoformat()}",
-            suggestion="give an end_date on or after the start_date",
+            tr(
+                "end_date {end} is before start_date {start}",
+                end=end.isoformat(),
+                start=start.isoformat(),
+            ),
+            suggestion=tr("give an end_date on or after the start_date"),
         )
     days = (end - start).days + 1
     if days > MAX_TRIP_DAYS:
         raise ValidationError(
-            f"the trip is {days} days long; a plan covers at most {MAX_TRIP_DAYS} days",
-            suggestion="shorten the trip, or plan it in parts of up to 14 days",
+            tr(
+                "the trip is {days} days long; a plan covers at most {limit} days",
+                days=days,
+                limit=MAX_TRIP_DAYS,
+            ),
+            suggestion=tr(
+                "shorten the trip, or plan it in parts of up to {limit} days", limit=MAX_TRIP_DAYS
+            ),
         )
 
 

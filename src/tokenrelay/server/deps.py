@@ -9,10 +9,12 @@ from fastapi.responses import Response
 
 from tokenrelay.errors import ErrorCode, TokenRelayError, ValidationError
 from tokenrelay.events import parse_event_id
+from tokenrelay.i18n import tr
 from tokenrelay.pipelines.chat import ChatTurn
 from tokenrelay.pipelines.retrieval_step import RagRequest
 from tokenrelay.server.error_responses import error_response
 from tokenrelay.server.limits import limited_pipeline, raw_last_event_id
+from tokenrelay.server.locale import use_request_locale
 from tokenrelay.server.schemas import ChatOptions, ChatRequest, RagOptions
 from tokenrelay.services import Services
 from tokenrelay.sessions.base import new_id, session_not_found
@@ -47,17 +49,22 @@ def check_message(text: str, max_chars: int) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValidationError(
-            "message holds text that is not valid Unicode (a lone surrogate such as \\ud800)",
-            suggestion="send the message as valid UTF-8; escape pairs must be complete",
+            tr("message holds text that is not valid Unicode (a lone surrogate such as \\ud800)"),
+            suggestion=tr("send the message as valid UTF-8; escape pairs must be complete"),
         ) from exc
     if not text.strip():
         raise ValidationError(
-            "message is empty", suggestion="send a message with at least one visible character"
+            tr("message is empty"),
+            suggestion=tr("send a message with at least one visible character"),
         )
     if len(text) > max_chars:
         raise ValidationError(
-            f"message is {len(text)} characters long; the limit is {max_chars}",
-            suggestion="shorten the message or split it over several turns",
+            tr(
+                "message is {length} characters long; the limit is {limit}",
+                length=len(text),
+                limit=max_chars,
+            ),
+            suggestion=tr("shorten the message or split it over several turns"),
         )
     return text
 
@@ -66,6 +73,7 @@ async def prepare_turn(
     services: Services, body: ChatRequest, *, trace_id: str, owner: str | None
 ) -> ChatTurn:
     """Validate everything that can be checked before the stream starts (→ plain HTTP errors)."""
+    use_request_locale(body.options.locale)
     settings = services.settings
     message = check_message(body.message, settings.max_message_chars)
     options = body.options
@@ -122,13 +130,15 @@ def resume_position(request: Request, stream_id: str | None = None) -> tuple[str
         sid, seq = parse_event_id(raw)
     except ValueError as exc:
         raise ValidationError(
-            f"Last-Event-ID {raw!r} is not of the form <stream_id>:<seq>",
-            suggestion="send back the id of the last event you received, unchanged",
+            tr("Last-Event-ID {value!r} is not of the form <stream_id>:<seq>", value=raw),
+            suggestion=tr("send back the id of the last event you received, unchanged"),
         ) from exc
     if stream_id is not None and sid != stream_id:
         raise ValidationError(
-            "Last-Event-ID belongs to another stream",
-            suggestion=f"resume stream {stream_id} with one of its own event ids",
+            tr("Last-Event-ID belongs to another stream"),
+            suggestion=tr(
+                "resume stream {stream_id} with one of its own event ids", stream_id=stream_id
+            ),
         )
     return sid, seq
 
@@ -153,8 +163,8 @@ async def start_stream(
         if close is not None:
             await close()
         raise TokenRelayError(
-            "this server is shutting down and takes no new streams",
-            suggestion="retry: another replica will answer",
+            tr("this server is shutting down and takes no new streams"),
+            suggestion=tr("retry in a moment"),
             code=ErrorCode.BACKEND_UNAVAILABLE,
             retryable=True,
             retry_after_s=1,

@@ -23,6 +23,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 from tokenrelay.errors import ValidationError
+from tokenrelay.i18n import tr
 
 MAX_JSON_DEPTH = 64
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
@@ -39,8 +40,10 @@ class UnencodableText(ValidationError):
 
 def too_deep(limit: int = MAX_JSON_DEPTH) -> ValidationError:
     return ValidationError(
-        f"the JSON nests deeper than {limit} levels",
-        suggestion=f"flatten the data: objects and arrays at most {limit} levels deep",
+        tr("the JSON nests deeper than {limit} levels", limit=limit),
+        suggestion=tr(
+            "flatten the data: objects and arrays at most {limit} levels deep", limit=limit
+        ),
     )
 
 

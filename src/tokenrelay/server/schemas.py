@@ -35,6 +35,11 @@ class ChatOptions(BaseModel):
     tools: list[str] | None = Field(
         default=None, max_length=64, description="allow-list of tool names (default: all)"
     )
+    locale: str | None = Field(
+        default=None,
+        max_length=35,
+        description="language of messages (`ko`, `en`, `ko-KR`): before Accept-Language",
+    )
 
     def provider_extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}

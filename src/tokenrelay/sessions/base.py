@@ -28,6 +28,7 @@ from typing import Any, Literal, Protocol
 import orjson
 
 from tokenrelay.errors import SessionNotFound, ValidationError
+from tokenrelay.i18n import tr
 
 
 class _RandomIds:
@@ -93,17 +94,16 @@ def is_superseded(message: StoredMessage) -> bool:
 
 def nothing_to_regenerate(session_id: str) -> ValidationError:
     return ValidationError(
-        f"session {session_id!r} has no user message to answer again",
-        suggestion="send a message first; regenerate answers the last one again",
+        tr("session {session_id!r} has no user message to answer again", session_id=session_id),
+        suggestion=tr("send a message first; regenerate answers the last one again"),
     )
 
 
 def session_not_found(session_id: str) -> SessionNotFound:
     """The one SESSION_NOT_FOUND, whichever store or route finds the session missing."""
     return SessionNotFound(
-        f"no session {session_id!r}",
-        suggestion="leave session_id out to start a new conversation,"
-        " or list yours at GET /api/sessions",
+        tr("no session {session_id!r}", session_id=session_id),
+        suggestion=tr("start a new conversation, or choose one of yours (GET /api/sessions)"),
     )
 
 
