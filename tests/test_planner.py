@@ -103,13 +103,17 @@ async def test_each_step_announces_itself_and_the_plan_completes(
     assert tool_types == ["tool_call", "tool_progress", "tool_progress", "tool_result"]
     weather = next(f.json for f in result.events if f.type == "tool_result")
     assert weather["tool"] == "get_weather" and weather["error"] is None
-    # the draft streamed as tokens between generate_draft and validate
+    # the draft streamed as readable text (not the model's JSON) between generate_draft and
+    # validate, its costs in the plan's currency (English: USD)
     first_token = types.index("token")
     assert types.index("progress", types.index("tool_result")) < first_token
-    assert result.text == plan_json()
+    assert result.text.startswith("Paris in two days\n\nDay 1 · 2030-06-01: Day 1\n")
+    assert "- 09:00 Louvre: Museum ($20)\n" in result.text
+    assert result.text.endswith("Estimated total: $80\nNotes: Bring an umbrella.\n")
+    assert "{" not in result.text
     assert "The plan is valid" in statuses(result)
     plan = TravelPlan.model_validate(result.events[-2].json["result"])
-    assert plan.location == "Paris" and plan.currency == "EUR"
+    assert plan.location == "Paris" and plan.currency == "USD"
     assert [d.date for d in plan.days] == [date(2030, 6, 1), date(2030, 6, 2)]
     assert plan.total_estimated_cost == 80
     assert result.last()["finish_reason"] == "stop"
@@ -141,7 +145,7 @@ async def test_an_invalid_draft_triggers_a_refine_round(
     said = statuses(result)
     problems = next(s for s in said if s.startswith("The plan has"))
     assert "the plan has 1 days but the trip has 2" in problems
-    assert "over the low budget of 200 EUR" in problems
+    assert "over the low budget of 200 USD" in problems
     assert any(s.startswith("Refining: ") for s in said)
     refine = next(
         f.json for f in result.events if f.type == "progress" and f.json["step"] == "refine"
@@ -149,7 +153,8 @@ async def test_an_invalid_draft_triggers_a_refine_round(
     assert refine["message"] == "Refining the plan (round 1 of up to 2)"
     assert said[-1] == "The plan is ready"
     # the refine round streamed again, and the model saw its draft and what failed
-    assert result.text == bad + plan_json()
+    assert "Day 1 · 2030-06-01" in result.text and "\n\nRevised plan:\n\n" in result.text
+    assert result.text.count("Estimated total: ") == 2
     assert refine_request is not None
     assert refine_request.messages[-2].role == "assistant"
     assert "the plan has 1 days" in refine_request.messages[-1].content
@@ -326,7 +331,9 @@ async def test_the_local_model_plans_a_valid_two_day_trip(
             timeout=120,
         )
     assert result.types[-1] == "done", result.last()
-    assert result.types.count("token") > 10  # the draft streamed
+    # the draft streamed as readable lines: a day line and its activities as each is written
+    assert result.types.count("token") >= 3
+    assert "Day 1 · 2030-" in result.text and "Estimated total: " in result.text
     plan = TravelPlan.model_validate(result.events[-2].json["result"])
     checked = check_draft(plan.model_dump_json(), request(budget="medium"))
     assert checked.problems == []

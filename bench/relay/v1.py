@@ -23,7 +23,12 @@ from bench.relay.servers import Server, make_server
 from bench.relay.stats import pct
 
 HOST = "127.0.0.1"
-FRAMES = {"native": "native", "v1": "openai", "ui": "ui", "responses": "responses"}  # endpoint → what the loadgen reads
+FRAMES = {
+    "native": "native",
+    "v1": "openai",
+    "ui": "ui",
+    "responses": "responses",
+}  # endpoint → what the loadgen reads
 Spec = TypeVar("Spec", ClosedSpec, FixedSpec)
 
 

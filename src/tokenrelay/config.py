@@ -42,6 +42,14 @@ class Settings(BaseSettings):
         " those (0: Python's defaults); see docs/benchmarks.md",
     )
 
+    locale: str = Field(
+        default="en",
+        pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$",
+        description="the language of messages (errors, status, progress) when a request names"
+        " none in `options.locale` or Accept-Language: `en` or `ko` (one catalogue per language"
+        " under locales/, docs/i18n.md); an unsupported one is English",
+    )
+
     # -- model
     provider: str = "local"
     model: str | None = None  # None: the provider's default model

@@ -1,7 +1,10 @@
 """Error hierarchy with the stable error codes of the wire protocol (DESIGN.md §3).
 
 Every error that reaches a client carries a `code` from `ErrorCode`, a `message` that says what
-went wrong, a `suggestion` that says how to fix it, and whether retrying may help. Errors found
+went wrong, a `suggestion` that says how to fix it, and whether retrying may help. The message
+and the suggestion are for end users, marked with `i18n.tr` and put in the client's language
+where the error becomes a response or an event (`to_dict`, `events.ErrorEvent.from_error`);
+advice for operators goes to the log and to `details["operator"]`, in English. Errors found
 before a stream starts become plain HTTP errors (`http_status`); errors after it started become
 one terminal `error` event.
 """
@@ -10,6 +13,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Any
+
+from tokenrelay.i18n import localize, tr
 
 
 class ErrorCode(StrEnum):
@@ -97,10 +102,11 @@ class TokenRelayError(Exception):
         return http_status_for(self.code)
 
     def to_dict(self) -> dict[str, Any]:
+        """The error's JSON body, its message and suggestion in the current language."""
         body: dict[str, Any] = {
             "code": self.code.value,
-            "message": self.message,
-            "suggestion": self.suggestion,
+            "message": localize(self.message),
+            "suggestion": localize(self.suggestion),
             "retryable": self.retryable,
         }
         if self.retry_after_s is not None:
@@ -160,8 +166,8 @@ class BackendUnavailable(TokenRelayError):
 def internal_error(exc: BaseException) -> TokenRelayError:
     """Wrap an unexpected exception without leaking its text to clients."""
     return TokenRelayError(
-        "internal error while producing the answer",
-        suggestion="retry; if it keeps happening, check the server log for the trace id",
+        tr("internal error while producing the answer"),
+        suggestion=tr("retry; if it keeps happening, report the trace id"),
         code=ErrorCode.INTERNAL_ERROR,
         retryable=True,
     )

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from tokenrelay.errors import TokenRelayError
+from tokenrelay.i18n import localize
 
 
 class _Event(BaseModel):
@@ -153,8 +154,8 @@ class ErrorEvent(_Event):
     def from_error(cls, err: TokenRelayError) -> ErrorEvent:
         return cls(
             code=err.code.value,
-            message=err.message,
-            suggestion=err.suggestion,
+            message=localize(err.message),
+            suggestion=localize(err.suggestion),
             retryable=err.retryable,
             retry_after_s=err.retry_after_s,
             details=err.details,

@@ -14,8 +14,15 @@ from tests.e2e.server_process import ServerProcess
 REPLY = "경복궁은 서울 종로구에 있는 조선 왕조의 법궁입니다. It streams word by word to you."
 
 
-def page_url(server: ServerProcess, options: dict[str, Any] | None = None, **query: str) -> str:
+def page_url(
+    server: ServerProcess,
+    options: dict[str, Any] | None = None,
+    lang: str | None = "en",  # these tests read the English interface; None: the browser's
+    **query: str,
+) -> str:
     params = [f"{k}={v}" for k, v in query.items()]
+    if lang is not None:
+        params.append(f"lang={lang}")
     if options is not None:
         params.append("options=" + quote(json.dumps(options)))
     return f"{server.url}/" + ("?" + "&".join(params) if params else "")

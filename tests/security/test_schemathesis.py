@@ -68,6 +68,13 @@ schema = schemathesis.openapi.from_dict(create_app(Settings(provider="scripted")
 schema = schema.include(path_regex=NATIVE)
 
 
+def _asks_for_a_failure(case: schemathesis.Case) -> bool:
+    body = case.body if isinstance(case.body, dict) else {}
+    options = body.get("options")
+    scripted = options.get("scripted") if isinstance(options, dict) else None
+    return isinstance(scripted, dict) and scripted.get("error_after") is not None
+
+
 @schema.parametrize()
 @settings(
     max_examples=8,
@@ -77,6 +84,9 @@ schema = schema.include(path_regex=NATIVE)
 )
 def test_no_server_errors(case: schemathesis.Case, server_url: str) -> None:
     response = case.call(base_url=server_url, timeout=10)
+    if _asks_for_a_failure(case) and response.status_code in (502, 503, 504, 429):
+        return  # options.scripted.error_after=0: the provider's failure, as asked, before the
+        # first token, is the response's status (stream_start_wait_s)
     known = KNOWN_5XX.get((case.method, case.path))
     if known and response.status_code >= 500:
         warnings.warn(f"known 5xx on {case.method} {case.path}: {known}", stacklevel=1)

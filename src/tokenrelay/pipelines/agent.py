@@ -30,6 +30,7 @@ from tokenrelay.events import (
     ToolResultEvent,
     token_json,
 )
+from tokenrelay.i18n import localize, tr
 from tokenrelay.pipelines.answer import Answer
 from tokenrelay.pipelines.needs import PipelineServices
 from tokenrelay.providers.base import (
@@ -182,7 +183,8 @@ async def run_calls(
 
     async def one(call: ToolCall) -> None:
         async def progress(message: str) -> None:
-            queue.put_nowait(ToolProgressEvent(call_id=call.id, tool=call.name, message=message))
+            event = ToolProgressEvent(call_id=call.id, tool=call.name, message=localize(message))
+            queue.put_nowait(event)
 
         context = ToolContext(
             settings=services.settings,
@@ -257,8 +259,13 @@ async def agent_loop(
             )
             emit(
                 StatusEvent(
-                    message=f"Stopped after {setup.max_rounds} rounds of tool calls: the model"
-                    " kept asking for more. The answer so far is kept; ask a narrower question."
+                    message=localize(
+                        tr(
+                            "Stopped after {rounds} rounds of tool calls: the model kept asking"
+                            " for more. The answer so far is kept; ask a narrower question.",
+                            rounds=setup.max_rounds,
+                        )
+                    )
                 )
             )
             return

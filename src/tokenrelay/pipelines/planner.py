@@ -3,8 +3,11 @@ refine (up to `max_iterations`) → finalize → complete → done. See docs/pla
 
 Each step is announced with a `progress` event (step, message, 0–100) and a `status` event.
 The weather comes from the `get_weather` tool, with its `tool_call`/`tool_progress`/
-`tool_result` events; when it fails the plan goes on without it. Drafts stream as `token`
-events. A draft the model never gets right is completed from its valid parts in `finalize`,
+`tool_result` events; when it fails the plan goes on without it. The model drafts JSON; the
+user reads it as text in their language (`planner/render.py`): the `token` events carry
+that text, not the JSON. Messages and the plan's currency follow the stream's language
+(`i18n.current_locale`) unless the request names a currency. A draft the model never gets
+right is completed from its valid parts in `finalize`,
 so the plan in `complete` always validates.
 
 Every event is emitted into the stream's context (`streams/context.py`); the pipeline returns
@@ -19,6 +22,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import orjson
+
 from tokenrelay.errors import ProviderError
 from tokenrelay.events import (
     CompleteEvent,
@@ -28,7 +33,9 @@ from tokenrelay.events import (
     StatusEvent,
     ToolCallEvent,
     UsageInfo,
+    token_json,
 )
+from tokenrelay.i18n import current_locale, localize, tr
 from tokenrelay.pipelines.agent import (
     SINGLE_SHOT_TOOL_PROVIDERS,
     Timing,
@@ -47,6 +54,7 @@ from tokenrelay.planner.prompts import (
     refine_messages,
     response_format,
 )
+from tokenrelay.planner.render import DraftText
 from tokenrelay.planner.validate import Checked, check_draft, complete_plan
 from tokenrelay.providers.base import ChatMessage, Provider, ProviderRequest, ToolCall
 from tokenrelay.streams.context import StreamContext
@@ -78,6 +86,11 @@ class _Run:
     timing: Timing
     weather: dict[str, Any] | None = None
     best: Checked | None = None
+    locale: str = "en"
+    shown: int = 0  # token events of readable text emitted
+
+    def say(self, message: str) -> str:
+        return localize(message, self.locale)
 
     @property
     def request(self) -> PlanRequest:
@@ -85,7 +98,43 @@ class _Run:
 
 
 def _progress(step: str, message: str, progress: float) -> ProgressEvent:
-    return ProgressEvent(step=step, message=message, progress=round(progress, 1))
+    return ProgressEvent(step=step, message=localize(message), progress=round(progress, 1))
+
+
+def _status(message: str) -> StatusEvent:
+    return StatusEvent(message=localize(message))
+
+
+class _ReadableDraft(StreamContext):
+    """The stream as `stream_round` sees it while the model drafts: its token events (the
+    model's JSON) become the draft's readable text; everything else goes through as is."""
+
+    __slots__ = ("_outer", "_run", "text")
+
+    def __init__(self, run: _Run, text: DraftText) -> None:
+        outer = run.stream
+        super().__init__(outer.stream_id, outer.deadline, self._emit)
+        self._outer = outer
+        self._run = run
+        self.text = text
+
+    @property
+    def cancelled(self) -> bool:
+        return self._outer.cancelled
+
+    def generation_stopped(self) -> None:
+        self._outer.generation_stopped()
+
+    def _emit(self, event: Any) -> None:
+        if isinstance(event, str):  # a token's JSON (events.token_json)
+            self.show(self.text.feed(orjson.loads(event)["content"]))
+        else:
+            self._outer.emit(event)
+
+    def show(self, text: str) -> None:
+        if text:
+            self._outer.emit(token_json(text, self._run.shown))
+            self._run.shown += 1
 
 
 def forecast_days(request: PlanRequest, today: date) -> int:
@@ -110,12 +159,13 @@ async def _gather_context(run: _Run) -> None:
     request = run.request
     services = run.services
     emit = run.stream.emit
-    emit(_progress("gather_context", f"Checking the weather in {request.location}", 5))
-    emit(StatusEvent(message=f"Gathering context: the weather in {request.location}"))
+    where = request.location
+    emit(_progress("gather_context", tr("Checking the weather in {place}", place=where), 5))
+    emit(_status(tr("Gathering context: the weather in {place}", place=where)))
     registry = registry_for(services.settings)
     weather_tool = registry.get("get_weather")
     if weather_tool is None:
-        emit(StatusEvent(message="No weather tool is installed; planning without the weather"))
+        emit(_status(tr("No weather tool is installed; planning without the weather")))
         return
     setup = ToolSetup(
         registry=registry,
@@ -137,14 +187,10 @@ async def _gather_context(run: _Run) -> None:
             if item.ok and isinstance(item.result, dict):
                 run.weather = item.result
             else:
-                emit(
-                    StatusEvent(
-                        message=f"The weather is unavailable ({item.error}); planning without it"
-                    )
-                )
+                emit(_status(tr("The weather is unavailable; planning without it")))
         else:
             emit(item)
-    emit(_progress("gather_context", "Context gathered", 10))
+    emit(_progress("gather_context", tr("Context gathered"), 10))
 
 
 def _provider_request(run: _Run, messages: list[ChatMessage]) -> ProviderRequest:
@@ -168,12 +214,14 @@ def _provider_request(run: _Run, messages: list[ChatMessage]) -> ProviderRequest
 
 
 async def _write(run: _Run, messages: list[ChatMessage], into: list[str]) -> None:
-    """Stream one draft as tokens; its text is appended to `into`."""
+    """Stream one draft as readable text; the model's JSON is appended to `into`."""
     start = len(run.answer.parts)
     provider_request = _provider_request(run, messages)
-    await stream_round(
-        run.services, run.stream, run.provider, provider_request, run.answer, run.timing
-    )
+    view = _ReadableDraft(run, DraftText(run.request.plan_currency, run.locale))
+    if into:  # a refine round: the text so far stays, the new draft follows it
+        view.show("\n\n" + run.say(tr("Revised plan:")) + "\n\n")
+    await stream_round(run.services, view, run.provider, provider_request, run.answer, run.timing)
+    view.show(view.text.finish())
     into.append("".join(run.answer.parts[start:]))
 
 
@@ -185,14 +233,17 @@ def _validated(run: _Run, text: str, progress: float) -> tuple[Checked, list[Any
         or (checked.data is not None and len(checked.problems) <= len(run.best.problems))
     ):
         run.best = checked
+    message: str
     if checked.plan is not None:
-        message = "The plan is valid"
+        message = tr("The plan is valid")
     else:
         count = len(checked.problems)
-        message = f"The plan has {count} problem{'s' if count != 1 else ''}: " + "; ".join(
-            checked.problems[:3]
-        )
-    return checked, [_progress("validate", message, progress), StatusEvent(message=message)]
+        listed = "; ".join(checked.problems[:3])  # the model's to fix: said in English
+        if count == 1:
+            message = tr("The plan has 1 problem: {problems}", problems=listed)
+        else:
+            message = tr("The plan has {count} problems: {problems}", count=count, problems=listed)
+    return checked, [_progress("validate", message, progress), _status(message)]
 
 
 async def planner_pipeline(
@@ -202,7 +253,7 @@ async def planner_pipeline(
     request = job.request
     provider = services.providers.get(job.provider)
     model = request.options.model or provider.default_model
-    run = _Run(services, stream, job, provider, Answer(), Timing())
+    run = _Run(services, stream, job, provider, Answer(), Timing(), locale=current_locale())
     emit = stream.emit
     plan_id = uuid.uuid4().hex
     emit(
@@ -217,9 +268,9 @@ async def planner_pipeline(
     )
     await _gather_context(run)
 
-    emit(_progress("generate_draft", "Writing a draft plan", 15))
-    emit(StatusEvent(message=f"Writing a draft plan for {len(request.dates)} days"))
-    base = draft_messages(request, run.weather)
+    emit(_progress("generate_draft", tr("Writing a draft plan"), 15))
+    emit(_status(tr("Writing a draft plan for {days} days", days=len(request.dates))))
+    base = draft_messages(request, run.weather, run.locale)
     texts: list[str] = []
     await _write(run, base, texts)
     checked, events = _validated(run, texts[-1], 55)
@@ -232,37 +283,44 @@ async def planner_pipeline(
     while checked.plan is None and done_rounds < rounds:
         done_rounds += 1
         share = 55 + 35 * done_rounds / (rounds + 1)
-        emit(
-            _progress("refine", f"Refining the plan (round {done_rounds} of up to {rounds})", share)
+        said = tr(
+            "Refining the plan (round {round} of up to {rounds})", round=done_rounds, rounds=rounds
         )
-        emit(StatusEvent(message="Refining: " + "; ".join(checked.problems[:3])))
+        emit(_progress("refine", said, share))
+        emit(_status(tr("Refining: {problems}", problems="; ".join(checked.problems[:3]))))
         messages = refine_messages(base, texts[-1], checked.problems, keep_draft=keep_draft)
         try:
             await _write(run, messages, texts)
         except ProviderError as exc:
-            emit(
-                StatusEvent(
-                    message=f"Refining stopped: {exc.message}; finalizing the best draft so far"
-                )
+            stopped = tr(
+                "Refining stopped: {reason}; finalizing the best draft so far", reason=exc.message
             )
+            emit(_status(stopped))
             break
         checked, events = _validated(run, texts[-1], share + 2)
         for event in events:
             emit(event)
 
-    emit(_progress("finalize", "Finalizing the plan", 95))
+    emit(_progress("finalize", tr("Finalizing the plan"), 95))
     plan, fixes = _finalize(run)
     if fixes:
         emit(
-            StatusEvent(
-                message="The model's plan did not validate"
-                + (f" after {done_rounds} refine rounds" if done_rounds else "")
-                + "; completed it from its valid parts: "
-                + "; ".join(fixes)
+            _status(
+                tr(
+                    "The model's plan did not validate after {rounds} refine rounds; completed"
+                    " it from its valid parts: {fixes}",
+                    rounds=done_rounds,
+                    fixes="; ".join(fixes),
+                )
+                if done_rounds
+                else tr(
+                    "The model's plan did not validate; completed it from its valid parts: {fixes}",
+                    fixes="; ".join(fixes),
+                )
             )
         )
     else:
-        emit(StatusEvent(message="The plan is ready"))
+        emit(_status(tr("The plan is ready")))
     answer = run.answer
     emit(CompleteEvent(result=plan.model_dump(mode="json")))
     return DoneEvent.model_validate(

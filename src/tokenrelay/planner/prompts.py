@@ -10,9 +10,10 @@ the budget.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
-from tokenrelay.planner.models import DAILY_BUDGET, TIME_PATTERN, DraftPlan, PlanRequest
+from tokenrelay.planner.models import TIME_PATTERN, DraftPlan, PlanRequest
 from tokenrelay.providers.base import ChatMessage
 from tokenrelay.tools.tool import clean_schema
 
@@ -25,6 +26,16 @@ SYSTEM = (
     '"estimated_cost": number}]}], "total_estimated_cost": number, "currency": "USD", '
     '"notes": str}. One day per date of the trip, in order, each with 2 to 4 activities.'
 )
+# the language the plan's words are written in (titles, names, descriptions, notes)
+LANGUAGES = {"ko": "Korean", "en": "English"}
+
+
+def system_prompt(request: PlanRequest, locale: str = "en") -> str:
+    text = SYSTEM.replace('"currency": "USD"', f'"currency": "{request.plan_currency}"')
+    language = LANGUAGES.get(locale)
+    if language is not None and locale != "en":
+        text += f" Write every title, name, description and the notes in {language}."
+    return text
 
 
 def draft_schema() -> dict[str, Any]:
@@ -38,9 +49,13 @@ def response_format(schema: dict[str, Any]) -> dict[str, Any]:
 
 def cost_choices(request: PlanRequest) -> list[int]:
     """Per-activity costs the grammar allows: at most a third of the daily budget each."""
-    cap = DAILY_BUDGET[request.budget or "medium"] / MAX_GRAMMAR_ACTIVITIES
-    step = 5 if cap <= 50 else 10 if cap <= 100 else 25
-    return list(range(0, int(cap) + 1, step))
+    cap = request.daily_amount / MAX_GRAMMAR_ACTIVITIES
+    if cap <= 1000:  # dollars, euros: the steps a person would write
+        step = 5 if cap <= 50 else 10 if cap <= 100 else 25
+    else:  # won, yen: about ten round steps (1, 2 or 5 times a power of ten)
+        power = 10 ** math.floor(math.log10(cap / 10))
+        step = next(power * m for m in (1, 2, 5, 10) if power * m >= cap / 10)
+    return list(range(0, int(cap) + 1, int(step)))
 
 
 def grammar_schema(request: PlanRequest) -> dict[str, Any]:
@@ -119,7 +134,8 @@ def user_prompt(request: PlanRequest, weather: dict[str, Any] | None) -> str:
     limit = request.budget_limit
     if limit is not None:
         parts.append(
-            f"Budget: {request.budget}, at most {limit:g} USD in total for all activities."
+            f"Budget: {request.budget or 'daily'}, at most {limit:g} {request.plan_currency}"
+            " in total for all activities."
         )
     if request.preference_text:
         parts.append(f"Preferences: {request.preference_text}.")
@@ -131,8 +147,13 @@ def user_prompt(request: PlanRequest, weather: dict[str, Any] | None) -> str:
     return "\n".join(parts)
 
 
-def draft_messages(request: PlanRequest, weather: dict[str, Any] | None) -> list[ChatMessage]:
-    return [ChatMessage("system", SYSTEM), ChatMessage("user", user_prompt(request, weather))]
+def draft_messages(
+    request: PlanRequest, weather: dict[str, Any] | None, locale: str = "en"
+) -> list[ChatMessage]:
+    return [
+        ChatMessage("system", system_prompt(request, locale)),
+        ChatMessage("user", user_prompt(request, weather)),
+    ]
 
 
 def refine_messages(

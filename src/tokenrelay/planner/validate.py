@@ -19,8 +19,6 @@ from typing import Any
 import pydantic
 
 from tokenrelay.planner.models import (
-    DAILY_BUDGET,
-    DEFAULT_CURRENCY,
     Activity,
     DayPlan,
     PlanRequest,
@@ -85,7 +83,6 @@ def normalize(data: dict[str, Any], request: PlanRequest) -> dict[str, Any]:
     """The draft with what the request fixes filled in and values coerced (see module doc)."""
     days_raw = _pick(data, "days")
     days = [_day(d, i) for i, d in enumerate(days_raw)] if isinstance(days_raw, list) else []
-    currency = data.get("currency")
     costs = [
         a["estimated_cost"]
         for d in days
@@ -102,11 +99,7 @@ def normalize(data: dict[str, Any], request: PlanRequest) -> dict[str, Any]:
         "end_date": request.end_date.isoformat(),
         "days": days,
         "total_estimated_cost": round(sum(costs), 2),
-        "currency": (
-            currency.strip().upper()
-            if isinstance(currency, str) and len(currency.strip()) == 3
-            else DEFAULT_CURRENCY
-        ),
+        "currency": request.plan_currency,  # the budget is in it, whatever the model wrote
         "notes": str(data.get("notes") or "")[:4000],
     }
 
@@ -148,7 +141,8 @@ def semantic_problems(plan: TravelPlan, request: PlanRequest) -> list[str]:
     if limit is not None and plan.total_estimated_cost > limit + 1e-6:
         problems.append(
             f"the activities cost {plan.total_estimated_cost:g} {plan.currency} in total, over "
-            f"the {request.budget} budget of {limit:g} {plan.currency} for {len(dates)} days; "
+            f"the {request.budget or 'daily'} budget of {limit:g} {plan.currency} for"
+            f" {len(dates)} days; "
             "choose cheaper activities"
         )
     return problems
@@ -170,7 +164,7 @@ def check_draft(text: str, request: PlanRequest) -> Checked:
 
 
 def _fallback_activities(request: PlanRequest, index: int, rainy: bool) -> list[Activity]:
-    daily = DAILY_BUDGET[request.budget or "medium"]
+    daily = request.daily_amount
     place = request.location
     morning = (
         ("Museum or gallery", f"Spend the rainy morning indoors at a museum in {place}.")
@@ -242,7 +236,7 @@ def complete_plan(
             for d in days
         ]
         total = round(sum(a.estimated_cost for d in days for a in d.activities), 2)
-        fixes.append(f"costs were scaled down to fit the {request.budget} budget")
+        fixes.append(f"costs were scaled down to fit the {request.budget or 'daily'} budget")
     notes = str(data.get("notes") or "")
     if fixes:
         notes = (notes + " " if notes else "") + (
@@ -257,7 +251,7 @@ def complete_plan(
         end_date=request.end_date,
         days=days,
         total_estimated_cost=total,
-        currency=str(data.get("currency") or DEFAULT_CURRENCY),
+        currency=request.plan_currency,
         notes=notes[:4000],
     )
     return plan, fixes

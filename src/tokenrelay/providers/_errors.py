@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from tokenrelay.errors import ErrorCode, ProviderError
+from tokenrelay.i18n import tr
 
 _AUTH_KINDS = frozenset(
     {
@@ -139,19 +140,19 @@ def duration_seconds(value: object) -> float | None:
 
 def suggestion_for(code: ErrorCode, upstream: Upstream, retry_after_s: float | None) -> str:
     if code is ErrorCode.PROVIDER_AUTH:
-        return "the model provider refused this server's key: tell whoever runs the server"
+        return tr("the model provider refused this server's key: tell whoever runs the server")
     if code is ErrorCode.PROVIDER_RATE_LIMIT:
         if retry_after_s is not None:
-            return f"wait {retry_after_s:g}s and retry, or lower the request rate"
-        return "wait a little and retry, or lower the request rate"
+            return tr("wait {seconds:g}s and retry", seconds=retry_after_s)
+        return tr("wait a little and retry")
     if code is ErrorCode.CONTEXT_TOO_LONG:
-        return (
+        return tr(
             "shorten the message, or start a new conversation, or choose a model with a "
             "larger context window"
         )
     if code is ErrorCode.PROVIDER_UNAVAILABLE:
-        return "retry shortly; if it keeps failing, tell whoever runs the server"
-    return "check the model name and the request options"
+        return tr("retry shortly; if it keeps failing, tell whoever runs the server")
+    return tr("check the model name and the request options")
 
 
 def operator_advice(code: ErrorCode, upstream: Upstream) -> dict[str, str] | None:
@@ -180,7 +181,14 @@ def upstream_error(
     """A ProviderError with a message naming the upstream and a suggestion that says the fix."""
     where = f" (HTTP {status})" if status and status != 200 else ""
     return ProviderError(
-        f"{upstream.label} failed{where}: {detail}".rstrip(": "),
+        tr(
+            "{provider} failed{status}: {detail}",
+            provider=upstream.label,
+            status=where,
+            detail=detail,
+        )
+        if detail
+        else tr("{provider} failed{status}", provider=upstream.label, status=where),
         suggestion=suggestion_for(code, upstream, retry_after_s),
         code=code,
         retry_after_s=retry_after_s,

@@ -15,6 +15,7 @@ from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from tokenrelay.errors import ErrorCode, ProviderError
+from tokenrelay.i18n import tr
 from tokenrelay.providers.base import ChatMessage
 
 # Used when a GGUF carries no template: ChatML, which SmolLM2 and many small models use.
@@ -69,9 +70,12 @@ def render_chat(
         )
     except TemplateError as e:
         raise ProviderError(
-            f"the local model's chat template failed: {e}",
-            suggestion="check the messages (roles must alternate as the model expects) "
-            "or use a GGUF with a working tokenizer.chat_template",
+            tr("the local model could not read this conversation: {detail}", detail=str(e)),
+            suggestion=tr("start a new conversation"),
+            details={
+                "operator": "roles must alternate as the model expects, or use a GGUF"
+                " with a working tokenizer.chat_template"
+            },
             code=ErrorCode.PROVIDER_ERROR,
             retryable=False,
         ) from e

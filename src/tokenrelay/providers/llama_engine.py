@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tokenrelay.errors import ErrorCode, ProviderError, TokenRelayError, internal_error
+from tokenrelay.i18n import tr
 from tokenrelay.providers._stops import StopScanner
 from tokenrelay.providers.llama_runtime import Batch, LlamaRuntime, Sampler
 
@@ -139,8 +140,8 @@ class LlamaEngine:
         with self._cond:
             if self._closing:
                 raise ProviderError(
-                    "the local model is shutting down",
-                    suggestion="retry in a moment",
+                    tr("the local model is shutting down"),
+                    suggestion=tr("retry in a moment"),
                     code=ErrorCode.PROVIDER_UNAVAILABLE,
                 )
             self.stats.submitted += 1
@@ -302,8 +303,8 @@ class LlamaEngine:
     def _fail_all(self, status: int) -> None:
         self._fail_active(
             ProviderError(
-                f"llama.cpp failed to decode (status {status})",
-                suggestion="retry",
+                tr("the local model failed (status {status})", status=status),
+                suggestion=tr("retry"),
                 details={"operator": "if it keeps happening, lower TOKENRELAY_LOCAL_N_SEQ_MAX"},
                 code=ErrorCode.PROVIDER_ERROR,
                 retryable=True,
@@ -348,7 +349,7 @@ class LlamaEngine:
 
 def _shutting_down() -> ProviderError:
     return ProviderError(
-        "the local model is shutting down",
-        suggestion="retry in a moment",
+        tr("the local model is shutting down"),
+        suggestion=tr("retry in a moment"),
         code=ErrorCode.PROVIDER_UNAVAILABLE,
     )

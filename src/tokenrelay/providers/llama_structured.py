@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenrelay.errors import ErrorCode, ProviderError, ValidationError
+from tokenrelay.i18n import tr
 from tokenrelay.providers.base import ChatMessage, ToolCall, ToolSpec
 from tokenrelay.providers.llama_runtime import import_llama_cpp
 
@@ -152,15 +153,15 @@ def parse_tool_call(text: str) -> ToolCall:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ProviderError(
-            "the local model's tool call was cut off before its JSON was complete",
-            suggestion="raise max_tokens for requests that offer tools",
+            tr("the local model's tool call was cut off before its JSON was complete"),
+            suggestion=tr("retry, or ask for the answer without tools"),
             code=ErrorCode.PROVIDER_ERROR,
             retryable=True,
         ) from e
     if not (isinstance(data, dict) and isinstance(data.get("tool"), str)):
         raise ProviderError(
-            "the local model's reply is not a tool call",
-            suggestion="retry; this should not happen under the tool grammar",
+            tr("the local model's reply is not a tool call"),
+            suggestion=tr("retry"),
             code=ErrorCode.PROVIDER_ERROR,
             retryable=True,
         )

@@ -33,6 +33,7 @@ from typing import Any
 
 from tokenrelay.config import Settings
 from tokenrelay.errors import ErrorCode, ProviderError
+from tokenrelay.i18n import tr
 from tokenrelay.providers.base import (
     ALL_SAMPLING,
     ChatMessage,
@@ -344,9 +345,12 @@ async def _events(
 def _check_fits(prompt_tokens: int, max_tokens: int, n_ctx: int) -> None:
     if prompt_tokens + max_tokens > n_ctx:
         raise ProviderError(
-            f"the prompt has {prompt_tokens} tokens; with max_tokens={max_tokens} it needs "
-            f"{prompt_tokens + max_tokens} but the local model's context holds {n_ctx}",
-            suggestion="shorten the conversation or documents, or lower max_tokens",
+            tr(
+                "the conversation is too long for the model: {needed} tokens, it holds {limit}",
+                needed=prompt_tokens + max_tokens,
+                limit=n_ctx,
+            ),
+            suggestion=tr("shorten the message, or start a new conversation"),
             details={"operator": "raise TOKENRELAY_LOCAL_N_CTX for a larger context"},
             code=ErrorCode.CONTEXT_TOO_LONG,
             retryable=False,

@@ -11,6 +11,7 @@ from typing import Any, Protocol, cast
 
 from tokenrelay.config import Settings
 from tokenrelay.errors import ValidationError
+from tokenrelay.i18n import tr
 from tokenrelay.providers.base import Provider
 
 BUILTIN_PROVIDERS: dict[str, str] = {
@@ -55,8 +56,8 @@ class ProviderRegistry:
         """Raise VALIDATION_ERROR for a provider name we do not know."""
         if name not in self._targets:
             raise ValidationError(
-                f"unknown provider {name!r}",
-                suggestion=f"choose one of: {', '.join(self.names())}",
+                tr("unknown provider {name!r}", name=name),
+                suggestion=tr("choose one of: {names}", names=", ".join(self.names())),
             )
 
     def get(self, name: str) -> Provider:

@@ -18,6 +18,7 @@ from typing import overload
 
 from tokenrelay.config import Settings
 from tokenrelay.errors import ProviderError
+from tokenrelay.i18n import tr
 from tokenrelay.providers.base import (
     ALL_SAMPLING,
     Finish,
@@ -223,8 +224,8 @@ class _Fault:
             await asyncio.sleep(self.pause_s)  # once: then the pieces go on
         if self.error_after is not None and sent >= self.error_after:
             raise ProviderError(
-                f"scripted failure after {sent} pieces",
-                suggestion="this failure was asked for by options.scripted.error_after",
+                tr("scripted failure after {count} pieces", count=sent),
+                suggestion=tr("this failure was asked for by options.scripted.error_after"),
                 code=self.code,
             )
         if self.stall_after is not None and sent >= self.stall_after:

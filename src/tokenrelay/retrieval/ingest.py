@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenrelay.errors import TokenRelayError, ValidationError
+from tokenrelay.i18n import tr
 from tokenrelay.retrieval.base import (
     BatchingStore,
     Chunk,
@@ -75,8 +76,8 @@ def prepare_text(
     """Chunk `text` and describe it; the same text (or the same source) gets the same ids."""
     if not text.strip():
         raise ValidationError(
-            f"{source or title or 'document'}: no text to index",
-            suggestion="send non-empty text (a scanned PDF needs OCR first)",
+            tr("{name}: no text to index", name=source or title or "document"),
+            suggestion=tr("send non-empty text (a scanned PDF needs OCR first)"),
         )
     doc_id = document_id or document_id_for(text, source)
     chunks = chunk_text(doc_id, text, chunk_chars=chunk_chars, overlap=chunk_overlap)

@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 from pathlib import PurePath
 
 from tokenrelay.errors import ValidationError
+from tokenrelay.i18n import tr
 
 SUPPORTED_SUFFIXES = frozenset({".txt", ".text", ".md", ".markdown", ".html", ".htm", ".pdf"})
 
@@ -30,8 +31,8 @@ def _decode(data: bytes, name: str) -> str:
         except UnicodeDecodeError:
             continue
     raise ValidationError(
-        f"{name}: not UTF-8 text",
-        suggestion="save the file as UTF-8 (or upload it as PDF)",
+        tr("{name}: not UTF-8 text", name=name),
+        suggestion=tr("save the file as UTF-8 (or upload it as PDF)"),
     )
 
 
@@ -138,8 +139,8 @@ def pdf_to_text(data: bytes) -> tuple[str, str]:
             title = str(reader.metadata.title).strip()
     except (PdfReadError, ValueError, KeyError, TypeError) as e:
         raise ValidationError(
-            f"could not read the PDF: {e}",
-            suggestion="check that the file is a valid, unencrypted PDF",
+            tr("could not read the PDF: {detail}", detail=str(e)),
+            suggestion=tr("check that the file is a valid, unencrypted PDF"),
         ) from e
     return "\n\n".join(p for p in pages if p), title
 
@@ -149,8 +150,12 @@ def load_bytes(data: bytes, filename: str) -> LoadedText:
     suffix = PurePath(filename).suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise ValidationError(
-            f"unsupported file type {suffix or '(none)'!r} for {filename}",
-            suggestion="upload .txt, .md, .html or .pdf",
+            tr(
+                "unsupported file type {suffix!r} for {name}",
+                suffix=suffix or "(none)",
+                name=filename,
+            ),
+            suggestion=tr("upload .txt, .md, .html or .pdf"),
         )
     if suffix == ".pdf":
         text, title = pdf_to_text(data)

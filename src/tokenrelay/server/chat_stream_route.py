@@ -28,6 +28,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tokenrelay.errors import TokenRelayError, ValidationError
+from tokenrelay.i18n import tr
 from tokenrelay.server.error_responses import error_response, validation_error
 from tokenrelay.server.json_checks import check_json_body
 from tokenrelay.server.query_check import RESERVED, check_query
@@ -53,13 +54,13 @@ def parse_chat_request(raw: bytes, content_type: str | None) -> ChatRequest:
     """The body as a `ChatRequest`, or VALIDATION_ERROR as the FastAPI route would give it."""
     if not is_json(content_type):
         raise ValidationError(
-            f"the request body must be JSON, not {content_type}",
-            suggestion="send the body with Content-Type: application/json",
+            tr("the request body must be JSON, not {content_type}", content_type=content_type),
+            suggestion=tr("send the body with Content-Type: application/json"),
         )
     if not raw:
         raise ValidationError(
-            "the request body is empty",
-            suggestion='send a JSON object such as {"message": "Hello"}',
+            tr("the request body is empty"),
+            suggestion=tr("send a JSON object with a message"),
         )
     check_json_body(raw)
     try:

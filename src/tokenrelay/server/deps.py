@@ -9,11 +9,13 @@ from fastapi.responses import Response
 
 from tokenrelay.errors import ErrorCode, TokenRelayError, ValidationError
 from tokenrelay.events import parse_event_id
+from tokenrelay.i18n import tr
 from tokenrelay.pipelines.chat import ChatTurn
 from tokenrelay.pipelines.retrieval_step import RagRequest
 from tokenrelay.providers.base import refused_sampling
 from tokenrelay.server.error_responses import error_response
 from tokenrelay.server.limits import limited_pipeline, raw_last_event_id
+from tokenrelay.server.locale import use_request_locale
 from tokenrelay.server.schemas import ChatOptions, ChatRequest, RagOptions
 from tokenrelay.server.turn_guard import free_or_stale
 from tokenrelay.services import Services
@@ -49,17 +51,22 @@ def check_message(text: str, max_chars: int) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValidationError(
-            "message holds text that is not valid Unicode (a lone surrogate such as \\ud800)",
-            suggestion="send the message as valid UTF-8; escape pairs must be complete",
+            tr("message holds text that is not valid Unicode (a lone surrogate such as \\ud800)"),
+            suggestion=tr("send the message as valid UTF-8; escape pairs must be complete"),
         ) from exc
     if not text.strip():
         raise ValidationError(
-            "message is empty", suggestion="send a message with at least one visible character"
+            tr("message is empty"),
+            suggestion=tr("send a message with at least one visible character"),
         )
     if len(text) > max_chars:
         raise ValidationError(
-            f"message is {len(text)} characters long; the limit is {max_chars}",
-            suggestion="shorten the message or split it over several turns",
+            tr(
+                "message is {length} characters long; the limit is {limit}",
+                length=len(text),
+                limit=max_chars,
+            ),
+            suggestion=tr("shorten the message or split it over several turns"),
         )
     return text
 
@@ -75,6 +82,7 @@ async def prepare_turn(
     """Validate everything that can be checked before the stream starts (→ plain HTTP errors),
     SESSION_BUSY included (server/turn_guard.py; `replacing`: a stream just stopped to be
     answered again, which the turn takes over)."""
+    use_request_locale(body.options.locale)
     settings = services.settings
     message = check_message(body.message, settings.max_message_chars)
     options = body.options
@@ -84,11 +92,15 @@ async def prepare_turn(
         registry_for(settings).check(options.tools)
     refused = refused_sampling(services.providers.get(provider), options.sampling())
     if refused:
+        param = f"options.{refused[0]}"
         raise ValidationError(
-            f"options.{refused[0]} is not supported by the provider {provider!r}",
-            suggestion=f"leave options.{refused[0]} out, or use a provider that has it"
-            " (docs/client.md lists which provider honours which)",
-            details={"param": f"options.{refused[0]}"},
+            tr(
+                "{param} is not supported by the provider {provider!r}",
+                param=param,
+                provider=provider,
+            ),
+            suggestion=tr("leave {param} out, or choose a model that supports it", param=param),
+            details={"param": param},
         )
     # a client-chosen id is the caller's to use unless another key owns it (created at start)
     if body.session_id is not None and not (
@@ -150,13 +162,15 @@ def resume_position(request: Request, stream_id: str | None = None) -> tuple[str
         sid, seq = parse_event_id(raw)
     except ValueError as exc:
         raise ValidationError(
-            f"Last-Event-ID {raw!r} is not of the form <stream_id>:<seq>",
-            suggestion="send back the id of the last event you received, unchanged",
+            tr("Last-Event-ID {value!r} is not of the form <stream_id>:<seq>", value=raw),
+            suggestion=tr("send back the id of the last event you received, unchanged"),
         ) from exc
     if stream_id is not None and sid != stream_id:
         raise ValidationError(
-            "Last-Event-ID belongs to another stream",
-            suggestion=f"resume stream {stream_id} with one of its own event ids",
+            tr("Last-Event-ID belongs to another stream"),
+            suggestion=tr(
+                "resume stream {stream_id} with one of its own event ids", stream_id=stream_id
+            ),
         )
     return sid, seq
 
@@ -181,8 +195,8 @@ async def start_stream(
         if close is not None:
             await close()
         raise TokenRelayError(
-            "this server is shutting down and takes no new streams",
-            suggestion="retry: another replica will answer",
+            tr("this server is shutting down and takes no new streams"),
+            suggestion=tr("retry in a moment"),
             code=ErrorCode.BACKEND_UNAVAILABLE,
             retryable=True,
             retry_after_s=1,

@@ -14,6 +14,7 @@ from tokenrelay.errors import (
     ValidationError,
     internal_error,
 )
+from tokenrelay.i18n import tr
 from tokenrelay.server.asgi import retry_after_value
 from tokenrelay.spelling import SPELLING_CONFLICT
 
@@ -28,17 +29,22 @@ def _json_safe_errors(errors: list[Any]) -> list[dict[str, Any]]:
 
 
 def _describe(errors: list[dict[str, Any]]) -> str:
-    first = errors[0] if errors else {"loc": [], "msg": "invalid request", "type": ""}
+    """The first error, said for people; pydantic's own text (English) as a parameter."""
+    if not errors:
+        return tr("invalid request")
+    first = errors[0]
     if first["type"] == "json_invalid":
-        return f"request body is not valid JSON ({first['msg']})"
+        return tr("request body is not valid JSON ({detail})", detail=first["msg"])
     where = ".".join(p for p in first["loc"] if p not in ("body", "query", "path"))
     if first["type"] == "extra_forbidden":
-        kind = "query parameter" if first["loc"][:1] == ["query"] else "field"
-        return f"unknown {kind} {where!r}"
+        kind = tr("query parameter") if first["loc"][:1] == ["query"] else tr("field")
+        return tr("unknown {kind} {field!r}", kind=kind, field=where)
     if first["type"] == SPELLING_CONFLICT:
         return str(first["msg"])
     message = str(first["msg"])
-    return f"{where}: {message}" if where else message
+    if first["type"] == "missing" and where:
+        return tr("{field} is required", field=where)
+    return tr("{field}: {detail}", field=where, detail=message) if where else message
 
 
 def validation_error(errors: list[Any]) -> ValidationError:
@@ -46,7 +52,7 @@ def validation_error(errors: list[Any]) -> ValidationError:
     safe = _json_safe_errors(errors)
     return ValidationError(
         _describe(safe),
-        suggestion="fix the request as described; see /docs for the schema",
+        suggestion=tr("fix the request as described; see /docs for the schema"),
         details=safe,
     )
 
@@ -99,8 +105,8 @@ def boundary_error(exc: Exception, where: str = "") -> TokenRelayError:
         found = exc
     elif isinstance(exc, _CONNECTION_ERRORS):
         found = BackendUnavailable(
-            "a service this server needs is unreachable",
-            suggestion="retry in a moment",
+            tr("a service this server needs is unreachable"),
+            suggestion=tr("retry in a moment"),
             details={"operator": "check TOKENRELAY_REDIS_URL, TOKENRELAY_DATABASE_URL and /readyz"},
         )
     else:

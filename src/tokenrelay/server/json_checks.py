@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from tokenrelay.errors import ValidationError
+from tokenrelay.i18n import tr
 from tokenrelay.server.query_check import check_query, declared_query_names
 from tokenrelay.spelling import explain_spellings
 
@@ -43,8 +44,10 @@ class UnencodableText(ValidationError):
 
 def too_deep(limit: int = MAX_JSON_DEPTH) -> ValidationError:
     return ValidationError(
-        f"the JSON nests deeper than {limit} levels",
-        suggestion=f"flatten the data: objects and arrays at most {limit} levels deep",
+        tr("the JSON nests deeper than {limit} levels", limit=limit),
+        suggestion=tr(
+            "flatten the data: objects and arrays at most {limit} levels deep", limit=limit
+        ),
     )
 
 

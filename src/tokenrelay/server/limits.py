@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tokenrelay.config import Settings
 from tokenrelay.errors import ErrorCode, TokenRelayError, ValidationError
 from tokenrelay.events import parse_event_id
+from tokenrelay.i18n import tr
 from tokenrelay.limits import Limiter
 from tokenrelay.server.asgi import (
     MetricsGetter,
@@ -76,8 +77,8 @@ class BodyTooLarge(ValidationError):
 
 def body_too_large(limit: int, setting: str) -> BodyTooLarge:
     return BodyTooLarge(
-        f"the request body is over the limit of {limit} bytes",
-        suggestion="send less (a shorter history, a smaller file)",
+        tr("the request body is over the limit of {limit} bytes", limit=limit),
+        suggestion=tr("send less (a shorter history, a smaller file)"),
         details={"operator": f"the limit is {setting}"},
     )
 
@@ -95,8 +96,12 @@ def headers_over_limit(scope: Scope, max_count: int, max_bytes: int) -> HeadersT
     headers = scope["headers"]
     if len(headers) > max_count:
         return HeadersTooLarge(
-            f"the request has {len(headers)} headers; the limit is {max_count}",
-            suggestion="send fewer headers",
+            tr(
+                "the request has {count} headers; the limit is {limit}",
+                count=len(headers),
+                limit=max_count,
+            ),
+            suggestion=tr("send fewer headers"),
             details={"operator": "the limit is TOKENRELAY_MAX_HEADER_COUNT"},
         )
     size = 0
@@ -104,8 +109,12 @@ def headers_over_limit(scope: Scope, max_count: int, max_bytes: int) -> HeadersT
         size += len(name) + len(value)
     if size > max_bytes:
         return HeadersTooLarge(
-            f"the request headers are {size} bytes; the limit is {max_bytes}",
-            suggestion="send shorter headers (cookies, tokens)",
+            tr(
+                "the request headers are {size} bytes; the limit is {limit}",
+                size=size,
+                limit=max_bytes,
+            ),
+            suggestion=tr("send shorter headers (cookies, tokens)"),
             details={"operator": "the limit is TOKENRELAY_MAX_HEADER_BYTES"},
         )
     return None
@@ -113,8 +122,8 @@ def headers_over_limit(scope: Scope, max_count: int, max_bytes: int) -> HeadersT
 
 def rate_limited(retry_after_s: float) -> TokenRelayError:
     return TokenRelayError(
-        "too many requests for this API key (or address)",
-        suggestion=f"wait {max(1, round(retry_after_s))} s (see Retry-After) and retry",
+        tr("too many requests for this API key (or address)"),
+        suggestion=tr("wait {seconds} s and retry", seconds=max(1, round(retry_after_s))),
         code=ErrorCode.RATE_LIMIT,
         retry_after_s=retry_after_s,
     )
@@ -122,8 +131,8 @@ def rate_limited(retry_after_s: float) -> TokenRelayError:
 
 def too_many_streams(limit: int, retry_after_s: float) -> TokenRelayError:
     return TokenRelayError(
-        f"this API key (or address) already runs {limit} streams, its limit",
-        suggestion="wait for one to finish or cancel one (POST /api/streams/{id}/cancel)",
+        tr("this API key (or address) already runs {limit} streams, its limit", limit=limit),
+        suggestion=tr("wait for an answer to finish, or stop one"),
         code=ErrorCode.RATE_LIMIT,
         retry_after_s=retry_after_s,
     )
@@ -131,8 +140,8 @@ def too_many_streams(limit: int, retry_after_s: float) -> TokenRelayError:
 
 def server_busy(limit: int, retry_after_s: float) -> TokenRelayError:
     return TokenRelayError(
-        f"this server runs {limit} streams, its limit",
-        suggestion="retry after Retry-After seconds (another replica may have room)",
+        tr("this server is busy: it runs {limit} answers, its limit", limit=limit),
+        suggestion=tr("retry in a moment"),
         code=ErrorCode.BACKEND_UNAVAILABLE,
         retry_after_s=retry_after_s,
         details={"operator": "raise TOKENRELAY_MAX_OPEN_STREAMS or add replicas"},

@@ -1,6 +1,7 @@
 """Our middleware stack (docs/security.md), built once by `create_app` for `server/front.py`.
 
-Outermost first: access log → CORS (only with `cors_origins`) → error boundary → API keys
+Outermost first: access log → CORS (only with `cors_origins`) → the request's language
+(`server/locale.py`) → error boundary → API keys
 (only with keys) → limits → `ChatStreamRoute` → the FastAPI app. All pure ASGI: work per
 request, nothing per streamed chunk beyond a comparison. CORS sits outside auth and limits
 so that their 401/429 answers reach browsers; the error boundary inside CORS so that its 503
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tokenrelay.config import Settings
 from tokenrelay.delivery.reader import open_streams
+from tokenrelay.i18n import localize, tr
 from tokenrelay.limits import open_limiter
 from tokenrelay.metrics import Metrics
 from tokenrelay.server.access_log import AccessLogMiddleware
@@ -26,6 +28,7 @@ from tokenrelay.server.asgi import send_error
 from tokenrelay.server.chat_stream_route import ChatStreamRoute
 from tokenrelay.server.error_responses import boundary_error
 from tokenrelay.server.limits import Admissions, LimitsConfig, LimitsMiddleware, LimitsState
+from tokenrelay.server.locale import LocaleMiddleware
 from tokenrelay.server.security import AuthMiddleware, load_keyring, parse_origins
 
 CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "Last-Event-ID", "X-Trace-ID"]
@@ -65,7 +68,7 @@ def build_stack(api: FastAPI, settings: Settings) -> ASGIApp:
         app = AuthMiddleware(
             app, keyring=keyring, metrics_public=settings.metrics_public, metrics=metrics
         )
-    app = ErrorBoundary(app)
+    app = LocaleMiddleware(ErrorBoundary(app), default=settings.locale)
     if origins:
         app = CORSMiddleware(
             app,
@@ -90,18 +93,20 @@ def install_http_error_shape(app: FastAPI) -> None:
         status = exc.status_code
         phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
         detail = str(exc.detail) if exc.detail else phrase
+        message: str
+        suggestion: str
         if status == 400 and "parsing the body" in detail:
-            message = "the request body could not be read as UTF-8 JSON"
-            suggestion = "send a JSON object encoded as UTF-8"
+            message = tr("the request body could not be read as UTF-8 JSON")
+            suggestion = tr("send a JSON object encoded as UTF-8")
         elif status in (404, 405):
             message = f"{request.method} {request.url.path}: {detail.lower()}"
-            suggestion = "see /docs for the endpoints and their methods"
+            suggestion = tr("see /docs for the endpoints and their methods")
         else:
-            message, suggestion = detail, "fix the request; see /docs"
+            message, suggestion = detail, tr("fix the request; see /docs")
         body = {
             "code": "VALIDATION_ERROR" if status < 500 else "INTERNAL_ERROR",
-            "message": message,
-            "suggestion": suggestion,
+            "message": localize(message),
+            "suggestion": localize(suggestion),
             "retryable": status >= 500,
         }
         return JSONResponse(body, status_code=status, headers=exc.headers)

@@ -66,6 +66,12 @@ class ChatOptions(RequestModel):
             "presence_penalty": self.presence_penalty,
         }
 
+    locale: str | None = Field(
+        default=None,
+        max_length=35,
+        description="language of messages (`ko`, `en`, `ko-KR`): before Accept-Language",
+    )
+
     def provider_extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}
         if self.scripted is not None:

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tokenrelay.config import Settings
 from tokenrelay.errors import ErrorCode, TokenRelayError
+from tokenrelay.i18n import tr
 from tokenrelay.server.asgi import (
     MetricsGetter,
     count_rejected,
@@ -167,13 +168,12 @@ def is_open_path(path: str, *, metrics_public: bool) -> bool:
 
 def unauthorized(sent: bool) -> TokenRelayError:
     if sent:
-        message = "the API key is not valid"
-        suggestion = "check the key; ask the operator for a new one if it was revoked"
+        message = tr("the API key is not valid")
+        suggestion = tr("check the key; ask for a new one if it was revoked")
     else:
-        message = "an API key is required"
-        suggestion = (
-            "send 'Authorization: Bearer <key>' (EventSource: add ?token=<key> to "
-            "GET /api/chat/stream or GET /api/streams/{id})"
+        message = tr("an API key is required")
+        suggestion = tr(
+            "send 'Authorization: Bearer <key>' (EventSource: add ?token=<key> to the URL)"
         )
     return TokenRelayError(message, suggestion=suggestion, code=ErrorCode.UNAUTHORIZED)
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tokenrelay.errors import ValidationError
+from tokenrelay.i18n import tr
 from tokenrelay.server.schemas import ID_PATTERN, ChatOptions
 from tokenrelay.server.ui_stream_format import source_chunk
 from tokenrelay.sessions.base import StoredMessage, is_superseded
@@ -57,14 +58,17 @@ def last_user_text(messages: Sequence[UIMessageIn]) -> str:
     last = messages[-1]
     if last.role != "user":
         raise ValidationError(
-            f"the last message is the {last.role}'s; it must be the user's new message",
-            suggestion="send the chat's messages ending with the user's message (useChat does)",
+            tr(
+                "the last message is the {role}'s; it must be the user's new message",
+                role=last.role,
+            ),
+            suggestion=tr("send the chat's messages ending with the user's message"),
         )
     texts = [str(p.get("text", "")) for p in last.parts if p.get("type") == "text"]
     if not texts:
         raise ValidationError(
-            "the last message has no text part",
-            suggestion="send the user's message as a text part: {type: 'text', text: '...'}",
+            tr("the last message has no text part"),
+            suggestion=tr("send the user's message as a text part"),
         )
     return "\n".join(texts)
 

@@ -40,6 +40,7 @@ from typing import Any, Literal, Protocol
 import orjson
 
 from tokenrelay.errors import SessionBusy, SessionNotFound, ValidationError
+from tokenrelay.i18n import tr
 
 
 class _RandomIds:
@@ -105,26 +106,31 @@ def is_superseded(message: StoredMessage) -> bool:
 
 def nothing_to_regenerate(session_id: str) -> ValidationError:
     return ValidationError(
-        f"session {session_id!r} has no user message to answer again",
-        suggestion="send a message first; regenerate answers the last one again",
+        tr("session {session_id!r} has no user message to answer again", session_id=session_id),
+        suggestion=tr("send a message first; regenerate answers the last one again"),
     )
 
 
 def not_editable(session_id: str, message_id: str) -> ValidationError:
     return ValidationError(
-        f"message {message_id!r} is not a user message of session {session_id!r} that can be"
-        " edited",
-        suggestion="edit one of the conversation's current user messages: GET"
-        f" /api/sessions/{session_id} lists them (those without `superseded`)",
+        tr(
+            "message {message_id!r} is not a user message of session {session_id!r} that can"
+            " be edited",
+            message_id=message_id,
+            session_id=session_id,
+        ),
+        suggestion=tr("edit one of the conversation's current messages of yours"),
     )
 
 
 def session_busy(session_id: str, stream_id: str | None) -> SessionBusy:
     """The one SESSION_BUSY: the session's previous turn (stream `stream_id`) still runs."""
     return SessionBusy(
-        f"session {session_id!r} is still answering its previous message (stream {stream_id})",
-        suggestion=f"wait for that answer to end (follow it at GET /api/streams/{stream_id}),"
-        f" or cancel it with POST /api/streams/{stream_id}/cancel; then send again",
+        tr(
+            "session {session_id!r} is still answering its previous message",
+            session_id=session_id,
+        ),
+        suggestion=tr("wait for that answer to end, or stop it; then send again"),
         retry_after_s=1,
         details={"session_id": session_id, "stream_id": stream_id},
     )
@@ -133,9 +139,8 @@ def session_busy(session_id: str, stream_id: str | None) -> SessionBusy:
 def session_not_found(session_id: str) -> SessionNotFound:
     """The one SESSION_NOT_FOUND, whichever store or route finds the session missing."""
     return SessionNotFound(
-        f"no session {session_id!r}",
-        suggestion="leave session_id out to start a new conversation,"
-        " or list yours at GET /api/sessions",
+        tr("no session {session_id!r}", session_id=session_id),
+        suggestion=tr("start a new conversation, or choose one of yours (GET /api/sessions)"),
     )
 
 

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any, cast
 
 from tokenrelay.errors import BackendUnavailable
+from tokenrelay.i18n import tr
 from tokenrelay.sessions.base import (
     MessageStatus,
     Orphan,
@@ -138,8 +139,8 @@ async def migrate(conn: Any, component: str, migrations: list[Migration]) -> int
 
 def backend_down(exc: BaseException) -> BackendUnavailable:
     return BackendUnavailable(
-        "the server cannot reach its session database right now",
-        suggestion="try again in a moment",
+        tr("the server cannot reach its session database right now"),
+        suggestion=tr("try again in a moment"),
         details={
             "operator": "check TOKENRELAY_DATABASE_URL and that PostgreSQL is up"
             f" ({type(exc).__name__})"

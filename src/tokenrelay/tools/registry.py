@@ -15,6 +15,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 from tokenrelay.config import Settings
 from tokenrelay.errors import ValidationError
+from tokenrelay.i18n import tr
 from tokenrelay.providers.base import ToolSpec
 from tokenrelay.tools.builtin import BUILTIN_TOOLS
 from tokenrelay.tools.tool import Tool, collect_tools
@@ -67,8 +68,8 @@ class ToolRegistry:
         unknown = [n for n in names if n not in self._tools]
         if unknown:
             raise ValidationError(
-                f"unknown tool(s): {', '.join(unknown)}",
-                suggestion="choose from: " + ", ".join(self.names()),
+                tr("unknown tool(s): {names}", names=", ".join(unknown)),
+                suggestion=tr("choose from: {names}", names=", ".join(self.names())),
             )
 
     def load_entry_points(self, found: Iterable[EntryPoint] | None = None) -> list[str]:

@@ -12,7 +12,11 @@
 // trip planner; `?options={...}` (JSON) is merged into every request's `options`, e.g.
 // `?options={"provider":"scripted","scripted":{"delay_ms":50}}`.
 
+import { lang, loadCatalogue, t, translatePage } from "./i18n.js";
 import { SSEParser } from "./sse.js";
+
+await loadCatalogue();
+translatePage();
 
 const MAX_RESUMES = 8;
 const NEAR_BOTTOM_PX = 80;
@@ -106,8 +110,8 @@ function pretty(value) {
 function showError(target, err) {
   target.replaceChildren(
     el("span", { class: "code", text: err.code || "ERROR" }),
-    document.createTextNode(`: ${err.message || "something went wrong"}`),
-    err.suggestion ? el("span", { class: "fix", text: `Fix: ${err.suggestion}` }) : null,
+    document.createTextNode(`: ${err.message || t("something went wrong")}`),
+    err.suggestion ? el("span", { class: "fix", text: t("Fix: {suggestion}", { suggestion: err.suggestion }) }) : null,
   );
   target.hidden = false;
 }
@@ -126,7 +130,7 @@ function setConnection(text) {
 class Turn {
   constructor() {
     this.root = el("article", { class: "message assistant streaming", "aria-busy": "true" });
-    this.root.append(el("span", { class: "sr-only", text: "Assistant:" }));
+    this.root.append(el("span", { class: "sr-only", text: t("Assistant:") }));
     this.status = el("div", { class: "status-line", hidden: "" });
     this.progress = null;
     this.text = el("div", { class: "text" });
@@ -159,7 +163,7 @@ class Turn {
 
   setProgress(step, message, value) {
     if (!this.progress) {
-      const bar = el("progress", { max: "100", value: "0", "aria-label": "Planner progress" });
+      const bar = el("progress", { max: "100", value: "0", "aria-label": t("Planner progress") });
       const label = el("div", { class: "progress-label" });
       this.progress = { box: el("div", { class: "progress" }, label, bar), bar, label };
       this.root.insertBefore(this.progress.box, this.text);
@@ -180,7 +184,7 @@ class Turn {
     const box = el(
       "details",
       { class: "sources", open: "" },
-      el("summary", { text: `Sources (${documents.length})` }),
+      el("summary", { text: t("Sources ({count})", { count: documents.length }) }),
       list,
     );
     this.root.insertBefore(box, this.text);
@@ -190,21 +194,21 @@ class Turn {
     let card = this.toolCards.get(callId);
     if (card) return card;
     if (!this.tools) {
-      this.tools = el("div", { class: "tools", "aria-label": "Tool calls" });
+      this.tools = el("div", { class: "tools", "aria-label": t("Tool calls") });
       this.root.insertBefore(this.tools, this.text);
     }
     const stateLabel = el("span", { class: "tool-state", text: "running…" });
-    const steps = el("ul", { "aria-label": "Progress" });
+    const steps = el("ul", { "aria-label": t("Progress") });
     const args = el("code", { class: "tool-args" });
     const head = el(
       "div",
       { class: "tool-head" },
-      el("span", { class: "tool-kind", text: "Tool" }),
+      el("span", { class: "tool-kind", text: t("Tool") }),
       el("code", { class: "tool-name", text: tool }),
       args,
       stateLabel,
     );
-    const result = el("pre", { class: "tool-result", "aria-label": "Result", hidden: "" });
+    const result = el("pre", { class: "tool-result", "aria-label": t("Result"), hidden: "" });
     const root = el(
       "div",
       { class: "tool", "data-call-id": callId, "data-state": "running" },
@@ -232,8 +236,8 @@ class Turn {
     const card = this.toolCard(data.call_id, data.tool);
     const failed = data.error != null;
     card.root.dataset.state = failed ? "failed" : "done";
-    card.stateLabel.textContent = failed ? "failed" : "done";
-    card.result.textContent = failed ? `Error: ${data.error}` : pretty(data.result);
+    card.stateLabel.textContent = failed ? t("failed") : t("done");
+    card.result.textContent = failed ? t("Error: {error}", { error: data.error }) : pretty(data.result);
     card.result.hidden = false;
   }
 
@@ -241,13 +245,13 @@ class Turn {
     // a workflow's streamed text is its raw draft (JSON): fold it away once the result is here
     const raw = this.text.textContent;
     if (raw.trimStart().startsWith("{")) {
-      const folded = el("details", { class: "raw" }, el("summary", { text: "Model output" }));
+      const folded = el("details", { class: "raw" }, el("summary", { text: t("Model output") }));
       folded.append(el("pre", { text: raw }));
       this.text.replaceChildren();
       this.root.insertBefore(folded, this.text);
     }
     const body = Array.isArray(result && result.days) ? planView(result) : el("pre", { text: pretty(result) });
-    const box = el("details", { class: "result", open: "" }, el("summary", { text: "Result" }), body);
+    const box = el("details", { class: "result", open: "" }, el("summary", { text: t("Result") }), body);
     this.root.append(box);
   }
 
@@ -273,7 +277,8 @@ function planView(plan) {
   if (plan.title) box.append(el("h3", { text: plan.title }));
   const currency = plan.currency ? ` ${plan.currency}` : "";
   for (const day of plan.days) {
-    box.append(el("strong", { text: `Day ${day.day}${day.date ? ` (${day.date})` : ""}: ${day.title || ""}` }));
+    const heading = t("Day {day} · {date}: {title}", { day: day.day, date: day.date || "", title: day.title || "" });
+    box.append(el("strong", { text: heading }));
     const list = el("ul");
     for (const a of day.activities || []) {
       const cost = a.estimated_cost != null ? ` · ${a.estimated_cost}${currency}` : "";
@@ -282,7 +287,7 @@ function planView(plan) {
     box.append(list);
   }
   if (plan.total_estimated_cost != null) {
-    box.append(el("div", { class: "meta", text: `Total: ${plan.total_estimated_cost}${currency}` }));
+    box.append(el("div", { class: "meta", text: t("Estimated total: {cost}", { cost: `${plan.total_estimated_cost}${currency}` }) }));
   }
   if (plan.notes) box.append(el("div", { class: "notice", text: plan.notes }));
   return box;
@@ -290,10 +295,10 @@ function planView(plan) {
 
 // -- streaming ---------------------------------------------------------------------------
 
-const PLAN_OPTIONS = ["provider", "model", "temperature", "max_tokens", "scripted"];
+const PLAN_OPTIONS = ["provider", "model", "temperature", "max_tokens", "scripted", "locale"];
 
 function chatOptions() {
-  const options = { ...extraOptions };
+  const options = { locale: lang, ...extraOptions };
   if (ui.rag.checked) options.rag = true;
   return options;
 }
@@ -306,7 +311,7 @@ function chatRequest(message) {
 
 // The planner takes a trip, not a message: the text box holds optional preferences.
 function planRequest(preferences) {
-  const options = {};
+  const options = { locale: lang };
   for (const key of PLAN_OPTIONS) if (key in extraOptions) options[key] = extraOptions[key];
   const body = {
     location: ui.planLocation.value.trim(),
@@ -317,7 +322,7 @@ function planRequest(preferences) {
   if (ui.planBudget.value) body.budget = ui.planBudget.value;
   if (preferences.trim()) body.preferences = preferences.trim();
   const when = `${body.start_date} – ${body.end_date}`;
-  const shown = `Plan a trip to ${body.location}, ${when}` + (body.preferences ? `\n${body.preferences}` : "");
+  const shown = t("Plan a trip to {place}, {when}", { place: body.location, when }) + (body.preferences ? `\n${body.preferences}` : "");
   return { url: "/api/plans/generate/stream", body, shown };
 }
 
@@ -331,8 +336,8 @@ function syncPlanMode() {
   ui.planFields.hidden = !on;
   ui.input.required = !on;
   ui.input.placeholder = on
-    ? "Preferences, e.g. museums and local food (optional)"
-    : "Message (Enter to send, Shift+Enter for a new line)";
+    ? t("Preferences, e.g. museums and local food (optional)")
+    : t("Message (Enter to send, Shift+Enter for a new line)");
   if (on) {
     if (!ui.planStart.value) ui.planStart.value = isoDate(7);
     if (!ui.planEnd.value) ui.planEnd.value = isoDate(9);
@@ -399,14 +404,14 @@ function handle(turn, sse) {
       turn.complete(data.result);
       break;
     case "done": {
-      if (turn.progress) turn.setProgress("done", "Done", 100);
+      if (turn.progress) turn.setProgress("done", t("Done"), 100);
       const usage = data.usage || {};
       const tokens = usage.completion_tokens != null ? `, ${usage.completion_tokens} tokens` : "";
       turn.finish(`${data.finish_reason}${tokens}`);
       break;
     }
     case "error":
-      if (data.code === "CANCELLED" && turn.stopping) turn.finish("Stopped.", "notice");
+      if (data.code === "CANCELLED" && turn.stopping) turn.finish(t("Stopped."), "notice");
       else turn.fail(data);
       break;
     default:
@@ -475,11 +480,11 @@ async function run(turn, request) {
         turn.fail(await errorOf(response));
         return;
       }
-      if (attempt > 0) setConnection("Reconnected.");
+      if (attempt > 0) setConnection(t("Reconnected."));
       if (await consume(turn, response)) return;
     } catch (err) {
       if (turn.stopping && !turn.streamId) {
-        turn.finish("Stopped.", "notice");
+        turn.finish(t("Stopped."), "notice");
         return;
       }
       if (!turn.streamId) {
@@ -506,8 +511,8 @@ async function run(turn, request) {
       });
       return;
     }
-    setConnection("Connection lost. Reconnecting…");
-    turn.setStatus("Reconnecting…");
+    setConnection(t("Connection lost. Reconnecting…"));
+    turn.setStatus(t("Reconnecting…"));
     await wait(turn.dropping ? 0 : Math.min(turn.retryMs * attempt, 10000));
   }
 }
@@ -700,14 +705,14 @@ async function refreshSessions() {
   }
   ui.sessions.replaceChildren(
     ...sessions.map((s) => {
-      const title = s.title || "Untitled conversation";
+      const title = s.title || t("Untitled conversation");
       const open = el("button", { type: "button", class: "open", title, text: title });
       if (s.id === state.sessionId) open.setAttribute("aria-current", "true");
       open.addEventListener("click", () => openSession(s.id));
       const remove = el("button", {
         type: "button",
         class: "delete secondary",
-        "aria-label": `Delete conversation: ${title}`,
+        "aria-label": t("Delete conversation: {title}", { title }),
         text: "✕",
       });
       remove.addEventListener("click", () => deleteSession(s.id));

@@ -35,6 +35,7 @@ from tokenrelay.errors import (
     TokenRelayError,
     ValidationError,
 )
+from tokenrelay.i18n import tr
 from tokenrelay.retrieval.base import Document, DocumentStore
 from tokenrelay.retrieval.hybrid import RetrievalMode, embedding_progress, search_with_mode
 from tokenrelay.retrieval.ingest import IngestResult, ingest_bytes, ingest_text
@@ -59,8 +60,9 @@ def get_store(request: Request) -> DocumentStore:
     store = getattr(request.app.state, "documents", None)
     if store is None:
         raise BackendUnavailable(
-            "the document store is not available on this server",
-            suggestion="check the server log; documents need SQLite FTS5 or PostgreSQL",
+            tr("the document store is not available on this server"),
+            suggestion=tr("ask without documents, or try again later"),
+            details={"operator": "documents need SQLite FTS5 or PostgreSQL; see the server log"},
         )
     # with API keys on, each key sees only its own documents (retrieval/owned.py)
     return scoped_store(store, getattr(request.state, "owner", None))
@@ -99,11 +101,14 @@ def _metadata_field(raw: str | None) -> dict[str, Any]:
         raise too_deep() from None
     except json.JSONDecodeError as e:
         raise ValidationError(
-            f"metadata is not JSON: {e}", suggestion='send metadata as a JSON object, e.g. {"a": 1}'
+            tr("metadata is not JSON: {detail}", detail=str(e)),
+            suggestion=tr("send metadata as a JSON object"),
         ) from e
     check_json_value(value)
     if not isinstance(value, dict):
-        raise ValidationError("metadata must be a JSON object", suggestion='e.g. {"team": "docs"}')
+        raise ValidationError(
+            tr("metadata must be a JSON object"), suggestion=tr("send metadata as a JSON object")
+        )
     return value
 
 
@@ -113,7 +118,9 @@ def parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], lis
         f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode() + body
     )
     if not message.is_multipart():
-        raise ValidationError("malformed multipart body", suggestion="send a 'file' form field")
+        raise ValidationError(
+            tr("malformed multipart body"), suggestion=tr("send a 'file' form field")
+        )
     fields: dict[str, str] = {}
     files: list[Message] = []
     for part in message.iter_parts():
@@ -126,16 +133,16 @@ def parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], lis
                 fields[name] = payload.decode("utf-8") if isinstance(payload, bytes) else ""
             except UnicodeDecodeError:
                 raise ValidationError(
-                    f"the form field {name!r} is not UTF-8 text",
-                    suggestion="send form fields as UTF-8 (files go in the 'file' part)",
+                    tr("the form field {name!r} is not UTF-8 text", name=name),
+                    suggestion=tr("send form fields as UTF-8 (files go in the 'file' part)"),
                 ) from None
     return fields, files
 
 
 def _too_large(size: int, limit: int) -> ValidationError:
     return ValidationError(
-        f"upload of {size} bytes is over the limit of {limit}",
-        suggestion="split the document into smaller files",
+        tr("upload of {size} bytes is over the limit of {limit}", size=size, limit=limit),
+        suggestion=tr("split the document into smaller files"),
         details={"operator": "the limit is TOKENRELAY_RAG_MAX_UPLOAD_BYTES"},
     )
 
@@ -162,8 +169,8 @@ async def create_document(
             payload = TextDocumentIn.model_validate_json(body)
         except ValueError as e:
             raise ValidationError(
-                f"invalid document: {e}",
-                suggestion='send {"text": "...", "title": "...", "metadata": {}}',
+                tr("invalid document: {detail}", detail=str(e)),
+                suggestion=tr("send a JSON object with text, title and metadata"),
             ) from e
 
         def work() -> Awaitable[IngestResult]:
@@ -181,8 +188,8 @@ async def create_document(
         fields, files = parse_multipart(content_type, body)
         if len(files) != 1:
             raise ValidationError(
-                f"expected one file in the form, got {len(files)}",
-                suggestion="send exactly one 'file' field (curl -F file=@guide.md)",
+                tr("expected one file in the form, got {count}", count=len(files)),
+                suggestion=tr("send exactly one 'file' field"),
             )
         part = files[0]
         data = part.get_payload(decode=True)
@@ -214,8 +221,10 @@ async def create_document(
 
     else:
         raise ValidationError(
-            f"unsupported content type {content_type or '(none)'}",
-            suggestion="send JSON {text, title}, a multipart 'file', or raw bytes with ?filename=",
+            tr("unsupported content type {content_type}", content_type=content_type or "(none)"),
+            suggestion=tr(
+                "send JSON with text and title, a multipart 'file', or raw bytes with ?filename="
+            ),
         )
     if "text/event-stream" in request.headers.get("accept", ""):
         return StreamingResponse(
@@ -318,8 +327,8 @@ async def _existing(store: DocumentStore, document_id: str) -> Document:
     doc = await store.get_document(document_id)
     if doc is None:
         raise DocumentNotFound(
-            f"no document {document_id}",
-            suggestion="list the documents with GET /api/documents",
+            tr("no document {document_id}", document_id=document_id),
+            suggestion=tr("list the documents with GET /api/documents"),
         )
     return doc
 
@@ -346,7 +355,7 @@ async def delete_document(
 ) -> dict[str, Any]:
     if not await store.delete_document(document_id):
         raise DocumentNotFound(
-            f"no document {document_id}",
-            suggestion="list the documents with GET /api/documents",
+            tr("no document {document_id}", document_id=document_id),
+            suggestion=tr("list the documents with GET /api/documents"),
         )
     return {"id": document_id, "deleted": True}

@@ -8,11 +8,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from tokenrelay.i18n import current_locale
 from tokenrelay.pipelines.planner import PlanJob, planner_pipeline
 from tokenrelay.planner.models import PlanRequest, check_dates
 from tokenrelay.server.collect import collected, error_json
 from tokenrelay.server.deps import get_services, owner_of, start_stream, trace_id_for
 from tokenrelay.server.json_checks import CheckedRoute
+from tokenrelay.server.locale import use_request_locale
 from tokenrelay.server.sse import stream_response
 from tokenrelay.services import Services
 from tokenrelay.sessions.base import new_id
@@ -22,7 +24,9 @@ router = APIRouter(route_class=CheckedRoute, tags=["plans"])
 
 async def _start(services: Services, body: PlanRequest, request: Request) -> tuple[str, str]:
     """Validate (→ plain 422s) and start the workflow; returns (stream_id, trace_id)."""
+    use_request_locale(body.options.locale)
     check_dates(body.start_date, body.end_date)
+    body = body.for_locale(current_locale())  # the plan's currency: the request's or the language's
     settings = services.settings
     provider = body.options.provider or settings.planner_provider or settings.provider
     services.providers.check(provider)

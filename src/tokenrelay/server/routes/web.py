@@ -15,6 +15,7 @@ _TYPES = {
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
+    ".json": "application/json",  # the page's catalogues, i18n-<lang>.json
 }
 # the page is small and changes with the package: browsers revalidate rather than guess
 _NO_STALE = {"Cache-Control": "no-cache"}

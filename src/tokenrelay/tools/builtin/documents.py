@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from tokenrelay.i18n import tr
 from tokenrelay.retrieval.owned import scoped_store
 from tokenrelay.tools.context import ToolContext, ToolError
 from tokenrelay.tools.tool import tool
@@ -30,7 +31,7 @@ async def search_documents(
         raise ToolError("no document store is configured on this server; upload documents first")
 
     store = scoped_store(ctx.documents, ctx.owner)  # with API keys on: the caller's documents
-    await ctx.progress(f"Searching documents for {query!r}")
+    await ctx.progress(tr("Searching documents for {query!r}", query=query))
     hits = await store.search(query, top_k=top_k)
     results = [hit.to_source() for hit in hits]
     return {"query": query, "count": len(results), "results": results}

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import httpx
 from pydantic import Field
 
+from tokenrelay.i18n import tr
 from tokenrelay.tools.context import ToolContext, ToolError
 from tokenrelay.tools.tool import tool
 
@@ -166,7 +167,7 @@ async def get_weather(
             }
         else:
             name, _, qualifier = location.partition(",")
-            await ctx.progress(f"Looking up {location}")
+            await ctx.progress(tr("Looking up {location}", location=location))
             found = await _get_json(
                 client,
                 settings.geocoding_base_url.rstrip("/") + "/v1/search",
@@ -178,7 +179,7 @@ async def get_weather(
                 f"no place called {location!r} was found; give a city name, "
                 "optionally with its country"
             )
-        await ctx.progress(f"Fetching the forecast for {place.get('name')}")
+        await ctx.progress(tr("Fetching the forecast for {place}", place=place.get("name")))
         data = await _get_json(
             client,
             settings.weather_base_url.rstrip("/") + "/v1/forecast",
