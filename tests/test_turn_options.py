@@ -51,10 +51,12 @@ async def test_the_turns_system_prompt_carries_the_grounding_with_retrieval(live
 
 
 async def test_a_provider_without_a_parameter_refuses_it_by_name(live_server) -> None:
-    async with live_server(anthropic_api_key="sk-ant-test") as srv:
-        async with httpx.AsyncClient(base_url=srv.url) as client:
-            body = {"message": "q", "options": {"provider": "anthropic", "top_p": 0.5}}
-            response = await client.post("/api/chat/stream", json=body)
+    async with (
+        live_server(anthropic_api_key="sk-ant-test") as srv,
+        httpx.AsyncClient(base_url=srv.url) as client,
+    ):
+        body = {"message": "q", "options": {"provider": "anthropic", "top_p": 0.5}}
+        response = await client.post("/api/chat/stream", json=body)
     assert response.status_code == 422
     error = response.json()
     assert error["code"] == "VALIDATION_ERROR"
