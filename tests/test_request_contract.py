@@ -36,6 +36,7 @@ OPTIONS: dict[str, Any] = {
     "seed": 7,
     "frequency_penalty": 0.1,
     "presence_penalty": 0.2,
+    "locale": "en",
 }
 BODY: dict[str, Any] = {
     "message": "Tell me about Haeundae",
@@ -140,7 +141,7 @@ QUERY_ERRORS: list[tuple[list[tuple[str, str]], str]] = [
         [("message", "hi"), ("scripted", '{"delay_ms": 1, "delayMs": 2}')],
         "options.scripted.delay_ms is given twice, as 'delay_ms' and 'delayMs'",
     ),
-    ([("enable_tools", "false")], "message: Field required"),
+    ([("enable_tools", "false")], "message is required"),
 ]
 
 

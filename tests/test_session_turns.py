@@ -70,7 +70,7 @@ def assert_busy(response: httpx.Response, stream_id: str) -> None:
     error = response.json()
     assert error["code"] == "SESSION_BUSY" and error["retryable"] is True
     assert error["details"]["stream_id"] == stream_id
-    assert f"POST /api/streams/{stream_id}/cancel" in error["suggestion"]
+    assert error["details"]["cancel"] == f"POST /api/streams/{stream_id}/cancel"
     assert response.headers["retry-after"] == "1"
 
 

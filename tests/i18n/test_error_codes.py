@@ -17,7 +17,7 @@ from tokenrelay.providers._errors import Upstream, upstream_error
 from tokenrelay.server.error_responses import boundary_error
 from tokenrelay.server.limits import rate_limited
 from tokenrelay.server.security import unauthorized
-from tokenrelay.sessions.base import session_not_found
+from tokenrelay.sessions.base import session_busy, session_not_found
 from tokenrelay.streams.log import not_found
 from tokenrelay.streams.redis_reader import _incomplete, _lost
 from tokenrelay.streams.runner import CANCEL_REASONS
@@ -49,6 +49,7 @@ def _document() -> TokenRelayError:
 MAKERS: dict[ErrorCode, Callable[[], TokenRelayError]] = {
     ErrorCode.VALIDATION_ERROR: _dates,
     ErrorCode.SESSION_NOT_FOUND: lambda: session_not_found("s1"),
+    ErrorCode.SESSION_BUSY: lambda: session_busy("s1", "stream-1"),
     ErrorCode.RATE_LIMIT: lambda: rate_limited(2.0),
     ErrorCode.UNAUTHORIZED: lambda: unauthorized(sent=False),
     ErrorCode.PROVIDER_ERROR: lambda: upstream_error(OPENAI, ErrorCode.PROVIDER_ERROR, ""),

@@ -180,7 +180,7 @@ async def test_one_turn_at_a_time_claims_the_session(store: SessionStore) -> Non
         with pytest.raises(SessionBusy) as busy:
             await attempt
         assert busy.value.details["stream_id"] == "s1" and busy.value.retryable
-        assert "POST /api/streams/s1/cancel" in busy.value.suggestion
+        assert busy.value.details["cancel"] == "POST /api/streams/s1/cancel"
     with pytest.raises(SessionNotFound):  # another key's session stays a 404, busy or not
         await store.start_turn("busy-1", "x", owner="b", stream_id="s3", create=True)
     assert await store.running_turn("busy-1", owner="b", stale_after_s=60) is None

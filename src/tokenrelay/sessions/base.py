@@ -132,7 +132,13 @@ def session_busy(session_id: str, stream_id: str | None) -> SessionBusy:
         ),
         suggestion=tr("wait for that answer to end, or stop it; then send again"),
         retry_after_s=1,
-        details={"session_id": session_id, "stream_id": stream_id},
+        details={
+            "session_id": session_id,
+            "stream_id": stream_id,
+            # for the client's code, not its user: how to follow or stop the running answer
+            "follow": f"GET /api/streams/{stream_id}",
+            "cancel": f"POST /api/streams/{stream_id}/cancel",
+        },
     )
 
 
