@@ -14,13 +14,13 @@ from typing import Any, cast
 import httpx
 
 from tokenrelay.errors import ProviderError
-from tokenrelay.retrieval.embedding import EmbeddingFailed, EmbedKind, Vector, checked
+from tokenrelay.retrieval.embedding import EmbeddingFailed, EmbedKind, ServedEmbedder, Vector
 
 DEFAULT_MODEL = "gemini-embedding-001"
 _TASK: dict[EmbedKind, str] = {"query": "RETRIEVAL_QUERY", "passage": "RETRIEVAL_DOCUMENT"}
 
 
-class GeminiEmbedder:
+class GeminiEmbedder(ServedEmbedder):
     def __init__(
         self,
         *,
@@ -46,12 +46,9 @@ class GeminiEmbedder:
                 "Gemini embeddings need an API key",
                 suggestion="set GEMINI_API_KEY (or TOKENRELAY_EMBEDDING_API_KEY)",
             )
+        super().__init__(model=model, dimensions=dimensions, batch_size=batch_size)
         self._types = types
         self._errors = genai.errors
-        self._model = model
-        self._dimensions = dimensions
-        self._dimension = dimensions or 0
-        self._batch_size = batch_size
         self._own_http = http_client is None
         self._http = http_client if http_client is not None else httpx.AsyncClient()
         self._client = genai.Client(
@@ -64,18 +61,6 @@ class GeminiEmbedder:
                 httpx_async_client=self._http,
             ),
         )
-
-    @property
-    def model(self) -> str:
-        return self._model
-
-    @property
-    def dimension(self) -> int:
-        return self._dimension
-
-    @property
-    def batch_size(self) -> int:
-        return self._batch_size
 
     async def embed(self, texts: Sequence[str], *, kind: EmbedKind = "passage") -> list[Vector]:
         if not texts:
@@ -98,9 +83,7 @@ class GeminiEmbedder:
                 suggestion="check the network, or TOKENRELAY_EMBEDDING_BASE_URL",
             ) from e
         vectors = [list(e.values or []) for e in response.embeddings or []]
-        if not self._dimension and vectors:
-            self._dimension = len(vectors[0])
-        return checked(vectors, len(texts), self._dimension, self._model)
+        return self._accepted(vectors, len(texts))
 
     async def close(self) -> None:
         if self._own_http:

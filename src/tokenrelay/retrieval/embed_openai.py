@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 
 from tokenrelay.errors import ProviderError
-from tokenrelay.retrieval.embedding import EmbeddingFailed, EmbedKind, Vector, checked
+from tokenrelay.retrieval.embedding import EmbeddingFailed, EmbedKind, ServedEmbedder, Vector
 
 DEFAULT_MODEL = "text-embedding-3-small"
 
 
-class OpenAIEmbedder:
+class OpenAIEmbedder(ServedEmbedder):
     def __init__(
         self,
         *,
@@ -41,11 +41,8 @@ class OpenAIEmbedder:
                 "OpenAI-compatible embeddings need the openai package",
                 suggestion="pip install 'tokenrelay[openai]'",
             ) from e
+        super().__init__(model=model, dimensions=dimensions, batch_size=batch_size)
         self._openai = openai
-        self._model = model
-        self._dimensions = dimensions
-        self._dimension = dimensions or 0  # known after the first answer when not configured
-        self._batch_size = batch_size
         self._prefix: dict[EmbedKind, str] = {"query": query_prefix, "passage": passage_prefix}
         self._client = openai.AsyncOpenAI(
             api_key=api_key or "not-needed",  # local servers take any key
@@ -54,18 +51,6 @@ class OpenAIEmbedder:
             max_retries=max_retries,
             http_client=http_client,  # type: ignore[arg-type]  # the SDK accepts httpx too
         )
-
-    @property
-    def model(self) -> str:
-        return self._model
-
-    @property
-    def dimension(self) -> int:
-        return self._dimension
-
-    @property
-    def batch_size(self) -> int:
-        return self._batch_size
 
     async def embed(self, texts: Sequence[str], *, kind: EmbedKind = "passage") -> list[Vector]:
         if not texts:
@@ -93,9 +78,7 @@ class OpenAIEmbedder:
             ) from e
         ordered = sorted(response.data, key=lambda d: d.index)
         vectors = [list(d.embedding) for d in ordered]
-        if not self._dimension and vectors:
-            self._dimension = len(vectors[0])
-        return checked(vectors, len(texts), self._dimension, self._model)
+        return self._accepted(vectors, len(texts))
 
     async def close(self) -> None:
         await self._client.close()

@@ -75,3 +75,34 @@ def checked(vectors: list[Vector], count: int, dimension: int, model: str) -> li
                 suggestion="set TOKENRELAY_EMBEDDING_DIMENSIONS to the model's dimension",
             )
     return [normalized(v) for v in vectors]
+
+
+class ServedEmbedder:
+    """What the embedders of a server (OpenAI-compatible, Gemini) share: the model's name,
+    its dimension (configured, or learned from the first answer) and the batch size; and the
+    check of every answer against them."""
+
+    def __init__(self, *, model: str, dimensions: int | None, batch_size: int) -> None:
+        self._model = model
+        self._dimensions = dimensions  # asked of the server; None: the model's own
+        self._dimension = dimensions or 0  # known after the first answer when not configured
+        self._batch_size = batch_size
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    def _accepted(self, vectors: list[Vector], count: int) -> list[Vector]:
+        """The server's answer to `count` texts, `checked` (the first answer sets the
+        dimension when none was configured)."""
+        if not self._dimension and vectors:
+            self._dimension = len(vectors[0])
+        return checked(vectors, count, self._dimension, self._model)

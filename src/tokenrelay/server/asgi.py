@@ -96,7 +96,17 @@ async def send_error(
     send: Send, exc: TokenRelayError, headers: dict[str, str] | None = None
 ) -> None:
     """Answer with our JSON error shape and the code's HTTP status."""
-    body = orjson.dumps(exc.to_dict())
+    await send_error_body(send, exc, exc.http_status, orjson.dumps(exc.to_dict()), headers)
+
+
+async def send_error_body(
+    send: Send,
+    exc: TokenRelayError,
+    status: int,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Answer `exc` as the JSON `body` with `status`: its Retry-After, then `headers`."""
     raw_headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -105,5 +115,5 @@ async def send_error(
         raw_headers.append((b"retry-after", retry_after_value(exc.retry_after_s).encode()))
     for key, value in (headers or {}).items():
         raw_headers.append((key.lower().encode(), value.encode("latin-1")))
-    await send({"type": "http.response.start", "status": exc.http_status, "headers": raw_headers})
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})

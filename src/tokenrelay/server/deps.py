@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -10,7 +11,7 @@ from fastapi.responses import Response
 from tokenrelay.errors import ErrorCode, TokenRelayError, ValidationError
 from tokenrelay.events import parse_event_id
 from tokenrelay.i18n import tr
-from tokenrelay.pipelines.chat import ChatTurn
+from tokenrelay.pipelines.chat import ChatTurn, chat_pipeline
 from tokenrelay.pipelines.retrieval_step import RagRequest
 from tokenrelay.providers.base import refused_sampling
 from tokenrelay.server.error_responses import error_response
@@ -209,6 +210,17 @@ async def start_stream(
         if close is not None:
             await close()
         raise
+
+
+async def start_chat_turn(request: Request, services: Services, turn: ChatTurn) -> None:
+    """Start the chat pipeline for a prepared turn (`start_stream`), under its session."""
+    await start_stream(
+        request,
+        turn.stream_id,
+        partial(chat_pipeline, services, turn),
+        owner=turn.owner,
+        session_id=turn.session_id,
+    )
 
 
 def wants_json(request: Request) -> bool:

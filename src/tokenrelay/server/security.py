@@ -31,9 +31,9 @@ from tokenrelay.server.asgi import (
     MetricsGetter,
     count_rejected,
     header,
-    retry_after_value,
     scope_state,
     send_error,
+    send_error_body,
 )
 from tokenrelay.server.openai_format import error_response_of
 
@@ -224,16 +224,7 @@ async def send_error_for(
         await send_error(send, exc, headers)
         return
     status, body = error_response_of(exc.to_dict())
-    raw_headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    if exc.retry_after_s is not None:
-        raw_headers.append((b"retry-after", retry_after_value(exc.retry_after_s).encode()))
-    for key, value in (headers or {}).items():
-        raw_headers.append((key.lower().encode(), value.encode("latin-1")))
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_error_body(send, exc, status, body, headers)
 
 
 def parse_origins(value: str) -> list[str]:

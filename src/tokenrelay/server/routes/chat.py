@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from tokenrelay.pipelines.chat import chat_pipeline
 from tokenrelay.server.collect import collected, error_json
 from tokenrelay.server.deps import (
     get_services,
     owner_of,
     prepare_turn,
     resume_position,
-    start_stream,
+    start_chat_turn,
     trace_id_for,
 )
 from tokenrelay.server.json_checks import CheckedRoute
@@ -32,13 +30,7 @@ async def start_chat(services: Services, body: ChatRequest, request: Request) ->
     """Validate, start the chat pipeline on the runner; (stream_id, trace_id)."""
     trace_id = trace_id_for(request)
     turn = await prepare_turn(services, body, trace_id=trace_id, owner=owner_of(request))
-    await start_stream(
-        request,
-        turn.stream_id,
-        partial(chat_pipeline, services, turn),
-        owner=turn.owner,
-        session_id=turn.session_id,
-    )
+    await start_chat_turn(request, services, turn)
     return turn.stream_id, trace_id
 
 

@@ -1,5 +1,5 @@
-"""What the OpenAI-compatible routes share: errors in OpenAI's shape, reading a stream's
-events, and the models that can answer now.
+"""What the OpenAI-compatible routes share: errors in OpenAI's shape, starting a turn and
+answering it (streamed, or collected into one JSON body), and the models that can answer now.
 
 Every error of these routes, validation included, is in OpenAI's envelope
 `{"error": {"message", "type", "param", "code"}}`: `OpenAIRoute` converts them here, so the
@@ -10,19 +10,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
+from tokenrelay.delivery.encoders import Encoder
 from tokenrelay.delivery.reader import read_events as delivery_events
 from tokenrelay.errors import ErrorCode, TokenRelayError, ValidationError, internal_error
+from tokenrelay.pipelines.chat import ChatTurn, chat_pipeline
 from tokenrelay.providers.base import refused_sampling
+from tokenrelay.server.deps import start_stream
 from tokenrelay.server.json_checks import CheckedRoute
-from tokenrelay.server.openai_format import error_body, not_found_body, openai_status
+from tokenrelay.server.openai_format import (
+    TokenRelayExtras,
+    error_body,
+    not_found_body,
+    openai_status,
+)
 from tokenrelay.server.openai_models import ModelNotFound, Offered, available, resolve
+from tokenrelay.server.sse import EventStreamResponse
 from tokenrelay.services import Services
 
 logger = logging.getLogger("tokenrelay.server.openai")
@@ -118,6 +128,59 @@ async def read_events(
             yield env.type, orjson.loads(env.data)
     finally:
         await events.aclose()
+
+
+class Collector(Protocol):
+    """Our events in, one OpenAI JSON body out (a non-streamed answer)."""
+
+    error: dict[str, Any] | None
+
+    def add(self, kind: str, data: dict[str, Any]) -> None: ...
+
+    def response(self) -> dict[str, Any]: ...
+
+
+async def start_turn(request: Request, services: Services, turn: ChatTurn) -> None:
+    """Start the chat pipeline for a mapped request (`deps.start_stream`)."""
+    await start_stream(
+        request, turn.stream_id, partial(chat_pipeline, services, turn), owner=turn.owner
+    )
+
+
+def streamed(services: Services, turn: ChatTurn, encoder: Encoder) -> EventStreamResponse:
+    """The turn's stream in OpenAI's frames: our SSE response with `encoder`, so the same
+    pushes, pings and disconnects as the native stream (sse-starlette here cost several times
+    the CPU per token: docs/benchmarks.md)."""
+    return EventStreamResponse(
+        services,
+        turn.stream_id,
+        trace_id=turn.trace_id,
+        encoder=encoder,
+        start_wait_s=services.settings.stream_start_wait_s,
+    )
+
+
+async def collected(services: Services, turn: ChatTurn, result: Collector) -> Response:
+    """The whole answer as `result`'s JSON body, or its error in OpenAI's shape."""
+    events = read_events(services, turn.stream_id)
+    try:
+        async for kind, data in events:
+            result.add(kind, data)
+    finally:
+        await events.aclose()
+    trace = {"X-Trace-ID": turn.trace_id}
+    if result.error is not None:
+        response = openai_error_response(error_of_event(result.error))
+        response.headers.update(trace)
+        return response
+    return JSONResponse(result.response(), headers=trace)
+
+
+def provider_extra(extras: TokenRelayExtras | None) -> dict[str, Any]:
+    """The provider options of a request's `tokenrelay` extension (the scripted script)."""
+    if extras is not None and extras.scripted is not None:
+        return {"scripted": extras.scripted.model_dump(exclude_unset=True)}
+    return {}
 
 
 def offered(services: Services) -> list[Offered]:

@@ -14,14 +14,13 @@ Which provider serves a request follows `openai_models.resolve`: an unknown mode
 from __future__ import annotations
 
 import time
-from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from tokenrelay.pipelines.chat import ChatTurn, chat_pipeline
-from tokenrelay.server.deps import get_services, owner_of, start_stream, trace_id_for
+from tokenrelay.pipelines.chat import ChatTurn
+from tokenrelay.server.deps import get_services, owner_of, trace_id_for
 from tokenrelay.server.openai_format import (
     ChatCompletionRequest,
     ChunkTranslator,
@@ -39,14 +38,14 @@ from tokenrelay.server.routes import openai_responses
 from tokenrelay.server.routes.openai_common import (
     OpenAIRoute,
     check_sampling,
-    error_of_event,
+    collected,
     not_found_response,
     offered,
-    openai_error_response,
-    read_events,
+    provider_extra,
     resolve_model,
+    start_turn,
+    streamed,
 )
-from tokenrelay.server.sse import EventStreamResponse
 from tokenrelay.services import Services
 from tokenrelay.sessions.base import new_id
 
@@ -70,10 +69,6 @@ def _turn(services: Services, body: ChatCompletionRequest, request: Request) -> 
     }
     check_sampling(services, provider, sampling)
     messages = to_chat_messages(body.messages)
-    extras = body.tokenrelay
-    extra: dict[str, Any] = {}
-    if extras is not None and extras.scripted is not None:
-        extra["scripted"] = extras.scripted.model_dump(exclude_unset=True)
     return ChatTurn(
         stream_id=new_id(),
         trace_id=trace_id_for(request),
@@ -88,7 +83,7 @@ def _turn(services: Services, body: ChatCompletionRequest, request: Request) -> 
         presence_penalty=body.presence_penalty,
         max_tokens=body.token_limit,
         owner=owner_of(request),
-        extra=extra,
+        extra=provider_extra(body.tokenrelay),
         messages=messages,
         client_tools=to_tool_specs(body.tools),
         tool_choice=to_tool_choice(body.tool_choice),
@@ -100,37 +95,16 @@ def _turn(services: Services, body: ChatCompletionRequest, request: Request) -> 
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     services = get_services(request)
     turn = _turn(services, body, request)
-    await start_stream(
-        request, turn.stream_id, partial(chat_pipeline, services, turn), owner=turn.owner
-    )
+    await start_turn(request, services, turn)
     created = int(time.time())
-    trace = {"X-Trace-ID": turn.trace_id}
     if body.stream:
         translator = ChunkTranslator(
             turn.stream_id, created, body.model, include_usage=body.include_usage
         )
-        # our SSE response, with OpenAI's chunks for its encoder: the same pushes, pings and
-        # disconnects as the native stream (sse-starlette here cost several times the CPU
-        # per token: docs/benchmarks.md)
-        return EventStreamResponse(
-            services,
-            turn.stream_id,
-            trace_id=turn.trace_id,
-            encoder=translator,
-            start_wait_s=services.settings.stream_start_wait_s,
-        )
-    result = CompletionAccumulator(turn.stream_id, created, body.model)
-    events = read_events(services, turn.stream_id)
-    try:
-        async for kind, data in events:
-            result.add(kind, data)
-    finally:
-        await events.aclose()
-    if result.error is not None:
-        response = openai_error_response(error_of_event(result.error))
-        response.headers.update(trace)
-        return response
-    return JSONResponse(result.response(), headers=trace)
+        return streamed(services, turn, translator)
+    return await collected(
+        services, turn, CompletionAccumulator(turn.stream_id, created, body.model)
+    )
 
 
 @router.get("/v1/models", summary="OpenAI-compatible model list")

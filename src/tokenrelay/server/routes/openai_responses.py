@@ -13,15 +13,14 @@ stored responses are looked up in the same way.
 from __future__ import annotations
 
 import time
-from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from tokenrelay.pipelines.chat import ChatTurn, chat_pipeline
+from tokenrelay.pipelines.chat import ChatTurn
 from tokenrelay.providers.base import ChatMessage
-from tokenrelay.server.deps import get_services, owner_of, start_stream, trace_id_for
+from tokenrelay.server.deps import get_services, owner_of, trace_id_for
 from tokenrelay.server.openai_format import last_user_text
 from tokenrelay.server.responses_format import (
     ResponseAccumulator,
@@ -45,13 +44,13 @@ from tokenrelay.server.responses_request import (
 from tokenrelay.server.routes.openai_common import (
     OpenAIRoute,
     check_sampling,
-    error_of_event,
+    collected,
     not_found_response,
-    openai_error_response,
-    read_events,
+    provider_extra,
     resolve_model,
+    start_turn,
+    streamed,
 )
-from tokenrelay.server.sse import EventStreamResponse
 from tokenrelay.server.turn_guard import free_or_stale
 from tokenrelay.services import Services
 from tokenrelay.sessions.base import StoredMessage, new_id
@@ -175,13 +174,6 @@ async def _previous(
     return ref.session_id, history
 
 
-def _extras(body: ResponsesRequest) -> dict[str, Any]:
-    extras = body.tokenrelay
-    if extras is not None and extras.scripted is not None:
-        return {"scripted": extras.scripted.model_dump(exclude_unset=True)}
-    return {}
-
-
 async def _turn(services: Services, body: ResponsesRequest, request: Request) -> ChatTurn:
     """Validate and map a Responses request to a turn (raises our errors)."""
     check_supported(body)
@@ -220,7 +212,7 @@ async def _turn(services: Services, body: ResponsesRequest, request: Request) ->
         top_p=body.top_p,
         max_tokens=body.max_output_tokens,
         owner=owner,
-        extra=_extras(body),
+        extra=provider_extra(body.tokenrelay),
         messages=messages,
         client_tools=to_tool_specs(body.tools),
         tool_choice=to_tool_choice(body.tool_choice),
@@ -234,32 +226,11 @@ async def _turn(services: Services, body: ResponsesRequest, request: Request) ->
 async def create_response(body: ResponsesRequest, request: Request) -> Response:
     services = get_services(request)
     turn = await _turn(services, body, request)
-    await start_stream(
-        request, turn.stream_id, partial(chat_pipeline, services, turn), owner=turn.owner
-    )
+    await start_turn(request, services, turn)
     builder = ResponseBuilder(turn.stream_id, int(time.time()), body.model, echo_of(body))
     if body.stream:
-        encoder = ResponsesEncoder(builder)
-        return EventStreamResponse(
-            services,
-            turn.stream_id,
-            trace_id=turn.trace_id,
-            encoder=encoder,
-            start_wait_s=services.settings.stream_start_wait_s,
-        )
-    result = ResponseAccumulator(builder)
-    events = read_events(services, turn.stream_id)
-    try:
-        async for kind, data in events:
-            result.add(kind, data)
-    finally:
-        await events.aclose()
-    trace = {"X-Trace-ID": turn.trace_id}
-    if result.error is not None:
-        response = openai_error_response(error_of_event(result.error))
-        response.headers.update(trace)
-        return response
-    return JSONResponse(result.response(), headers=trace)
+        return streamed(services, turn, ResponsesEncoder(builder))
+    return await collected(services, turn, ResponseAccumulator(builder))
 
 
 @router.get("/v1/responses/{response_id}", summary="A stored response")

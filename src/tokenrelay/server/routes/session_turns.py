@@ -13,14 +13,19 @@ obey one turn at a time (SESSION_BUSY while an answer runs: cancel it first).
 from __future__ import annotations
 
 import dataclasses
-from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
-from tokenrelay.pipelines.chat import ChatTurn, chat_pipeline
-from tokenrelay.server.deps import get_services, owner_of, prepare_turn, start_stream, trace_id_for
+from tokenrelay.pipelines.chat import ChatTurn
+from tokenrelay.server.deps import (
+    get_services,
+    owner_of,
+    prepare_turn,
+    start_chat_turn,
+    trace_id_for,
+)
 from tokenrelay.server.json_checks import CheckedRoute
 from tokenrelay.server.routes.chat import event_names_for
 from tokenrelay.server.schemas import (
@@ -74,13 +79,7 @@ async def _turn(
 async def _stream(
     request: Request, services: Services, turn: ChatTurn, event_names: bool | None
 ) -> Response:
-    await start_stream(
-        request,
-        turn.stream_id,
-        partial(chat_pipeline, services, turn),
-        owner=turn.owner,
-        session_id=turn.session_id,
-    )
+    await start_chat_turn(request, services, turn)
     names = event_names_for(services, event_names)
     return stream_response(
         services, turn.stream_id, event_names=names, trace_id=turn.trace_id, starts=True

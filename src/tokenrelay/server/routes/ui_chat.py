@@ -22,18 +22,17 @@ starts are our JSON errors with their HTTP status, as on the native routes.
 from __future__ import annotations
 
 import dataclasses
-from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 
-from tokenrelay.pipelines.chat import ChatTurn, chat_pipeline
+from tokenrelay.pipelines.chat import ChatTurn
 from tokenrelay.server.deps import (
     get_services,
     owner_of,
     prepare_turn,
-    start_stream,
+    start_chat_turn,
     trace_id_for,
 )
 from tokenrelay.server.json_checks import CheckedRoute
@@ -117,13 +116,7 @@ async def ui_chat(body: UIChatRequest, request: Request) -> Response:
             message=last_user_text(body.messages), session_id=body.id, options=body.options
         )
         turn = await prepare_turn(services, asked, trace_id=trace_id, owner=owner)
-    await start_stream(
-        request,
-        turn.stream_id,
-        partial(chat_pipeline, services, turn),
-        owner=turn.owner,
-        session_id=turn.session_id,
-    )
+    await start_chat_turn(request, services, turn)
     return ui_stream_response(services, turn.stream_id, trace_id=trace_id, starts=True)
 
 
