@@ -74,6 +74,7 @@ def test_local_model_streams_to_openai_node_and_the_ai_sdk(tmp_path: Path) -> No
     with serve(tmp_path, "js-local", provider="local", local_weights="original") as process:
         node = run_node("openai_node.mjs", process.url, "local", "stream", timeout=300)
         ai = run_node("ai_sdk_openai.mjs", process.url, "local", "stream", timeout=300)
+
     stream = node["stream"]
     assert stream["model"] == "SmolLM2-135M-Instruct"
     assert stream["types"][:4] == STREAM_EVENTS[:4]

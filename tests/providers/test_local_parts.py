@@ -325,3 +325,18 @@ def test_weights_that_cannot_be_timed_fall_back_to_the_original_file(tmp_path: P
 
     assert auto_weights(source, cache, FakeConverter(), broken) == ("original", source)
     assert not (cache / CHOICE_FILE).exists()
+
+
+def test_a_conversation_without_a_system_message_gets_the_servers() -> None:
+    """An OpenAI client may send none; SmolLM2 then answers off topic (docs/client.md)."""
+    from tokenrelay.providers.base import ChatMessage
+    from tokenrelay.providers.local import with_default_system
+
+    user = ChatMessage("user", "What is the capital of France?")
+    given = (ChatMessage("system", "Be terse."), user)
+    assert with_default_system((user,), "Be helpful.") == (
+        ChatMessage("system", "Be helpful."),
+        user,
+    )
+    assert with_default_system(given, "Be helpful.") is given
+    assert with_default_system((user,), "") == (user,)

@@ -94,6 +94,15 @@ def default_threads() -> tuple[int, int]:
     return max(1, cores // 2), cores
 
 
+def with_default_system(
+    messages: tuple[ChatMessage, ...], system_prompt: str
+) -> tuple[ChatMessage, ...]:
+    """`messages`, with `system_prompt` first when they have no system message of their own."""
+    if not system_prompt or any(m.role == "system" for m in messages):
+        return messages
+    return (ChatMessage("system", system_prompt), *messages)
+
+
 class LocalProvider:
     name = "local"
     default_model = "SmolLM2-135M-Instruct"
@@ -114,6 +123,7 @@ class LocalProvider:
         temperature: float | None = None,
         weights: WeightsKind = "auto",
         cache_dir: Path | None = None,
+        system_prompt: str = "",
     ) -> None:
         gen_threads, batch_threads = default_threads()
         self._config_args: dict[str, Any] = {
@@ -132,6 +142,9 @@ class LocalProvider:
         self.seed = seed
         self.max_tokens = max_tokens
         self.temperature = temperature
+        # given to a conversation that has no system message (an OpenAI client's, say): the
+        # bundled SmolLM2 answers off topic, and its tool calls go astray, without one
+        self.system_prompt = system_prompt
         self._engine: LlamaEngine | None = None
         self._template = CHATML_TEMPLATE
         self._load_lock = threading.Lock()
@@ -154,6 +167,7 @@ class LocalProvider:
             temperature=settings.temperature,
             weights=settings.local_weights,
             cache_dir=settings.data_dir / "models",
+            system_prompt=settings.system_prompt,
         )
 
     # -- lifecycle
@@ -222,6 +236,7 @@ class LocalProvider:
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         constraint = constraint_for(request.response_format, request.tools, request.tool_choice)
         messages = request.messages
+        messages = with_default_system(messages, self.system_prompt)
         if constraint is not None:
             messages = with_instructions(messages, constraint.instructions)
         engine = self._engine
