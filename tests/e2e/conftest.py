@@ -36,9 +36,11 @@ def _missing(what: str, fix: str) -> None:
     pytest.skip(message)
 
 
-# package scope, not session: Playwright's sync API keeps an event loop running in this
-# thread while it is open, and the asyncio tests after tests/e2e need the thread free again
-@pytest.fixture(scope="package")
+# module scope: Playwright's sync API keeps an event loop running in this thread while it is
+# open, and the asyncio tests of any later module (tests/e2e/test_faults.py, test_nginx.py,
+# and everything after tests/e2e) need the thread free again: with a wider scope their
+# `asyncio.run` failed, and they skipped (a browser test now sorts before them)
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if importlib.util.find_spec("playwright") is None:
         _missing("playwright (Python package)", "pip install playwright (the dev extra has it)")
