@@ -145,6 +145,7 @@ class Reader:
         "_watch",
         "listener",
         "on_close",
+        "starter",
         "unwatch",
     )
 
@@ -169,6 +170,9 @@ class Reader:
         self._ping_due = False
         self._left = False
         self.listener: asyncio.Task[None] | None = None
+        # the response start, the first thing `follow` does (the response's: server/sse.py);
+        # False from it: the response was answered otherwise (an early error), nothing to send
+        self.starter: Callable[[], Awaitable[bool]] | None = None
         self.unwatch: Callable[[], None] | None = sink.watch_disconnect(self.gone)
         # called once when the reading ends: a per-client reading slot goes back
         self.on_close = on_close
@@ -247,6 +251,11 @@ class Reader:
         """Send the stream until its terminal event, the client leaving, or a release."""
         try:
             sub, sink, encoder = self._sub, self._sink, self._encoder
+            starter, self.starter = self.starter, None
+            if starter is not None:
+                if not await starter():
+                    return
+                sink.started()
             writer = sink.writer
             pusher: Pusher | None = None
             after = self._after

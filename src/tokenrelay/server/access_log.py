@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from functools import partial
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -47,7 +46,8 @@ class AccessLogMiddleware:
         finally:
             handoff = handoff_of(scope)
             if handoff is not None and handoff.reader is not None:  # it goes on: log at the end
-                handoff.after_body.append(partial(self._log, scope, status, trace_id, started))
+                # read at the end, not now: the reader sends the start after this returns
+                handoff.after_body.append(lambda: self._log(scope, status, trace_id, started))
             else:
                 self._log(scope, status, trace_id, started)
 

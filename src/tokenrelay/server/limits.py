@@ -294,7 +294,9 @@ class LimitsMiddleware:
         try:
             await self.app(scope, receive, started_send)
         finally:
+            # handed off (the reader sends the start later) or answered: counted once
             if counted:
+                counted = False
                 admissions.pending -= 1
 
     def _closing_send(self, send: Send) -> Send:
