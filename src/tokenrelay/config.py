@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     heartbeat_s: float = Field(default=15.0, gt=0)
     retry_ms: int = Field(default=3000, ge=0)
     stream_start_wait_s: float = Field(
-        default=3.0,
+        default=1.0,
         ge=0,
         description="how long a new stream's response waits for its first event after"
         " `metadata` before it sends its headers: an error known by then (an unknown model, a"

@@ -251,9 +251,12 @@ class Reader:
         """Send the stream until its terminal event, the client leaving, or a release."""
         try:
             sub, sink, encoder = self._sub, self._sink, self._encoder
-            starter, self.starter = self.starter, None
-            if starter is not None:
-                if not await starter():
+            if self.starter is not None:
+                # called from the slot, not a local: the starter holds the middleware chain's
+                # `send`, which this frame must not keep for the whole stream
+                started = await self.starter()
+                self.starter = None
+                if not started:
                     return
                 sink.started()
             writer = sink.writer

@@ -61,7 +61,7 @@ class EventStreamResponse(Response):
         self._services = services
         self.stream_id = stream_id
         self.after_seq = after_seq
-        # a new stream: how long to wait for an error before the headers (`_failed_at_start`)
+        # a new stream: how long to wait for an error before the headers (`_start`)
         self.start_wait_s = start_wait_s if after_seq == 0 else 0.0
         # the native first frame tells the client when to retry
         self.encoder = encoder or NativeEncoder(
@@ -116,13 +116,35 @@ class EventStreamResponse(Response):
         return reader
 
     async def _start(self, send: Send, sub: Subscription) -> bool:
-        """The response start (after the wait for an early error, for a new stream); False
-        when the stream ended in an error before it, which is then the answer."""
-        if self.start_wait_s > 0:
-            failed = await _failed_at_start(sub, self.start_wait_s)
-            if failed is not None:
-                await self._send_error(send, failed)
-                return False
+        """The response start; for a new stream, after waiting up to `start_wait_s` for an
+        `error` before any event but `metadata` (an unknown model, a provider's refusal),
+        which is then the answer, as the HTTP error of its code (False): clients branch on
+        the status (docs/protocol.md). One coroutine, the wait inline: a stream whose model
+        has not begun holds this frame until then (docs/benchmarks.md, idle memory)."""
+        wait_s = self.start_wait_s
+        if wait_s > 0:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait_s
+            timer = timers.call_later(wait_s, sub.wake)
+            try:
+                after = 0
+                while True:
+                    batch = sub.take(after)
+                    kinds = [env.type for env in batch if env.type != "metadata"]
+                    if kinds:
+                        if kinds[0] == "error":
+                            first = next(env for env in batch if env.type == "error")
+                            await self._send_error(send, orjson.loads(first.data))
+                            return False
+                        break
+                    if batch:
+                        after = batch[-1].seq
+                        continue
+                    if sub.done or loop.time() >= deadline:
+                        break
+                    await sub.waiter()
+            finally:
+                timer.cancel()
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         return True
 
@@ -145,34 +167,6 @@ class EventStreamResponse(Response):
             if message["type"] == "http.disconnect":
                 gone()
                 return
-
-
-async def _failed_at_start(sub: Subscription, wait_s: float) -> dict[str, Any] | None:
-    """The stream's `error` event if it ends with one before any event but `metadata`, within
-    `wait_s`; None when something else comes first, or nothing by then. Errors known before
-    the first token (an unknown model, a provider's refusal) become the response's HTTP
-    status this way, so that clients can branch on it (docs/protocol.md)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_s
-    timer = timers.call_later(wait_s, sub.wake)
-    try:
-        after = 0
-        while True:
-            batch = sub.take(after)
-            for env in batch:
-                if env.type == "error":
-                    found: dict[str, Any] = orjson.loads(env.data)
-                    return found
-                if env.type != "metadata":
-                    return None
-            if batch:
-                after = batch[-1].seq
-                continue
-            if sub.done or loop.time() >= deadline:
-                return None
-            await sub.waiter()
-    finally:
-        timer.cancel()
 
 
 def stream_response(
