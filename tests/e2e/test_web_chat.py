@@ -61,7 +61,7 @@ def test_send_streams_tokens_and_finishes(page: Any, web_server: ServerProcess) 
     wait_finished(page)
     assert answer(page).locator(".text").text_content() == REPLY
     assert "streaming" not in (answer(page).get_attribute("class") or "")
-    assert answer(page).locator(".meta").text_content().startswith("stop")
+    assert answer(page).locator(".meta").text_content().startswith("finished")
     assert page.is_hidden("#stop") and page.is_enabled("#send")
     # the conversation is listed, marked current, and a follow-up continues it
     session_id = page.evaluate("tokenrelayState().sessionId")
@@ -104,7 +104,7 @@ def test_resume_after_the_connection_drops(page: Any, web_server: ServerProcess)
     assert page.evaluate("debugDropConnection()") is True
     wait_finished(page)
     assert answer(page).locator(".text").text_content() == reply  # nothing lost or repeated
-    assert answer(page).locator(".meta").text_content().startswith("stop")
+    assert answer(page).locator(".meta").text_content().startswith("finished")
     resumed = [r for r in requests if "/api/streams/" in r.url and r.method == "GET"]
     assert resumed, "the page did not reconnect"
     stream_id = resumed[0].url.rsplit("/", 1)[-1]

@@ -24,6 +24,8 @@ def test_the_page_in_korean(page: Any, web_server: ServerProcess) -> None:
     assert "무엇이든 물어보세요" in (page.text_content("#welcome") or "")
     send(page, "경복궁은 어디에 있나요?")
     wait_finished(page)
+    meta = page.locator(".message.assistant .meta").last.text_content() or ""
+    assert meta.startswith("완료, 토큰 "), meta  # the finish line too
     page.screenshot(path=str(ARTIFACTS / "chat_korean.png"))
 
 

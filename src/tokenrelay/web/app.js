@@ -406,8 +406,16 @@ function handle(turn, sse) {
     case "done": {
       if (turn.progress) turn.setProgress("done", t("Done"), 100);
       const usage = data.usage || {};
-      const tokens = usage.completion_tokens != null ? `, ${usage.completion_tokens} tokens` : "";
-      turn.finish(`${data.finish_reason}${tokens}`);
+      const reasons = {
+        stop: t("finished"),
+        length: t("cut at the length limit"),
+        tool_calls: t("ended with tool calls"),
+      };
+      const parts = [reasons[data.finish_reason] || data.finish_reason];
+      if (usage.completion_tokens != null) {
+        parts.push(t("{count} tokens", { count: usage.completion_tokens }));
+      }
+      turn.finish(parts.join(", "));
       break;
     }
     case "error":
