@@ -43,26 +43,31 @@ class _Scan:
     started: bool = False
     last_closed: str | None = None
 
+    def step(self, ch: str) -> bool:
+        """One character; True when it closes an object."""
+        if self.in_string:
+            if self.escaped:
+                self.escaped = False
+            elif ch == "\\":
+                self.escaped = True
+            elif ch == '"':
+                self.in_string = False
+        elif ch == '"':
+            self.in_string = self.started
+        elif ch in _CLOSERS:
+            self.started = True
+            self.stack.append(_CLOSERS[ch])
+        elif ch in "}]" and self.stack:
+            self.stack.pop()
+            return ch == "}"
+        return False
+
     def feed(self, text: str, seen: str) -> bool:
         """Scan `text` (which follows `seen`); True when an object closed in it."""
         closed_at = -1
         for i, ch in enumerate(text):
-            if self.in_string:
-                if self.escaped:
-                    self.escaped = False
-                elif ch == "\\":
-                    self.escaped = True
-                elif ch == '"':
-                    self.in_string = False
-            elif ch == '"':
-                self.in_string = self.started
-            elif ch in _CLOSERS:
-                self.started = True
-                self.stack.append(_CLOSERS[ch])
-            elif ch in "}]" and self.stack:
-                self.stack.pop()
-                if ch == "}":
-                    closed_at = i
+            if self.step(ch):
+                closed_at = i
         if closed_at < 0:
             return False
         # the stack as it stood right after that `}`: rescanning is cheap (a few KB)
@@ -72,24 +77,11 @@ class _Scan:
 
 
 def _open_after(text: str) -> list[str]:
-    stack: list[str] = []
-    in_string = escaped = started = False
+    """The closers of the brackets still open at the end of `text`, innermost last."""
+    scan = _Scan()
     for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = started
-        elif ch in _CLOSERS:
-            started = True
-            stack.append(_CLOSERS[ch])
-        elif ch in "}]" and stack:
-            stack.pop()
-    return stack
+        scan.step(ch)
+    return scan.stack
 
 
 class DraftText:
