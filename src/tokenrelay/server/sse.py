@@ -25,10 +25,9 @@ from tokenrelay.delivery.encoders import Encoder, NativeEncoder
 from tokenrelay.delivery.reader import Reader
 from tokenrelay.delivery.sinks import Sink
 from tokenrelay.errors import StreamNotFound
+from tokenrelay.events import Envelope
 from tokenrelay.server.asgi import handoff_of, retry_after_value
 from tokenrelay.services import Services
-from tokenrelay.streams import timers
-from tokenrelay.streams.log import Subscription
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 SSE_RAW_HEADERS = [
@@ -109,44 +108,22 @@ class EventStreamResponse(Response):
             self.encoder,
             after_seq=self.after_seq,
             on_close=self.on_close,
+            start_wait_s=self.start_wait_s,
         )
         if not reader.watched:
             reader.listener = asyncio.create_task(self._listen(receive, reader.gone))
-        reader.starter = partial(self._start, send, sub)
+        reader.starter = partial(self._start, send)
         return reader
 
-    async def _start(self, send: Send, sub: Subscription) -> bool:
-        """The response start; for a new stream, after waiting up to `start_wait_s` for an
-        `error` before any event but `metadata` (an unknown model, a provider's refusal),
-        which is then the answer, as the HTTP error of its code (False): clients branch on
-        the status (docs/protocol.md). One coroutine, the wait inline: a stream whose model
-        has not begun holds this frame until then (docs/benchmarks.md, idle memory)."""
-        wait_s = self.start_wait_s
-        if wait_s > 0:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + wait_s
-            timer = timers.call_later(wait_s, sub.wake)
-            try:
-                after = 0
-                while True:
-                    batch = sub.take(after)
-                    kinds = [env.type for env in batch if env.type != "metadata"]
-                    if kinds:
-                        if kinds[0] == "error":
-                            first = next(env for env in batch if env.type == "error")
-                            await self._send_error(send, orjson.loads(first.data))
-                            return False
-                        break
-                    if batch:
-                        after = batch[-1].seq
-                        continue
-                    if sub.done or loop.time() >= deadline:
-                        break
-                    await sub.waiter()
-            finally:
-                timer.cancel()
+    async def _start(self, send: Send, error: Envelope | None) -> None:
+        """The response start; or, given the stream's `error` that came before any event
+        but `metadata` (an unknown model, a provider's refusal: the reader holds a new
+        stream's start up to `start_wait_s` for it), the HTTP error of its code: clients
+        branch on the status (docs/protocol.md)."""
+        if error is not None:
+            await self._send_error(send, orjson.loads(error.data))
+            return
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        return True
 
     async def _send_error(self, send: Send, event: dict[str, Any]) -> None:
         """The stream's `error`, known before its headers, as the encoder's HTTP error."""
