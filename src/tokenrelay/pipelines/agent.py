@@ -53,14 +53,14 @@ from tokenrelay.tools.runner import ToolOutcome, failed, run_tool
 SINGLE_SHOT_TOOL_PROVIDERS = frozenset({"local"})
 
 
-@dataclass
+@dataclass(slots=True)
 class Timing:
     started: float = field(default_factory=time.monotonic)
     ttft: float | None = None
     last_token: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ToolSetup:
     """The server tools offered in one turn."""
 

@@ -46,7 +46,7 @@ from tokenrelay.tools.runner import ToolOutcome, failed
 logger = logging.getLogger("tokenrelay.pipelines.chat")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChatTurn:
     """One validated chat request, ready to run."""
 

@@ -131,17 +131,26 @@ class ErrorBoundary:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def watching_send(message: Message) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
+        watching = _Watching(send)
         try:
-            await self.app(scope, receive, watching_send)
+            await self.app(scope, receive, watching)
         except Exception as exc:
-            if started:
+            if watching.started:
                 raise
             error = boundary_error(exc, f"{scope.get('method')} {scope.get('path')}")
             await send_error(send, error)
+
+
+class _Watching:
+    """`send`, noting whether the response has started (`ErrorBoundary`); an object, not a
+    closure: a waiting stream's reader holds it until its start (server/access_log.py)."""
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = True
+        await self.send(message)
