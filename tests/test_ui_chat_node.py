@@ -58,7 +58,7 @@ def test_the_ai_sdk_reads_our_ui_message_stream(tmp_path: Path) -> None:
         *("step-start", "text"),
     ]
     # a page that reloads after the answer shows what it showed live: the same parts, in order
-    for case in ("text", "tools", "status", "sources"):
+    for case in ("text", "tools", "status", "sources", "errors", "abort"):
         reloaded = seen[case]["reloaded"]
         assert reloaded["stored"] == reloaded["live"], case
         assert reloaded["id"] == reloaded["liveId"], case

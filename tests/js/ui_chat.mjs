@@ -190,6 +190,7 @@ async function shownTwice(chatId, live) {
     text: textOf(got.message),
     metadata: got.message.metadata,
     types: got.types,
+    reloaded: await shownTwice('node-err', got.message),
   };
 }
 
@@ -220,6 +221,7 @@ async function shownTwice(chatId, live) {
     text: textOf(got.message),
     after: await transport.reconnectToStream({ chatId: 'node-stop' }),
     stored: await loaded('node-stop'),
+    reloaded: await shownTwice('node-stop', got.message),
   };
 }
 
