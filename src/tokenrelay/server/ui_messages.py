@@ -56,7 +56,12 @@ class UIChatRequest(BaseModel):
     id: str = Field(pattern=ID_PATTERN, description="the chat id: our session id")
     messages: list[UIMessageIn] = Field(min_length=1, max_length=10_000)
     trigger: Literal["submit-message", "regenerate-message"] = "submit-message"
-    messageId: str | None = Field(default=None, max_length=256)  # the SDK's name
+    messageId: str | None = Field(  # the SDK's name
+        default=None,
+        max_length=256,
+        description="with `submit-message`: the user message to edit (ours, or the id the page"
+        " gave it); left out for a new message",
+    )
     options: ChatOptions = Field(default_factory=ChatOptions)
 
 
