@@ -155,3 +155,21 @@ def test_a_workflows_data_parts_follow_their_round() -> None:
     assert answer["parts"][3] == {"type": "data-progress", "id": "progress", "data": value}
     plan = {"type": "data-complete", "id": "complete", "data": {"title": "Paris"}}
     assert answer["parts"][-1] == plan
+
+
+def test_an_answer_cut_short_keeps_what_its_finished_rounds_showed() -> None:
+    """A crash after a tool round: the answer's last message never got its `shown` (recovered
+    as interrupted), its tool round's message has what was shown until then."""
+    progress = {"type": "tool_progress", "call_id": "c1", "tool": "steps", "message": "1 of 1"}
+    call = {"id": "c1", "name": "steps", "arguments": {"count": 1}}
+    messages = [
+        _stored("user", "go"),
+        _stored("assistant", "", tool_calls=[call], shown=[{"round": 0, "event": progress}]),
+        _stored("tool", '{"steps": 1}', call_id="c1", tool="steps"),
+        _stored("assistant", "partial", interrupted="replica_lost"),
+    ]
+    answer = to_ui_messages(messages)[1]
+    assert kinds(answer) == [
+        *("step-start", "tool-steps", "data-tool-progress"),
+        *("step-start", "text"),
+    ]

@@ -15,7 +15,8 @@ and a new placeholder takes the rest of the answer — so the history replays in
 The `done` event's `message_id` is that last message (the `metadata` event's is the first).
 What the user saw besides text and tools — each call's last progress, the last status — is
 stored with the answer's last message (metadata `shown`, each with its round), so that a page
-that reloads shows it where the stream did (server/ui_messages.py).
+that reloads shows it where the stream did (server/ui_messages.py); each tool round's message
+holds what was shown until then, which an answer cut short by a crash keeps.
 """
 
 from __future__ import annotations
@@ -204,11 +205,14 @@ class _Recorder:
             return
         await self.started()
         sessions = self._sessions
+        metadata = {**self._meta, "tool_calls": _calls_json(calls)}
+        if self._shown:  # what was shown so far: kept should this process die before the end
+            metadata["shown"] = self.shown_events()
         await sessions.finish_turn(
             self.message_id,
             text,
             "complete",
-            {**self._meta, "tool_calls": _calls_json(calls)},
+            metadata,
             ends_turn=False,  # the answer goes on after the tool results
         )
         for o in outcomes:

@@ -146,7 +146,7 @@ class _Answer:
         self.rounds.append(parts)
         if meta.get("sources"):
             self.sources = [source_chunk(doc) for doc in meta["sources"]]
-        if meta.get("shown"):
+        if meta.get("shown"):  # the latest message's: it holds all of its earlier ones'
             self.shown = meta["shown"]
         self.message["metadata"] = _answer_metadata(message)
 
