@@ -114,6 +114,11 @@ class RoundRecorder(Protocol):
         self, text: str, calls: Sequence[ToolCall], outcomes: Sequence[ToolOutcome]
     ) -> None: ...
 
+    def shown(self, event: ToolProgressEvent | StatusEvent) -> None:
+        """An event the user sees while the answer streams (a tool's progress, a status),
+        kept with the answer for its history."""
+        ...
+
 
 async def stream_round(
     services: PipelineServices,
@@ -257,17 +262,17 @@ async def agent_loop(
                 "answer stopped after %d tool rounds (TOKENRELAY_MAX_TOOL_ROUNDS)",
                 setup.max_rounds,
             )
-            emit(
-                StatusEvent(
-                    message=localize(
-                        tr(
-                            "Stopped after {rounds} rounds of tool calls: the model kept asking"
-                            " for more. The answer so far is kept; ask a narrower question.",
-                            rounds=setup.max_rounds,
-                        )
+            stopped = StatusEvent(
+                message=localize(
+                    tr(
+                        "Stopped after {rounds} rounds of tool calls: the model kept asking"
+                        " for more. The answer so far is kept; ask a narrower question.",
+                        rounds=setup.max_rounds,
                     )
                 )
             )
+            emit(stopped)
+            recorder.shown(stopped)
             return
         rounds += 1
         async for item in run_calls(services, setup, calls):
@@ -277,6 +282,7 @@ async def agent_loop(
                 emit(result_event(item))
             else:
                 emit(item)
+                recorder.shown(item)
         ordered = [outcomes[id(c)] for c in calls]
         await recorder.round_done(text, calls, ordered)
         messages.append(ChatMessage("assistant", text, tool_calls=tuple(calls)))
