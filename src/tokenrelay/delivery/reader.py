@@ -286,19 +286,19 @@ class Reader:
             after = peek = self._after
             while not self._gone:
                 if self._holding:  # the start waits for the first event but `metadata`
-                    batch = sub.take(peek)
-                    first = next((env for env in batch if env.type != "metadata"), None)
-                    if batch and first is None:
-                        peek = batch[-1].seq  # read again from `after` once started
-                    del batch
-                    if first is None and not (sub.done or self._ping_due):
+                    # its type only (`pairs`): no envelopes of a backlog read again once started
+                    kind = sub.pairs(peek, 1)
+                    while kind and kind[0] == "metadata":
+                        peek += 1
+                        kind = sub.pairs(peek, 1)
+                    if not kind and not (sub.done or self._ping_due):
                         await sub.waiter()
                         continue
-                    if first is not None and first.type == "error":
+                    if kind and kind[0] == "error":
                         self._attachment.finished = True
-                        await self._start(first)  # the answer is that error
+                        await self._start(sub.take(peek)[0])  # the answer is that error
                         return
-                    del first
+                    del kind
                     await self._start(None)
                     writer = sink.writer
                     continue
