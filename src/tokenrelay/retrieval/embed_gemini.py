@@ -13,7 +13,8 @@ from typing import Any, cast
 
 import httpx
 
-from tokenrelay.errors import ProviderError
+from tokenrelay.errors import ProviderError, misconfigured
+from tokenrelay.i18n import tr
 from tokenrelay.retrieval.embedding import EmbeddingFailed, EmbedKind, ServedEmbedder, Vector
 
 DEFAULT_MODEL = "gemini-embedding-001"
@@ -37,14 +38,17 @@ class GeminiEmbedder(ServedEmbedder):
             from google import genai
             from google.genai import types
         except ImportError as e:
-            raise ProviderError(
-                "Gemini embeddings need the google-genai package",
-                suggestion="pip install 'tokenrelay[gemini]'",
+            raise misconfigured(
+                ProviderError,
+                tr("searching documents by meaning does not work on this server right now"),
+                "Gemini embeddings need the google-genai package: pip install 'tokenrelay[gemini]'",
             ) from e
         if not api_key:
-            raise ProviderError(
-                "Gemini embeddings need an API key",
-                suggestion="set GEMINI_API_KEY (or TOKENRELAY_EMBEDDING_API_KEY)",
+            raise misconfigured(
+                ProviderError,
+                tr("searching documents by meaning does not work on this server right now"),
+                "Gemini embeddings need an API key: set GEMINI_API_KEY"
+                " (or TOKENRELAY_EMBEDDING_API_KEY)",
             )
         super().__init__(model=model, dimensions=dimensions, batch_size=batch_size)
         self._types = types
@@ -73,14 +77,19 @@ class GeminiEmbedder(ServedEmbedder):
                 model=self._model, contents=cast(Any, list(texts)), config=config
             )
         except self._errors.APIError as e:
-            raise EmbeddingFailed(
-                f"Gemini embeddings failed: {e.code} {e.message or e}",
-                suggestion="check GEMINI_API_KEY and TOKENRELAY_EMBEDDING_MODEL",
+            raise misconfigured(
+                EmbeddingFailed,
+                tr("searching documents by meaning does not work on this server right now"),
+                f"Gemini embeddings failed: {e.code} {e.message or e}: check GEMINI_API_KEY and"
+                " TOKENRELAY_EMBEDDING_MODEL",
             ) from e
         except httpx.TransportError as e:
-            raise EmbeddingFailed(
-                f"Gemini could not be reached: {e}",
-                suggestion="check the network, or TOKENRELAY_EMBEDDING_BASE_URL",
+            raise misconfigured(
+                EmbeddingFailed,
+                tr("searching documents by meaning does not work on this server right now"),
+                f"Gemini could not be reached: {e}: check the network, or"
+                " TOKENRELAY_EMBEDDING_BASE_URL",
+                retryable=True,
             ) from e
         vectors = [list(e.values or []) for e in response.embeddings or []]
         return self._accepted(vectors, len(texts))

