@@ -174,7 +174,12 @@ def test_korean_and_english_for_every_code(
         assert not HANGUL.search(str(text)), text
     assert body_ko["retryable"] == body_en["retryable"]
     # what only the operator can do is in details (in English), never in the user's text
-    for text in (body_ko["message"], body_ko["suggestion"], body_en["message"], body_en["suggestion"]):
+    for text in (
+        body_ko["message"],
+        body_ko["suggestion"],
+        body_en["message"],
+        body_en["suggestion"],
+    ):
         assert "TOKENRELAY" not in str(text) and "pip install" not in str(text), text
 
 

@@ -61,10 +61,13 @@ def error_classes(trees: dict[str, ast.Module]) -> set[str]:
         grew = False
         for tree in trees.values():
             for node in ast.walk(tree):
-                if isinstance(node, ast.ClassDef) and node.name not in found:
-                    if any(_name(base) in found for base in node.bases):
-                        found.add(node.name)
-                        grew = True
+                if (
+                    isinstance(node, ast.ClassDef)
+                    and node.name not in found
+                    and any(_name(base) in found for base in node.bases)
+                ):
+                    found.add(node.name)
+                    grew = True
     return found
 
 
@@ -92,9 +95,7 @@ def _user_texts(call: ast.Call, errors: set[str]) -> Iterator[ast.expr]:
         return  # its keywords are the message's parameters
     if name in errors:
         yield from call.args[:1]
-    elif name == "misconfigured":
-        yield from call.args[1:2]
-    elif name == "failed":
+    elif name in ("misconfigured", "failed"):
         yield from call.args[1:2]
     elif name in ("progress", "Progress"):
         yield from call.args[:1]
@@ -162,6 +163,7 @@ def test_the_scan_passes_marked_messages() -> None:
         "async def f():\n"
         '    await ctx.progress(tr("Looking up {place}", place=f"{a}, {b}"))\n'
         '    emit(StatusEvent(message=localize(tr("Writing"))))\n'
-        '    raise StreamTimeout(tr("no output"), suggestion=tr("retry"), details={"operator": f"x"})\n'
+        '    raise StreamTimeout(tr("no output"), suggestion=tr("retry"),'
+        ' details={"operator": f"x"})\n'
     )
     assert offenders({"module.py": tree}) == []

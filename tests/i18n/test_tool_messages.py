@@ -23,7 +23,10 @@ SAMPLES = ["tests.tools.sample_tools"]
 # one call for every way a tool can fail, and the code each must get
 FAILING = [
     ({"name": "calculate", "arguments": {"expression": "1/0"}}, "error"),
-    ({"name": "convert_units", "arguments": {"value": 1, "from_unit": "C", "to_unit": "kg"}}, "error"),
+    (
+        {"name": "convert_units", "arguments": {"value": 1, "from_unit": "C", "to_unit": "kg"}},
+        "error",
+    ),
     ({"name": "current_time", "arguments": {"timezone": "Mars/Base"}}, "error"),
     ({"name": "boom", "arguments": {"reason": "disk on fire"}}, "error"),
     ({"name": "hang", "arguments": {}}, "timeout"),

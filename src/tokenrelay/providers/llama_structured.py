@@ -71,8 +71,11 @@ def response_format_schema(response_format: dict[str, Any]) -> dict[str, Any] | 
             return schema
     raise ValidationError(
         tr("unsupported response_format {value!r}", value=response_format),
-        suggestion=tr("use {json_object} or {json_schema}", json_object='{"type": "json_object"}',
-                      json_schema='{"type": "json_schema", "json_schema": {"schema": {...}}}'),
+        suggestion=tr(
+            "use {json_object} or {json_schema}",
+            json_object='{"type": "json_object"}',
+            json_schema='{"type": "json_schema", "json_schema": {"schema": {...}}}',
+        ),
     )
 
 

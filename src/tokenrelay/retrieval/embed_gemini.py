@@ -14,8 +14,13 @@ from typing import Any, cast
 import httpx
 
 from tokenrelay.errors import ProviderError, misconfigured
-from tokenrelay.i18n import tr
-from tokenrelay.retrieval.embedding import EmbeddingFailed, EmbedKind, ServedEmbedder, Vector
+from tokenrelay.retrieval.embedding import (
+    EMBEDDINGS_DOWN,
+    EmbeddingFailed,
+    EmbedKind,
+    ServedEmbedder,
+    Vector,
+)
 
 DEFAULT_MODEL = "gemini-embedding-001"
 _TASK: dict[EmbedKind, str] = {"query": "RETRIEVAL_QUERY", "passage": "RETRIEVAL_DOCUMENT"}
@@ -40,13 +45,13 @@ class GeminiEmbedder(ServedEmbedder):
         except ImportError as e:
             raise misconfigured(
                 ProviderError,
-                tr("searching documents by meaning does not work on this server right now"),
+                EMBEDDINGS_DOWN,
                 "Gemini embeddings need the google-genai package: pip install 'tokenrelay[gemini]'",
             ) from e
         if not api_key:
             raise misconfigured(
                 ProviderError,
-                tr("searching documents by meaning does not work on this server right now"),
+                EMBEDDINGS_DOWN,
                 "Gemini embeddings need an API key: set GEMINI_API_KEY"
                 " (or TOKENRELAY_EMBEDDING_API_KEY)",
             )
@@ -79,14 +84,14 @@ class GeminiEmbedder(ServedEmbedder):
         except self._errors.APIError as e:
             raise misconfigured(
                 EmbeddingFailed,
-                tr("searching documents by meaning does not work on this server right now"),
+                EMBEDDINGS_DOWN,
                 f"Gemini embeddings failed: {e.code} {e.message or e}: check GEMINI_API_KEY and"
                 " TOKENRELAY_EMBEDDING_MODEL",
             ) from e
         except httpx.TransportError as e:
             raise misconfigured(
                 EmbeddingFailed,
-                tr("searching documents by meaning does not work on this server right now"),
+                EMBEDDINGS_DOWN,
                 f"Gemini could not be reached: {e}: check the network, or"
                 " TOKENRELAY_EMBEDDING_BASE_URL",
                 retryable=True,

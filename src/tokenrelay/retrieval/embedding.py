@@ -45,6 +45,10 @@ class Embedder(Protocol):
     async def close(self) -> None: ...
 
 
+# what a user is told when the embedding model does not work (the fix is in details.operator)
+EMBEDDINGS_DOWN = tr("documents cannot be indexed or searched by meaning on this server right now")
+
+
 class EmbeddingFailed(ProviderError):
     """The embedding backend failed or answered something unusable."""
 
@@ -66,7 +70,7 @@ def checked(vectors: list[Vector], count: int, dimension: int, model: str) -> li
     if len(vectors) != count:
         raise misconfigured(
             EmbeddingFailed,
-            tr("searching documents by meaning does not work on this server right now"),
+            EMBEDDINGS_DOWN,
             f"the embedding model {model} returned {len(vectors)} vectors for {count} texts:"
             " check that the embedding server implements /v1/embeddings fully",
         )
@@ -74,7 +78,7 @@ def checked(vectors: list[Vector], count: int, dimension: int, model: str) -> li
         if len(v) != dimension:
             raise misconfigured(
                 EmbeddingFailed,
-                tr("searching documents by meaning does not work on this server right now"),
+                EMBEDDINGS_DOWN,
                 f"the embedding model {model} returned a vector of dimension {len(v)},"
                 f" not {dimension}: set TOKENRELAY_EMBEDDING_DIMENSIONS to the model's dimension",
             )

@@ -33,9 +33,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from tokenrelay.errors import BackendUnavailable, misconfigured
-from tokenrelay.i18n import tr
 from tokenrelay.retrieval.base import SearchHit
-from tokenrelay.retrieval.embedding import Vector
+from tokenrelay.retrieval.embedding import EMBEDDINGS_DOWN, Vector
 from tokenrelay.retrieval.vectors import Pending
 
 T = TypeVar("T")
@@ -194,7 +193,7 @@ class SqliteVectorIndex:
         except ImportError as e:
             raise misconfigured(
                 BackendUnavailable,
-                tr("searching documents by meaning does not work on this server right now"),
+                EMBEDDINGS_DOWN,
                 "vector search on SQLite needs the apsw and sqlite-vec packages: pip install"
                 " 'tokenrelay[vectors]', or set TOKENRELAY_EMBEDDING_PROVIDER=none for lexical"
                 " retrieval only",

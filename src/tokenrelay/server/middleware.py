@@ -100,7 +100,11 @@ def install_http_error_shape(app: FastAPI) -> None:
             suggestion = tr("send a JSON object encoded as UTF-8")
         elif status in (404, 405):
             message = (
-                tr("{method} {path}: no such endpoint", method=request.method, path=request.url.path)
+                tr(
+                    "{method} {path}: no such endpoint",
+                    method=request.method,
+                    path=request.url.path,
+                )
                 if status == 404
                 else tr(
                     "{method} {path}: this method is not allowed here",

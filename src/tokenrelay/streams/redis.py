@@ -42,8 +42,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Set
 from typing import Any
 
 from tokenrelay.errors import BackendUnavailable
-from tokenrelay.i18n import tr
 from tokenrelay.events import Encoded, Envelope
+from tokenrelay.i18n import tr
 from tokenrelay.streams import redis_lua as lua
 from tokenrelay.streams.log import (
     MemoryStreamLog,

@@ -82,9 +82,7 @@ def _power(base: Number, exponent: Number) -> Number:
         raise CalculationError(too_large())
     result = base**exponent
     if isinstance(result, complex):
-        raise CalculationError(
-            tr("a negative number to a fractional power is not a real number")
-        )
+        raise CalculationError(tr("a negative number to a fractional power is not a real number"))
     return result
 
 
@@ -107,9 +105,7 @@ def _eval(node: ast.AST, depth: int = 0) -> Number:
         return _check_size(_UNARY[type(node.op)](_eval(node.operand, depth + 1)))
     if isinstance(node, ast.BinOp):
         if isinstance(node.op, ast.BitXor):
-            raise CalculationError(
-                tr("^ is not a power here; write 2**3 for 2 to the power of 3")
-            )
+            raise CalculationError(tr("^ is not a power here; write 2**3 for 2 to the power of 3"))
         op = _BINARY.get(type(node.op))
         if op is None:
             raise CalculationError(
@@ -127,14 +123,22 @@ def _eval(node: ast.AST, depth: int = 0) -> Number:
         if fn is None:
             allowed = ", ".join(sorted(_FUNCTIONS))
             raise CalculationError(
-                tr("unknown function {name!r}; allowed: {allowed}", name=node.func.id, allowed=allowed)
+                tr(
+                    "unknown function {name!r}; allowed: {allowed}",
+                    name=node.func.id,
+                    allowed=allowed,
+                )
             )
         args = [_eval(a, depth + 1) for a in node.args]
         try:
             return _check_size(fn(*args))
         except (ValueError, TypeError, OverflowError) as e:
             raise CalculationError(
-                tr("{function} cannot take these values ({error})", function=node.func.id, error=str(e))
+                tr(
+                    "{function} cannot take these values ({error})",
+                    function=node.func.id,
+                    error=str(e),
+                )
             ) from e
     raise CalculationError(
         tr("{part} is not allowed; use numbers and + - * / ** %", part=type(node).__name__)
