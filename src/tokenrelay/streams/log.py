@@ -36,6 +36,7 @@ class StreamInfo:
     session_id: str | None
     finished: bool
     last_seq: int
+    locale: str | None = None  # the language of the request that started it (i18n)
 
 
 class Subscription(Protocol):
@@ -75,7 +76,12 @@ class Subscription(Protocol):
 
 class StreamLog(Protocol):
     async def create(
-        self, stream_id: str, *, owner: str | None, session_id: str | None
+        self,
+        stream_id: str,
+        *,
+        owner: str | None,
+        session_id: str | None,
+        locale: str | None = None,
     ) -> None: ...
 
     def emit(self, stream_id: str, event: object) -> Envelope:
@@ -169,6 +175,7 @@ _tuple_new = tuple.__new__  # a named tuple without its Python-level `__new__` (
 class _MemoryStream:
     owner: str | None
     session_id: str | None
+    locale: str | None = None  # the stream's language, for what its readers say themselves
     # the events, two strings each: the type, then the JSON (seq n at 2n-2 and 2n-1)
     items: list[str] = field(default_factory=list)
     finished: bool = False
@@ -304,9 +311,16 @@ class MemoryStreamLog:
     def __len__(self) -> int:
         return len(self._streams)
 
-    async def create(self, stream_id: str, *, owner: str | None, session_id: str | None) -> None:
+    async def create(
+        self,
+        stream_id: str,
+        *,
+        owner: str | None,
+        session_id: str | None,
+        locale: str | None = None,
+    ) -> None:
         self._sweep()
-        self._streams[stream_id] = _MemoryStream(owner=owner, session_id=session_id)
+        self._streams[stream_id] = _MemoryStream(owner=owner, session_id=session_id, locale=locale)
 
     def emit(self, stream_id: str, event: object) -> Envelope:
         stream = self._streams.get(stream_id)
@@ -347,6 +361,7 @@ class MemoryStreamLog:
             session_id=stream.session_id,
             finished=stream.finished,
             last_seq=stream.last_seq,
+            locale=stream.locale,
         )
 
     def is_local(self, stream_id: str) -> bool:

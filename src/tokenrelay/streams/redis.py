@@ -133,11 +133,19 @@ class RedisStreamLog:
         return f"{self._prefix}:cancel"
 
     # -- writing
-    async def create(self, stream_id: str, *, owner: str | None, session_id: str | None) -> None:
+    async def create(
+        self,
+        stream_id: str,
+        *,
+        owner: str | None,
+        session_id: str | None,
+        locale: str | None = None,
+    ) -> None:
         meta = {
             "owner": owner or "",
             "has_owner": int(owner is not None),
             "session_id": session_id or "",
+            "locale": locale or "",
         }
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -147,7 +155,7 @@ class RedisStreamLog:
                 await pipe.execute()
         except Exception as exc:
             raise backend_down(exc) from exc
-        await self._local.create(stream_id, owner=owner, session_id=session_id)
+        await self._local.create(stream_id, owner=owner, session_id=session_id, locale=locale)
         self._ensure_tasks()
 
     def lane(
@@ -236,6 +244,7 @@ class RedisStreamLog:
             self._lease_ms,
             expiry,
             first,
+            stream.locale or "",
         ]
         return stream_id, head + stream.items[2 * (first - 1) :]
 
@@ -378,6 +387,7 @@ class RedisStreamLog:
             session_id=meta.get("session_id") or None,
             finished=meta.get("finished") == "1",
             last_seq=int(last[0][0].split("-")[1]) if last else 0,
+            locale=meta.get("locale") or None,
         )
 
     # -- coordination

@@ -23,7 +23,7 @@ from tokenrelay.errors import (
     internal_error,
 )
 from tokenrelay.events import TERMINAL_TYPES, ErrorEvent
-from tokenrelay.i18n import tr
+from tokenrelay.i18n import current_locale, tr
 from tokenrelay.logs import log_stream_finished
 from tokenrelay.metrics import Metrics
 from tokenrelay.streams import timers
@@ -147,7 +147,10 @@ class StreamRunner:
         owner: str | None = None,
         session_id: str | None = None,
     ) -> None:
-        await self._log.create(stream_id, owner=owner, session_id=session_id)
+        # the stream's language: what its readers say themselves is said in it (resume.py)
+        await self._log.create(
+            stream_id, owner=owner, session_id=session_id, locale=current_locale()
+        )
         deadline = time.monotonic() + self._deadline_s
         running = _Running(self, stream_id, deadline, owner)
         running.task = asyncio.create_task(self._run(running, pipeline), name=f"stream-{stream_id}")
