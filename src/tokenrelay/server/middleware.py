@@ -99,10 +99,23 @@ def install_http_error_shape(app: FastAPI) -> None:
             message = tr("the request body could not be read as UTF-8 JSON")
             suggestion = tr("send a JSON object encoded as UTF-8")
         elif status in (404, 405):
-            message = f"{request.method} {request.url.path}: {detail.lower()}"
+            message = (
+                tr(
+                    "{method} {path}: no such endpoint",
+                    method=request.method,
+                    path=request.url.path,
+                )
+                if status == 404
+                else tr(
+                    "{method} {path}: this method is not allowed here",
+                    method=request.method,
+                    path=request.url.path,
+                )
+            )
             suggestion = tr("see /docs for the endpoints and their methods")
         else:
-            message, suggestion = detail, tr("fix the request; see /docs")
+            message = tr("the request was refused ({detail})", detail=detail)
+            suggestion = tr("fix the request; see /docs")
         body = {
             "code": "VALIDATION_ERROR" if status < 500 else "INTERNAL_ERROR",
             "message": localize(message),

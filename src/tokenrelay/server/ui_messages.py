@@ -193,7 +193,10 @@ def to_ui_messages(stored: Sequence[StoredMessage]) -> list[dict[str, Any]]:
                 continue
             output = _output(message.content)
             if message.metadata.get("error"):
-                error = output.get("error") if isinstance(output, dict) else output
+                # the text the user was shown when it happened; the content is the model's
+                error = message.metadata.get("error_text") or (
+                    output.get("error") if isinstance(output, dict) else output
+                )
                 called.update(state="output-error", errorText=str(error))
             else:
                 called.update(state="output-available", output=output)

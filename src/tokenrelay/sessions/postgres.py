@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-from tokenrelay.errors import BackendUnavailable
+from tokenrelay.errors import BackendUnavailable, misconfigured
 from tokenrelay.i18n import tr
 from tokenrelay.sessions.base import (
     MessageStatus,
@@ -285,9 +285,11 @@ class PostgresSessionStore:
         cls, dsn: str, *, schema: str = "public", max_size: int = 10
     ) -> PostgresSessionStore:
         if asyncpg is None:
-            raise BackendUnavailable(
-                "TOKENRELAY_DATABASE_URL is set but asyncpg is not installed",
-                suggestion="pip install 'tokenrelay[postgres]', or unset TOKENRELAY_DATABASE_URL",
+            raise misconfigured(
+                BackendUnavailable,
+                tr("the conversation store of this server is not available"),
+                "TOKENRELAY_DATABASE_URL is set but asyncpg is not installed:"
+                " pip install 'tokenrelay[postgres]', or unset TOKENRELAY_DATABASE_URL",
             )
         if not _SCHEMA_NAME.match(schema):
             raise ValueError(f"invalid schema name {schema!r}")

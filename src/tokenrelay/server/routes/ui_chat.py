@@ -41,6 +41,7 @@ from tokenrelay.server.deps import (
 from tokenrelay.server.json_checks import CheckedRoute
 from tokenrelay.server.limits import reading_slot
 from tokenrelay.server.locale import use_request_locale
+from tokenrelay.server.resume import in_the_streams_language
 from tokenrelay.server.schemas import ID_PATTERN, ChatRequest
 from tokenrelay.server.sse import EventStreamResponse
 from tokenrelay.server.ui_messages import UIChatRequest, last_user_text, to_ui_messages
@@ -53,6 +54,7 @@ from tokenrelay.sessions.base import (
     nothing_to_regenerate,
     session_not_found,
 )
+from tokenrelay.streams.log import StreamInfo
 
 router = APIRouter(route_class=CheckedRoute, tags=["ui"])
 
@@ -78,13 +80,19 @@ def ui_stream_response(
 async def _running_stream(services: Services, session_id: str, owner: str | None) -> str | None:
     """The chat's active stream while it has not finished (in the shared log), else None;
     None too for a session that is unknown or another key's."""
+    running = await _running(services, session_id, owner)
+    return None if running is None else running.stream_id
+
+
+async def _running(services: Services, session_id: str, owner: str | None) -> StreamInfo | None:
+    """`_running_stream`'s stream, with what the log knows of it."""
     info = await services.sessions.get_session(session_id, owner=owner)
     if info is None or info.active_stream_id is None:
         return None
     stream = await services.log.info(info.active_stream_id)
     if stream is None or stream.finished or stream.owner != owner:
         return None
-    return info.active_stream_id
+    return stream
 
 
 async def _current_users(
@@ -193,9 +201,11 @@ async def ui_chat(body: UIChatRequest, request: Request) -> Response:
 )
 async def ui_chat_resume(request: Request, chat_id: str = Path(pattern=ID_PATTERN)) -> Response:
     services = get_services(request)
-    stream_id = await _running_stream(services, chat_id, owner_of(request))
-    if stream_id is None:
+    running = await _running(services, chat_id, owner_of(request))
+    if running is None:
         return Response(status_code=204)
+    stream_id = running.stream_id
+    in_the_streams_language(running)
     # a running stream: the reading rides on the stream's own slot (server/resume.py)
     services.metrics.resumes.inc()
     return ui_stream_response(services, stream_id, trace_id=trace_id_for(request))
@@ -212,6 +222,7 @@ async def ui_stream(request: Request, stream_id: str = Path(pattern=ID_PATTERN))
     info = await services.log.info(stream_id)
     if info is None or info.owner != owner_of(request):
         return Response(status_code=204)
+    in_the_streams_language(info)
     # a replay of a finished stream holds a per-client slot (server/resume.py)
     release = await reading_slot(request) if info.finished else None
     response = ui_stream_response(services, stream_id, trace_id=trace_id_for(request))
