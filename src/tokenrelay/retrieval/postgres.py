@@ -239,17 +239,24 @@ class _StatsDelta:
 
 # BM25 of each chunk over the given terms: sum of idf x (k1 + 1) x tf / (tf + k1 x (1 - b + b x
 # len / avg_len)), as bm25.py; $2 carries idf x (k1 + 1), $3..$5 are k1, 1 - b, b / avg_len
-_BM25 = "sum(q.w * p.tf / (p.tf + $3::float8 * ($4::float8 + $5::float8 * p.len)))"
+_TERM = "q.w * p.tf / (p.tf + $3::float8 * ($4::float8 + $5::float8 * p.len))"
+_BM25 = f"sum({_TERM})"
 _SCORE_SQL = f"""
     SELECT p.seq, {_BM25} AS score
     FROM unnest($1::text[], $2::float8[]) AS q(term, w)
     JOIN rag_postings p ON p.term = q.term
     GROUP BY p.seq ORDER BY score DESC, p.seq LIMIT $6
 """
+_SCORE_ONE_SQL = f"""
+    SELECT p.seq, {_TERM} AS score
+    FROM unnest($1::text[], $2::float8[]) AS q(term, w)
+    JOIN rag_postings p ON p.term = q.term
+    ORDER BY score DESC, p.seq LIMIT $6
+"""
 _RESCORE_SQL = f"""
     SELECT p.seq, {_BM25} AS score
-    FROM unnest($1::text[], $2::float8[]) AS q(term, w)
-    JOIN rag_postings p ON p.term = q.term AND p.seq = ANY($6::bigint[])
+    FROM unnest($1::text[], $2::float8[], $6::bigint[]) AS q(term, w, seq)
+    JOIN rag_postings p ON p.term = q.term AND p.seq = q.seq
     GROUP BY p.seq
 """
 _ROWS_SQL = """
@@ -445,13 +452,22 @@ class PostgresDocumentStore:
 
         norm = (K1, 1 - B, B / avg_len if avg_len > 0 else 0.0)
         wanted = limit if plan.exhaustive else max(CANDIDATES, 2 * limit)
-        ranked = await conn.fetch(
-            _SCORE_SQL, list(plan.select), weights(plan.select), *norm, wanted
-        )
+        sql = _SCORE_ONE_SQL if len(plan.select) == 1 else _SCORE_SQL  # no aggregate for one
+        ranked = await conn.fetch(sql, list(plan.select), weights(plan.select), *norm, wanted)
         scores = {r["seq"]: float(r["score"]) for r in ranked}
         if plan.score_only and scores:
+            # every (frequent term, candidate) pair: point look-ups on the primary key
+            pairs = [
+                (t, w, seq)
+                for t, w in zip(plan.score_only, weights(plan.score_only), strict=True)
+                for seq in scores
+            ]
             extra = await conn.fetch(
-                _RESCORE_SQL, list(plan.score_only), weights(plan.score_only), *norm, list(scores)
+                _RESCORE_SQL,
+                [t for t, _, _ in pairs],
+                [w for _, w, _ in pairs],
+                *norm,
+                [q for _, _, q in pairs],
             )
             for r in extra:
                 scores[r["seq"]] += float(r["score"])
