@@ -341,15 +341,16 @@ class PostgresVectorIndex:
         loop = asyncio.get_running_loop()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-pg-matrix")
-        async with self._pool.acquire() as conn:
-            async with matrix.lock:
-                await matrix.refresh(conn)
-            nearest = await loop.run_in_executor(self._executor, matrix.nearest, vector, k)
-            if not nearest:
-                return []
-            rows = await conn.fetch(_ROWS_SQL, [rid for rid, _ in nearest], model, dim)
+        async with matrix.lock, self._pool.acquire() as conn:
+            await matrix.refresh(conn)
+        # no connection is held while the product runs
+        # twice k: a vector whose chunk was just deleted (not yet removed) is skipped
+        nearest = await loop.run_in_executor(self._executor, matrix.nearest, vector, 2 * k)
+        if not nearest:
+            return []
+        rows = await self._pool.fetch(_ROWS_SQL, [rid for rid, _ in nearest], model, dim)
         by_rid = {r["rid"]: r for r in rows}
-        return [(score, by_rid[rid]) for rid, score in nearest if rid in by_rid]
+        return [(score, by_rid[rid]) for rid, score in nearest if rid in by_rid][:k]
 
     async def pending(self, model: str, limit: int) -> list[Pending]:
         rows = await self._pool.fetch(
