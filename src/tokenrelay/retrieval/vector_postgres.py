@@ -131,13 +131,15 @@ _EXACT_SQL = f"""
     JOIN rag_chunks c ON c.id = s.chunk_id JOIN rag_documents d ON d.id = c.document_id
     ORDER BY s.score DESC
 """
+# `dim = {dim}` is a literal: the HNSW index is partial (WHERE dim = N), and a prepared
+# statement's generic plan cannot prove that a parameter matches it (it scanned every row)
 _ANN_SQL = """
     SELECT {cols}, s.score FROM (
         SELECT chunk_id, 1 - (vec::public.vector({dim}) OPERATOR(public.<=>)
                               $1::text::public.vector({dim})) AS score
-        FROM rag_vectors WHERE model = $2 AND dim = $3
+        FROM rag_vectors WHERE model = $2 AND dim = {dim}
         ORDER BY vec::public.vector({dim}) OPERATOR(public.<=>) $1::text::public.vector({dim})
-        LIMIT $4
+        LIMIT $3
     ) AS s
     JOIN rag_chunks c ON c.id = s.chunk_id JOIN rag_documents d ON d.id = c.document_id
     ORDER BY s.score DESC
@@ -224,6 +226,12 @@ class PostgresVectorIndex:
             )
         return index
 
+    async def build_ann_index(self, dim: int) -> None:
+        """Create the HNSW index of `dim` now (after loading many vectors in bulk, one build is
+        faster than inserting into the index row by row); the first `put` does it otherwise."""
+        async with self._pool.acquire() as conn:
+            await self._ensure_ann_index(conn, dim)
+
     async def _ensure_ann_index(self, conn: Connection, dim: int) -> None:
         if not self.pgvector or dim in self._indexed:
             return
@@ -308,7 +316,7 @@ class PostgresVectorIndex:
             return []
         if self.pgvector:
             sql = _ANN_SQL.format(cols=_HIT_COLUMNS, dim=int(dim))
-            rows = await self._pool.fetch(sql, _literal(vector), model, dim, k)
+            rows = await self._pool.fetch(sql, _literal(vector), model, k)
             scored = [(float(r["score"]), r) for r in rows]
         elif self._numpy is not None:
             scored = await self._search_matrix(vector, model, k)
