@@ -401,6 +401,11 @@ async def run_on(args: argparse.Namespace) -> str:
             "| measure | result | goal |",
             "|---|---|---|",
             *rows,
+            "",
+            "Other sessions' test suites share the two cores: compare rows of one run with"
+            " each other (the SQLite baseline, the bare numpy product), not across runs."
+            " Hybrid runs the lexical search on the server while the vector side runs here,"
+            " then fuses (RRF k = 60, gate 0.75, as configured by default).",
         ]
     )
 
