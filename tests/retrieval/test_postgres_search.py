@@ -22,7 +22,8 @@ from tokenrelay.retrieval.analysis import analyze
 from tokenrelay.retrieval.base import DocumentStore
 from tokenrelay.retrieval.hybrid import HybridStore
 from tokenrelay.retrieval.ingest import ingest_text, prepare_text, store_prepared
-from tokenrelay.retrieval.postgres import PostgresDocumentStore, _v1, postings
+from tokenrelay.retrieval.pg_postings import postings
+from tokenrelay.retrieval.postgres import PostgresDocumentStore, _v1
 from tokenrelay.retrieval.sqlite_fts import SqliteDocumentStore
 from tokenrelay.retrieval.vector_postgres import PostgresVectorIndex
 

@@ -4,18 +4,15 @@ Tables live in one schema (default `public`), all prefixed `rag_`, versioned by
 `retrieval_schema_version`:
 - rag_chunks keeps each chunk's analysed terms (head: title + heading path; body), made by our
   own analysis (analysis.py), so no PostgreSQL text-search configuration touches them.
-- rag_postings: one row per (term, chunk) with the term's weighted frequency in the chunk (head
-  x 2 + body x 1) and the chunk's length in terms; its primary key (term, seq) INCLUDE (tf,
-  len) answers a term's postings by an index-only scan, so scoring reads no chunk rows.
+- rag_postings: one row per (term, chunk) with the term's weighted frequency and the chunk's
+  length; BM25 is computed over it in SQL, index-only (pg_postings.py).
 - rag_terms (term -> number of chunks holding it) and rag_stats (chunks, total terms) are kept
   in the same transaction as every write.
 
 Search (migration 2; the tsvector/GIN and pg_trgm paths before it read a heap row per match
-and cost 100-900 ms at 10,000-100,000 chunks): BM25 exactly as SQLite FTS5 computes it (bm25.py),
-bounded like the SQLite store (pruning.py): the rarest query terms, within
-`POSTINGS_BUDGET` postings, select and score the candidates in one aggregate over their
-postings; the frequent terms then add their share to the best `CANDIDATES` by point look-ups;
-the texts are read for the winners only, and reranked like the SQLite store (rerank.py).
+and cost 100-900 ms at 10,000-100,000 chunks): BM25 exactly as SQLite FTS5 computes it,
+bounded like the SQLite store (pruning.py, pg_postings.py); the texts are read for the winners
+only, and reranked like the SQLite store (rerank.py).
 """
 
 from __future__ import annotations
@@ -29,18 +26,15 @@ from typing import Any
 from tokenrelay.errors import BackendUnavailable
 from tokenrelay.retrieval.analysis import analyze, heading_terms, query_terms
 from tokenrelay.retrieval.base import Chunk, Document, SearchHit, UpsertStatus
-from tokenrelay.retrieval.bm25 import K1, B, idf
-from tokenrelay.retrieval.pruning import POSTINGS_BUDGET, plan_query
+from tokenrelay.retrieval.pg_postings import insert_postings, rank
+from tokenrelay.retrieval.pruning import POSTINGS_BUDGET
 from tokenrelay.retrieval.rerank import candidate_count, finalize
 
 # asyncpg ships no type information; these aliases document what is meant
 Connection = Any  # Connection
 Pool = Any  # Pool
 
-CANDIDATES = 50  # chunks a bounded search rescores with the frequent terms (as SQLite's)
 MAX_QUERY_TERMS = 32
-HEAD_WEIGHT = 2
-BODY_WEIGHT = 1
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -171,41 +165,6 @@ _DOC_COLUMNS = (
 )
 
 
-def postings(head: Sequence[str], body: Sequence[str]) -> dict[str, int]:
-    """term -> weighted frequency (head x 2 + body x 1) in one chunk, as bm25.py counts it."""
-    tf: Counter[str] = Counter()
-    for term in head:
-        tf[term] += HEAD_WEIGHT
-    for term in body:
-        tf[term] += BODY_WEIGHT
-    return dict(tf)
-
-
-async def _insert_postings(
-    conn: Connection, seqs: Sequence[int], analysed: Sequence[tuple[list[str], list[str]]]
-) -> None:
-    terms: list[str] = []
-    at: list[int] = []
-    tfs: list[int] = []
-    lens: list[int] = []
-    for seq, (head, body) in zip(seqs, analysed, strict=True):
-        length = len(head) + len(body)
-        for term, tf in postings(head, body).items():
-            terms.append(term)
-            at.append(seq)
-            tfs.append(tf)
-            lens.append(length)
-    if terms:
-        await conn.execute(
-            "INSERT INTO rag_postings (term, seq, tf, len)"
-            " SELECT * FROM unnest($1::text[], $2::bigint[], $3::int[], $4::int[])",
-            terms,
-            at,
-            tfs,
-            lens,
-        )
-
-
 class _StatsDelta:
     """Changes to rag_terms and rag_stats of one transaction, written once at its end."""
 
@@ -237,28 +196,6 @@ class _StatsDelta:
             )
 
 
-# BM25 of each chunk over the given terms: sum of idf x (k1 + 1) x tf / (tf + k1 x (1 - b + b x
-# len / avg_len)), as bm25.py; $2 carries idf x (k1 + 1), $3..$5 are k1, 1 - b, b / avg_len
-_TERM = "q.w * p.tf / (p.tf + $3::float8 * ($4::float8 + $5::float8 * p.len))"
-_BM25 = f"sum({_TERM})"
-_SCORE_SQL = f"""
-    SELECT p.seq, {_BM25} AS score
-    FROM unnest($1::text[], $2::float8[]) AS q(term, w)
-    JOIN rag_postings p ON p.term = q.term
-    GROUP BY p.seq ORDER BY score DESC, p.seq LIMIT $6
-"""
-_SCORE_ONE_SQL = f"""
-    SELECT p.seq, {_TERM} AS score
-    FROM unnest($1::text[], $2::float8[]) AS q(term, w)
-    JOIN rag_postings p ON p.term = q.term
-    ORDER BY score DESC, p.seq LIMIT $6
-"""
-_RESCORE_SQL = f"""
-    SELECT p.seq, {_BM25} AS score
-    FROM unnest($1::text[], $2::float8[], $6::bigint[]) AS q(term, w, seq)
-    JOIN rag_postings p ON p.term = q.term AND p.seq = q.seq
-    GROUP BY p.seq
-"""
 _ROWS_SQL = """
     SELECT c.seq, c.id, c.document_id, c.heading, c.text, c.body_terms,
            d.title, d.source, d.metadata
@@ -378,7 +315,7 @@ class PostgresDocumentStore:
                 for q, c, (h, b) in zip(seqs or [], chunks, analysed, strict=True)
             ],
         )
-        await _insert_postings(conn, seqs or [], analysed)
+        await insert_postings(conn, seqs or [], analysed)
         for head, body in analysed:
             stats.add(head, body, 1)
         return "created" if old is None else "updated"
@@ -411,7 +348,7 @@ class PostgresDocumentStore:
             return []
         limit = candidate_count(top_k) if self.rerank else top_k
         async with self._pool.acquire() as conn:
-            best = await self._rank(conn, terms, limit)
+            best = await rank(conn, terms, limit, budget=self.postings_budget)
             rows = await conn.fetch(_ROWS_SQL, [seq for seq, _ in best]) if best else []
         found = {r["seq"]: r for r in rows}
         kept = [(score, found[seq]) for seq, score in best if seq in found]
@@ -427,52 +364,6 @@ class PostgresDocumentStore:
                 else None
             ),
         )
-
-    async def _rank(
-        self, conn: Connection, terms: list[str], limit: int
-    ) -> list[tuple[int, float]]:
-        """(seq, BM25) of the best `limit` chunks, best first; bounded as pruning.py says."""
-        row = await conn.fetchrow(
-            "SELECT s.chunks, s.terms, (SELECT array_agg(t.term) FROM rag_terms t"
-            " WHERE t.term = ANY($1::text[])) AS names, (SELECT array_agg(t.df) FROM rag_terms t"
-            " WHERE t.term = ANY($1::text[])) AS dfs FROM rag_stats s WHERE s.id = 1",
-            terms,
-        )
-        if row is None or not row["chunks"]:
-            return []
-        n_chunks = int(row["chunks"])
-        avg_len = int(row["terms"]) / n_chunks
-        df = dict(zip(row["names"] or [], row["dfs"] or [], strict=True))
-        plan = plan_query(terms, df, budget=self.postings_budget)
-        if not plan.select:
-            return []
-
-        def weights(chosen: Sequence[str]) -> list[float]:
-            return [idf(n_chunks, df[t]) * (K1 + 1) for t in chosen]
-
-        norm = (K1, 1 - B, B / avg_len if avg_len > 0 else 0.0)
-        wanted = limit if plan.exhaustive else max(CANDIDATES, 2 * limit)
-        sql = _SCORE_ONE_SQL if len(plan.select) == 1 else _SCORE_SQL  # no aggregate for one
-        ranked = await conn.fetch(sql, list(plan.select), weights(plan.select), *norm, wanted)
-        scores = {r["seq"]: float(r["score"]) for r in ranked}
-        if plan.score_only and scores:
-            # every (frequent term, candidate) pair: point look-ups on the primary key
-            pairs = [
-                (t, w, seq)
-                for t, w in zip(plan.score_only, weights(plan.score_only), strict=True)
-                for seq in scores
-            ]
-            extra = await conn.fetch(
-                _RESCORE_SQL,
-                [t for t, _, _ in pairs],
-                [w for _, w, _ in pairs],
-                *norm,
-                [q for _, _, q in pairs],
-            )
-            for r in extra:
-                scores[r["seq"]] += float(r["score"])
-        order = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
-        return order[:limit]
 
     @staticmethod
     def _hit(row: Any, score: float) -> SearchHit:
