@@ -76,6 +76,9 @@ async def _v2(conn: Connection) -> None:
 
 
 MIGRATIONS: tuple[Callable[[Connection], Awaitable[None]], ...] = (_v1, _v2)
+# candidates HNSW keeps while searching; pgvector's default of 40 found 0.76 of the exact top
+# 15 at 100,000 e5-like vectors (bench/postgres_speed.py --embedded measures the others)
+HNSW_EF_SEARCH = 100
 _WRITE_LOCK = 0x7265_7476  # pg_advisory_xact_lock key of every vector write
 
 
@@ -192,6 +195,7 @@ class PostgresVectorIndex:
         self._indexed: set[int] = set()
         self._numpy = None if pgvector or not in_memory else _import_numpy()
         self._matrices: dict[tuple[str, int], Any] = {}  # (model, dim) -> pg_matrix.Matrix
+        self.ef_search = HNSW_EF_SEARCH
         self._executor: ThreadPoolExecutor | None = None
 
     @property
@@ -316,7 +320,9 @@ class PostgresVectorIndex:
             return []
         if self.pgvector:
             sql = _ANN_SQL.format(cols=_HIT_COLUMNS, dim=int(dim))
-            rows = await self._pool.fetch(sql, _literal(vector), model, k)
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(self.ef_search), k)}")
+                rows = await conn.fetch(sql, _literal(vector), model, k)
             scored = [(float(r["score"]), r) for r in rows]
         elif self._numpy is not None:
             scored = await self._search_matrix(vector, model, k)
