@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from functools import partial
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,13 +27,20 @@ class _Seen:
     the start (up to `stream_start_wait_s`), and a closure with its cells cost several times
     the bytes, for each of a thousand waiting streams (docs/benchmarks.md, delivery-seam)."""
 
-    __slots__ = ("send", "started", "status", "trace_id")
+    __slots__ = ("log", "scope", "send", "started", "status", "trace_id")
 
     def __init__(self, send: Send, started: float) -> None:
         self.send = send
         self.started = started
         self.status = 0  # 0: the app failed before answering
         self.trace_id: bytes | None = None
+        # a response that goes on after the chain returned: logged at its end (`end`)
+        self.scope: Scope | None = None
+        self.log: Callable[[Scope, _Seen], None] | None = None
+
+    def end(self) -> None:
+        if self.log is not None and self.scope is not None:
+            self.log(self.scope, self)
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -60,7 +67,8 @@ class AccessLogMiddleware:
             handoff = handoff_of(scope)
             if handoff is not None and handoff.reader is not None:  # it goes on: log at the end
                 # read at the end, not now: the reader sends the start after this returns
-                handoff.after_body.append(partial(self._log, scope, seen))
+                seen.scope, seen.log = scope, self._log  # `seen.end`: no closure, no partial
+                handoff.after_body.append(seen.end)
             else:
                 self._log(scope, seen)
 

@@ -153,7 +153,9 @@ class StreamRunner:
         )
         deadline = time.monotonic() + self._deadline_s
         running = _Running(self, stream_id, deadline, owner)
-        running.task = asyncio.create_task(self._run(running, pipeline), name=f"stream-{stream_id}")
+        # unnamed: a name string per open stream is memory an idle stream keeps (the stream
+        # id is in every log line the task writes)
+        running.task = asyncio.create_task(self._run(running, pipeline))
         self._running[stream_id] = running
         # a coarse timeout, not an asyncio.timeout() scope (a third of the memory per stream)
         running.deadline_timer = timers.call_later(
