@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from agents import (
     Agent,
+    ModelBehaviorError,
     ModelSettings,
     OpenAIResponsesModel,
     Runner,
@@ -91,6 +92,30 @@ async def test_agent_runs_a_function_tool_on_run_streamed(server: ServerProcess)
     assert json.loads(call.raw_item.arguments) == {"city": "Seoul"}
     assert result.raw_responses[-1].response_id.startswith("resp_")
     assert result.context_wrapper.usage.requests == 2
+
+
+async def test_an_answer_cut_at_max_output_tokens_ends_the_run_as_with_openai(
+    server: ServerProcess,
+) -> None:
+    """A truncated answer is OpenAI's `response.incomplete` (status `incomplete`, reason
+    `max_output_tokens`, the message item `incomplete`), on which the SDK raises."""
+    scripted = {"reply": "ab cd ef gh ij kl ", "tokens": 6}
+    settings = ModelSettings(max_tokens=3, extra_body={"tokenrelay": {"scripted": scripted}})
+    agent = weather_agent(server.url, "scripted", settings, [])
+    result = Runner.run_streamed(agent, "Count.")
+    raw: list[Any] = []
+    with pytest.raises(ModelBehaviorError, match=r"response\.incomplete"):
+        async for event in result.stream_events():
+            if event.type == "raw_response_event":
+                raw.append(event.data)
+
+    last = raw[-1]
+    assert last.type == "response.incomplete"
+    assert last.response.status == "incomplete"
+    assert last.response.incomplete_details.reason == "max_output_tokens"
+    assert last.response.output_text == "ab cd ef "
+    item_done = next(e for e in raw if e.type == "response.output_item.done")
+    assert item_done.item.status == "incomplete"
 
 
 @pytest.mark.model
