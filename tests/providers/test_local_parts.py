@@ -15,7 +15,6 @@ from tokenrelay.providers.chat_template import CHATML_TEMPLATE, render_chat
 from tokenrelay.providers.llama_engine import EngineDone, EngineEvent, EngineText
 from tokenrelay.providers.llama_structured import response_format_schema, with_instructions
 from tokenrelay.providers.llama_tools import (
-    ANSWER_ONLY,
     ToolReply,
     call_schema,
     chosen_tools,
@@ -127,7 +126,7 @@ def test_which_replies_may_call() -> None:
 def test_tool_constraints() -> None:
     asked = [ChatMessage("user", "weather?")]
     assert tool_constraint(asked, (), "auto") is None
-    assert tool_constraint(asked, (WEATHER,), "none") is ANSWER_ONLY
+    assert tool_constraint(asked, (WEATHER,), "none") is None
     auto = tool_constraint(asked, (WEATHER, CLOCK), "auto")
     assert auto is not None and auto.tool_mode
     assert auto.grammar.startswith('root ::= "<tool_call>" tr-call "</tool_call>" | tr-answer')

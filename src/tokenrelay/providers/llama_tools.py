@@ -20,10 +20,11 @@ A llama.cpp grammar (GBNF; the calls' part from the tools' JSON schemas with lla
   answer streams as it comes and ends at the model's own end of turn. (An answer inside a JSON
   string, the earlier form, could only end once the model closed the string, which
   SmolLM2-135M seldom did: it repeated itself to max_tokens.)
-* "auto" once the conversation holds results since its last user message: an answer only,
-  without the tool list (`may_call`). Shown its tools again, SmolLM2-135M repeats the call it
-  has just made, round after round; the server's own tools stop the same way after one round
-  (`pipelines/agent.py`, single shot). "required" or a name still asks for a call.
+* "auto" once the conversation holds results since its last user message (and "none"): an
+  answer in free text, with no grammar and no tool list (`may_call`). Shown its tools again,
+  SmolLM2-135M repeats the call it has just made, round after round; the server's own tools
+  stop the same way after one round (`pipelines/agent.py`, single shot). "required" or a
+  name still asks for a call.
 
 The reply's first character tells which it is (`ToolReply`): an answer streams from its first
 token, a call is buffered and parsed when the reply ends. A call cut by max_tokens is no call:
@@ -49,7 +50,6 @@ CALL_CLOSE = "</tool_call>"
 
 # an answer: any text that does not open a call (GBNF; `\x00` never occurs in text)
 _ANSWER_RULE = "tr-answer ::= [^<\\x00] [^\\x00]*"
-ANSWER_ONLY = Constraint(f"root ::= tr-answer\n{_ANSWER_RULE}\n", "", tool_mode=False)
 
 
 def format_call(call: ToolCall) -> str:
@@ -151,12 +151,12 @@ def may_call(messages: Sequence[ChatMessage], tool_choice: str | None) -> bool:
 def tool_constraint(
     messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], tool_choice: str | None
 ) -> Constraint | None:
-    """The constraint of a request that offers `tools`; None when it offers none. When no
-    call may be made now, the answer is only kept from opening one (`ANSWER_ONLY`)."""
-    if not tools:
+    """The constraint of a request that offers `tools`; None when it offers none, or when no
+    call may be made now: the answer is then free text, without the tool list. (A grammar
+    that only kept it from opening a call cost about half as much again per token, measured
+    on a busy 2-core machine: 60-64 ms against 38-50 ms.)"""
+    if not tools or not may_call(messages, tool_choice):
         return None
-    if not may_call(messages, tool_choice):
-        return ANSWER_ONLY
     chosen = chosen_tools(tools, tool_choice)
     may_answer = tool_choice in (None, "auto")
     return Constraint(

@@ -62,7 +62,7 @@ from tokenrelay.providers.llama_structured import (
     format_constraint,
     with_instructions,
 )
-from tokenrelay.providers.llama_tools import ANSWER_ONLY, ToolReply, tool_constraint
+from tokenrelay.providers.llama_tools import ToolReply, tool_constraint
 from tokenrelay.providers.model_files import (
     WeightsKind,
     effective_weights,
@@ -328,12 +328,9 @@ class _Mailbox:
 
 
 def _constraint(request: ProviderRequest) -> Constraint | None:
-    """Tools, when a call may be made now; else the `response_format`'s JSON; else, when
-    tools are offered, an answer that does not open a call."""
+    """Tools, when a call may be made now; else the `response_format`'s JSON, if any."""
     constraint = tool_constraint(request.messages, request.tools, request.tool_choice)
-    if constraint is None or constraint is ANSWER_ONLY:
-        return format_constraint(request.response_format) or constraint
-    return constraint
+    return constraint or format_constraint(request.response_format)
 
 
 async def _events(
