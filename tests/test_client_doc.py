@@ -1,5 +1,5 @@
-"""docs/client.md's OpenAI snippets, run as written (the sync `openai` SDK) against a real
-server, with the scripted provider in place of `local`."""
+"""docs/client.md's OpenAI snippets, run as written (the `openai` SDK, and the Agents SDK on
+its async client) against a real server, with the scripted provider in place of `local`."""
 
 from __future__ import annotations
 
@@ -40,11 +40,35 @@ class _Scripted(httpx.BaseTransport):
         return self._inner.handle_request(request)
 
 
+class _AsyncScripted(httpx.AsyncBaseTransport):
+    """`_Scripted` for the async client."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self._options = options
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._options and request.content:
+            body = json.loads(request.content)
+            body["tokenrelay"] = {"scripted": self._options}
+            headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+            request = httpx.Request(request.method, request.url, headers=headers, json=body)
+        return await self._inner.handle_async_request(request)
+
+
 async def run(snippet: str, url: str, options: dict[str, Any], monkeypatch: Any) -> None:
     code = snippet.replace("http://127.0.0.1:8000", url).replace('"local"', '"scripted"')
     client = httpx.Client(transport=_Scripted(options))
     monkeypatch.setattr(openai, "OpenAI", partial(openai.OpenAI, http_client=client))
+    # the async client's connections belong to the snippet's own event loop (asyncio.run)
+    async_client = partial(httpx.AsyncClient, transport=_AsyncScripted(options))
+    monkeypatch.setattr(
+        openai, "AsyncOpenAI", lambda **kw: _async_openai(http_client=async_client(), **kw)
+    )
     await asyncio.to_thread(exec, compile(code, str(DOC), "exec"), {})
+
+
+_async_openai = openai.AsyncOpenAI
 
 
 async def test_chat_completions_snippet(live_server, monkeypatch, capsys) -> None:
@@ -69,3 +93,20 @@ async def test_responses_snippets(live_server, monkeypatch, capsys, which: int) 
         assert out.strip().endswith("completed")
     else:
         assert "scripted answer to: Weather in Seoul?" in out
+
+
+async def test_agents_sdk_snippet(live_server, monkeypatch, capsys) -> None:
+    (snippet,) = snippets("The OpenAI Agents SDK (Python)")
+    tool = {
+        "tool_calls": [{"name": "get_weather", "arguments": {"city": "Seoul"}}],
+        "reply": "It is sunny in Seoul.",
+    }
+    async with live_server() as srv:
+        await run(snippet, srv.url, tool, monkeypatch)
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "tool_call_item",
+        "tool_call_output_item",
+        "message_output_item",
+        "It is sunny in Seoul.",
+    ]

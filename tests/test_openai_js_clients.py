@@ -69,11 +69,13 @@ def test_agents_sdk_runs_a_function_tool_on_a_streamed_run(server: ServerProcess
 
 
 @pytest.mark.model
-def test_local_model_streams_to_openai_node_and_the_ai_sdk(tmp_path: Path) -> None:
+def test_local_model_streams_to_openai_node_the_ai_sdk_and_the_agents_sdk(tmp_path: Path) -> None:
     require_node()
     with serve(tmp_path, "js-local", provider="local", local_weights="original") as process:
         node = run_node("openai_node.mjs", process.url, "local", "stream", timeout=300)
         ai = run_node("ai_sdk_openai.mjs", process.url, "local", "stream", timeout=300)
+        # greedy, told to use the tool (the SDK resets tool_choice to auto after the call)
+        agents = run_node("agents_sdk.mjs", process.url, "local", "required", timeout=300)
 
     stream = node["stream"]
     assert stream["model"] == "SmolLM2-135M-Instruct"
@@ -81,3 +83,7 @@ def test_local_model_streams_to_openai_node_and_the_ai_sdk(tmp_path: Path) -> No
     assert stream["types"][-1] in ("response.completed", "response.incomplete")
     assert stream["deltas"].strip() and stream["deltas"] == stream["text"]
     assert ai["stream"]["text"].strip() and ai["stream"]["parts"][-1] == "finish"
+    # the run ended (the SDK raises on `response.incomplete`): a valid call, then the answer
+    assert agents["calls"] == ["Seoul"]
+    assert agents["items"] == ["tool_call_item", "tool_call_output_item", "message_output_item"]
+    assert agents["finalOutput"] == agents["text"] and "sunny" in agents["text"].lower()

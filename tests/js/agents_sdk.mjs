@@ -1,5 +1,6 @@
 // The OpenAI Agents SDK (JS) against tokenrelay: an agent with a function tool, on a streamed
-// run over the Responses API. Usage: node agents_sdk.mjs <base url> [model]
+// run over the Responses API. Usage: node agents_sdk.mjs <base url> [model] [tool choice]
+// (a model other than `scripted` is asked greedily: temperature 0)
 import {
   Agent,
   run,
@@ -10,7 +11,7 @@ import {
 } from "@openai/agents";
 import OpenAI from "openai";
 
-const [url, model = "scripted"] = process.argv.slice(2);
+const [url, model = "scripted", toolChoice] = process.argv.slice(2);
 const scripted = {
   tool_calls: [{ name: "get_weather", arguments: { city: "Seoul" } }],
   reply: "The weather in Seoul is sunny.",
@@ -49,20 +50,29 @@ const agent = new Agent({
   name: "Weather",
   instructions: "Use the tool to answer.",
   model,
+  modelSettings: model === "scripted" ? {} : { temperature: 0, ...(toolChoice ? { toolChoice } : {}) },
   tools: [getWeather],
 });
 
 const result = await run(agent, "What is the weather in Seoul?", { stream: true });
 const events = [];
+const items = [];
 let text = "";
 for await (const event of result) {
   events.push(event.type);
   if (event.type === "raw_model_stream_event" && event.data.type === "output_text_delta") {
     text += event.data.delta;
   }
+  if (event.type === "run_item_stream_event") items.push(event.item.type);
 }
 await result.completed;
 
 console.log(
-  JSON.stringify({ finalOutput: result.finalOutput, calls, text, eventTypes: [...new Set(events)] }),
+  JSON.stringify({
+    finalOutput: result.finalOutput,
+    calls,
+    text,
+    items,
+    eventTypes: [...new Set(events)],
+  }),
 );

@@ -23,6 +23,7 @@ from tokenrelay.providers.base import (
     ProviderEvent,
     ProviderRequest,
     TextDelta,
+    ToolCall,
     ToolCallPart,
     ToolSpec,
     Usage,
@@ -327,16 +328,19 @@ async def test_json_object_output_parses(local_provider: LocalProvider) -> None:
         assert text_of(events).startswith("{")
 
 
+WEATHER = ToolSpec(
+    name="get_weather",
+    description="Current weather for a city.",
+    parameters={
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 30}},
+        "required": ["city"],
+    },
+)
+
+
 async def test_required_tool_call_is_well_formed(local_provider: LocalProvider) -> None:
-    weather = ToolSpec(
-        name="get_weather",
-        description="Current weather for a city.",
-        parameters={
-            "type": "object",
-            "properties": {"city": {"type": "string", "maxLength": 30}},
-            "required": ["city"],
-        },
-    )
+    weather = WEATHER
     request = ask(
         "What is the weather in Paris?", max_tokens=48, tools=(weather,), tool_choice="required"
     )
@@ -351,15 +355,7 @@ async def test_required_tool_call_is_well_formed(local_provider: LocalProvider) 
 async def test_auto_tool_mode_is_a_tool_call_or_a_streamed_answer(
     local_provider: LocalProvider,
 ) -> None:
-    weather = ToolSpec(
-        name="get_weather",
-        description="Current weather for a city.",
-        parameters={
-            "type": "object",
-            "properties": {"city": {"type": "string", "maxLength": 30}},
-            "required": ["city"],
-        },
-    )
+    weather = WEATHER
     for question in ("What is the weather in Paris?", "Say hello to me."):
         request = ask(question, max_tokens=48, tools=(weather,), tool_choice="auto")
         events = await collect(local_provider, request)
@@ -373,6 +369,34 @@ async def test_auto_tool_mode_is_a_tool_call_or_a_streamed_answer(
         else:
             assert finish.reason in ("stop", "length")
             assert not text_of(events).lstrip().startswith("{")  # the answer, not its JSON
+
+
+async def test_after_the_tool_results_it_answers_from_them(
+    local_provider: LocalProvider,
+) -> None:
+    """`auto` once the turn holds results: a plain answer that ends, not the same call again
+    (which SmolLM2-135M makes when it is shown its tools again)."""
+    call = ToolCall(id="call_1", name="get_weather", arguments={"city": "Paris"})
+    messages = (
+        ChatMessage("user", "What is the weather in Paris?"),
+        ChatMessage("assistant", "", tool_calls=(call,)),
+        ChatMessage("tool", "sunny, 21 degrees", tool_call_id="call_1"),
+    )
+    request = ask("", max_tokens=48, tools=(WEATHER,), tool_choice="auto")
+    events = await collect(local_provider, replace(request, messages=messages))
+    assert not [e for e in events if isinstance(e, ToolCallPart)]
+    assert events[-1] == Finish("stop")
+    assert "sunny" in text_of(events).lower()
+
+
+async def test_a_call_cut_by_max_tokens_is_no_call(local_provider: LocalProvider) -> None:
+    """Cut inside the call: no call, no text, and `length` (OpenAI's `incomplete`)."""
+    request = ask(
+        "What is the weather in Paris?", max_tokens=6, tools=(WEATHER,), tool_choice="required"
+    )
+    events = await collect(local_provider, request)
+    assert not [e for e in events if isinstance(e, ToolCallPart)] and not text_of(events)
+    assert events[-1] == Finish("length")
 
 
 async def test_stop_strings_cut_the_answer_also_across_tokens(

@@ -13,12 +13,14 @@ from tokenrelay.errors import ErrorCode, ProviderError, ValidationError
 from tokenrelay.providers.base import ChatMessage, ToolCall, ToolSpec
 from tokenrelay.providers.chat_template import CHATML_TEMPLATE, render_chat
 from tokenrelay.providers.llama_engine import EngineDone, EngineEvent, EngineText
-from tokenrelay.providers.llama_structured import (
-    AnswerStreamer,
+from tokenrelay.providers.llama_structured import response_format_schema, with_instructions
+from tokenrelay.providers.llama_tools import (
+    ToolReply,
+    call_schema,
+    chosen_tools,
+    may_call,
     parse_tool_call,
-    response_format_schema,
-    tool_schema,
-    with_instructions,
+    tool_constraint,
 )
 from tokenrelay.providers.local import _Mailbox
 from tokenrelay.providers.model_files import (
@@ -59,10 +61,22 @@ def test_chatml_prompt_ends_with_the_assistant_turn() -> None:
     )
 
 
-def test_tool_call_turns_are_shown_in_the_json_form() -> None:
+def test_tool_turns_are_shown_in_the_tool_call_form() -> None:
     call = ToolCall(id="c1", name="get_weather", arguments={"city": "Seoul"})
-    prompt = render_chat(CHATML_TEMPLATE, [ChatMessage("assistant", "", tool_calls=(call,))])
-    assert '{"tool": "get_weather", "arguments": {"city": "Seoul"}}' in prompt
+    prompt = render_chat(
+        CHATML_TEMPLATE,
+        [
+            ChatMessage("assistant", "", tool_calls=(call,)),
+            ChatMessage("tool", "sunny", tool_call_id="c1"),
+        ],
+    )
+    assert prompt == (
+        "<|im_start|>assistant\n"
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "Seoul"}}</tool_call>'
+        "<|im_end|>\n"
+        "<|im_start|>tool\n<tool_response>\nsunny\n</tool_response><|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
 
 
 def test_broken_template_is_a_provider_error() -> None:
@@ -87,52 +101,73 @@ def test_response_formats() -> None:
         response_format_schema({"type": "xml"})
 
 
-def test_tool_schema_branches() -> None:
-    tools = (
-        ToolSpec("a", "A", {"type": "object", "properties": {}}),
-        ToolSpec("b", "B", {"type": "object", "properties": {}}),
-    )
-    auto = tool_schema(tools, "auto")
-    assert len(auto["oneOf"]) == 3  # two tools and the direct answer
-    assert len(tool_schema(tools, "required")["oneOf"]) == 2
-    assert tool_schema(tools, "b")["properties"]["tool"] == {"const": "b"}
+WEATHER = ToolSpec("get_weather", "The weather", {"type": "object", "properties": {}})
+CLOCK = ToolSpec("clock", "The time", {"type": "object", "properties": {}})
+
+
+def test_call_schema_and_chosen_tools() -> None:
+    tools = (WEATHER, CLOCK)
+    assert len(call_schema(chosen_tools(tools, "auto"))["oneOf"]) == 2
+    assert chosen_tools(tools, "required") == list(tools)
+    named = call_schema(chosen_tools(tools, "clock"))
+    assert named["properties"]["name"] == {"const": "clock"}
     with pytest.raises(ValidationError):
-        tool_schema(tools, "c")
+        chosen_tools(tools, "c")
+
+
+def test_which_replies_may_call() -> None:
+    asked = [ChatMessage("user", "weather?")]
+    answered = [*asked, ChatMessage("assistant", ""), ChatMessage("tool", "sunny")]
+    assert may_call(asked, "auto") and may_call(asked, None) and may_call(asked, "required")
+    assert not may_call(asked, "none")
+    # after the turn's results, `auto` answers; a required call is still a call
+    assert not may_call(answered, "auto") and may_call(answered, "required")
+    assert may_call([*answered, ChatMessage("user", "and Busan?")], "auto")
+
+
+def test_tool_constraints() -> None:
+    asked = [ChatMessage("user", "weather?")]
+    assert tool_constraint(asked, (), "auto") is None
+    assert tool_constraint(asked, (WEATHER,), "none") is None
+    auto = tool_constraint(asked, (WEATHER, CLOCK), "auto")
+    assert auto is not None and auto.tool_mode
+    assert auto.grammar.startswith('root ::= "<tool_call>" tr-call "</tool_call>" | tr-answer')
+    assert "Otherwise answer the user directly." in auto.instructions
+    assert '"name": "clock"' in auto.instructions
+    required = tool_constraint(asked, (WEATHER, CLOCK), "get_weather")
+    assert required is not None
+    assert required.grammar.startswith('root ::= "<tool_call>" tr-call "</tool_call>"\n')
+    assert '"clock"' not in required.instructions and "Otherwise" not in required.instructions
 
 
 def test_parse_tool_call() -> None:
-    call = parse_tool_call('{"tool": "get_weather", "arguments": {"city": "Seoul"}}')
+    text = '<tool_call>{"name": "get_weather", "arguments": {"city": "Seoul"}}</tool_call>'
+    call = parse_tool_call(text)
     assert (call.name, call.arguments) == ("get_weather", {"city": "Seoul"})
     assert call.id.startswith("call_")
     with pytest.raises(ProviderError):
-        parse_tool_call('{"tool": "get_wea')
+        parse_tool_call('<tool_call>{"name": "get_wea')
     with pytest.raises(ProviderError):
-        parse_tool_call('{"answer": "hi"}')
+        parse_tool_call('<tool_call>{"answer": "hi"}</tool_call>')
 
 
-def stream_answer(pieces: list[str]) -> tuple[str, str]:
-    streamer = AnswerStreamer()
-    text = "".join(streamer.feed(p) for p in pieces)
-    return text, streamer.state
+def feed(pieces: list[str]) -> tuple[str, ToolReply]:
+    reply = ToolReply()
+    return "".join(reply.feed(p) for p in pieces), reply
 
 
-def test_answer_streams_out_of_its_json_string() -> None:
-    reply = '{ "answer": "Line 1\\nSay \\"hi\\" \\ud83d\\ude00 안녕"}'
-    assert json.loads(reply)["answer"] == 'Line 1\nSay "hi" \U0001f600 안녕'
-    # any split of the reply into pieces decodes to the same text
-    for size in (1, 2, 3, 5, 100):
-        pieces = [reply[i : i + size] for i in range(0, len(reply), size)]
-        assert stream_answer(pieces) == (json.loads(reply)["answer"], "closed")
+def test_an_answer_streams_from_its_first_piece() -> None:
+    text, reply = feed(["", "The weather", " is sunny <b>."])
+    assert text == "The weather is sunny <b>." and reply.kind == "answer"
 
 
-def test_tool_calls_never_stream_text() -> None:
-    reply = '{"tool": "get_weather", "arguments": {"city": "Seoul"}}'
-    assert stream_answer([reply[i : i + 2] for i in range(0, len(reply), 2)]) == ("", "tool")
-
-
-def test_cut_answer_keeps_what_was_decoded() -> None:
-    assert stream_answer(['{"answer": "Hel', "lo wor"]) == ("Hello wor", "answer")
-    assert stream_answer(['{"answer": "a\\', "u00e9"]) == ("aé", "answer")
+def test_a_call_never_streams_text() -> None:
+    call = '<tool_call>{"name": "get_weather", "arguments": {"city": "Seoul"}}</tool_call>'
+    text, reply = feed([call[i : i + 3] for i in range(0, len(call), 3)])
+    assert text == "" and reply.kind == "call" and reply.complete
+    assert reply.call().arguments == {"city": "Seoul"}
+    _, cut = feed(['<tool_call>{"name": "get_weather", "argu'])
+    assert cut.kind == "call" and not cut.complete
 
 
 class FakeConverter:

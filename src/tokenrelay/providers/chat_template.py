@@ -7,7 +7,6 @@ sandboxed Jinja environment, as Hugging Face tokenizers do, with `messages`,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -17,6 +16,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenrelay.errors import ErrorCode, ProviderError
 from tokenrelay.i18n import tr
 from tokenrelay.providers.base import ChatMessage
+from tokenrelay.providers.llama_tools import format_call, format_result
 
 # Used when a GGUF carries no template: ChatML, which SmolLM2 and many small models use.
 CHATML_TEMPLATE = (
@@ -34,13 +34,16 @@ def _raise_exception(message: str) -> NoReturn:
 def message_to_dict(message: ChatMessage) -> dict[str, Any]:
     """One message as the plain dict chat templates expect.
 
-    An assistant turn that asked for tools is shown to the model in the same JSON form the
-    constrained tool mode makes it write (see `llama_structured`), so it sees its own format.
+    An assistant turn that asked for tools is shown to the model in the `<tool_call>` form the
+    constrained tool mode makes it write, and a tool's result inside `<tool_response>` (see
+    `llama_tools`), so it sees its own format.
     """
     content = message.content
-    if message.tool_calls and not content:
-        call = message.tool_calls[0]
-        content = json.dumps({"tool": call.name, "arguments": call.arguments}, ensure_ascii=False)
+    if message.tool_calls:
+        calls = "\n".join(format_call(call) for call in message.tool_calls)
+        content = f"{content}\n{calls}" if content else calls
+    elif message.role == "tool":
+        content = format_result(content)
     out: dict[str, Any] = {"role": message.role, "content": content}
     if message.name is not None:
         out["name"] = message.name

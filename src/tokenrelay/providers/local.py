@@ -16,7 +16,9 @@ Behaviour:
   `provider.cancelled_count` / `provider.stats` (`EngineStats`).
 * `Finish` is "stop" (end-of-turn token), "length" (max_tokens) or "tool_calls"; `Usage` carries
   the real prompt and generated token counts.
-* Structured output and tool calls are grammar-constrained, see `llama_structured`.
+* Structured output and tool calls are grammar-constrained, see `llama_structured` and
+  `llama_tools` (the `<tool_call>` format; a reply that may call a tool is a call or a plain
+  answer, and ends: after the call's end only the end-of-turn token is left).
 * Options in `request.extra["local"]`: `{"seed": int}` to override the configured seed.
 """
 
@@ -56,12 +58,11 @@ from tokenrelay.providers.llama_engine import (
 )
 from tokenrelay.providers.llama_runtime import LlamaRuntime, RuntimeConfig, convert_weights
 from tokenrelay.providers.llama_structured import (
-    AnswerStreamer,
     Constraint,
-    constraint_for,
-    parse_tool_call,
+    format_constraint,
     with_instructions,
 )
+from tokenrelay.providers.llama_tools import ToolReply, tool_constraint
 from tokenrelay.providers.model_files import (
     WeightsKind,
     effective_weights,
@@ -234,7 +235,7 @@ class LocalProvider:
     # -- generation
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
-        constraint = constraint_for(request.response_format, request.tools, request.tool_choice)
+        constraint = _constraint(request)
         messages = request.messages
         messages = with_default_system(messages, self.system_prompt)
         if constraint is not None:
@@ -326,28 +327,33 @@ class _Mailbox:
             queue.put_nowait(event)
 
 
+def _constraint(request: ProviderRequest) -> Constraint | None:
+    """Tools, when a call may be made now; else the `response_format`'s JSON, if any."""
+    constraint = tool_constraint(request.messages, request.tools, request.tool_choice)
+    return constraint or format_constraint(request.response_format)
+
+
 async def _events(
     queue: asyncio.Queue[EngineEvent], constraint: Constraint | None
 ) -> AsyncIterator[ProviderEvent]:
-    """Engine events -> provider events. In tool mode a direct answer streams out of its JSON
-    string while a tool call is buffered and parsed at the end (see `llama_structured`)."""
-    tool_mode = constraint is not None and constraint.tool_mode
-    answer = AnswerStreamer()
-    buffered: list[str] = []
+    """Engine events -> provider events. In tool mode an answer streams from its first token
+    while a call is buffered and parsed at the end; a call cut by max_tokens is no call, and
+    the finish is "length" (see `llama_tools`)."""
+    reply = ToolReply() if constraint is not None and constraint.tool_mode else None
     while True:
         event = await queue.get()
         if isinstance(event, EngineText):
-            if not tool_mode:
+            if reply is None:
                 yield TextDelta(event.text)
                 continue
-            buffered.append(event.text)
-            text = answer.feed(event.text)
+            text = reply.feed(event.text)
             if text:
                 yield TextDelta(text)
         elif isinstance(event, EngineDone):
             reason: Any = event.reason
-            if tool_mode and answer.state == "tool":
-                yield ToolCallPart(parse_tool_call("".join(buffered)))
+            cut = reason == "length" and not (reply is not None and reply.complete)
+            if reply is not None and reply.kind == "call" and not cut:
+                yield ToolCallPart(reply.call())
                 reason = "tool_calls"
             yield Usage(event.prompt_tokens, event.completion_tokens)
             yield Finish(reason)
