@@ -164,7 +164,7 @@ def sign_bits_rows(vectors: Any, queries: Any, rng: np.random.Generator) -> list
 QUESTION_PROBE = """
 import asyncio, json, sys, time
 from tokenrelay.retrieval.embed_local import LocalEmbedder
-questions = json.loads(sys.stdin.read())
+questions, chunks = json.loads(sys.stdin.read())
 model = LocalEmbedder(threads=int(sys.argv[1]))
 asyncio.run(model.embed(["warm up"], kind="query"))
 wall, cpu = [], []
@@ -173,13 +173,16 @@ for q in questions:
     asyncio.run(model.embed([q], kind="query"))
     wall.append(time.perf_counter() - w)
     cpu.append(time.process_time() - c)
-print(json.dumps([wall, cpu]))
+w = time.perf_counter()
+asyncio.run(model.embed(chunks))
+print(json.dumps([wall, cpu, len(chunks) / (time.perf_counter() - w)]))
 """
 
 
 def question_rows(questions: list[str], tokens: float) -> list[str]:
     """The question embedding with 1 and 2 engine threads, each in a fresh process (the
-    engine reads its thread count once per process): wall and CPU time."""
+    engine reads its thread count once per process): wall and CPU time; and one batch of 32
+    eval chunks."""
     import json
     import subprocess
 
@@ -187,18 +190,19 @@ def question_rows(questions: list[str], tokens: float) -> list[str]:
     for threads in (1, 2):
         done = subprocess.run(
             [sys.executable, "-c", QUESTION_PROBE, str(threads)],
-            input=json.dumps(questions),
+            input=json.dumps([questions, eval_chunks()[:32]]),
             capture_output=True,
             text=True,
             check=True,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
         )
-        wall, cpu = json.loads(done.stdout.strip().splitlines()[-1])
+        wall, cpu, rate = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append(
             f"| question embedding, local model, {threads} thread{'s' if threads > 1 else ''}"
             f" (passive wait), {tokens:.0f} tokens on average | {ms(wall)}; CPU p50"
             f" {statistics.median(cpu) * 1000:.1f} ms"
-            f" ({statistics.median(cpu) * 1000 / tokens:.1f} ms per token) |"
+            f" ({statistics.median(cpu) * 1000 / tokens:.1f} ms per token); a batch of 32 eval"
+            f" chunks in the same process: {rate:.1f} chunks/s |"
         )
         print(rows[-1], flush=True)
     return rows
