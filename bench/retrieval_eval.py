@@ -154,6 +154,13 @@ async def main() -> None:
                         f"| PostgreSQL | {'on' if rerank else 'off'} | {lang} |"
                         f" {scores[lang].line()} |"
                     )
+            pg.postings_budget = STRESS_BUDGET  # type: ignore[attr-defined]
+            scores = await evaluate(pg, questions, args.misses)
+            for lang in ("ko", "en"):
+                rows.append(
+                    f"| PostgreSQL, bounded to {STRESS_BUDGET} postings | off | {lang} |"
+                    f" {scores[lang].line()} |"
+                )
         finally:
             await drop_schema(pg, schema)
             await pg.close()

@@ -359,10 +359,9 @@ async def main() -> None:
             *(
                 [
                     "",
-                    "PostgreSQL's p95 is its `pg_trgm` fallback, which runs when full text finds"
-                    " fewer than top_k chunks (a third of these queries hold words that are"
-                    " rare or absent at 10,000 chunks); on this corpus of random syllables"
-                    " every trigram is common, so the trigram index barely narrows the scan.",
+                    "PostgreSQL's search at 100,000 chunks, lexical and hybrid, with the SQLite"
+                    " store as the baseline in the same run, is measured by"
+                    " bench/postgres_speed.py (`postgres-speed` below).",
                 ]
                 if postgres
                 else []

@@ -129,6 +129,25 @@ async def test_the_ui_regenerate_stops_the_running_answer_instead(live_server: A
     assert old["status"] == "interrupted" and new["versions"] == [old["id"]]
 
 
+async def test_the_ui_edit_stops_the_running_answer_too(live_server: Any) -> None:
+    """useChat's edit (`submit-message` with the `messageId` of the message being answered)
+    replaces the answer being written, like its regenerate."""
+    async with (
+        live_server(disconnect_grace_s=30) as srv,
+        httpx.AsyncClient(base_url=srv.url, timeout=30) as client,
+    ):
+        stream_id = await running(client, "/api/ui/chat", ui_body("busy-e", "q", options=STALL))
+        edit = {**ui_body("busy-e", "q'", options=reply("new")), "messageId": "u1"}
+        response = await client.post("/api/ui/chat", json=edit)
+        info = (await client.get("/api/sessions/busy-e")).json()
+    assert response.status_code == 200 and text_of(chunks_of(response.text)) == "new"
+    marks = [(m["role"], m["superseded"]) for m in info["messages"]]
+    assert marks == [("user", True), ("assistant", True), ("user", False), ("assistant", False)]
+    assert [m["content"] for m in info["messages"][2:]] == ["q'", "new"]
+    assert info["messages"][1]["metadata"]["stream_id"] == stream_id
+    assert info["messages"][1]["status"] == "interrupted"
+
+
 async def test_one_turn_at_a_time_across_two_replicas(
     live_server: Any, redis_settings: dict[str, Any], postgres_settings: dict[str, Any]
 ) -> None:

@@ -153,7 +153,11 @@ async def test_tools_with_progress_and_a_failing_tool(live_server: Any) -> None:
     # reloaded: one assistant UIMessage with both rounds, the tools with their outputs
     answer = loaded[1]
     kinds = [p["type"] for p in answer["parts"]]
-    assert kinds == ["step-start", "tool-steps", "tool-boom", "step-start", "text"]
+    assert kinds == [
+        *("step-start", "tool-steps", "tool-boom", "data-tool-progress"),
+        *("step-start", "text"),
+    ]
+    assert answer["parts"][3] == progress[-1]  # the call's last progress, where it was shown
     steps_part, boom_part = answer["parts"][1], answer["parts"][2]
     assert steps_part["state"] == "output-available" and steps_part["output"] == {"steps": 2}
     assert steps_part["input"] == {"count": 2} and steps_part["toolCallId"] == "call-s"

@@ -1,7 +1,9 @@
 """useChat's backend read by the AI SDK itself (issue #21): a real `tokenrelay serve` process,
 and tests/js/ui_chat.mjs driving it with `DefaultChatTransport` (whose `uiMessageChunkSchema`
 validates every chunk), `readUIMessageStream`, `validateUIMessages` and the `Chat` class that
-`useChat` wraps: text, tools with progress, sources, the planner, errors, abort and resume."""
+`useChat` wraps: text, tools with progress, sources, the planner, errors, abort and resume; the
+chat reloaded from `/messages` shows the parts the live stream showed; an edit of an earlier
+message (`sendMessage({ text, messageId })`)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ def test_the_ai_sdk_reads_our_ui_message_stream(tmp_path: Path) -> None:
         env={"PYTHONPATH": pythonpath},
         provider="scripted",
         tool_modules=json.dumps(["tests.tools.sample_tools"]),
+        max_tool_rounds=1,  # a runaway tool loop is stopped after one round, with a status
         weather_base_url="http://127.0.0.1:9",  # the planner's weather lookup fails at once
         geocoding_base_url="http://127.0.0.1:9",
     ) as server:
@@ -50,7 +53,23 @@ def test_the_ai_sdk_reads_our_ui_message_stream(tmp_path: Path) -> None:
     progress = next(p for p in tools["parts"] if p["type"] == "data-tool-progress")
     assert progress["id"] == "call-s" and progress["data"]["message"] == "step 2 of 2"
     stored_kinds = [p["type"] for p in tools["stored"][1]["parts"]]
-    assert stored_kinds == ["step-start", "tool-steps", "tool-boom", "step-start", "text"]
+    assert stored_kinds == [
+        *("step-start", "tool-steps", "tool-boom", "data-tool-progress"),
+        *("step-start", "text"),
+    ]
+    # a page that reloads after the answer shows what it showed live: the same parts, in order
+    for case in ("text", "tools", "status", "sources", "errors", "abort"):
+        reloaded = seen[case]["reloaded"]
+        assert reloaded["stored"] == reloaded["live"], case
+        assert reloaded["id"] == reloaded["liveId"], case
+    status_kinds = [p["type"] for p in seen["status"]["reloaded"]["stored"]]
+    assert status_kinds == [
+        *("step-start", "tool-steps", "data-tool-progress"),
+        *("step-start", "tool-steps", "data-status"),
+    ]
+    progress_stored = seen["status"]["reloaded"]["stored"][2]["data"]
+    assert progress_stored["message"] == "step 3 of 3"  # the last one, as the page showed it
+    assert "Stopped after 1 rounds" in seen["status"]["reloaded"]["stored"][-1]["data"]["message"]
 
     sources = seen["sources"]
     assert sources["parts"][0]["type"] == "source-url"
@@ -91,3 +110,24 @@ def test_the_ai_sdk_reads_our_ui_message_stream(tmp_path: Path) -> None:
     assert regenerate["roles"] == ["user", "assistant"]
     assert regenerate["text"] == "fresh answer"
     assert regenerate["stored"] == ["user", "assistant"]
+
+    edit = seen["edit"]
+    # the page named the message by its own id: cut back to it, its text replaced, answered
+    assert edit["live"]["texts"] == ["first question, edited", "edited"]
+    assert edit["live"]["status"] == "ready" and edit["live"].get("error") is None
+    assert edit["ourId"] != edit["pageId"]  # after a reload: our id, from /messages
+    assert edit["reloaded"]["texts"] == ["edited again", "again"]
+    assert edit["reloaded"]["status"] == "ready"
+    assert edit["stored"] == ["edited again", "again"]
+    current = [m["content"] for m in edit["history"] if not m["superseded"]]
+    assert current == ["edited again", "again"]
+    kept = [m["content"] for m in edit["history"] if m["superseded"]]
+    assert kept == [
+        *("first question", "first answer", "second question", "second answer"),
+        *("first question, edited", "edited"),
+    ]
+    unknown = edit["unknown"]
+    assert unknown["status"] == 422
+    assert unknown["body"]["code"] == "VALIDATION_ERROR"
+    assert unknown["body"]["details"] == {"param": "messageId"}
+    assert "수정할 수 있는 사용자 메시지가 아닙니다" in unknown["body"]["message"]

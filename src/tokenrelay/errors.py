@@ -12,7 +12,7 @@ one terminal `error` event.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from tokenrelay.i18n import localize, tr
 
@@ -170,4 +170,30 @@ def internal_error(exc: BaseException) -> TokenRelayError:
         suggestion=tr("retry; if it keeps happening, report the trace id"),
         code=ErrorCode.INTERNAL_ERROR,
         retryable=True,
+    )
+
+
+ASK_THE_OPERATOR = tr("try again later; if it keeps failing, tell whoever runs the server")
+
+_E = TypeVar("_E", bound=TokenRelayError)
+
+
+def misconfigured(
+    kind: type[_E],
+    message: str,
+    operator: str,
+    *,
+    suggestion: str = ASK_THE_OPERATOR,
+    code: ErrorCode | None = None,
+    retryable: bool = False,
+) -> _E:
+    """An error only the server's operator can fix (a package, a setting, a file): the user
+    is told what does not work in their language (`message`, a `tr` message); the fix goes to
+    `details["operator"]`, in English, which the start-up log and the CLI print."""
+    return kind(
+        message,
+        suggestion=suggestion,
+        code=code,
+        retryable=retryable,
+        details={"operator": operator},
     )

@@ -115,7 +115,15 @@ class ToolResultEvent(_Event):
     call_id: str
     tool: str
     result: Any = None
-    error: str | None = None
+    error: str | None = None  # in the user's language
+    # a failure's stable code (tools/runner.py `Outcome`): error, timeout, invalid_arguments,
+    # unknown_tool, bad_result, limit; left out of the JSON when the call succeeded
+    error_code: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_no_code(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return _without_nones(data, ("error_code",))
 
 
 class CompleteEvent(_Event):

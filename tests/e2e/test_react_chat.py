@@ -2,7 +2,8 @@
 against a real `tokenrelay serve`: built here with esbuild from the pinned packages, served
 from another origin (CORS), and driven as a person would: the answer streams, tool progress
 and sources show, Stop stops the server's stream, a reload mid-answer resumes it with nothing
-lost or repeated, Regenerate replaces the answer, and Korean round-trips."""
+lost or repeated, Regenerate replaces the answer, Edit says an earlier message again, and
+Korean round-trips."""
 
 from __future__ import annotations
 
@@ -81,6 +82,10 @@ def _answers(page: Any) -> list[str]:
     return [str(t) for t in page.locator(".assistant").all_text_contents()]
 
 
+def _questions(page: Any) -> list[str]:
+    return [str(t) for t in page.locator(".user p").all_text_contents()]
+
+
 def _ready(page: Any) -> None:
     page.wait_for_selector("[data-status=ready]")
 
@@ -103,7 +108,7 @@ def test_a_reload_mid_answer_resumes_it_with_nothing_lost_or_repeated(
     page.reload()
     page.wait_for_selector(".assistant p")
     _ready(page)
-    assert page.locator(".user").all_text_contents() == ["긴 답을 주세요"]
+    assert _questions(page) == ["긴 답을 주세요"]
     assert _answers(page) == [reply]  # one answer, whole, nothing twice
     page.screenshot(path=str(ARTIFACTS / "react_chat_resumed.png"))
     page.reload()  # finished: the stored chat shows it, and the resume finds nothing to do
@@ -179,8 +184,37 @@ def test_regenerate_replaces_the_answer_and_korean_round_trips(
     assert _answers(page) == ["서울의 궁궐은 다섯 곳입니다."]
     page.reload()
     _ready(page)
-    assert page.locator(".user").all_text_contents() == ["서울에 궁궐이 몇 개 있나요?"]
+    assert _questions(page) == ["서울에 궁궐이 몇 개 있나요?"]
     assert _answers(page) == ["서울의 궁궐은 다섯 곳입니다."]
     history = httpx.get(f"{server.url}/api/sessions/react-regen", timeout=30).json()["messages"]
     superseded = [m for m in history if m["metadata"].get("superseded")]
     assert [m["role"] for m in superseded] == ["assistant"]
+
+
+def test_edit_says_an_earlier_message_again(page: Any, app: tuple[str, ServerProcess]) -> None:
+    _, server = app
+    page.goto(_url(app, "react-edit", {"scripted": {"reply": "답입니다."}}))
+    _ready(page)
+    for question in ("첫 질문", "둘째 질문"):
+        _send(page, question)
+        page.wait_for_function(
+            "(n) => document.querySelectorAll('.assistant p').length === n"
+            " && document.querySelector('[data-status=ready]') !== null",
+            arg=1 if question == "첫 질문" else 2,
+        )
+    page.locator(".user").first.get_by_role("button", name="Edit").click()
+    assert page.input_value("input[name=q]") == "첫 질문"
+    page.fill("input[name=q]", "고친 질문")
+    page.press("input[name=q]", "Enter")
+    page.wait_for_function(
+        "() => document.querySelectorAll('.user').length === 1"
+        " && document.querySelectorAll('.assistant p').length === 1"
+        " && document.querySelector('[data-status=ready]') !== null"
+    )
+    assert _questions(page) == ["고친 질문"] and _answers(page) == ["답입니다."]
+    page.reload()
+    _ready(page)
+    assert _questions(page) == ["고친 질문"] and _answers(page) == ["답입니다."]
+    history = httpx.get(f"{server.url}/api/sessions/react-edit", timeout=30).json()["messages"]
+    current = [m["content"] for m in history if not m["metadata"].get("superseded")]
+    assert current == ["고친 질문", "답입니다."]

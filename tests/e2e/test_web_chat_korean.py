@@ -43,6 +43,21 @@ def test_an_error_from_the_server_in_korean(page: Any, web_server: ServerProcess
     assert "해결 방법:" in shown
 
 
+def test_a_failed_tool_in_korean(page: Any, web_server: ServerProcess) -> None:
+    """A tool's failure is shown in the page's language; the tool card's labels too."""
+    calls = [{"name": "calculate", "arguments": {"expression": "1/0"}}]
+    options = {"scripted": {"tool_calls": calls, "reply": "0으로는 나눌 수 없어요."}}
+    page.goto(page_url(web_server, options, lang="ko"))
+    page.wait_for_selector("html[data-lang-ready]", state="attached")
+    send(page, "1 나누기 0은?")
+    wait_finished(page)
+    card = page.locator('.tool[data-state="failed"]')
+    assert card.locator(".tool-state").text_content() == "실패"
+    assert card.locator(".tool-result").text_content() == "오류: 0으로 나눌 수 없습니다"
+    assert page.locator(".regenerate").text_content() == "다시 만들기"
+    assert page.locator(".message.user .edit").text_content() == "고치기"
+
+
 def test_lang_en_keeps_the_page_in_english(page: Any, web_server: ServerProcess) -> None:
     page.goto(page_url(web_server, {"scripted": {"reply": "hi"}}, lang="en"))
     assert page.text_content("#send") == "Send"

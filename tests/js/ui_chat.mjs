@@ -58,6 +58,14 @@ async function loaded(chatId) {
   return validateUIMessages({ messages }); // the SDK's own check of our stored chat
 }
 
+// the answer's parts as the page showed them live (rebuilt by readUIMessageStream) and as it
+// shows them after a reload (from /messages), as JSON: the test checks they are the same
+async function shownTwice(chatId, live) {
+  const stored = (await loaded(chatId)).at(-1);
+  const plain = value => JSON.parse(JSON.stringify(value));
+  return { id: stored.id, liveId: live.id, live: plain(live.parts), stored: plain(stored.parts) };
+}
+
 // 1. text
 {
   const got = await read(
@@ -69,6 +77,7 @@ async function loaded(chatId) {
     metadata: got.message.metadata,
     types: got.types,
     stored: await loaded('node-text'),
+    reloaded: await shownTwice('node-text', got.message),
   };
 }
 
@@ -81,7 +90,21 @@ async function loaded(chatId) {
   const got = await read(
     await send('node-tools', 'go', { scripted: { tool_calls: calls, reply: 'Done.' } }),
   );
-  out.tools = { parts: got.message.parts, types: got.types, stored: await loaded('node-tools') };
+  out.tools = {
+    parts: got.message.parts,
+    types: got.types,
+    stored: await loaded('node-tools'),
+    reloaded: await shownTwice('node-tools', got.message),
+  };
+}
+
+// 2b. a runaway tool loop stopped by the server (max_tool_rounds 1): a status after the tools
+{
+  const calls = [{ name: 'steps', arguments: { count: 3 } }];
+  const got = await read(
+    await send('node-status', 'loop', { scripted: { tool_calls: calls, tool_rounds: 3 } }),
+  );
+  out.status = { reloaded: await shownTwice('node-status', got.message) };
 }
 
 // 3. sources
@@ -105,6 +128,7 @@ async function loaded(chatId) {
   out.sources = {
     parts: got.message.parts.filter(p => p.type.startsWith('source-')),
     stored: await loaded('node-rag'),
+    reloaded: await shownTwice('node-rag', got.message),
   };
 }
 
@@ -166,6 +190,7 @@ async function loaded(chatId) {
     text: textOf(got.message),
     metadata: got.message.metadata,
     types: got.types,
+    reloaded: await shownTwice('node-err', got.message),
   };
 }
 
@@ -196,6 +221,7 @@ async function loaded(chatId) {
     text: textOf(got.message),
     after: await transport.reconnectToStream({ chatId: 'node-stop' }),
     stored: await loaded('node-stop'),
+    reloaded: await shownTwice('node-stop', got.message),
   };
 }
 
@@ -236,6 +262,43 @@ async function loaded(chatId) {
     roles: chat.messages.map(m => m.role),
     text: textOf(chat.messages.at(-1)),
     stored: (await loaded('node-resume')).map(m => m.role),
+  };
+}
+
+// 8. edit: useChat's sendMessage({ text, messageId }) on an earlier user message, first with
+//    the page's own id (it never loaded the chat), then with ours after a reload
+{
+  const reply = text => ({ body: { options: { scripted: { reply: text } } } });
+  const chat = new Chat({ id: 'node-edit', transport });
+  await chat.sendMessage({ text: 'first question' }, reply('first answer'));
+  await chat.sendMessage({ text: 'second question' }, reply('second answer'));
+  const pageId = chat.messages[0].id;
+  await chat.sendMessage({ text: 'first question, edited', messageId: pageId }, reply('edited'));
+  const live = { texts: chat.messages.map(textOf), status: chat.status, error: chat.error };
+  const reloaded = new Chat({ id: 'node-edit', messages: await loaded('node-edit'), transport });
+  const ourId = reloaded.messages[0].id;
+  await reloaded.sendMessage({ text: 'edited again', messageId: ourId }, reply('again'));
+  const history = await (await fetch(`${base}/api/sessions/node-edit`)).json();
+  // a messageId the chat does not know: the exact body useChat sends for an edit
+  const unknown = await fetch(api, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      id: 'node-edit',
+      messages: [user('x', 'not-a-message')],
+      trigger: 'submit-message',
+      messageId: 'not-a-message',
+      options: { locale: 'ko' },
+    }),
+  });
+  out.edit = {
+    pageId,
+    ourId,
+    live,
+    reloaded: { texts: reloaded.messages.map(textOf), status: reloaded.status },
+    stored: (await loaded('node-edit')).map(textOf),
+    history: history.messages.map(m => ({ content: m.content, superseded: !!m.metadata.superseded })),
+    unknown: { status: unknown.status, body: await unknown.json() },
   };
 }
 

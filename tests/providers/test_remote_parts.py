@@ -152,10 +152,12 @@ def test_error_messages_say_the_fix() -> None:
     assert "http" not in down.suggestion  # the address is for the operator, not the user
     missing = missing_key("GEMINI_API_KEY", also="GOOGLE_API_KEY")
     assert missing.code is ErrorCode.PROVIDER_AUTH
-    assert missing.message == (
-        "no GEMINI_API_KEY: set it (or TOKENRELAY_GEMINI_API_KEY, GOOGLE_API_KEY), "
-        "or choose --provider local"
+    assert missing.message == "this model provider is not set up on this server"
+    assert missing.details["operator"] == (
+        "no GEMINI_API_KEY: set it (or TOKENRELAY_GEMINI_API_KEY, GOOGLE_API_KEY) before "
+        "starting tokenrelay, or choose --provider local"
     )
+    assert "GEMINI" not in missing.message + missing.suggestion  # the key is the operator's
 
 
 def test_json_formats() -> None:

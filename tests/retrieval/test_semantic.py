@@ -423,8 +423,9 @@ async def test_openai_compatible_server_embeds_for_the_index(tmp_path: Path) -> 
             assert await index.count("nomic-embed-text") == (2, 2)
 
             server.fail_with = 503
-            with pytest.raises(EmbeddingFailed, match="503"):
+            with pytest.raises(EmbeddingFailed) as failed:
                 await ingest_text(hybrid, "# Tea\n\nSteep green tea for two minutes.\n")
+            assert "503" in failed.value.details["operator"]  # the user is told it does not work
             assert await store.count() == (2, 2)  # nothing of the failed document was written
         finally:
             await hybrid.close()
@@ -477,9 +478,9 @@ async def test_an_upload_streams_embedding_progress_and_a_failure_writes_nothing
                 headers=stream,
             )
             [(kind, error)] = [e for e in sse_events(failed.text) if e[0] != "progress"]
-            assert (
-                kind == "error" and error["code"] == "PROVIDER_ERROR" and "503" in error["message"]
-            )
+            assert kind == "error" and error["code"] == "PROVIDER_ERROR"
+            assert "503" in error["details"]["operator"]  # the user: it does not work now
+            assert "TOKENRELAY" not in error["message"] + error["suggestion"]
             listed = (await client.get("/api/documents")).json()
             assert listed["total"] == 1 and listed["total_chunks"] == chunks  # no trace of tea
             # without the header: one JSON answer, as before

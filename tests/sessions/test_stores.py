@@ -267,3 +267,36 @@ async def test_edit_continues_from_the_edited_message(store: SessionStore) -> No
     assert sent == ["q1, better", "a1''", "q3"]
     old = next(m for m in await store.messages("edit-1") if m.content == "a1'")
     assert old.metadata["superseded_by"] == again.assistant_message_id
+
+
+async def test_a_user_messages_metadata_is_kept(store: SessionStore) -> None:
+    """`user_metadata` (the id a useChat page gave the message, `ui_id`) on a new session's
+    first turn, a later turn and an edit (with `edit_of`); an answer's `shown` events come back
+    as they were written, in order."""
+    planned = await store.start_turn(None, "q0", owner="a", user_metadata={"ui_id": "p0"})
+    one = await store.start_turn(
+        "meta-1", "q1", owner="a", create=True, user_metadata={"ui_id": "p1"}
+    )
+    shown = [
+        {
+            "round": 0,
+            "event": {"type": "tool_progress", "call_id": "c", "tool": "t", "message": "2"},
+        },
+        {"round": 1, "event": {"type": "status", "message": "다 됐습니다"}},
+    ]
+    await store.finish_turn(one.assistant_message_id, "a1", "complete", {"shown": shown})
+    two = await store.start_turn("meta-1", "q2", owner="a")
+    await store.finish_turn(two.assistant_message_id, "a2", "complete")
+    edited = await store.start_edit(
+        "meta-1", one.user_message_id, "q1'", owner="a", user_metadata={"ui_id": "p1"}
+    )
+    first = await store.messages(planned.session_id)
+    assert first[0].metadata == {"ui_id": "p0"}
+    stored = {m.id: m for m in await store.messages("meta-1")}
+    assert stored[one.user_message_id].metadata["ui_id"] == "p1"
+    assert stored[one.assistant_message_id].metadata["shown"] == shown
+    assert "ui_id" not in stored[two.user_message_id].metadata  # none given
+    assert stored[edited.user_message_id].metadata == {
+        "ui_id": "p1",
+        "edit_of": one.user_message_id,
+    }

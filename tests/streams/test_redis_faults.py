@@ -191,7 +191,7 @@ async def test_redis_restart_without_persistence_mid_stream(own: OwnRedis) -> No
         await a.create("done-before", owner="k1", session_id="s0")
         a.emit("done-before", TokenEvent(content="old", index=0))
         a.emit("done-before", done_event(1))
-        await a.create("live", owner="k1", session_id="s1")
+        await a.create("live", owner="k1", session_id="s1", locale="ko")
         for i in range(5):
             a.emit("live", TokenEvent(content=f"t{i}", index=i))
         await a.flush()
@@ -225,6 +225,8 @@ async def test_redis_restart_without_persistence_mid_stream(own: OwnRedis) -> No
                 return info is not None and info.owner == "k1" and info.session_id == session_id
 
             await _until(owned)
+        live = await b.info("live")
+        assert live is not None and live.locale == "ko"  # its language, written again too
         replay = await Follower(b, "live").end()
         assert replay == events
         assert [e.type for e in await Follower(b, "done-before").end()] == ["token", "done"]

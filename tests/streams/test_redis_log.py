@@ -116,6 +116,35 @@ async def test_vanished_writer_ends_remote_reads_with_a_retryable_error(redis_se
         await b.aclose()
 
 
+async def test_a_reader_ends_a_stream_in_the_streams_language(redis_settings) -> None:
+    """The error a reader writes itself (the owner gone) is in the language of the request
+    that started the stream, which the log keeps, not in the reading request's."""
+    from tokenrelay.i18n import set_locale
+    from tokenrelay.server.resume import in_the_streams_language
+
+    a, b = await _pair(redis_settings)
+    try:
+        await a.create("s6", owner=None, session_id=None, locale="ko")
+        a.emit("s6", TokenEvent(content="x", index=0))
+        await a.flush()
+        await a._redis.delete(a._k("alive", "s6"))  # the writer's process died
+        info = await b.info("s6")
+        assert info is not None and info.locale == "ko"
+
+        async def resume_in_english() -> list[Any]:
+            set_locale("en")  # the reading request's Accept-Language
+            in_the_streams_language(info)  # what the resume route does
+            return [env async for env in b.read("s6")]
+
+        events = await asyncio.create_task(resume_in_english())  # its own copy of the context
+        error = ErrorEvent.model_validate_json(events[-1].data)
+        assert error.code == "BACKEND_UNAVAILABLE"
+        assert error.message == "답변을 만들던 서버가 답변을 끝내기 전에 멈췄습니다", error
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
 async def test_unreachable_redis_is_a_clear_backend_error() -> None:
     with pytest.raises(BackendUnavailable) as info:
         await RedisStreamLog.connect("redis://127.0.0.1:1/0")

@@ -1,4 +1,5 @@
 import { useChat } from '@ai-sdk/react';
+import { useState } from 'react';
 import { stopAnswer, transport } from './tokenrelay';
 
 // render <Chat> once loadMessages(chatId) has resolved: `messages` is read at mount
@@ -10,6 +11,7 @@ export function Chat({ chatId, initialMessages }) {
     resume: true, // on mount: GET /api/ui/chat/{chatId}/stream (204: nothing to resume)
   });
   const busy = status === 'submitted' || status === 'streaming';
+  const [editing, setEditing] = useState(null); // the user message being edited: { id, text }
   return (
     <div data-status={status}>
       {messages.map(message => (
@@ -19,19 +21,27 @@ export function Chat({ chatId, initialMessages }) {
             if (part.type === 'data-tool-progress') return <small key={i}>{part.data.message}</small>;
             if (part.type === 'source-url') return <a key={i} href={part.url}>{part.title}</a>;
             if (part.type === 'source-document') return <cite key={i}>{part.title}</cite>;
+            if (part.type === 'data-status') return <small key={i}>{part.data.message}</small>;
             if (part.type === 'data-progress') return <progress key={i} max={100} value={part.data.progress} />;
             if (part.type.startsWith('tool-')) return <code key={i}>{part.type.slice(5)}: {part.state}</code>;
             return null;
           })}
+          {message.role === 'user' && !busy && (
+            <button onClick={() => setEditing({ id: message.id, text: message.parts[0].text })}>
+              Edit
+            </button>
+          )}
         </div>
       ))}
       <form onSubmit={event => {
         event.preventDefault();
         const input = event.currentTarget.elements.q;
-        sendMessage({ text: input.value });
+        // with a messageId: that message is edited, the chat cut back to it and answered anew
+        sendMessage({ text: input.value, messageId: editing?.id });
+        setEditing(null);
         input.value = '';
       }}>
-        <input name="q" disabled={busy} />
+        <input name="q" key={editing?.id} defaultValue={editing?.text} disabled={busy} />
       </form>
       {busy && <button onClick={() => { stop(); stopAnswer(chatId); }}>Stop</button>}
       {!busy && messages.length > 0 && <button onClick={() => regenerate()}>Regenerate</button>}

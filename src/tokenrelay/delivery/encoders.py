@@ -33,6 +33,8 @@ _tuple_new = tuple.__new__  # a named tuple without its Python-level `__new__` (
 class Encoder:
     """A wire format of our events. Subclasses write `frames`; `pairs` defaults to it."""
 
+    __slots__ = ()  # a subclass with slots of its own makes no dict per response
+
     # True while the first frames are not made yet: the reader writes those itself (through
     # the response's `send`), not a pusher; a format whose first frame is special says so
     fresh = False

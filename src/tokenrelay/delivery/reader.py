@@ -14,7 +14,11 @@ subscription, has its encoder make bytes of them, and writes them to its sink:
 - a slow reader is bounded: a connection that stops draining for `write_timeout_s`, or holds
   more than `max_connection_buffer_bytes` unsent, is closed (`direct_write.WriteWatch`); the
   client resumes with Last-Event-ID;
-- an open reading holds a slot of `max_open_streams` (`ReaderSlots`).
+- an open reading holds a slot of `max_open_streams` (`ReaderSlots`);
+- the response start is its first step (`starter`); a new stream's start may be held until
+  its first event but `metadata`, for up to `start_wait_s`, so that an `error` known before
+  any output is answered as the HTTP error of its code. The hold is the loop's own wait, on
+  the heartbeat's timer: a stream whose model has not begun holds nothing more for it.
 
 Collectors that want the events rather than bytes (the JSON endpoints) use `read_events`,
 which attaches and detaches the same way.
@@ -130,6 +134,7 @@ class Reader:
         "_attachment",
         "_encoder",
         "_gone",
+        "_holding",
         "_left",
         "_ping_due",
         "_pusher",
@@ -159,6 +164,7 @@ class Reader:
         *,
         after_seq: int = 0,
         on_close: Callable[[], Awaitable[None]] | None = None,
+        start_wait_s: float = 0.0,
     ) -> None:
         self._stream_id = stream_id
         self._after = after_seq
@@ -170,9 +176,12 @@ class Reader:
         self._ping_due = False
         self._left = False
         self.listener: asyncio.Task[None] | None = None
-        # the response start, the first thing `follow` does (the response's: server/sse.py);
-        # False from it: the response was answered otherwise (an early error), nothing to send
-        self.starter: Callable[[], Awaitable[bool]] | None = None
+        # the response start, the first thing `follow` does (the response's: server/sse.py):
+        # called with None for the stream's own start, or with the stream's `error` when that
+        # came before any output (then the response is that error, and nothing follows)
+        self.starter: Callable[[Envelope | None], Awaitable[None]] | None = None
+        # the start waits for the first event (or `start_wait_s`, on the heartbeat's timer)
+        self._holding = start_wait_s > 0
         self.unwatch: Callable[[], None] | None = sink.watch_disconnect(self.gone)
         # called once when the reading ends: a per-client reading slot goes back
         self.on_close = on_close
@@ -189,7 +198,8 @@ class Reader:
             slots.riders.add(stream_id)
         else:
             slots.count += 1
-        self._timer = timers.call_later(services.settings.heartbeat_s, self._ping)
+        wait = start_wait_s if self._holding else services.settings.heartbeat_s
+        self._timer = timers.call_later(wait, self._ping)
 
     @property
     def watched(self) -> bool:
@@ -239,6 +249,24 @@ class Reader:
         watch.arm()  # a close (over the bound, now or later) ends the drain: uvicorn's
         await writer.drain()  # `connection_lost` resumes writing and reports the disconnect
 
+    async def _start(self, error: Envelope | None) -> None:
+        """The response start (or, with `error`, the whole response); then, unless an error
+        answered, the heartbeat's timer and the direct sink."""
+        if self._holding:
+            self._holding = False
+            self._ping_due = False
+            self._timer.cancel()
+            if error is None:
+                self._timer = timers.call_later(self._services.settings.heartbeat_s, self._ping)
+        starter = self.starter
+        if starter is not None:
+            # called from the slot, not kept in a local: the starter holds the middleware
+            # chain's `send`, which the reading must not keep for the whole stream
+            self.starter = None
+            await starter(error)
+        if error is None:
+            self._sink.started()
+
     def _ping(self) -> None:
         self._ping_due = True
         self._sub.wake()
@@ -251,18 +279,29 @@ class Reader:
         """Send the stream until its terminal event, the client leaving, or a release."""
         try:
             sub, sink, encoder = self._sub, self._sink, self._encoder
-            if self.starter is not None:
-                # called from the slot, not a local: the starter holds the middleware chain's
-                # `send`, which this frame must not keep for the whole stream
-                started = await self.starter()
-                self.starter = None
-                if not started:
-                    return
-                sink.started()
+            if not self._holding:
+                await self._start(None)
             writer = sink.writer
             pusher: Pusher | None = None
-            after = self._after
+            after = peek = self._after
             while not self._gone:
+                if self._holding:  # the start waits for the first event but `metadata`
+                    # its type only (`pairs`): no envelopes of a backlog read again once started
+                    kind = sub.pairs(peek, 1)
+                    while kind and kind[0] == "metadata":
+                        peek += 1
+                        kind = sub.pairs(peek, 1)
+                    if not kind and not (sub.done or self._ping_due):
+                        await sub.waiter()
+                        continue
+                    if kind and kind[0] == "error":
+                        self._attachment.finished = True
+                        await self._start(sub.take(peek)[0])  # the answer is that error
+                        return
+                    del kind
+                    await self._start(None)
+                    writer = sink.writer
+                    continue
                 if writer is not None and writer.write_paused:
                     # backed up: nothing more is encoded until the socket drains (or the
                     # connection is closed for not draining, which ends the loop as gone)
@@ -308,6 +347,8 @@ class Reader:
                         await sink.write(encoder.ping())
                     heartbeat = self._services.settings.heartbeat_s
                     self._timer = timers.call_later(heartbeat, self._ping)
+            if self._holding:  # left while the start waited: a start, for the server's sake
+                await self._start(None)
             if not self._gone:
                 await sink.close()
         except OSError:

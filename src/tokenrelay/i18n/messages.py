@@ -40,36 +40,17 @@ def tr(msgid: str, /, **params: Any) -> Msg:
 def localize(text: str, locale: str | None = None) -> str:
     """`text` in `locale` (default: the current one, `current.current_locale`).
 
-    A `Msg` is formatted from its catalogue entry, its params localized too; a plain `str`
-    is looked up as a msgid as it is (a constant message from code that does not mark its
-    own) and stays as it is when the catalogue does not have it."""
-    lang = locale or current_locale()
-    if lang == DEFAULT_LOCALE and not isinstance(text, Msg):
-        return text
-    catalogue = translation(lang)
+    A `Msg` is formatted from its catalogue entry, its params localized too. A plain `str`
+    is not ours to translate (a tool plugin's own text, an upstream's message) and stays as
+    it is: every message of this code is marked with `tr` where it is made."""
     if not isinstance(text, Msg):
-        return _localize_plain(text, catalogue)
+        return text
+    lang = locale or current_locale()
     if lang == DEFAULT_LOCALE and not any(isinstance(v, Msg) for v in text.params.values()):
         return str.__str__(text)
     params = {k: localize(v, lang) if isinstance(v, Msg) else v for k, v in text.params.items()}
-    template = catalogue.gettext(text.msgid)
+    template = translation(lang).gettext(text.msgid)
     try:
         return template.format(**params) if params else template
     except (KeyError, IndexError, ValueError):  # a broken translation: the English one
         return text.msgid.format(**params)
-
-
-def _localize_plain(text: str, catalogue: Any) -> str:
-    if not text:
-        return text
-    found: str = catalogue.gettext(text)
-    if found is not text and found != text:
-        return found
-    from tokenrelay.i18n.external import match_template, plain_fields
-
-    matched = match_template(text)
-    if matched is None:
-        return text
-    msgid, values = matched
-    translated: str = catalogue.gettext(msgid)
-    return plain_fields(translated).format(**values) if translated != msgid else text

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tokenrelay.errors import BackendUnavailable
+from tokenrelay.errors import BackendUnavailable, misconfigured
+from tokenrelay.i18n import tr
 from tokenrelay.limits.base import LimitPolicy, RateDecision
 
 logger = logging.getLogger("tokenrelay.limits")
@@ -63,10 +64,13 @@ return 1
 
 def limits_down(exc: BaseException) -> BackendUnavailable:
     return BackendUnavailable(
-        f"the shared rate limiter is unreachable ({type(exc).__name__})",
-        suggestion="retry in a moment",
+        tr("the server cannot check its rate limits right now"),
+        suggestion=tr("try again in a moment"),
         retry_after_s=1.0,
-        details={"operator": "check TOKENRELAY_REDIS_URL and Redis (the rate limiter's store)"},
+        details={
+            "operator": "check TOKENRELAY_REDIS_URL and Redis (the rate limiter's store;"
+            f" {type(exc).__name__})"
+        },
     )
 
 
@@ -83,9 +87,11 @@ class RedisLimiter:
         try:
             import redis.asyncio as aioredis
         except ImportError as exc:  # pragma: no cover - depends on the install
-            raise BackendUnavailable(
-                "TOKENRELAY_REDIS_URL is set but the redis package is not installed",
-                suggestion="pip install 'tokenrelay[redis]', or unset TOKENRELAY_REDIS_URL",
+            raise misconfigured(
+                BackendUnavailable,
+                tr("the server cannot check its rate limits right now"),
+                "TOKENRELAY_REDIS_URL is set but the redis package is not installed:"
+                " pip install 'tokenrelay[redis]', or unset TOKENRELAY_REDIS_URL",
             ) from exc
         client = aioredis.Redis.from_url(url, decode_responses=True)
         return cls(client, policy, prefix=prefix)

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from tokenrelay.events import (
     StatusEvent,
@@ -46,21 +46,21 @@ from tokenrelay.streams.context import StreamContext
 from tokenrelay.streams.pacing import IdleWatchdog, aclose_quietly, coalesce_text
 from tokenrelay.tools.context import ToolContext
 from tokenrelay.tools.registry import ToolRegistry, registry_for
-from tokenrelay.tools.runner import ToolOutcome, failed, run_tool
+from tokenrelay.tools.runner import ToolOutcome, crashed, failed, run_tool
 
 # providers whose tool calling is a constrained single JSON reply (no text alongside): they get
 # server tools only when the request names them, and answer in free text after one tool round
 SINGLE_SHOT_TOOL_PROVIDERS = frozenset({"local"})
 
 
-@dataclass
+@dataclass(slots=True)
 class Timing:
     started: float = field(default_factory=time.monotonic)
     ttft: float | None = None
     last_token: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ToolSetup:
     """The server tools offered in one turn."""
 
@@ -113,6 +113,11 @@ class RoundRecorder(Protocol):
     async def round_done(
         self, text: str, calls: Sequence[ToolCall], outcomes: Sequence[ToolOutcome]
     ) -> None: ...
+
+    def shown(self, event: ToolProgressEvent | StatusEvent) -> None:
+        """An event the user sees while the answer streams (a tool's progress, a status),
+        kept with the answer for its history."""
+        ...
 
 
 async def stream_round(
@@ -168,10 +173,32 @@ async def stream_round(
 
 
 def result_event(outcome: ToolOutcome) -> ToolResultEvent:
+    """The `tool_result` event: a failure's message in the stream's language, its outcome
+    as the stable `error_code` (the model gets the English text: `ToolOutcome.content`)."""
     call = outcome.call
     if outcome.error is not None:
-        return ToolResultEvent(call_id=call.id, tool=call.name, error=outcome.error)
+        return ToolResultEvent(
+            call_id=call.id,
+            tool=call.name,
+            error=localize(outcome.error),
+            error_code=outcome.outcome,
+        )
     return ToolResultEvent(call_id=call.id, tool=call.name, result=outcome.result)
+
+
+def tool_metadata(outcome: ToolOutcome) -> dict[str, Any]:
+    """The stored `tool` message's metadata: a failure's text as the user was shown it (the
+    message's content is the model's English one) and its stable code."""
+    call = outcome.call
+    if outcome.error is None:
+        return {"call_id": call.id, "tool": call.name, "error": False}
+    return {
+        "call_id": call.id,
+        "tool": call.name,
+        "error": True,
+        "error_code": outcome.outcome,
+        "error_text": localize(outcome.error),
+    }
 
 
 async def run_calls(
@@ -200,7 +227,7 @@ async def run_calls(
                 item, call, context, timeout_s=setup.timeout_s, available=setup.names
             )
         except Exception as exc:  # a bug in the runner itself: still one result per call
-            outcome = failed(call, f"{call.name} failed: {type(exc).__name__}: {exc}")
+            outcome = failed(call, crashed(call.name, exc))
         queue.put_nowait(outcome)
 
     tasks = [asyncio.create_task(one(call), name=f"tool:{call.name}") for call in calls]
@@ -244,12 +271,14 @@ async def agent_loop(
             for call in calls:
                 outcome = failed(
                     call,
-                    f"not run: the limit of {setup.max_rounds} tool rounds for one answer "
-                    "was reached",
-                    "error",
+                    tr(
+                        "not run: the limit of {rounds} tool rounds for one answer was reached",
+                        rounds=setup.max_rounds,
+                    ),
+                    "limit",
                 )
                 outcomes[id(call)] = outcome
-                metrics.tool_calls.labels(call.name, "limit").inc()
+                metrics.tool_calls.labels(call.name, outcome.outcome).inc()
                 emit(result_event(outcome))
             await recorder.round_done(text, calls, [outcomes[id(c)] for c in calls])
             answer.finish_reason = "max_tool_rounds"
@@ -257,17 +286,17 @@ async def agent_loop(
                 "answer stopped after %d tool rounds (TOKENRELAY_MAX_TOOL_ROUNDS)",
                 setup.max_rounds,
             )
-            emit(
-                StatusEvent(
-                    message=localize(
-                        tr(
-                            "Stopped after {rounds} rounds of tool calls: the model kept asking"
-                            " for more. The answer so far is kept; ask a narrower question.",
-                            rounds=setup.max_rounds,
-                        )
+            stopped = StatusEvent(
+                message=localize(
+                    tr(
+                        "Stopped after {rounds} rounds of tool calls: the model kept asking"
+                        " for more. The answer so far is kept; ask a narrower question.",
+                        rounds=setup.max_rounds,
                     )
                 )
             )
+            emit(stopped)
+            recorder.shown(stopped)
             return
         rounds += 1
         async for item in run_calls(services, setup, calls):
@@ -277,6 +306,7 @@ async def agent_loop(
                 emit(result_event(item))
             else:
                 emit(item)
+                recorder.shown(item)
         ordered = [outcomes[id(c)] for c in calls]
         await recorder.round_done(text, calls, ordered)
         messages.append(ChatMessage("assistant", text, tool_calls=tuple(calls)))

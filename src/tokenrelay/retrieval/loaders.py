@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import PurePath
 
-from tokenrelay.errors import ValidationError
+from tokenrelay.errors import ValidationError, misconfigured
 from tokenrelay.i18n import tr
 
 SUPPORTED_SUFFIXES = frozenset({".txt", ".text", ".md", ".markdown", ".html", ".htm", ".pdf"})
@@ -127,9 +127,12 @@ def pdf_to_text(data: bytes) -> tuple[str, str]:
         from pypdf import PdfReader
         from pypdf.errors import PdfReadError
     except ImportError as e:  # pragma: no cover - depends on the install
-        raise ValidationError(
-            "PDF support needs the pypdf package",
-            suggestion="pip install 'tokenrelay[documents]' (or pip install pypdf)",
+        raise misconfigured(
+            ValidationError,
+            tr("PDF files cannot be read on this server"),
+            "PDF support needs the pypdf package: pip install 'tokenrelay[documents]'"
+            " (or pip install pypdf)",
+            suggestion=tr("upload the document as text, Markdown or HTML"),
         ) from e
     try:
         reader = PdfReader(io.BytesIO(data))

@@ -1,19 +1,18 @@
-"""DocumentStore on PostgreSQL: tsvector full-text, BM25 in Python, pg_trgm as fuzzy fallback.
+"""DocumentStore on PostgreSQL: BM25 over a postings table, computed in SQL.
 
 Tables live in one schema (default `public`), all prefixed `rag_`, versioned by
 `retrieval_schema_version`:
-- rag_chunks.tsv = head terms (weight A) || body terms (weight B), built with
-  array_to_tsvector from our own analysed terms (analysis.py), so no PostgreSQL text-search
-  configuration touches them; a GIN index serves `tsv @@ query`.
+- rag_chunks keeps each chunk's analysed terms (head: title + heading path; body), made by our
+  own analysis (analysis.py), so no PostgreSQL text-search configuration touches them.
+- rag_postings: one row per (term, chunk) with the term's weighted frequency and the chunk's
+  length; BM25 is computed over it in SQL, index-only (pg_postings.py).
 - rag_terms (term -> number of chunks holding it) and rag_stats (chunks, total terms) are kept
-  in the same transaction as every write, so BM25 needs no scan of the corpus at query time.
-- pg_trgm GIN indexes on chunk text and document title: when full-text finds fewer than top_k
-  chunks (a typo, a spelling the analyser does not know), trigram word similarity fills in.
+  in the same transaction as every write.
 
-Search: the 200 best full-text matches by ts_rank are rescored with FTS5-compatible BM25
-(bm25.py), then reranked like the SQLite store (rerank.py). As in SQLite, only the rarest
-query terms (within `pruning.POSTINGS_BUDGET` postings, by `rag_terms`) select the matches;
-the frequent ones only take part in the rescoring.
+Search (migration 2; the tsvector/GIN and pg_trgm paths before it read a heap row per match
+and cost 100-900 ms at 10,000-100,000 chunks): BM25 exactly as SQLite FTS5 computes it,
+bounded like the SQLite store (pruning.py, pg_postings.py); the texts are read for the winners
+only, and reranked like the SQLite store (rerank.py).
 """
 
 from __future__ import annotations
@@ -24,20 +23,19 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from tokenrelay.errors import BackendUnavailable
+from tokenrelay.errors import BackendUnavailable, misconfigured
+from tokenrelay.i18n import tr
 from tokenrelay.retrieval.analysis import analyze, heading_terms, query_terms
 from tokenrelay.retrieval.base import Chunk, Document, SearchHit, UpsertStatus
-from tokenrelay.retrieval.bm25 import bm25
-from tokenrelay.retrieval.pruning import POSTINGS_BUDGET, plan_query
-from tokenrelay.retrieval.rerank import candidate_count, finalize, hit_terms
+from tokenrelay.retrieval.pg_postings import insert_postings, rank
+from tokenrelay.retrieval.pruning import POSTINGS_BUDGET
+from tokenrelay.retrieval.rerank import candidate_count, finalize
 
 # asyncpg ships no type information; these aliases document what is meant
 Connection = Any  # Connection
 Pool = Any  # Pool
 
-CANDIDATES = 200
 MAX_QUERY_TERMS = 32
-TRIGRAM_THRESHOLD = 0.3
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -45,9 +43,11 @@ def _import_asyncpg() -> Any:
     try:
         import asyncpg
     except ImportError as e:  # pragma: no cover - depends on the install
-        raise BackendUnavailable(
-            "PostgreSQL documents need the asyncpg package",
-            suggestion="pip install 'tokenrelay[postgres]', or unset TOKENRELAY_DATABASE_URL",
+        raise misconfigured(
+            BackendUnavailable,
+            tr("the document store of this server is not available"),
+            "PostgreSQL documents need the asyncpg package: pip install 'tokenrelay[postgres]',"
+            " or unset TOKENRELAY_DATABASE_URL",
         ) from e
     return asyncpg
 
@@ -98,8 +98,37 @@ async def _v1(conn: Connection) -> None:
     )
 
 
+async def _v2(conn: Connection) -> None:
+    """Postings with term frequencies and chunk lengths (BM25 in SQL, index-only), filled
+    from the stored terms; the tsvector, its GIN index and the trigram indexes go."""
+    await conn.execute(
+        """
+        DROP INDEX IF EXISTS rag_chunks_text_trgm;
+        DROP INDEX IF EXISTS rag_documents_title_trgm;
+        DROP INDEX IF EXISTS rag_chunks_tsv;
+        ALTER TABLE rag_chunks DROP COLUMN IF EXISTS tsv;
+        CREATE TABLE IF NOT EXISTS rag_postings (
+            term TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            tf INTEGER NOT NULL,
+            len INTEGER NOT NULL,
+            PRIMARY KEY (term, seq) INCLUDE (tf, len)
+        );
+        INSERT INTO rag_postings (term, seq, tf, len)
+            SELECT t.term, c.seq, t.tf, cardinality(c.head_terms) + cardinality(c.body_terms)
+            FROM rag_chunks c, LATERAL (
+                SELECT x.term, sum(x.w)::int AS tf FROM (
+                    SELECT unnest(c.head_terms) AS term, 2 AS w
+                    UNION ALL SELECT unnest(c.body_terms), 1
+                ) AS x GROUP BY x.term
+            ) AS t
+            ON CONFLICT DO NOTHING;
+        """
+    )
+
+
 # Ordered: MIGRATIONS[i] brings the schema from version i to i + 1. Append, never edit.
-MIGRATIONS: tuple[Callable[[Connection], Awaitable[None]], ...] = (_v1,)
+MIGRATIONS: tuple[Callable[[Connection], Awaitable[None]], ...] = (_v1, _v2)
 
 _MIGRATION_LOCK = 0x7265_7472  # pg_advisory_xact_lock key: one migrating replica at a time
 
@@ -117,11 +146,6 @@ async def migrate(conn: Connection) -> int:
             version += 1
             await conn.execute("UPDATE retrieval_schema_version SET version = $1", version)
     return int(version)
-
-
-def _tsquery(terms: list[str]) -> str:
-    """`'a' | 'b'`: quoted lexemes are taken literally by the tsquery input parser."""
-    return " | ".join("'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t in terms)
 
 
 def _document(row: Any) -> Document:
@@ -175,6 +199,14 @@ class _StatsDelta:
             )
 
 
+_ROWS_SQL = """
+    SELECT c.seq, c.id, c.document_id, c.heading, c.text, c.body_terms,
+           d.title, d.source, d.metadata
+    FROM rag_chunks c JOIN rag_documents d ON d.id = c.document_id
+    WHERE c.seq = ANY($1::bigint[])
+"""
+
+
 class PostgresDocumentStore:
     def __init__(self, pool: Pool, *, rerank: bool = False, schema: str = "public") -> None:
         self._pool = pool
@@ -208,12 +240,16 @@ class PostgresDocumentStore:
                 min_size=1,
                 max_size=max_size,
                 init=init,
-                server_settings={"search_path": f"{schema}, public"},
+                # jit: compiling a plan costs tens of ms, more than these searches take
+                server_settings={"search_path": f"{schema}, public", "jit": "off"},
             )
         except (OSError, asyncpg.PostgresError) as e:
-            raise BackendUnavailable(
-                f"cannot connect to PostgreSQL for documents: {e}",
-                suggestion="check TOKENRELAY_DATABASE_URL and that the server is up",
+            raise misconfigured(
+                BackendUnavailable,
+                tr("the document store of this server is not available"),
+                f"cannot connect to PostgreSQL for documents: {e}: check"
+                " TOKENRELAY_DATABASE_URL and that the server is up",
+                retryable=True,
             ) from e
         async with pool.acquire() as conn:
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
@@ -272,91 +308,67 @@ class PostgresDocumentStore:
             len(chunks),
             created_at,
         )
+        seqs = await conn.fetchval(
+            "SELECT array_agg(nextval(pg_get_serial_sequence('rag_chunks', 'seq')))"
+            " FROM generate_series(1, $1)",
+            len(chunks),
+        )
         await conn.executemany(
-            "INSERT INTO rag_chunks (id, document_id, ordinal, heading, text, start_offset,"
-            " end_offset, head_terms, body_terms, tsv) VALUES ($1, $2, $3, $4, $5, $6, $7,"
-            " $8, $9, setweight(array_to_tsvector($8), 'A')"
-            " || setweight(array_to_tsvector($9), 'B'))",
+            "INSERT INTO rag_chunks (seq, id, document_id, ordinal, heading, text, start_offset,"
+            " end_offset, head_terms, body_terms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             [
-                (c.id, c.document_id, c.ordinal, c.heading, c.text, c.start, c.end, h, b)
-                for c, (h, b) in zip(chunks, analysed, strict=True)
+                (q, c.id, c.document_id, c.ordinal, c.heading, c.text, c.start, c.end, h, b)
+                for q, c, (h, b) in zip(seqs or [], chunks, analysed, strict=True)
             ],
         )
+        await insert_postings(conn, seqs or [], analysed)
         for head, body in analysed:
             stats.add(head, body, 1)
         return "created" if old is None else "updated"
 
     async def _delete_rows(self, conn: Connection, document_id: str, stats: _StatsDelta) -> bool:
         rows = await conn.fetch(
-            "DELETE FROM rag_chunks WHERE document_id = $1 RETURNING head_terms, body_terms",
+            "DELETE FROM rag_chunks WHERE document_id = $1 RETURNING seq, head_terms, body_terms",
             document_id,
         )
+        terms: list[str] = []
+        seqs: list[int] = []
         for r in rows:
             stats.add(r["head_terms"], r["body_terms"], -1)
+            held = set(r["head_terms"]).union(r["body_terms"])
+            terms += held
+            seqs += [r["seq"]] * len(held)
+        if terms:
+            await conn.execute(
+                "DELETE FROM rag_postings p USING unnest($1::text[], $2::bigint[]) AS d(term, seq)"
+                " WHERE p.term = d.term AND p.seq = d.seq",
+                terms,
+                seqs,
+            )
         status = await conn.execute("DELETE FROM rag_documents WHERE id = $1", document_id)
         return bool(status.endswith(" 1"))
 
     async def search(self, query: str, top_k: int = 5, min_score: float = 0.0) -> list[SearchHit]:
-        terms = query_terms(query)[:MAX_QUERY_TERMS]
+        terms = list(dict.fromkeys(query_terms(query)))[:MAX_QUERY_TERMS]
         if not terms or top_k <= 0:
             return []
+        limit = candidate_count(top_k) if self.rerank else top_k
         async with self._pool.acquire() as conn:
-            stats = await conn.fetchrow("SELECT chunks, terms FROM rag_stats WHERE id = 1")
-            df_rows = await conn.fetch(
-                "SELECT term, df FROM rag_terms WHERE term = ANY($1::text[])", terms
-            )
-            df = {r["term"]: int(r["df"]) for r in df_rows}
-            # frequent terms only rescore (pruning.py): ts_rank ranks a bounded set of rows
-            plan = plan_query(terms, df, budget=self.postings_budget)
-            rows = []
-            if plan.select:
-                rows = await conn.fetch(
-                    """
-                    SELECT c.id, c.document_id, c.heading, c.text, c.head_terms, c.body_terms,
-                           d.title, d.source, d.metadata
-                    FROM rag_chunks c JOIN rag_documents d ON d.id = c.document_id
-                    WHERE c.tsv @@ $1::tsquery
-                    ORDER BY ts_rank(c.tsv, $1::tsquery) DESC, c.seq
-                    LIMIT $2
-                    """,
-                    _tsquery(list(plan.select)),
-                    CANDIDATES,
-                )
-            fuzzy = []
-            if len(rows) < top_k:
-                fuzzy = await conn.fetch(
-                    """
-                    SELECT c.id, c.document_id, c.heading, c.text, d.title, d.source, d.metadata,
-                           GREATEST(public.word_similarity($1, c.text),
-                                    public.word_similarity($1, d.title)) AS sim
-                    FROM rag_chunks c JOIN rag_documents d ON d.id = c.document_id
-                    WHERE $1 OPERATOR(public.<%) c.text OR $1 OPERATOR(public.<%) d.title
-                    ORDER BY sim DESC LIMIT $2
-                    """,
-                    query,
-                    candidate_count(top_k),
-                )
-        n_chunks = int(stats["chunks"]) if stats else 0
-        avg_len = (int(stats["terms"]) / n_chunks) if stats and n_chunks else 0.0
-        scored = sorted(
-            (
-                (bm25(terms, r["head_terms"], r["body_terms"], df, n_chunks, avg_len), r)
-                for r in rows
-            ),
-            key=lambda pair: pair[0],
-            reverse=True,
-        )[: candidate_count(top_k) if self.rerank else top_k]
-        candidates = [self._hit(r, score) for score, r in scored]
-        chunk_terms = [heading_terms(r["heading"]) + tuple(r["body_terms"]) for _, r in scored]
-        seen = {hit.id for hit in candidates}
-        more = [self._hit(r, float(r["sim"])) for r in fuzzy if r["id"] not in seen]
+            best = await rank(conn, terms, limit, budget=self.postings_budget)
+            rows = await conn.fetch(_ROWS_SQL, [seq for seq, _ in best]) if best else []
+        found = {r["seq"]: r for r in rows}
+        kept = [(score, found[seq]) for seq, score in best if seq in found]
         return finalize(
             terms,
-            candidates + more,
+            [self._hit(r, score) for score, r in kept],
             top_k=top_k,
             min_score=min_score,
             use_rerank=self.rerank,
-            chunk_terms=chunk_terms + [hit_terms(h) for h in more] if self.rerank else None,
+            chunk_terms=(
+                [heading_terms(r["heading"]) + tuple(r["body_terms"]) for _, r in kept]
+                if self.rerank
+                else None
+            ),
         )
 
     @staticmethod

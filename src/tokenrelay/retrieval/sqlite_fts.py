@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tokenrelay.errors import BackendUnavailable
+from tokenrelay.errors import BackendUnavailable, misconfigured
+from tokenrelay.i18n import tr
 from tokenrelay.retrieval.analysis import analyze, heading_terms, query_terms
 from tokenrelay.retrieval.base import Chunk, Document, SearchHit, UpsertStatus
 from tokenrelay.retrieval.pruning import POSTINGS_BUDGET, plan_query, rescore
@@ -466,9 +467,11 @@ class SqliteDocumentStore:
         try:
             writer = await SqliteWorker.open(str(path), name="rag-sqlite-writer")
         except sqlite3.Error as e:
-            raise BackendUnavailable(
-                f"cannot open the document database {path}: {e}",
-                suggestion="check that the data dir exists and is writable (TOKENRELAY_DATA_DIR)",
+            raise misconfigured(
+                BackendUnavailable,
+                tr("the document store of this server is not available"),
+                f"cannot open the document database {path}: {e}: check that the data dir"
+                " exists and is writable (TOKENRELAY_DATA_DIR)",
             ) from e
         try:
             await writer.run(_configure)
@@ -480,9 +483,11 @@ class SqliteDocumentStore:
         except sqlite3.OperationalError as e:
             await writer.close()
             if "fts5" in str(e).lower():
-                raise BackendUnavailable(
-                    "this Python's sqlite3 has no FTS5",
-                    suggestion="use a Python build with FTS5 or set TOKENRELAY_DATABASE_URL",
+                raise misconfigured(
+                    BackendUnavailable,
+                    tr("the document store of this server is not available"),
+                    "this Python's sqlite3 has no FTS5: use a Python build with FTS5 or set"
+                    " TOKENRELAY_DATABASE_URL",
                 ) from e
             raise
         return cls(writer, reader, rerank=rerank, postings_budget=postings_budget)

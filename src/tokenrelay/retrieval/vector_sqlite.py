@@ -32,9 +32,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from tokenrelay.errors import BackendUnavailable
+from tokenrelay.errors import BackendUnavailable, misconfigured
 from tokenrelay.retrieval.base import SearchHit
-from tokenrelay.retrieval.embedding import Vector
+from tokenrelay.retrieval.embedding import EMBEDDINGS_DOWN, Vector
 from tokenrelay.retrieval.vectors import Pending
 
 T = TypeVar("T")
@@ -191,10 +191,12 @@ class SqliteVectorIndex:
             import apsw
             import sqlite_vec
         except ImportError as e:
-            raise BackendUnavailable(
-                "vector search on SQLite needs the apsw and sqlite-vec packages",
-                suggestion="pip install 'tokenrelay[vectors]', or set"
-                " TOKENRELAY_EMBEDDING_PROVIDER=none for lexical retrieval only",
+            raise misconfigured(
+                BackendUnavailable,
+                EMBEDDINGS_DOWN,
+                "vector search on SQLite needs the apsw and sqlite-vec packages: pip install"
+                " 'tokenrelay[vectors]', or set TOKENRELAY_EMBEDDING_PROVIDER=none for lexical"
+                " retrieval only",
             ) from e
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-sqlite-vec")
 

@@ -53,8 +53,13 @@ def too_deep(limit: int = MAX_JSON_DEPTH) -> ValidationError:
 
 def lone_surrogate() -> UnencodableText:
     return UnencodableText(
-        "the request holds text that is not valid Unicode (a lone surrogate such as \\ud800)",
-        suggestion="send valid UTF-8; \\u escapes of surrogates must come in pairs",
+        tr(
+            "the request holds text that is not valid Unicode (a lone surrogate such as {example})",
+            example="\\ud800",
+        ),
+        suggestion=tr(
+            "send valid UTF-8; {escape} escapes of surrogates must come in pairs", escape="\\u"
+        ),
     )
 
 

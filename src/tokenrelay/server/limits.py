@@ -281,23 +281,11 @@ class LimitsMiddleware:
             count_rejected(self.metrics, "busy")
             await send_error_for(scope, send, server_busy(cap, self.config.retry_after_s))
             return
-        admissions.pending += 1
-        counted = True
-
-        async def started_send(message: Message) -> None:
-            nonlocal counted
-            if counted and message["type"] == "http.response.start":
-                counted = False  # by now the stream runs (and counts) or never will
-                admissions.pending -= 1
-            await send(message)
-
+        admission = _Admission(send, admissions)
         try:
-            await self.app(scope, receive, started_send)
+            await self.app(scope, receive, admission)
         finally:
-            # handed off (the reader sends the start later) or answered: counted once
-            if counted:
-                counted = False
-                admissions.pending -= 1
+            admission.done()  # handed off (the reader sends the start later) or answered
 
     def _closing_send(self, send: Send) -> Send:
         async def closing_send(message: Message) -> None:
@@ -306,6 +294,30 @@ class LimitsMiddleware:
             await send(message)
 
         return closing_send
+
+
+class _Admission:
+    """A stream request counted as pending admission until its response starts or its app
+    returns, once (`LimitsMiddleware._admit`); the `send` the app gets. An object, not a
+    closure: a waiting stream's reader holds it until its start (server/access_log.py)."""
+
+    __slots__ = ("admissions", "counted", "send")
+
+    def __init__(self, send: Send, admissions: Admissions) -> None:
+        self.send = send
+        self.admissions = admissions
+        self.counted = True
+        admissions.pending += 1
+
+    def done(self) -> None:
+        if self.counted:  # by now the stream runs (and counts) or never will
+            self.counted = False
+            self.admissions.pending -= 1
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.done()
+        await self.send(message)
 
 
 DRAIN_FACTOR = 4  # past the limit, read (and drop) up to this many times it before closing

@@ -99,10 +99,23 @@ def install_http_error_shape(app: FastAPI) -> None:
             message = tr("the request body could not be read as UTF-8 JSON")
             suggestion = tr("send a JSON object encoded as UTF-8")
         elif status in (404, 405):
-            message = f"{request.method} {request.url.path}: {detail.lower()}"
+            message = (
+                tr(
+                    "{method} {path}: no such endpoint",
+                    method=request.method,
+                    path=request.url.path,
+                )
+                if status == 404
+                else tr(
+                    "{method} {path}: this method is not allowed here",
+                    method=request.method,
+                    path=request.url.path,
+                )
+            )
             suggestion = tr("see /docs for the endpoints and their methods")
         else:
-            message, suggestion = detail, tr("fix the request; see /docs")
+            message = tr("the request was refused ({detail})", detail=detail)
+            suggestion = tr("fix the request; see /docs")
         body = {
             "code": "VALIDATION_ERROR" if status < 500 else "INTERNAL_ERROR",
             "message": localize(message),
@@ -131,17 +144,26 @@ class ErrorBoundary:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def watching_send(message: Message) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
+        watching = _Watching(send)
         try:
-            await self.app(scope, receive, watching_send)
+            await self.app(scope, receive, watching)
         except Exception as exc:
-            if started:
+            if watching.started:
                 raise
             error = boundary_error(exc, f"{scope.get('method')} {scope.get('path')}")
             await send_error(send, error)
+
+
+class _Watching:
+    """`send`, noting whether the response has started (`ErrorBoundary`); an object, not a
+    closure: a waiting stream's reader holds it until its start (server/access_log.py)."""
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = True
+        await self.send(message)

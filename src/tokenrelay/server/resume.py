@@ -11,10 +11,20 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tokenrelay.i18n import set_locale
 from tokenrelay.server.deps import resume_end
 from tokenrelay.server.limits import reading_slot
 from tokenrelay.server.sse import stream_response
 from tokenrelay.services import Services
+from tokenrelay.streams.log import StreamInfo
+
+
+def in_the_streams_language(info: StreamInfo | None) -> None:
+    """What this reading says itself (a stream cut short under it, its log unreachable, a
+    stream declared lost) in the language of the request that started the stream, like the
+    stream's own events; the request's language when the stream has none recorded."""
+    if info is not None and info.locale:
+        set_locale(info.locale)
 
 
 async def resume_response(
@@ -32,6 +42,7 @@ async def resume_response(
     ended = resume_end(info, request, stream_id, after_seq)
     if ended is not None:
         return ended
+    in_the_streams_language(info)
     release = await reading_slot(request) if info is not None and info.finished else None
     if counted:
         services.metrics.resumes.inc()

@@ -25,10 +25,9 @@ from tokenrelay.delivery.encoders import Encoder, NativeEncoder
 from tokenrelay.delivery.reader import Reader
 from tokenrelay.delivery.sinks import Sink
 from tokenrelay.errors import StreamNotFound
+from tokenrelay.events import Envelope
 from tokenrelay.server.asgi import handoff_of, retry_after_value
 from tokenrelay.services import Services
-from tokenrelay.streams import timers
-from tokenrelay.streams.log import Subscription
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 SSE_RAW_HEADERS = [
@@ -109,55 +108,13 @@ class EventStreamResponse(Response):
             self.encoder,
             after_seq=self.after_seq,
             on_close=self.on_close,
+            start_wait_s=self.start_wait_s,
         )
         if not reader.watched:
             reader.listener = asyncio.create_task(self._listen(receive, reader.gone))
-        reader.starter = partial(self._start, send, sub)
+        # not a method of this response: a waiting stream keeps the starter, not the response
+        reader.starter = partial(_start, send, self.raw_headers, self.encoder, self.stream_id)
         return reader
-
-    async def _start(self, send: Send, sub: Subscription) -> bool:
-        """The response start; for a new stream, after waiting up to `start_wait_s` for an
-        `error` before any event but `metadata` (an unknown model, a provider's refusal),
-        which is then the answer, as the HTTP error of its code (False): clients branch on
-        the status (docs/protocol.md). One coroutine, the wait inline: a stream whose model
-        has not begun holds this frame until then (docs/benchmarks.md, idle memory)."""
-        wait_s = self.start_wait_s
-        if wait_s > 0:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + wait_s
-            timer = timers.call_later(wait_s, sub.wake)
-            try:
-                after = 0
-                while True:
-                    batch = sub.take(after)
-                    kinds = [env.type for env in batch if env.type != "metadata"]
-                    if kinds:
-                        if kinds[0] == "error":
-                            first = next(env for env in batch if env.type == "error")
-                            await self._send_error(send, orjson.loads(first.data))
-                            return False
-                        break
-                    if batch:
-                        after = batch[-1].seq
-                        continue
-                    if sub.done or loop.time() >= deadline:
-                        break
-                    await sub.waiter()
-            finally:
-                timer.cancel()
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        return True
-
-    async def _send_error(self, send: Send, event: dict[str, Any]) -> None:
-        """The stream's `error`, known before its headers, as the encoder's HTTP error."""
-        status, body = self.encoder.error_response({**event, "stream_id": self.stream_id})
-        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        headers.extend(h for h in self.raw_headers if h[0] == b"x-trace-id")
-        if event.get("retry_after_s") is not None:
-            retry = retry_after_value(float(event["retry_after_s"])).encode()
-            headers.append((b"retry-after", retry))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
 
     @staticmethod
     async def _listen(receive: Receive, gone: Callable[[], None]) -> None:
@@ -167,6 +124,30 @@ class EventStreamResponse(Response):
             if message["type"] == "http.disconnect":
                 gone()
                 return
+
+
+async def _start(
+    send: Send,
+    headers: list[tuple[bytes, bytes]],
+    encoder: Encoder,
+    stream_id: str,
+    error: Envelope | None,
+) -> None:
+    """The response start; or, given the stream's `error` that came before any event but
+    `metadata` (an unknown model, a provider's refusal: the reader holds a new stream's start
+    up to `start_wait_s` for it), the encoder's HTTP error of its code: clients branch on
+    the status (docs/protocol.md)."""
+    if error is None:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        return
+    event: dict[str, Any] = orjson.loads(error.data)
+    status, body = encoder.error_response({**event, "stream_id": stream_id})
+    answer = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    answer.extend(h for h in headers if h[0] == b"x-trace-id")
+    if event.get("retry_after_s") is not None:
+        answer.append((b"retry-after", retry_after_value(float(event["retry_after_s"])).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": answer})
+    await send({"type": "http.response.body", "body": body})
 
 
 def stream_response(

@@ -100,6 +100,19 @@ def source_chunk(doc: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def data_chunk(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A `tool_progress`, `status`, `progress` or `complete` event as its data chunk (and the
+    data part the AI SDK makes of it): `data-tool-progress` with the call id as its id, the
+    others with a fixed id; a later chunk with the same type and id replaces the part."""
+    if kind == "tool_progress":
+        value = {"toolCallId": data["call_id"], "tool": data["tool"], "message": data["message"]}
+        return {"type": "data-tool-progress", "id": data["call_id"], "data": value}
+    if kind == "complete":
+        return {"type": "data-complete", "id": kind, "data": data["result"]}
+    value = {k: v for k, v in data.items() if k != "type"}
+    return {"type": f"data-{kind}", "id": kind, "data": value}
+
+
 def _token_delta(data: str) -> str:
     """The content's JSON text of a token event's JSON."""
     if data.startswith(_TOKEN_HEAD):
@@ -210,14 +223,9 @@ class UIMessageStreamEncoder(Encoder):
                     }
                 )
             )
-        elif kind == "tool_progress":
+        elif kind in ("tool_progress", "status", "progress", "complete"):
             self._begin(out)
-            value = {
-                "toolCallId": data["call_id"],
-                "tool": data["tool"],
-                "message": data["message"],
-            }
-            out.append(chunk({"type": "data-tool-progress", "id": data["call_id"], "data": value}))
+            out.append(chunk(data_chunk(kind, data)))
         elif kind == "tool_result":
             self._begin(out)
             self._new_step_due = True
@@ -242,13 +250,6 @@ class UIMessageStreamEncoder(Encoder):
         elif kind == "sources":
             self._begin(out)
             out.extend(chunk(source_chunk(doc)) for doc in data["documents"])
-        elif kind in ("status", "progress", "complete"):
-            self._begin(out)
-            value = dict(data)
-            del value["type"]
-            if kind == "complete":
-                value = data["result"]
-            out.append(chunk({"type": f"data-{kind}", "id": kind, "data": value}))
         elif kind == "done":
             self._done(data, out)
         elif kind == "error":

@@ -111,7 +111,9 @@ def nothing_to_regenerate(session_id: str) -> ValidationError:
     )
 
 
-def not_editable(session_id: str, message_id: str) -> ValidationError:
+def not_editable(session_id: str, message_id: str, *, param: str | None = None) -> ValidationError:
+    """VALIDATION_ERROR: `message_id` names no current user message (`param`: the request's
+    field that named it, in `details`)."""
     return ValidationError(
         tr(
             "message {message_id!r} is not a user message of session {session_id!r} that can"
@@ -120,6 +122,7 @@ def not_editable(session_id: str, message_id: str) -> ValidationError:
             session_id=session_id,
         ),
         suggestion=tr("edit one of the conversation's current messages of yours"),
+        details={"param": param} if param else None,
     )
 
 
@@ -236,6 +239,7 @@ class SessionStore(Protocol):
         replica_id: str | None = None,
         create: bool = False,
         takeover: str | None = None,
+        user_metadata: dict[str, Any] | None = None,
     ) -> Awaitable[TurnStart]:
         """Create the session when `session_id` is None (with the ids of `planned` when given);
         raise SessionNotFound if unknown, unless `create` (a client-chosen id: then it is made,
@@ -243,7 +247,9 @@ class SessionStore(Protocol):
         by the call itself, before any await. The answer's placeholder records `stream_id` and
         `replica_id` (the process generating it), for crash recovery; the session records
         `stream_id` as its `active_stream_id`. With a `stream_id`, the turn claims the session
-        (module doc): SessionBusy when another turn holds it, unless that one is `takeover`."""
+        (module doc): SessionBusy when another turn holds it, unless that one is `takeover`.
+        `user_metadata`: the user message's metadata (e.g. `ui_id`, the id a `useChat` client
+        gave it)."""
         ...
 
     async def start_regenerate(
@@ -272,10 +278,12 @@ class SessionStore(Protocol):
         stream_id: str | None = None,
         replica_id: str | None = None,
         takeover: str | None = None,
+        user_metadata: dict[str, Any] | None = None,
     ) -> TurnStart:
         """The user message `message_id` said again as `user_text`, in one transaction: it and
         every message after it are marked superseded (kept, a branch the model never sees
-        again), a new user message (metadata `edit_of`) and a placeholder are added. The
+        again), a new user message (metadata `edit_of`, with `user_metadata`) and a
+        placeholder are added. The
         turn's `history` is what came before the edited message. SessionNotFound and
         SessionBusy as `start_turn`; ValidationError when `message_id` is not a current user
         message of the session."""

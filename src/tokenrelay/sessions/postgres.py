@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-from tokenrelay.errors import BackendUnavailable
+from tokenrelay.errors import BackendUnavailable, misconfigured
 from tokenrelay.i18n import tr
 from tokenrelay.sessions.base import (
     MessageStatus,
@@ -285,9 +285,11 @@ class PostgresSessionStore:
         cls, dsn: str, *, schema: str = "public", max_size: int = 10
     ) -> PostgresSessionStore:
         if asyncpg is None:
-            raise BackendUnavailable(
-                "TOKENRELAY_DATABASE_URL is set but asyncpg is not installed",
-                suggestion="pip install 'tokenrelay[postgres]', or unset TOKENRELAY_DATABASE_URL",
+            raise misconfigured(
+                BackendUnavailable,
+                tr("the conversation store of this server is not available"),
+                "TOKENRELAY_DATABASE_URL is set but asyncpg is not installed:"
+                " pip install 'tokenrelay[postgres]', or unset TOKENRELAY_DATABASE_URL",
             )
         if not _SCHEMA_NAME.match(schema):
             raise ValueError(f"invalid schema name {schema!r}")
@@ -324,8 +326,11 @@ class PostgresSessionStore:
         replica_id: str | None = None,
         create: bool = False,
         takeover: str | None = None,
+        user_metadata: dict[str, Any] | None = None,
     ) -> TurnStart:
         now = time.time()
+        asked = dump_metadata(user_metadata)
+        placed = (stream_id, replica_id)
         history: list[StoredMessage] = []
         sid, user_id, answer_id = turn_ids(session_id, planned)
         async with self._conn() as conn, conn.transaction():
@@ -359,12 +364,12 @@ class PostgresSessionStore:
                 )
                 history = [_message(r) for r in rows]
             await conn.executemany(
-                "INSERT INTO tokenrelay_messages"
-                "(id, session_id, role, content, status, created_at, stream_id, replica_id)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO tokenrelay_messages(id, session_id, role, content, status,"
+                " created_at, metadata, stream_id, replica_id)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)",
                 [
-                    (user_id, sid, "user", user_text, "complete", now, None, None),
-                    (answer_id, sid, "assistant", "", "streaming", now, stream_id, replica_id),
+                    (user_id, sid, "user", user_text, "complete", now, asked, None, None),
+                    (answer_id, sid, "assistant", "", "streaming", now, "{}", *placed),
                 ],
             )
         return TurnStart(sid, user_id, answer_id, history)
@@ -427,10 +432,11 @@ class PostgresSessionStore:
         stream_id: str | None = None,
         replica_id: str | None = None,
         takeover: str | None = None,
+        user_metadata: dict[str, Any] | None = None,
     ) -> TurnStart:
         now = time.time()
         user_id, answer_id = new_id(), new_id()
-        edit = dump_metadata({"edit_of": message_id})
+        edit = dump_metadata({**(user_metadata or {}), "edit_of": message_id})
         placed = (stream_id, replica_id)
         async with self._conn() as conn, conn.transaction():
             await _touch(

@@ -371,10 +371,12 @@ class SQLiteSessionStore:
         replica_id: str | None = None,
         create: bool = False,
         takeover: str | None = None,
+        user_metadata: dict[str, Any] | None = None,
     ) -> asyncio.Future[TurnStart]:
         """Queued by the call itself, before any await: see `writes_in_order`."""
         now = time.time()
         sid, user_id, answer_id = turn_ids(session_id, planned)
+        asked = dump_metadata(user_metadata)
 
         def body(db: sqlite3.Connection) -> TurnStart:
             history: list[StoredMessage] = []
@@ -400,11 +402,11 @@ class SQLiteSessionStore:
             else:
                 history = _messages(db, sid)
             db.execute(  # one statement for both rows: one step, one GIL hand-off
-                "INSERT INTO messages"
-                "(id, session_id, role, content, status, created_at, stream_id, replica_id)"
-                " VALUES (?,?,?,?,?,?,NULL,NULL), (?,?,?,?,?,?,?,?)",
+                "INSERT INTO messages(id, session_id, role, content, status, created_at,"
+                " metadata, stream_id, replica_id)"
+                " VALUES (?,?,?,?,?,?,?,NULL,NULL), (?,?,?,?,?,?,'{}',?,?)",
                 (
-                    *(user_id, sid, "user", user_text, "complete", now),
+                    *(user_id, sid, "user", user_text, "complete", now, asked),
                     *(answer_id, sid, "assistant", "", "streaming", now, stream_id, replica_id),
                 ),
             )
@@ -465,9 +467,11 @@ class SQLiteSessionStore:
         stream_id: str | None = None,
         replica_id: str | None = None,
         takeover: str | None = None,
+        user_metadata: dict[str, Any] | None = None,
     ) -> TurnStart:
         now = time.time()
         user_id, answer_id = new_id(), new_id()
+        edit = dump_metadata({**(user_metadata or {}), "edit_of": message_id})
 
         def body(db: sqlite3.Connection) -> TurnStart:
             _touch(
@@ -495,7 +499,7 @@ class SQLiteSessionStore:
                 " VALUES (?,?,?,?,?,?,?,NULL,NULL), (?,?,?,?,?,?,'{}',?,?)",
                 (
                     *(user_id, session_id, "user", user_text, "complete", now),
-                    dump_metadata({"edit_of": message_id}),
+                    edit,
                     *(answer_id, session_id, "assistant", "", "streaming", now),
                     *(stream_id, replica_id),
                 ),

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from tokenrelay.errors import StreamNotFound, TokenRelayError, internal_error
 from tokenrelay.events import Envelope, envelope, reader_error
+from tokenrelay.i18n import tr
 from tokenrelay.streams.tasks import cancel_for_good
 
 
@@ -35,6 +36,7 @@ class StreamInfo:
     session_id: str | None
     finished: bool
     last_seq: int
+    locale: str | None = None  # the language of the request that started it (i18n)
 
 
 class Subscription(Protocol):
@@ -74,7 +76,12 @@ class Subscription(Protocol):
 
 class StreamLog(Protocol):
     async def create(
-        self, stream_id: str, *, owner: str | None, session_id: str | None
+        self,
+        stream_id: str,
+        *,
+        owner: str | None,
+        session_id: str | None,
+        locale: str | None = None,
     ) -> None: ...
 
     def emit(self, stream_id: str, event: object) -> Envelope:
@@ -148,8 +155,9 @@ async def read_subscription(sub: Subscription, after_seq: int = 0) -> AsyncItera
 
 def not_found(stream_id: str) -> StreamNotFound:
     return StreamNotFound(
-        f"stream {stream_id!r} is unknown or has expired",
-        suggestion="start a new request; finished streams stay resumable for stream_ttl_s seconds",
+        tr("stream {stream_id!r} is unknown or has expired", stream_id=stream_id),
+        suggestion=tr("send the message again; a finished answer can be resumed for a few minutes"),
+        details={"operator": "finished streams stay resumable for TOKENRELAY_STREAM_TTL_S"},
     )
 
 
@@ -167,6 +175,7 @@ _tuple_new = tuple.__new__  # a named tuple without its Python-level `__new__` (
 class _MemoryStream:
     owner: str | None
     session_id: str | None
+    locale: str | None = None  # the stream's language, for what its readers say themselves
     # the events, two strings each: the type, then the JSON (seq n at 2n-2 and 2n-1)
     items: list[str] = field(default_factory=list)
     finished: bool = False
@@ -302,9 +311,16 @@ class MemoryStreamLog:
     def __len__(self) -> int:
         return len(self._streams)
 
-    async def create(self, stream_id: str, *, owner: str | None, session_id: str | None) -> None:
+    async def create(
+        self,
+        stream_id: str,
+        *,
+        owner: str | None,
+        session_id: str | None,
+        locale: str | None = None,
+    ) -> None:
         self._sweep()
-        self._streams[stream_id] = _MemoryStream(owner=owner, session_id=session_id)
+        self._streams[stream_id] = _MemoryStream(owner=owner, session_id=session_id, locale=locale)
 
     def emit(self, stream_id: str, event: object) -> Envelope:
         stream = self._streams.get(stream_id)
@@ -345,6 +361,7 @@ class MemoryStreamLog:
             session_id=stream.session_id,
             finished=stream.finished,
             last_seq=stream.last_seq,
+            locale=stream.locale,
         )
 
     def is_local(self, stream_id: str) -> bool:

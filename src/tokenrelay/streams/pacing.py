@@ -9,6 +9,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from tokenrelay.errors import StreamTimeout
+from tokenrelay.i18n import tr
 from tokenrelay.providers.base import ProviderEvent, TextDelta
 from tokenrelay.streams import timers
 
@@ -58,11 +59,16 @@ class IdleWatchdog:
         """The error to raise for the cancel this watchdog caused (the cancel is withdrawn)."""
         if self._task is not None:
             self._task.uncancel()
-        return StreamTimeout(
-            f"the model produced no output for {self._seconds:g} s",
-            suggestion="retry",
-            details={"operator": "raise TOKENRELAY_IDLE_TIMEOUT_S if the model is slow to start"},
-        )
+        return idle_timeout(self._seconds)
+
+
+def idle_timeout(seconds: float) -> StreamTimeout:
+    """The error of a model that produced nothing for `seconds` (`idle_timeout_s`)."""
+    return StreamTimeout(
+        tr("the model produced no output for {seconds:g} s", seconds=seconds),
+        suggestion=tr("retry"),
+        details={"operator": "raise TOKENRELAY_IDLE_TIMEOUT_S if the model is slow to start"},
+    )
 
 
 async def coalesce_text(

@@ -43,6 +43,7 @@ from typing import Any
 
 from tokenrelay.errors import BackendUnavailable
 from tokenrelay.events import Encoded, Envelope
+from tokenrelay.i18n import tr
 from tokenrelay.streams import redis_lua as lua
 from tokenrelay.streams.log import (
     MemoryStreamLog,
@@ -61,8 +62,8 @@ _NONE: frozenset[str] = frozenset()
 
 def backend_down(exc: BaseException) -> BackendUnavailable:
     return BackendUnavailable(
-        "the server cannot reach its shared stream log right now",
-        suggestion="try again in a moment",
+        tr("the server cannot reach its shared stream log right now"),
+        suggestion=tr("try again in a moment"),
         details={
             "operator": f"check TOKENRELAY_REDIS_URL and that Redis is up ({type(exc).__name__})"
         },
@@ -108,8 +109,12 @@ class RedisStreamLog:
             import redis.asyncio as aioredis
         except ImportError as exc:  # pragma: no cover
             raise BackendUnavailable(
-                "TOKENRELAY_REDIS_URL is set but the redis package is not installed",
-                suggestion="pip install 'tokenrelay[redis]', or unset TOKENRELAY_REDIS_URL",
+                tr("the server's shared stream log is not available"),
+                suggestion=tr("try again later, or tell whoever runs the server"),
+                details={
+                    "operator": "TOKENRELAY_REDIS_URL is set but the redis package is not "
+                    "installed: pip install 'tokenrelay[redis]', or unset TOKENRELAY_REDIS_URL"
+                },
             ) from exc
         client = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=10)
         try:
@@ -128,11 +133,19 @@ class RedisStreamLog:
         return f"{self._prefix}:cancel"
 
     # -- writing
-    async def create(self, stream_id: str, *, owner: str | None, session_id: str | None) -> None:
+    async def create(
+        self,
+        stream_id: str,
+        *,
+        owner: str | None,
+        session_id: str | None,
+        locale: str | None = None,
+    ) -> None:
         meta = {
             "owner": owner or "",
             "has_owner": int(owner is not None),
             "session_id": session_id or "",
+            "locale": locale or "",
         }
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -142,7 +155,7 @@ class RedisStreamLog:
                 await pipe.execute()
         except Exception as exc:
             raise backend_down(exc) from exc
-        await self._local.create(stream_id, owner=owner, session_id=session_id)
+        await self._local.create(stream_id, owner=owner, session_id=session_id, locale=locale)
         self._ensure_tasks()
 
     def lane(
@@ -231,6 +244,7 @@ class RedisStreamLog:
             self._lease_ms,
             expiry,
             first,
+            stream.locale or "",
         ]
         return stream_id, head + stream.items[2 * (first - 1) :]
 
@@ -373,6 +387,7 @@ class RedisStreamLog:
             session_id=meta.get("session_id") or None,
             finished=meta.get("finished") == "1",
             last_seq=int(last[0][0].split("-")[1]) if last else 0,
+            locale=meta.get("locale") or None,
         )
 
     # -- coordination

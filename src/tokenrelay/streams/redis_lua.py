@@ -43,7 +43,8 @@ return out
 
 # The owner writes one stream again from its own copy, unless a reader declared it lost.
 # KEYS: meta, alive, s. ARGV: owner, has_owner, session_id, finished (0/1), lease ms,
-# expiry s, seq of the first event, then type and JSON of each event in order.
+# expiry s, seq of the first event, the stream's language, then type and JSON of each event
+# in order.
 # Returns 1 written, 0 declared lost (left as it is).
 REWRITE = """
 local meta, alive, s = KEYS[1], KEYS[2], KEYS[3]
@@ -52,12 +53,12 @@ if redis.call('HGET', meta, 'lost') == '1' then
 end
 redis.call('DEL', s, meta)
 local seq = tonumber(ARGV[7])
-for i = 8, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   redis.call('XADD', s, '0-' .. string.format('%d', seq), 't', ARGV[i], 'd', ARGV[i + 1])
   seq = seq + 1
 end
 redis.call('HSET', meta, 'owner', ARGV[1], 'has_owner', ARGV[2], 'session_id', ARGV[3],
-  'finished', ARGV[4])
+  'finished', ARGV[4], 'locale', ARGV[8])
 redis.call('EXPIRE', meta, ARGV[6])
 redis.call('EXPIRE', s, ARGV[6])
 if ARGV[4] == '1' then

@@ -23,6 +23,7 @@ from typing import Any
 
 from tokenrelay.errors import BackendUnavailable, StreamIncomplete, TokenRelayError
 from tokenrelay.events import Envelope, ErrorEvent, reader_error
+from tokenrelay.i18n import tr
 from tokenrelay.streams import redis_lua as lua
 
 logger = logging.getLogger("tokenrelay.streams.redis")
@@ -39,24 +40,24 @@ def _seq(entry_id: str) -> int:
 
 def _lost() -> TokenRelayError:
     return BackendUnavailable(
-        "the server generating this answer stopped before it finished",
-        suggestion="send your message again",
+        tr("the server generating this answer stopped before it finished"),
+        suggestion=tr("send your message again"),
         retryable=True,
     )
 
 
 def _incomplete() -> StreamIncomplete:
     return StreamIncomplete(
-        "part of this answer is no longer available",
-        suggestion="send your message again",
+        tr("part of this answer is no longer available"),
+        suggestion=tr("send your message again"),
         retryable=False,
     )
 
 
 def _reader_cut_off() -> BackendUnavailable:
     return BackendUnavailable(
-        "this answer cannot be followed right now",
-        suggestion="try again in a moment",
+        tr("this answer cannot be followed right now"),
+        suggestion=tr("try again in a moment"),
         retryable=True,
     )
 

@@ -23,6 +23,7 @@ from tokenrelay.errors import (
     internal_error,
 )
 from tokenrelay.events import TERMINAL_TYPES, ErrorEvent
+from tokenrelay.i18n import current_locale, tr
 from tokenrelay.logs import log_stream_finished
 from tokenrelay.metrics import Metrics
 from tokenrelay.streams import timers
@@ -34,23 +35,33 @@ logger = logging.getLogger("tokenrelay.runner")
 
 CANCEL_REASONS: dict[str, TokenRelayError] = {
     "request": StreamCancelled(
-        "the stream was cancelled", suggestion="send the message again to get a new answer"
+        tr("the stream was cancelled"),
+        suggestion=tr("send the message again to get a new answer"),
     ),
     "disconnect": StreamCancelled(
-        "the connection was gone for too long, so the answer was stopped",
-        suggestion="send the message again to get a new answer",
+        tr("the connection was gone for too long, so the answer was stopped"),
+        suggestion=tr("send the message again to get a new answer"),
         details={
             "operator": "no reader came back within TOKENRELAY_DISCONNECT_GRACE_S; raise it to"
             " keep answers alive for longer"
         },
     ),
     "shutdown": TokenRelayError(
-        "this server is shutting down",
-        suggestion="reconnect with Last-Event-ID to resume, or resend the message",
+        tr("this server is shutting down"),
+        suggestion=tr("reconnect with Last-Event-ID to resume, or resend the message"),
         code=ErrorCode.BACKEND_UNAVAILABLE,
         retryable=True,
     ),
 }
+
+
+def deadline_error(seconds: float) -> StreamTimeout:
+    """The error of a stream stopped at its deadline (`stream_deadline_s`)."""
+    return StreamTimeout(
+        tr("the answer took longer than the {seconds:g} s limit", seconds=seconds),
+        suggestion=tr("ask for a shorter answer"),
+        details={"operator": "the limit is TOKENRELAY_STREAM_DEADLINE_S"},
+    )
 
 
 class _Running(StreamContext):
@@ -136,10 +147,15 @@ class StreamRunner:
         owner: str | None = None,
         session_id: str | None = None,
     ) -> None:
-        await self._log.create(stream_id, owner=owner, session_id=session_id)
+        # the stream's language: what its readers say themselves is said in it (resume.py)
+        await self._log.create(
+            stream_id, owner=owner, session_id=session_id, locale=current_locale()
+        )
         deadline = time.monotonic() + self._deadline_s
         running = _Running(self, stream_id, deadline, owner)
-        running.task = asyncio.create_task(self._run(running, pipeline), name=f"stream-{stream_id}")
+        # unnamed: a name string per open stream is memory an idle stream keeps (the stream
+        # id is in every log line the task writes)
+        running.task = asyncio.create_task(self._run(running, pipeline))
         self._running[stream_id] = running
         # a coarse timeout, not an asyncio.timeout() scope (a third of the memory per stream)
         running.deadline_timer = timers.call_later(
@@ -263,11 +279,7 @@ class StreamRunner:
             if reason is None:  # cancelled from outside the runner: the loop is going away
                 reason = "shutdown"
             if reason == "deadline":
-                failure = StreamTimeout(
-                    f"the answer took longer than the {self._deadline_s:g} s limit",
-                    suggestion="ask for a shorter answer",
-                    details={"operator": "the limit is TOKENRELAY_STREAM_DEADLINE_S"},
-                )
+                failure = deadline_error(self._deadline_s)
                 logger.warning(
                     "stream %s stopped at its deadline of %g s (TOKENRELAY_STREAM_DEADLINE_S)",
                     stream_id,

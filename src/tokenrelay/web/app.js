@@ -197,7 +197,7 @@ class Turn {
       this.tools = el("div", { class: "tools", "aria-label": t("Tool calls") });
       this.root.insertBefore(this.tools, this.text);
     }
-    const stateLabel = el("span", { class: "tool-state", text: "running…" });
+    const stateLabel = el("span", { class: "tool-state", text: t("running…") });
     const steps = el("ul", { "aria-label": t("Progress") });
     const args = el("code", { class: "tool-args" });
     const head = el(
@@ -569,7 +569,7 @@ function userMessage(text, editable) {
   const kind = editable ? "message user chat" : "message user";
   const node = el("article", { class: kind }, el("div", { class: "text", text }));
   if (editable) {
-    const edit = el("button", { type: "button", class: "secondary small edit", text: "Edit" });
+    const edit = el("button", { type: "button", class: "secondary small edit", text: t("Edit") });
     edit.addEventListener("click", () => startEdit(node));
     node.append(el("div", { class: "actions" }, edit));
   }
@@ -582,7 +582,7 @@ function refreshActions() {
   const answers = ui.messages.querySelectorAll(".message.assistant");
   const last = answers[answers.length - 1];
   if (!last || !state.sessionId || state.current || last.classList.contains("workflow")) return;
-  const again = el("button", { type: "button", class: "secondary small regenerate", text: "Regenerate" });
+  const again = el("button", { type: "button", class: "secondary small regenerate", text: t("Regenerate") });
   again.addEventListener("click", regenerateAnswer);
   last.append(el("div", { class: "actions answer-actions" }, again));
 }
@@ -599,10 +599,10 @@ async function regenerateAnswer() {
 function startEdit(node) {
   if (state.current || node.querySelector(".edit-box")) return;
   const text = node.querySelector(".text");
-  const box = el("textarea", { class: "edit-box", "aria-label": "Edit your message", rows: "3" });
+  const box = el("textarea", { class: "edit-box", "aria-label": t("Edit your message"), rows: "3" });
   box.value = text.textContent;
-  const save = el("button", { type: "button", class: "small save", text: "Send" });
-  const cancel = el("button", { type: "button", class: "secondary small", text: "Cancel" });
+  const save = el("button", { type: "button", class: "small save", text: t("Send") });
+  const cancel = el("button", { type: "button", class: "secondary small", text: t("Cancel") });
   const form = el("div", { class: "edit-form" }, box, el("div", { class: "actions" }, save, cancel));
   text.hidden = true;
   node.append(form);

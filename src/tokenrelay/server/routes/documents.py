@@ -273,7 +273,14 @@ async def progress_events(work: Callable[[], Awaitable[IngestResult]]) -> AsyncI
             return
         except Exception:
             logger.exception("ingesting an uploaded document failed")
-            yield sse_frame("error", TokenRelayError("ingest failed unexpectedly").to_dict())
+            yield sse_frame(
+                "error",
+                TokenRelayError(
+                    tr("the document could not be loaded"),
+                    suggestion=tr("retry; if it keeps happening, report the trace id"),
+                    retryable=True,
+                ).to_dict(),
+            )
             return
         yield sse_frame("document", _result_json(result))
     finally:

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field
 
+from tokenrelay.i18n import tr
 from tokenrelay.tools.context import ToolError
 from tokenrelay.tools.tool import tool
 
@@ -17,7 +18,10 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo(name.strip())
     except (ZoneInfoNotFoundError, ValueError) as e:
         raise ToolError(
-            f"unknown time zone {name!r}; use an IANA name like Europe/Paris, Asia/Seoul or UTC"
+            tr(
+                "unknown time zone {name!r}; use an IANA name like Europe/Paris, Asia/Seoul or UTC",
+                name=name,
+            )
         ) from e
 
 

@@ -28,7 +28,9 @@ async def search_documents(
         top_k: how many passages to return, 1 to 20
     """
     if ctx.documents is None:
-        raise ToolError("no document store is configured on this server; upload documents first")
+        raise ToolError(
+            tr("no document store is available on this server, so documents cannot be searched")
+        )
 
     store = scoped_store(ctx.documents, ctx.owner)  # with API keys on: the caller's documents
     await ctx.progress(tr("Searching documents for {query!r}", query=query))

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from tokenrelay.i18n import tr
 from tokenrelay.tools.context import ToolError
 from tokenrelay.tools.tool import tool
 
@@ -103,11 +104,19 @@ def normalize_unit(unit: str) -> str:
         if candidate in _LINEAR:
             return candidate
     known = ", ".join([*_TEMPERATURE, *_LINEAR])
-    raise ToolError(f"unknown unit {unit!r}; use one of: {known}")
+    raise ToolError(tr("unknown unit {unit!r}; use one of: {known}", unit=unit, known=known))
 
 
 def category(unit: str) -> str:
     return "temperature" if unit in _TEMPERATURE else _LINEAR[unit][0]
+
+
+_CATEGORY_NAMES = {
+    "temperature": tr("temperature"),
+    "length": tr("length"),
+    "mass": tr("mass"),
+    "speed": tr("speed"),
+}
 
 
 def _to_kelvin(value: float, unit: str) -> float:
@@ -131,13 +140,21 @@ def convert(value: float, from_unit: str, to_unit: str) -> float:
     source, target = category(from_unit), category(to_unit)
     if source != target:
         raise ToolError(
-            f"cannot convert {from_unit} to {to_unit}: {from_unit} is a {source} unit "
-            f"and {to_unit} a {target} unit"
+            tr(
+                "cannot convert {from_unit} to {to_unit}: {from_unit} is a {source} unit"
+                " and {to_unit} a {target} unit",
+                from_unit=from_unit,
+                to_unit=to_unit,
+                source=_CATEGORY_NAMES[source],
+                target=_CATEGORY_NAMES[target],
+            )
         )
     if source == "temperature":
         kelvin = _to_kelvin(value, from_unit)
         if kelvin < 0:
-            raise ToolError(f"{value:g} {from_unit} is below absolute zero")
+            raise ToolError(
+                tr("{value:g} {unit} is below absolute zero", value=value, unit=from_unit)
+            )
         return _from_kelvin(kelvin, to_unit)
     return value * _LINEAR[from_unit][1] / _LINEAR[to_unit][1]
 

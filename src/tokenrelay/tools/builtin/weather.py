@@ -10,6 +10,7 @@ tool fails with a `ToolError` that says so; it never makes up a forecast.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from typing import Annotated, Any
 
@@ -19,6 +20,8 @@ from pydantic import Field
 from tokenrelay.i18n import tr
 from tokenrelay.tools.context import ToolContext, ToolError
 from tokenrelay.tools.tool import tool
+
+logger = logging.getLogger("tokenrelay.tools")
 
 _COORDS = re.compile(r"^\s*(-?\d{1,2}(?:\.\d+)?)\s*,\s*(-?\d{1,3}(?:\.\d+)?)\s*$")
 
@@ -118,28 +121,37 @@ async def _get_json(client: httpx.AsyncClient, url: str, params: dict[str, Any])
     try:
         response = await client.get(url, params=params)
     except httpx.TimeoutException as e:
+        logger.warning("weather service %s: no answer in time (TOKENRELAY_WEATHER_TIMEOUT_S)", url)
         raise ToolError(
-            f"the weather service at {url} did not answer in time; no forecast is available "
-            "now — try again later"
+            tr(
+                "the weather service did not answer in time; no forecast is available now"
+                " — try again later"
+            )
         ) from e
     except httpx.HTTPError as e:
+        logger.warning("weather service %s cannot be reached: %r", url, e)
         raise ToolError(
-            f"the weather service at {url} cannot be reached ({type(e).__name__}); no forecast "
-            "is available — try again later"
+            tr(
+                "the weather service cannot be reached ({error}); no forecast is available"
+                " — try again later",
+                error=type(e).__name__,
+            )
         ) from e
     if response.status_code >= 400:
         reason = ""
         with contextlib.suppress(ValueError, AttributeError):
             reason = str(response.json().get("reason", ""))
         raise ToolError(
-            f"the weather service answered HTTP {response.status_code}"
-            + (f": {reason}" if reason else "")
-            + "; no forecast is available"
+            tr(
+                "the weather service answered HTTP {status}{reason}; no forecast is available",
+                status=response.status_code,
+                reason=f": {reason}" if reason else "",
+            )
         )
     try:
         return response.json()
     except ValueError as e:
-        raise ToolError("the weather service sent something that is not JSON") from e
+        raise ToolError(tr("the weather service sent something that is not JSON")) from e
 
 
 @tool
@@ -176,8 +188,11 @@ async def get_weather(
             place = pick_place(list(found.get("results") or []), qualifier or None)
         if place is None:
             raise ToolError(
-                f"no place called {location!r} was found; give a city name, "
-                "optionally with its country"
+                tr(
+                    "no place called {location!r} was found; give a city name, optionally with"
+                    " its country",
+                    location=location,
+                )
             )
         await ctx.progress(tr("Fetching the forecast for {place}", place=place.get("name")))
         data = await _get_json(
