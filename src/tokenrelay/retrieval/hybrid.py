@@ -36,6 +36,7 @@ from tokenrelay.retrieval.base import (
 )
 from tokenrelay.retrieval.embedding import Embedder, EmbeddingFailed
 from tokenrelay.retrieval.fusion import FusionRule, fuse, with_ranks
+from tokenrelay.retrieval.question_cache import QuestionCache
 from tokenrelay.retrieval.rerank import candidate_count, rerank
 from tokenrelay.retrieval.snippets import make_snippet
 from tokenrelay.retrieval.vectors import VectorIndex, passage_text
@@ -104,6 +105,7 @@ class HybridStore:
     use_rerank: bool = False
     fusion: FusionRule = field(default_factory=FusionRule)
     _background: asyncio.Task[int] | None = field(default=None, init=False, repr=False)
+    _questions: QuestionCache = field(default_factory=QuestionCache, init=False, repr=False)
 
     # -- writes
     async def _vectors_for(
@@ -223,9 +225,13 @@ class HybridStore:
 
     async def _vector_side(self, query: str, n: int) -> tuple[list[SearchHit], str]:
         """(the `n` nearest chunks, ""), or ([], why) when the question cannot be embedded."""
+        model = self.embedder.model
         try:
-            [question] = await self.embedder.embed([query], kind="query")
-            return await self.index.search(question, self.embedder.model, n), ""
+            question = self._questions.get(model, query)
+            if question is None:
+                [question] = await self.embedder.embed([query], kind="query")
+                self._questions.put(model, query, question)
+            return await self.index.search(question, model, n), ""
         except EmbeddingFailed as e:
             logger.warning("embedding the question failed, searching lexically: %s", e)
             return [], f"embedding the question failed: {e}"
