@@ -3,7 +3,8 @@ against a real `tokenrelay serve`: built here with esbuild from the pinned packa
 from another origin (CORS), and driven as a person would: the answer streams, tool progress
 and sources show, Stop stops the server's stream, a reload mid-answer resumes it with nothing
 lost or repeated, Regenerate replaces the answer, Edit says an earlier message again, and
-Korean round-trips."""
+Korean round-trips; "Plan a trip" starts the travel planner and shows its progress and
+plan, read through a second useChat."""
 
 from __future__ import annotations
 
@@ -68,9 +69,17 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ServerP
         yield origin, server
 
 
-def _url(app: tuple[str, ServerProcess], chat: str, options: dict[str, Any]) -> str:
+def _url(
+    app: tuple[str, ServerProcess],
+    chat: str,
+    options: dict[str, Any],
+    plan_options: dict[str, Any] | None = None,
+) -> str:
     origin, server = app
-    return f"{origin}/?server={quote(server.url)}&chat={chat}&options={quote(json.dumps(options))}"
+    url = f"{origin}/?server={quote(server.url)}&chat={chat}&options={quote(json.dumps(options))}"
+    if plan_options is not None:
+        url += f"&plan_options={quote(json.dumps(plan_options))}"
+    return url
 
 
 def _send(page: Any, text: str) -> None:
@@ -90,9 +99,10 @@ def _ready(page: Any) -> None:
     page.wait_for_selector("[data-status=ready]")
 
 
-def test_the_doc_shows_the_example_component_word_for_word() -> None:
-    shown = files(DOC)["examples/react-chat/src/Chat.jsx"]
-    assert shown == (EXAMPLE / "src" / "Chat.jsx").read_text()
+@pytest.mark.parametrize("component", ["Chat.jsx", "Planner.jsx"])
+def test_the_doc_shows_the_example_component_word_for_word(component: str) -> None:
+    shown = files(DOC)[f"examples/react-chat/src/{component}"]
+    assert shown == (EXAMPLE / "src" / component).read_text()
 
 
 def test_a_reload_mid_answer_resumes_it_with_nothing_lost_or_repeated(
@@ -218,3 +228,63 @@ def test_edit_says_an_earlier_message_again(page: Any, app: tuple[str, ServerPro
     history = httpx.get(f"{server.url}/api/sessions/react-edit", timeout=30).json()["messages"]
     current = [m["content"] for m in history if not m["metadata"].get("superseded")]
     assert current == ["고친 질문", "답입니다."]
+
+
+PLAN = {
+    "title": "Two days in Paris",
+    "days": [
+        {
+            "day": 1,
+            "date": "2030-06-01",
+            "title": "Museums",
+            "activities": [
+                {"time": "09:00", "name": "Louvre", "description": "Museum", "estimated_cost": 25000}
+            ],
+        },
+        {
+            "day": 2,
+            "date": "2030-06-02",
+            "title": "Gardens",
+            "activities": [
+                {"time": "10:00", "name": "Tuileries", "description": "Walk", "estimated_cost": 0},
+                {"time": "14:00", "name": "Orsay", "description": "Museum", "estimated_cost": 18000},
+            ],
+        },
+    ],
+    "total_estimated_cost": 43000,
+    "currency": "KRW",  # the language's (ko-KR): the request names none
+    "notes": "",
+}
+
+
+def test_plan_a_trip_shows_the_planners_progress_and_plan(
+    page: Any, app: tuple[str, ServerProcess]
+) -> None:
+    plan_options = {"scripted": {"replies": [json.dumps(PLAN)], "tokens": 4, "delay_ms": 30}}
+    page.goto(_url(app, "react-plan", {}, plan_options))
+    _ready(page)
+    planner = page.locator(".planner")
+    planner.locator("input[name=location]").fill("Paris")
+    planner.locator("input[name=start]").fill("2030-06-01")
+    planner.locator("input[name=end]").fill("2030-06-02")
+    planner.get_by_role("button", name="Plan").click()
+    page.wait_for_selector(".plan progress")  # the progress shows while the plan is written
+    page.wait_for_selector(".plan[data-status=ready] article")
+    plan = page.locator(".plan")
+    assert plan.locator("progress").get_attribute("value") == "95"
+    # the page's language (the browser's, ko-KR here): "The plan is ready"
+    assert plan.locator("small").text_content() == "일정이 준비되었습니다"
+    assert plan.locator("h3").text_content() == "Two days in Paris"
+    assert plan.locator("h4").all_text_contents() == [
+        "Day 1 · 2030-06-01: Museums",
+        "Day 2 · 2030-06-02: Gardens",
+    ]
+    assert plan.locator("li").all_text_contents() == [
+        "09:00 Louvre: Museum",
+        "10:00 Tuileries: Walk",
+        "14:00 Orsay: Museum",
+    ]
+    assert plan.locator(".total").text_content() == "Total: 43000 KRW"
+    draft = str(plan.locator("pre").text_content())  # the model's JSON, as readable text
+    assert "Two days in Paris" in draft and "Tuileries" in draft and "{" not in draft
+    page.screenshot(path=str(ARTIFACTS / "react_chat_plan.png"))

@@ -1,5 +1,6 @@
 import { createRoot } from 'react-dom/client';
 import { Chat } from './Chat';
+import { Planner } from './Planner';
 import { loadMessages } from './tokenrelay';
 import './style.css';
 
@@ -13,5 +14,8 @@ if (!chatId) {
 }
 const initialMessages = await loadMessages(chatId);
 createRoot(document.getElementById('root')).render(
-  <Chat chatId={chatId} initialMessages={initialMessages} />,
+  <>
+    <Chat chatId={chatId} initialMessages={initialMessages} />
+    <Planner />
+  </>,
 );

@@ -24,3 +24,34 @@ export async function loadMessages(chatId) {
 export async function stopAnswer(chatId) {
   await fetch(`${TOKENRELAY}/api/ui/chat/${chatId}/stop`, { method: 'POST' });
 }
+
+// the travel planner's request options: ?plan_options=<JSON> (e.g. the scripted provider's)
+const planOptions = JSON.parse(params.get('plan_options') ?? '{}');
+
+// start a plan on the native route; resolves with its stream id, read from the stream's first
+// event (`metadata`). The plan goes on without this connection: read it with planTransport
+export async function startPlan(trip) {
+  const reading = new AbortController();
+  const response = await fetch(`${TOKENRELAY}/api/plans/generate/stream`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ ...trip, options: planOptions }),
+    signal: reading.signal,
+  });
+  if (!response.ok) throw new Error(`planning failed: ${response.status} ${await response.text()}`);
+  const events = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let received = '';
+  while (!received.includes('\n\n')) {
+    const { value, done } = await events.read();
+    if (done) throw new Error('the plan stream ended before its first event');
+    received += value;
+  }
+  reading.abort(); // only the first event is read here
+  const data = received.split('\n').find(line => line.startsWith('data:'));
+  return JSON.parse(data.slice(5)).stream_id;
+}
+
+// any stream of ours from its start as UI message chunks: useChat({ id: streamId, resume: true })
+export const planTransport = new DefaultChatTransport({
+  prepareReconnectToStreamRequest: ({ id }) => ({ api: `${TOKENRELAY}/api/ui/streams/${id}` }),
+});
