@@ -1,5 +1,6 @@
 """docs/frontend.md's transport block, run as written with node against a real server with
-API keys: it loads a chat, the AI SDK sends through it, and its Stop stops the server."""
+API keys: it loads a chat, the AI SDK sends through it, its Stop stops the server, and it
+starts a plan whose stream the AI SDK reads through `planTransport`."""
 
 from __future__ import annotations
 
@@ -45,6 +46,31 @@ for (;;) {
   }
 }
 out.types = types;
+const plan = {
+  title: 'Paris',
+  days: [{ day: 1, date: '2030-06-01', title: 'Day 1', activities: [
+    { time: '09:00', name: 'Louvre', description: 'Museum', estimated_cost: 20 },
+  ] }],
+  total_estimated_cost: 20, currency: 'EUR', notes: '',
+};
+const streamId = await startPlan({
+  location: 'Paris', start_date: '2030-06-01', end_date: '2030-06-01', currency: 'EUR',
+  options: { scripted: { replies: [JSON.stringify(plan)], tokens: 3, delay_ms: 20 } },
+});
+const planned = await last(await planTransport.reconnectToStream({ chatId: streamId }));
+out.plan = {
+  streamId,
+  metadataStreamId: planned.metadata.streamId,
+  data: Object.fromEntries(
+    planned.parts.filter(p => p.type.startsWith('data-')).map(p => [p.type, p.data]),
+  ),
+  text: planned.parts.filter(p => p.type === 'text').map(p => p.text).join(''),
+};
+try {
+  await startPlan({ location: 'Paris', start_date: '2030-06-02', end_date: '2030-06-01' });
+} catch (error) {
+  out.refused = String(error.message);
+}
 console.log(JSON.stringify(out));
 """
 
@@ -81,3 +107,11 @@ def test_the_transport_snippet_chats_loads_and_stops(tmp_path: Path) -> None:
     assert seen["answer"] == "Hello from the docs"
     assert seen["after"] == ["user", "assistant"]
     assert seen["types"][-2:] == ["abort", "finish"] and "stopped" in seen["types"]
+    plan = seen["plan"]
+    assert plan["metadataStreamId"] == plan["streamId"]  # the plan's stream, read from its start
+    assert plan["data"]["data-complete"]["title"] == "Paris"
+    assert plan["data"]["data-complete"]["currency"] == "EUR"
+    assert plan["data"]["data-progress"]["progress"] == 95
+    assert plan["data"]["data-status"]["message"] == "The plan is ready"
+    assert "Louvre" in plan["text"]
+    assert seen["refused"].startswith("planning failed: 422 ")

@@ -230,6 +230,10 @@ def test_edit_says_an_earlier_message_again(page: Any, app: tuple[str, ServerPro
     assert current == ["고친 질문", "답입니다."]
 
 
+def _activity(time: str, name: str, description: str, cost: int) -> dict[str, Any]:
+    return {"time": time, "name": name, "description": description, "estimated_cost": cost}
+
+
 PLAN = {
     "title": "Two days in Paris",
     "days": [
@@ -237,17 +241,15 @@ PLAN = {
             "day": 1,
             "date": "2030-06-01",
             "title": "Museums",
-            "activities": [
-                {"time": "09:00", "name": "Louvre", "description": "Museum", "estimated_cost": 25000}
-            ],
+            "activities": [_activity("09:00", "Louvre", "Museum", 25000)],
         },
         {
             "day": 2,
             "date": "2030-06-02",
             "title": "Gardens",
             "activities": [
-                {"time": "10:00", "name": "Tuileries", "description": "Walk", "estimated_cost": 0},
-                {"time": "14:00", "name": "Orsay", "description": "Museum", "estimated_cost": 18000},
+                _activity("10:00", "Tuileries", "Walk", 0),
+                _activity("14:00", "Orsay", "Museum", 18000),
             ],
         },
     ],
@@ -288,3 +290,7 @@ def test_plan_a_trip_shows_the_planners_progress_and_plan(
     draft = str(plan.locator("pre").text_content())  # the model's JSON, as readable text
     assert "Two days in Paris" in draft and "Tuileries" in draft and "{" not in draft
     page.screenshot(path=str(ARTIFACTS / "react_chat_plan.png"))
+    page.reload()  # the plan's id is in the URL: its stream is read again, from its start
+    page.wait_for_selector(".plan[data-status=ready] article")
+    assert page.locator(".plan h3").text_content() == "Two days in Paris"
+    assert page.locator(".plan .total").text_content() == "Total: 43000 KRW"

@@ -2,10 +2,17 @@ import { useChat } from '@ai-sdk/react';
 import { useState } from 'react';
 import { planTransport, startPlan } from './tokenrelay';
 
-// "Plan a trip": the plan starts on the native route, and useChat reads its stream
+// "Plan a trip": the plan starts on the native route, and useChat reads its stream; its id
+// is in the URL (?plan=…), so a reload shows the plan again (for `stream_ttl_s` after its end)
 export function Planner() {
-  const [streamId, setStreamId] = useState(null);
+  const [streamId, setStreamId] = useState(() => new URLSearchParams(location.search).get('plan'));
   const [error, setError] = useState(null);
+  const show = id => {
+    const url = new URL(location.href);
+    url.searchParams.set('plan', id);
+    history.replaceState(null, '', url);
+    setStreamId(id);
+  };
   return (
     <section className="planner">
       <h2>Plan a trip</h2>
@@ -14,7 +21,7 @@ export function Planner() {
         const { location, start, end } = event.currentTarget.elements;
         setError(null);
         startPlan({ location: location.value, start_date: start.value, end_date: end.value })
-          .then(setStreamId, failure => setError(failure.message));
+          .then(show, failure => setError(failure.message));
       }}>
         <input name="location" placeholder="Where to?" required />
         <input name="start" type="date" required />
