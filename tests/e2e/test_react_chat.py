@@ -4,7 +4,8 @@ from another origin (CORS), and driven as a person would: the answer streams, to
 and sources show, Stop stops the server's stream, a reload mid-answer resumes it with nothing
 lost or repeated, Regenerate replaces the answer, Edit says an earlier message again, and
 Korean round-trips; "Plan a trip" starts the travel planner and shows its progress and
-plan, read through a second useChat."""
+plan, read through a second useChat (again after a reload), and says why a plan was refused
+or failed."""
 
 from __future__ import annotations
 
@@ -62,6 +63,9 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ServerP
         "TOKENRELAY_CORS_ORIGINS": f"http://127.0.0.1:{port}",
         "TOKENRELAY_DISCONNECT_GRACE_S": "30",  # a reload must find the answer still running
         "TOKENRELAY_TOOL_MODULES": json.dumps(["tests.tools.sample_tools"]),
+        # the planner's weather tool must not leave this machine: nothing listens on port 9
+        "TOKENRELAY_WEATHER_BASE_URL": "http://127.0.0.1:9",
+        "TOKENRELAY_GEOCODING_BASE_URL": "http://127.0.0.1:9",
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
     }
     data = tmp_path_factory.mktemp("react-chat-server")
@@ -294,3 +298,53 @@ def test_plan_a_trip_shows_the_planners_progress_and_plan(
     page.wait_for_selector(".plan[data-status=ready] article")
     assert page.locator(".plan h3").text_content() == "Two days in Paris"
     assert page.locator(".plan .total").text_content() == "Total: 43000 KRW"
+
+
+def _plan(page: Any, location: str, start: str, end: str) -> None:
+    planner = page.locator(".planner")
+    planner.locator("input[name=location]").fill(location)
+    planner.locator("input[name=start]").fill(start)
+    planner.locator("input[name=end]").fill(end)
+    planner.get_by_role("button", name="Plan").click()
+
+
+@pytest.fixture
+def tab(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """conftest's `page`, except that a refused request's console line ("Failed to load
+    resource: … 422") is expected: any other console error or script error fails the test."""
+    context = browser.new_context(viewport={"width": 1100, "height": 760}, locale="ko-KR")
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text)
+            if msg.type == "error" and "status of 422" not in msg.text
+            else None
+        ),
+    )
+    try:
+        yield page
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    finally:
+        context.close()
+    assert errors == [], f"the page reported errors: {errors}"
+
+
+def test_a_refused_or_failed_plan_says_why(tab: Any, app: tuple[str, ServerProcess]) -> None:
+    page = tab
+    failing = {"scripted": {"reply": "Paris, day one", "tokens": 4, "error_after": 2}}
+    page.goto(_url(app, "react-plan-errors", {}, failing))
+    _ready(page)
+    _plan(page, "Paris", "2030-06-02", "2030-06-01")  # refused before it starts: a 422
+    refused = page.locator(".planner > [role=alert]")
+    refused.wait_for()
+    assert str(refused.text_content()).startswith("planning failed: 422 ")
+    _plan(page, "Paris", "2030-06-01", "2030-06-01")  # fails while it runs
+    failed = page.locator(".plan[data-status=error] [role=alert]")
+    assert failed.text_content() == "스크립트대로 2조각 뒤에 실패했습니다"  # in the page's language
+    assert page.locator(".planner > [role=alert]").count() == 0
+    assert page.locator(".plan article").count() == 0

@@ -36,7 +36,7 @@ export function Planner() {
 
 // one plan's stream, read from its start: GET /api/ui/streams/{streamId}
 function PlanStream({ streamId }) {
-  const { messages, status } = useChat({ id: streamId, transport: planTransport, resume: true });
+  const { messages, status, error } = useChat({ id: streamId, transport: planTransport, resume: true });
   const parts = messages.at(-1)?.parts ?? [];
   const data = type => parts.find(part => part.type === type)?.data;
   const said = data('data-status'); // each status, progress and the plan replace the last
@@ -63,6 +63,7 @@ function PlanStream({ streamId }) {
           <p className="total">Total: {plan.total_estimated_cost} {plan.currency}</p>
         </article>
       )}
+      {error && <p role="alert">{error.message}</p>}
       {draft && (
         <details open={!plan}>
           <summary>The draft, as the model writes it</summary>
