@@ -4,8 +4,8 @@ from another origin (CORS), and driven as a person would: the answer streams, to
 and sources show, Stop stops the server's stream, a reload mid-answer resumes it with nothing
 lost or repeated, Regenerate replaces the answer, Edit says an earlier message again, and
 Korean round-trips; "Plan a trip" starts the travel planner and shows its progress and
-plan, read through a second useChat (again after a reload), and says why a plan was refused
-or failed."""
+plan, read through a second useChat (again after a reload, mid-plan or after it), and says
+why a plan was refused or failed."""
 
 from __future__ import annotations
 
@@ -348,3 +348,18 @@ def test_a_refused_or_failed_plan_says_why(tab: Any, app: tuple[str, ServerProce
     assert failed.text_content() == "스크립트대로 2조각 뒤에 실패했습니다"  # in the page's language
     assert page.locator(".planner > [role=alert]").count() == 0
     assert page.locator(".plan article").count() == 0
+
+
+def test_a_reload_mid_plan_reads_it_on_with_nothing_twice(
+    page: Any, app: tuple[str, ServerProcess]
+) -> None:
+    slow = {"scripted": {"replies": [json.dumps(PLAN)], "tokens": 8, "delay_ms": 250}}
+    page.goto(_url(app, "react-plan-reload", {}, slow))
+    _ready(page)
+    _plan(page, "Paris", "2030-06-01", "2030-06-02")
+    page.wait_for_selector(".plan[data-status=streaming] pre")  # the draft is being written
+    page.reload()
+    page.wait_for_selector(".plan[data-status=ready] article")
+    assert page.locator(".plan h3").text_content() == "Two days in Paris"
+    draft = str(page.locator(".plan pre").text_content())
+    assert draft.count("Two days in Paris") == 1 and draft.count("Orsay") == 1
