@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,17 +71,27 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProce
         yield server
 
 
-@pytest.fixture
-def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A fresh page; its console errors fail the test; a screenshot is saved at the end."""
-    context = browser.new_context(viewport={"width": 1100, "height": 760}, locale="ko-KR")
+def watched_page(
+    browser: Any,
+    request: pytest.FixtureRequest,
+    *,
+    width: int = 1100,
+    height: int = 760,
+    expected: Callable[[str], bool] = lambda text: False,
+) -> Iterator[Any]:
+    """A fresh page in a Korean browser: its script errors and console errors fail the test,
+    except console lines `expected` accepts; a screenshot is saved at the end. Fixtures yield
+    from it (`yield from watched_page(...)`)."""
+    context = browser.new_context(viewport={"width": width, "height": height}, locale="ko-KR")
     page = context.new_page()
     page.set_default_timeout(20_000)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on(
         "console",
-        lambda msg: errors.append(msg.text) if msg.type == "error" else None,
+        lambda msg: (
+            errors.append(msg.text) if msg.type == "error" and not expected(msg.text) else None
+        ),
     )
     try:
         yield page
@@ -91,3 +101,9 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     finally:
         context.close()
     assert errors == [], f"the page reported errors: {errors}"
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh page; its console errors fail the test; a screenshot is saved at the end."""
+    yield from watched_page(browser, request)

@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.doc_blocks import ROOT, snippets
-from tests.e2e.conftest import ARTIFACTS
+from tests.e2e.conftest import watched_page
 from tests.e2e.server_process import ServerProcess, tokenrelay_serve
 from tests.e2e.test_react_chat import _static
 from tests.node import run_node
@@ -112,26 +112,9 @@ def site(
 def tab(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A fresh page; its script errors fail the test. Unlike conftest's `page`, a refused
     request's console line ("Failed to load resource: … 422") is expected here."""
-    context = browser.new_context(viewport={"width": 900, "height": 600}, locale="ko-KR")
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on(
-        "console",
-        lambda msg: (
-            errors.append(msg.text)
-            if msg.type == "error" and "Failed to load resource" not in msg.text
-            else None
-        ),
+    yield from watched_page(
+        browser, request, width=900, height=600, expected=lambda t: "Failed to load resource" in t
     )
-    try:
-        yield page
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    finally:
-        context.close()
-    assert errors == [], f"the page reported errors: {errors}"
 
 
 def _on_server(tab: Any, url: str, bundle: Path) -> None:

@@ -25,7 +25,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.doc_blocks import files
-from tests.e2e.conftest import ARTIFACTS
+from tests.e2e.conftest import ARTIFACTS, watched_page
 from tests.e2e.server_process import ServerProcess, tokenrelay_serve
 from tests.node import run_node
 
@@ -312,26 +312,7 @@ def _plan(page: Any, location: str, start: str, end: str) -> None:
 def tab(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """conftest's `page`, except that a refused request's console line ("Failed to load
     resource: … 422") is expected: any other console error or script error fails the test."""
-    context = browser.new_context(viewport={"width": 1100, "height": 760}, locale="ko-KR")
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on(
-        "console",
-        lambda msg: (
-            errors.append(msg.text)
-            if msg.type == "error" and "status of 422" not in msg.text
-            else None
-        ),
-    )
-    try:
-        yield page
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    finally:
-        context.close()
-    assert errors == [], f"the page reported errors: {errors}"
+    yield from watched_page(browser, request, expected=lambda text: "status of 422" in text)
 
 
 def test_a_refused_or_failed_plan_says_why(tab: Any, app: tuple[str, ServerProcess]) -> None:
