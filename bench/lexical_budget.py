@@ -24,10 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from retrieval_report import update_section
 from semantic_eval import SETS, load
-from semantic_speed import eval_chunks
+from semantic_speed import corpus_docs, eval_chunks
 
 from tokenrelay.retrieval.analysis import query_terms
-from tokenrelay.retrieval.base import Chunk, Document
 from tokenrelay.retrieval.pruning import POSTINGS_BUDGET
 from tokenrelay.retrieval.sqlite_fts import MAX_QUERY_TERMS, SqliteDocumentStore, search_rows
 
@@ -36,19 +35,7 @@ BUDGETS = (POSTINGS_BUDGET, 6_000, 4_000, 3_000)
 
 async def build(path: Path, n_chunks: int) -> None:
     store = await SqliteDocumentStore.open(path)
-    texts = eval_chunks()
-    per_doc = 100
-    for d in range(n_chunks // per_doc):
-        doc = Document(id=f"doc_{d}", title=f"Doc {d}", content_hash=str(d))
-        chunks = [
-            Chunk(
-                id=f"chk_{d}_{i}",
-                document_id=doc.id,
-                ordinal=i,
-                text=f"{texts[(d * per_doc + i) % len(texts)]} ({d}.{i})",
-            )
-            for i in range(per_doc)
-        ]
+    for doc, chunks in corpus_docs(eval_chunks(), n_chunks):
         await store.upsert_many([(doc, chunks)])
     await store.close()
 

@@ -27,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,28 @@ def eval_chunks() -> list[str]:
         prepared = prepare_text(f.read_text(encoding="utf-8"), source=str(f))
         out += [passage_text(prepared.document.title, c.heading, c.text) for c in prepared.chunks]
     return out
+
+
+PER_DOC = 100  # chunks per synthetic document
+
+
+def corpus_docs(texts: list[str], n_chunks: int) -> Iterator[tuple[Document, list[Chunk]]]:
+    """`n_chunks` chunks made of the eval chunks' texts over and over, each text marked with
+    its place so that no two chunks are equal, `PER_DOC` to a document."""
+    for d in range(n_chunks // PER_DOC):
+        doc = Document(id=f"doc_{d}", title=f"Doc {d}", content_hash=str(d))
+        yield (
+            doc,
+            [
+                Chunk(
+                    id=f"chk_{d}_{i}",
+                    document_id=doc.id,
+                    ordinal=i,
+                    text=f"{texts[(d * PER_DOC + i) % len(texts)]} ({d}.{i})",
+                )
+                for i in range(PER_DOC)
+            ],
+        )
 
 
 def full_chunks() -> list[str]:
@@ -289,20 +312,9 @@ async def run(n_chunks: int, n_queries: int) -> str:
         store = await SqliteDocumentStore.open(path)
         index = await SqliteVectorIndex.open(path)
         vectors = e5_like_vectors(n_chunks, rng)
-        per_doc = 100
-        for d in range(n_chunks // per_doc):
-            doc = Document(id=f"doc_{d}", title=f"Doc {d}", content_hash=str(d))
-            chunks = [
-                Chunk(
-                    id=f"chk_{d}_{i}",
-                    document_id=doc.id,
-                    ordinal=i,
-                    text=f"{texts[(d * per_doc + i) % len(texts)]} ({d}.{i})",
-                )
-                for i in range(per_doc)
-            ]
+        for d, (doc, chunks) in enumerate(corpus_docs(texts, n_chunks)):
             await store.upsert_many([(doc, chunks)])
-            base = d * per_doc
+            base = d * PER_DOC
             await index.put(
                 model,
                 DIM,
@@ -324,7 +336,7 @@ async def run(n_chunks: int, n_queries: int) -> str:
             hits = await index.search(q.tolist(), model, 15)
             times.append(time.perf_counter() - t)
             exact.append(
-                {int(h.id.split("_")[1]) * per_doc + int(h.id.split("_")[2]) + 1 for h in hits}
+                {int(h.id.split("_")[1]) * PER_DOC + int(h.id.split("_")[2]) + 1 for h in hits}
             )
         matrix = ms(times)
         alternatives = await vec0_rows(index, model, queries, exact)
