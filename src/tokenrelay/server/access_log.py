@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,18 +28,17 @@ class _Seen:
 
     __slots__ = ("log", "scope", "send", "started", "status", "trace_id")
 
-    def __init__(self, send: Send, started: float) -> None:
+    def __init__(self, log: AccessLogMiddleware, scope: Scope, send: Send) -> None:
+        self.log = log
+        self.scope = scope
         self.send = send
-        self.started = started
+        self.started = time.perf_counter()
         self.status = 0  # 0: the app failed before answering
         self.trace_id: bytes | None = None
-        # a response that goes on after the chain returned: logged at its end (`end`)
-        self.scope: Scope | None = None
-        self.log: Callable[[Scope, _Seen], None] | None = None
 
     def end(self) -> None:
-        if self.log is not None and self.scope is not None:
-            self.log(self.scope, self)
+        """The request's log line (at the response's end: no closure, no partial)."""
+        self.log.write(self)
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -60,19 +58,19 @@ class AccessLogMiddleware:
         if scope["type"] != "http" or not logger.isEnabledFor(logging.INFO):
             await self.app(scope, receive, send)
             return
-        seen = _Seen(send, time.perf_counter())
+        seen = _Seen(self, scope, send)
         try:
             await self.app(scope, receive, seen)
         finally:
             handoff = handoff_of(scope)
             if handoff is not None and handoff.reader is not None:  # it goes on: log at the end
                 # read at the end, not now: the reader sends the start after this returns
-                seen.scope, seen.log = scope, self._log  # `seen.end`: no closure, no partial
                 handoff.after_body.append(seen.end)
             else:
-                self._log(scope, seen)
+                seen.end()
 
-    def _log(self, scope: Scope, seen: _Seen) -> None:
+    def write(self, seen: _Seen) -> None:
+        scope = seen.scope
         duration = time.perf_counter() - seen.started
         status = seen.status
         trace = seen.trace_id or header(scope, b"x-trace-id")
