@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from tokenrelay.retrieval.exact import nearest_rows
+
 Connection = Any  # asyncpg.Connection
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _FILE_HEADER = len(_SIGNATURE) + 8  # signature, flags, header extension length (0)
@@ -120,11 +122,4 @@ class Matrix:
 
     def nearest(self, vector: Sequence[float], k: int) -> list[tuple[int, float]]:
         """(rid, cosine similarity) of the `k` nearest rows, best first."""
-        rids, vectors = self.rids, self.vectors
-        if len(rids) == 0 or k <= 0:
-            return []
-        scores = vectors @ np.asarray(vector, dtype=np.float32)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [(int(rids[i]), float(scores[i])) for i in top]
+        return nearest_rows(self.rids, self.vectors, vector, k)

@@ -35,6 +35,7 @@ import numpy as np
 from tokenrelay.errors import BackendUnavailable, misconfigured
 from tokenrelay.retrieval.base import SearchHit
 from tokenrelay.retrieval.embedding import EMBEDDINGS_DOWN, Vector
+from tokenrelay.retrieval.exact import nearest_rows
 from tokenrelay.retrieval.vectors import Pending
 
 T = TypeVar("T")
@@ -163,13 +164,7 @@ class _Matrix:
 
     def nearest(self, vector: Vector, k: int) -> list[tuple[int, float]]:
         """(rowid, cosine similarity) of the `k` nearest rows, best first."""
-        if len(self.rowids) == 0:
-            return []
-        scores = self.vectors @ np.asarray(vector, dtype=np.float32)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [(int(self.rowids[i]), float(scores[i])) for i in top]
+        return nearest_rows(self.rowids, self.vectors, vector, k)
 
 
 class SqliteVectorIndex:
