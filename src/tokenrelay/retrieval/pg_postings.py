@@ -38,7 +38,8 @@ def postings(head: Sequence[str], body: Sequence[str]) -> dict[str, int]:
 
 async def insert_postings(
     conn: Connection, seqs: Sequence[int], analysed: Sequence[tuple[list[str], list[str]]]
-) -> None:
+) -> int:
+    """Insert the chunks' postings; the number of rows."""
     terms: list[str] = []
     at: list[int] = []
     tfs: list[int] = []
@@ -59,6 +60,7 @@ async def insert_postings(
             tfs,
             lens,
         )
+    return len(terms)
 
 
 # BM25 of each chunk over the given terms: sum of idf x (k1 + 1) x tf / (tf + k1 x (1 - b + b x

@@ -28,6 +28,7 @@ from tokenrelay.i18n import tr
 from tokenrelay.retrieval.analysis import analyze, heading_terms, query_terms
 from tokenrelay.retrieval.base import Chunk, Document, SearchHit, UpsertStatus
 from tokenrelay.retrieval.pg_postings import insert_postings, rank
+from tokenrelay.retrieval.pg_upkeep import Upkeep
 from tokenrelay.retrieval.pruning import POSTINGS_BUDGET
 from tokenrelay.retrieval.rerank import candidate_count, finalize
 
@@ -175,6 +176,7 @@ class _StatsDelta:
         self.df: Counter[str] = Counter()
         self.chunks = 0
         self.terms = 0
+        self.postings = 0  # rag_postings rows inserted and deleted (pg_upkeep.py counts them)
 
     def add(self, head: Sequence[str], body: Sequence[str], sign: int) -> None:
         for term in set(head).union(body):
@@ -213,6 +215,8 @@ class PostgresDocumentStore:
         self.rerank = rerank
         self.schema = schema
         self.postings_budget = POSTINGS_BUDGET  # pruning.py
+        # VACUUM (ANALYZE) after bulk writes (pg_upkeep.py)
+        self.upkeep = Upkeep(pool, schema)
 
     @property
     def pool(self) -> Pool:
@@ -254,7 +258,9 @@ class PostgresDocumentStore:
         async with pool.acquire() as conn:
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             await migrate(conn)
-        return cls(pool, rerank=rerank, schema=schema)
+        store = cls(pool, rerank=rerank, schema=schema)
+        await store.upkeep.start()
+        return store
 
     async def upsert(self, document: Document, chunks: list[Chunk]) -> UpsertStatus:
         return (await self.upsert_many([(document, chunks)]))[0]
@@ -269,6 +275,7 @@ class PostgresDocumentStore:
         async with self._pool.acquire() as conn, conn.transaction():
             statuses = [await self._upsert(conn, d, c, stats) for d, c in items]
             await stats.save(conn)
+        self.upkeep.wrote(stats.postings)
         return statuses
 
     async def _upsert(
@@ -321,7 +328,7 @@ class PostgresDocumentStore:
                 for q, c, (h, b) in zip(seqs or [], chunks, analysed, strict=True)
             ],
         )
-        await insert_postings(conn, seqs or [], analysed)
+        stats.postings += await insert_postings(conn, seqs or [], analysed)
         for head, body in analysed:
             stats.add(head, body, 1)
         return "created" if old is None else "updated"
@@ -338,6 +345,7 @@ class PostgresDocumentStore:
             held = set(r["head_terms"]).union(r["body_terms"])
             terms += held
             seqs += [r["seq"]] * len(held)
+        stats.postings += len(terms)
         if terms:
             await conn.execute(
                 "DELETE FROM rag_postings p USING unnest($1::text[], $2::bigint[]) AS d(term, seq)"
@@ -413,6 +421,7 @@ class PostgresDocumentStore:
         async with self._pool.acquire() as conn, conn.transaction():
             deleted = await self._delete_rows(conn, document_id, stats)
             await stats.save(conn)
+        self.upkeep.wrote(stats.postings)
         return deleted
 
     async def count(self) -> tuple[int, int]:
@@ -423,4 +432,5 @@ class PostgresDocumentStore:
         return (int(row["d"]), int(row["c"])) if row else (0, 0)
 
     async def close(self) -> None:
+        await self.upkeep.close()
         await self._pool.close()
