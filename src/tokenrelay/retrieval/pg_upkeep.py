@@ -9,7 +9,9 @@ all (`autovacuum = off` on the benchmark machine): there, lexical search at 100,
 (bench/postgres_speed.py, docs/benchmarks.md). So the store counts the posting rows it writes
 and deletes and, past a threshold (`max(min_rows, fraction x the table at the last run)`),
 runs `VACUUM (ANALYZE)` of the search tables in the background, one run at a time, never
-holding a write; a store opened on tables never analysed runs it once at start.
+holding a write, once the writes have paused for `QUIET_S` (a bulk load is vacuumed once, at
+its end, not many times while it grows); a store opened on tables never analysed runs it once
+at start.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ Pool = Any  # asyncpg.Pool (asyncpg ships no type information)
 TABLES = ("rag_postings", "rag_terms", "rag_chunks", "rag_documents")
 MIN_ROWS = 50_000
 FRACTION = 0.2
+QUIET_S = 1.0
 
 
 def due(written: int, base: float, *, min_rows: int = MIN_ROWS, fraction: float = FRACTION) -> bool:
@@ -38,32 +41,46 @@ class Upkeep:
     """Counts posting rows written; runs `VACUUM (ANALYZE)` when `due`, in the background."""
 
     def __init__(
-        self, pool: Pool, schema: str, *, min_rows: int = MIN_ROWS, fraction: float = FRACTION
+        self,
+        pool: Pool,
+        schema: str,
+        *,
+        min_rows: int = MIN_ROWS,
+        fraction: float = FRACTION,
+        quiet_s: float = QUIET_S,
     ) -> None:
         self._pool = pool
         self._schema = schema
         self._min_rows = min_rows
         self._fraction = fraction
+        self._quiet_s = quiet_s
+        self._last_write = 0.0
         self._written = 0
         self._base = 0.0  # rag_postings rows at the last run (the planner's estimate)
         self._task: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
         self.runs = 0
 
     async def start(self) -> None:
-        """Run once now in the background when the postings were never analysed (a load by an
-        older version, or autovacuum off)."""
+        """Run now, in the background, when the postings changed enough since their last
+        analysis (never analysed, or loaded by another process, e.g. `tokenrelay ingest`)."""
         row = await self._pool.fetchrow(
-            "SELECT s.last_analyze, s.last_autoanalyze,"
-            f" EXISTS (SELECT 1 FROM {self._schema}.rag_postings) AS rows"
-            " FROM pg_stat_user_tables s WHERE s.schemaname = $1 AND s.relname = 'rag_postings'",
+            "SELECT s.n_live_tup, s.n_mod_since_analyze FROM pg_stat_user_tables s"
+            " WHERE s.schemaname = $1 AND s.relname = 'rag_postings'",
             self._schema,
         )
-        if row is not None and row["rows"] and not (row["last_analyze"] or row["last_autoanalyze"]):
+        if row is None or not row["n_mod_since_analyze"]:
+            return
+        changed, live = int(row["n_mod_since_analyze"]), int(row["n_live_tup"] or 0)
+        if changed >= live or due(
+            changed, live - changed, min_rows=self._min_rows, fraction=self._fraction
+        ):
             self._launch()
 
     def wrote(self, rows: int) -> None:
         """After a committed write of `rows` posting rows (inserted plus deleted)."""
         self._written += rows
+        self._last_write = time.monotonic()
         if self._task is None and due(
             self._written, self._base, min_rows=self._min_rows, fraction=self._fraction
         ):
@@ -75,8 +92,13 @@ class Upkeep:
 
     async def _run(self) -> None:
         tables = ", ".join(f"{self._schema}.{t}" for t in TABLES)
-        started = time.perf_counter()
         try:
+            # writes still coming: vacuum once they pause (or at once when closing)
+            while (wait := self._last_write + self._quiet_s - time.monotonic()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), wait)
+            self._written = 0
+            started = time.perf_counter()
             async with self._pool.acquire() as conn:
                 await conn.execute(f"VACUUM (ANALYZE) {tables}")
                 base = await conn.fetchval(
@@ -103,9 +125,16 @@ class Upkeep:
         while self._task is not None:
             await asyncio.shield(self._task)
 
-    async def close(self) -> None:
+    async def close(self, wait_s: float = 30.0) -> None:
+        """Finish a pending run (no more writes come, so at once), for at most `wait_s`."""
         task = self._task
-        if task is not None:
+        if task is None:
+            return
+        self._quiet_s = 0.0
+        self._closing.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), wait_s)
+        except TimeoutError:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
