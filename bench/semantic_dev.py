@@ -71,7 +71,7 @@ from retrieval_report import update_section
 from tokenrelay.retrieval.analysis import query_terms
 from tokenrelay.retrieval.base import SearchHit
 from tokenrelay.retrieval.chunking import split_sentences
-from tokenrelay.retrieval.embed_local import LocalEmbedder, local_model_name
+from tokenrelay.retrieval.embed_local import LocalEmbedder
 from tokenrelay.retrieval.fusion import FusionRule, fuse
 from tokenrelay.retrieval.ingest import ingest_paths
 from tokenrelay.retrieval.language_axis import derive, load_pairs, shipped_axis
@@ -145,8 +145,8 @@ class Space:
 def shipped_space(vectors: Vectors) -> Space:
     """The server's: the one Korean/English direction of language_axis.py."""
     axis = shipped_axis()
-    if axis.model != local_model_name():  # another build of the model: derive it, as served
-        axis = derive(local_model_name(), lambda t, k: vectors.get(list(t), k), load_pairs())
+    if axis.model != vectors.embedder.model:  # another build of the model: derive it, as served
+        axis = derive(vectors.embedder.model, lambda t, k: vectors.get(list(t), k), load_pairs())
     return Space(
         "shipped axis", axis.direction("query")[None, :], axis.direction("passage")[None, :]
     )
@@ -555,7 +555,7 @@ def main() -> None:
         next(r for lab, ru, r in dev.rows if (lab, ru) == (winner.label, rule)), dev.guard
     )
     print(f"chosen: {winner.label} [{rule.label()}]; criterion {win_key}, base {base_key}")
-    model = local_model_name()
+    model = vectors.embedder.model
     if args.final:
         frozen = Run(raw, {n: sets[n] for n in (*GUARD, *FROZEN)})
         frozen.measure(Candidate("base", base, shipped_space(vectors)))
