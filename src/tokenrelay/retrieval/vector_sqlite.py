@@ -35,7 +35,7 @@ import numpy as np
 from tokenrelay.errors import BackendUnavailable, misconfigured
 from tokenrelay.retrieval.base import SearchHit
 from tokenrelay.retrieval.embedding import EMBEDDINGS_DOWN, Vector
-from tokenrelay.retrieval.exact import nearest_rows
+from tokenrelay.retrieval.exact import VectorMatrix
 from tokenrelay.retrieval.vectors import Pending
 
 T = TypeVar("T")
@@ -123,13 +123,12 @@ _ROWS_SQL = """
 
 
 class _Matrix:
-    """One model's vectors in memory: rowids and a unit-row float32 matrix (exact search)."""
+    """One model's vectors in memory (`exact.VectorMatrix`): rowids, float32 rows, int8 copy."""
 
     def __init__(self, model: str, dim: int) -> None:
         self.model = model
         self.dim = dim
-        self.rowids = np.zeros(0, dtype=np.int64)
-        self.vectors = np.zeros((0, dim), dtype=np.float32)
+        self.rows = VectorMatrix.empty(dim)
         self.signature = (-1, 0, 0)  # (deletions, rows, max rowid) of rag_vector_keys
 
     def _read(self, conn: Conn, after: int) -> tuple[Any, Any]:
@@ -155,16 +154,15 @@ class _Matrix:
             return
         same_rows = signature[0] == self.signature[0]
         ids, vectors = self._read(conn, self.signature[2]) if same_rows else ((), ())
-        if same_rows and len(self.rowids) + len(ids) == signature[1]:
-            self.rowids = np.concatenate([self.rowids, ids])
-            self.vectors = np.concatenate([self.vectors, vectors])
+        if same_rows and len(self.rows) + len(ids) == signature[1]:
+            self.rows = self.rows.appended(ids, vectors)
         else:
-            self.rowids, self.vectors = self._read(conn, 0)
+            self.rows = VectorMatrix.of(*self._read(conn, 0))
         self.signature = signature
 
     def nearest(self, vector: Vector, k: int) -> list[tuple[int, float]]:
         """(rowid, cosine similarity) of the `k` nearest rows, best first."""
-        return nearest_rows(self.rowids, self.vectors, vector, k)
+        return self.rows.nearest(vector, k)
 
 
 class SqliteVectorIndex:
