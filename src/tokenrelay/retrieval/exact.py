@@ -6,16 +6,18 @@ int8 copy with numkong's SIMD dot products (AVX2, AVX-512 VNNI, NEON; a quarter 
 that a float32 product reads, which is what bounds it), then scores the few candidates exactly
 in float32. Nothing is lost, by construction rather than by tuning:
 - the int8 copy is of the rows minus their mean (`center`): the mean adds the same q . center
-  to every row's score, so it changes no ranking, and the residuals use the 256 levels for what
+  to every row's score, so it changes no ranking, and the residuals use the 255 levels for what
   tells rows apart (e5's rows share one direction; quantizing them whole wastes the levels on it);
-- each row keeps the exact size of its rounding error, and the query its own, so every row's
-  int8 score comes with an interval that holds its true score (Cauchy-Schwarz). The rows whose
+- each row keeps the length of its rounding error e (residual = s * codes + e) and the query
+  its own f (q = t * q_codes + f), so by Cauchy-Schwarz every row's true q . residual lies
+  within |e| |q| + |s * codes| |f| of its int8 score s * t * (codes . q_codes). The rows whose
   interval reaches the k-th best lower end are the candidates: no row outside them can be in
   the top k. They are scored in float32 from the float32 rows, and the k best returned.
 - when the intervals are too wide to prune (more than `_MAX_CANDIDATES` of the rows), the search
   is the plain float32 product (`nearest_rows`), as it is without numkong or without a SIMD
   kernel for int8 (its portable loop is slower than numpy's float32 product).
-Measured in docs/benchmarks.md (`semantic-speed`) and docs/retrieval.md.
+The int8 copy costs a quarter of the float32 rows' memory (0.4 KB per chunk at 384
+dimensions). Measured in docs/benchmarks.md (`semantic-speed`) and docs/retrieval.md.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 _LEVELS = 127.0  # int8 codes in -127..127
 _QUANTIZE_ROWS = 16_384  # rows quantized at a time (bounds the float32 temporaries)
 _MAX_CANDIDATES = 0.125  # share of the rows beyond which the int8 scan does not pay
-_SLACK = 1e-4  # float32 rounding in the scores and the bounds, far above its real size
+_SLACK = 1e-4  # float32 rounding in scores and bounds, per unit of |q| (rows of length ~1)
 
 
 def nearest_rows(ids: Any, vectors: Any, query: Sequence[float], k: int) -> list[tuple[int, float]]:
@@ -44,7 +46,7 @@ def nearest_rows(ids: Any, vectors: Any, query: Sequence[float], k: int) -> list
 def _best(ids: Any, scores: Any, rows: Any, k: int) -> list[tuple[int, float]]:
     """The k best of `scores`, best first, as (id, score); `scores[i]` is row `rows[i]`'s
     (row i's when `rows` is None)."""
-    k = min(k, len(scores))
+    ids, k = np.asarray(ids), min(k, len(scores))
     top = np.argpartition(-scores, k - 1)[:k]
     top = top[np.argsort(-scores[top], kind="stable")]
     named = ids[top] if rows is None else ids[rows[top]]
@@ -132,9 +134,10 @@ class Codes:
         scores = dots[0] * self.scales
         scores *= step
         # |q . residual - scores| <= |q . rounding error| + |q's rounding error . dequantized|
-        bound = self.errors * float(np.linalg.norm(q))
+        q_norm = float(np.linalg.norm(q))
+        bound = self.errors * q_norm
         bound += self.lengths * q_error
-        bound += _SLACK
+        bound += _SLACK * q_norm
         lower = scores - bound
         n = len(lower)
         floor = np.partition(lower, n - k)[n - k]  # the k-th best lower end

@@ -10,14 +10,16 @@ Tables (versioned by `rag_vector_schema_version`, migrations appended, never edi
   rowid is the vector's rowid.
 - rag_vec_<dimension>: a vec0 table per dimension (cosine distance) with the model as a
   metadata column, so a k-nearest search filters on the model inside sqlite-vec.
-Search: vec0's own k-nearest scan is exact but slow (~70-180 ms at 100,000 vectors of 384
-floats on the 2-core benchmark machine; its int8 and bit columns were no faster there and lose
-recall, docs/benchmarks.md). So the index keeps the model's vectors in one numpy float32
-matrix (`_Matrix`, 1.5 KB of memory per chunk at 384 dimensions) and searches with one
-matrix-vector product: exact, the same ranking, ~5-8 ms at 100,000. The matrix is loaded on
-the first search and kept fresh: this connection's own writes mark it, and `PRAGMA
-data_version` shows another connection's (a `tokenrelay ingest` in another process); then
-the rows added since are appended, or, when rows went away, the matrix is loaded again.
+Search: vec0's own k-nearest scan is exact but slow (~70-1,300 ms at 100,000 vectors of 384
+floats on the 2-core benchmark machine, by load; its int8 and bit columns were no faster there
+and lose recall, docs/benchmarks.md). So the index keeps the model's vectors in memory
+(`_Matrix` holding an `exact.VectorMatrix`: float32 rows, 1.5 KB per chunk at 384 dimensions,
+and their int8 copy, 0.4 KB) and searches the int8 copy with SIMD, then rescores the few
+candidates in float32: exact, the same ranking, ~2 ms at 100,000 (numpy's float32 product
+10-12 ms in the same run; docs/benchmarks.md `semantic-speed`). The matrix is loaded on the
+first search and kept fresh: this connection's own writes mark it, and `PRAGMA data_version`
+shows another connection's (a `tokenrelay ingest` in another process); then the rows added
+since are appended, or, when rows went away, the matrix is loaded again.
 """
 
 from __future__ import annotations
