@@ -57,7 +57,7 @@ def _scan_kernel() -> Any:
     """numkong's module when it has a SIMD int8 dot product on this CPU, else None."""
     try:
         import numkong
-    except ImportError:
+    except (ImportError, OSError):  # not installed, or its library does not load here
         return None
     capabilities = numkong.get_capabilities()
     return numkong if any(on for name, on in capabilities.items() if name != "serial") else None
