@@ -199,9 +199,13 @@ async def test_scan_returns_the_float32_top_k_on_real_e5_vectors() -> None:
     await model.close()
     ids = np.arange(len(texts)) + 1
     matrix = VectorMatrix.of(ids, vectors)
+    assert matrix.codes is not None
+    pruned = 0
     for q in questions:
         for k in (5, 15):
             assert_same(matrix.nearest(q, k), nearest_rows(ids, vectors, q, k))
+            pruned += matrix.codes.candidates(q, k) is not None
+    assert pruned > len(questions)  # most searches ran on the int8 scan, not the fallback
 
 
 # -- the SQLite index's matrix
