@@ -4,8 +4,8 @@ Comparing the question with every stored vector in SQL (`unnest` over `real[]`) 
 at 100,000 chunks. So, like the SQLite index, each process keeps the vectors of each (model,
 dimension) in memory (`exact.VectorMatrix`: float32 rows and their int8 copy) and searches the
 int8 copy with SIMD, rescoring the few candidates in float32 (exact; ~2 ms at 100,000 x 384
-here, against 10-12 ms for numpy's float32 product in the same run), then reads the winners'
-rows by id.
+here, a quarter of the CPU of numpy's float32 product, which took 3-7 ms on a quiet machine and
+10-12 ms under load), then reads the winners' rows by id.
 
 Keeping the matrix fresh when other processes write (several replicas, `tokenrelay ingest`):
 - every vector row has an increasing `rid`, and `rag_vector_sets` holds, per (model,

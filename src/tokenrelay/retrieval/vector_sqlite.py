@@ -15,8 +15,9 @@ floats on the 2-core benchmark machine, by load; its int8 and bit columns were n
 and lose recall, docs/benchmarks.md). So the index keeps the model's vectors in memory
 (`_Matrix` holding an `exact.VectorMatrix`: float32 rows, 1.5 KB per chunk at 384 dimensions,
 and their int8 copy, 0.4 KB) and searches the int8 copy with SIMD, then rescores the few
-candidates in float32: exact, the same ranking, ~2 ms at 100,000 (numpy's float32 product
-10-12 ms in the same run; docs/benchmarks.md `semantic-speed`). The matrix is loaded on the
+candidates in float32: exact, the same ranking, ~2 ms and ~2 ms of CPU at 100,000 (numpy's
+float32 product: 3.3 ms and 7.3 ms of CPU on a quiet machine, 10-12 ms under load;
+docs/benchmarks.md `semantic-speed`). The matrix is loaded on the
 first search and kept fresh: this connection's own writes mark it, and `PRAGMA data_version`
 shows another connection's (a `tokenrelay ingest` in another process); then the rows added
 since are appended, or, when rows went away, the matrix is loaded again.
