@@ -16,7 +16,7 @@ and lose recall, docs/benchmarks.md). So the index keeps the model's vectors in 
 (`_Matrix` holding an `exact.VectorMatrix`: float32 rows, 1.5 KB per chunk at 384 dimensions,
 and their int8 copy, 0.4 KB) and searches the int8 copy with SIMD, then rescores the few
 candidates in float32: exact, the same ranking, ~2 ms and ~2 ms of CPU at 100,000 (numpy's
-float32 product: 3.3 ms and 7.3 ms of CPU on a quiet machine, 10-12 ms under load;
+float32 product: 3-4 ms and 7-8 ms of CPU on a quiet machine, 10-12 ms under load;
 docs/benchmarks.md `semantic-speed`). The matrix is loaded on the
 first search and kept fresh: this connection's own writes mark it, and `PRAGMA data_version`
 shows another connection's (a `tokenrelay ingest` in another process); then the rows added
