@@ -346,7 +346,9 @@ async def run_on(args: argparse.Namespace) -> str:
                 f"| same top 5 as the SQLite store, {len(queries)} queries |"
                 f" {same / len(queries):.0%} | |",
             ]
-        kind = "pgvector HNSW" if index.pgvector else "exact, in-process float32 matrix"
+        kind = (
+            "pgvector HNSW" if index.pgvector else "exact, in-process int8 scan + float32 rescore"
+        )
         if built:
             rows.append(
                 f"| index build, batched `store_prepared` ({built['mb']:.1f} MB,"

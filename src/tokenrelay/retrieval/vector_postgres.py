@@ -5,7 +5,8 @@ edited), one row per (chunk id, model) with the document id, the dimension, the 
 `real[]` and an increasing `rid`. With pgvector (`CREATE EXTENSION vector` succeeds or was done
 by an administrator) the row also holds `vec vector`, and an HNSW index per dimension answers
 nearest-neighbour searches. Without it the search is exact: each process keeps the model's
-vectors in a numpy matrix (`pg_matrix.py`, kept in step through `rag_vector_sets`), and
+vectors in memory (`pg_matrix.py`: float32 rows and an int8 copy scanned with SIMD, exact.py;
+kept in step through `rag_vector_sets`), and
 start-up logs a line naming pgvector; without numpy the question is compared with every vector
 in SQL (seconds at 100,000 chunks).
 Every write takes one advisory lock and updates `rag_vector_sets` (rows and deletions per model
@@ -217,8 +218,9 @@ class PostgresVectorIndex:
         index = cls(pool, pgvector=pgvector)
         if not pgvector:
             how = (
-                "holds every vector in this process's memory (about 1.5 KB per chunk at 384"
-                " dimensions) and compares the question with all of them"
+                "holds every vector in this process's memory (about 1.9 KB per chunk at 384"
+                " dimensions: float32 and an int8 copy) and compares the question with all"
+                " of them"
                 if index.in_memory
                 else "compares the question with every vector in SQL (install numpy: seconds"
                 " at 100,000 chunks)"

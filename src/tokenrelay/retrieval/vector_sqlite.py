@@ -10,14 +10,17 @@ Tables (versioned by `rag_vector_schema_version`, migrations appended, never edi
   rowid is the vector's rowid.
 - rag_vec_<dimension>: a vec0 table per dimension (cosine distance) with the model as a
   metadata column, so a k-nearest search filters on the model inside sqlite-vec.
-Search: vec0's own k-nearest scan is exact but slow (~70-180 ms at 100,000 vectors of 384
-floats on the 2-core benchmark machine; its int8 and bit columns were no faster there and lose
-recall, docs/benchmarks.md). So the index keeps the model's vectors in one numpy float32
-matrix (`_Matrix`, 1.5 KB of memory per chunk at 384 dimensions) and searches with one
-matrix-vector product: exact, the same ranking, ~5-8 ms at 100,000. The matrix is loaded on
-the first search and kept fresh: this connection's own writes mark it, and `PRAGMA
-data_version` shows another connection's (a `tokenrelay ingest` in another process); then
-the rows added since are appended, or, when rows went away, the matrix is loaded again.
+Search: vec0's own k-nearest scan is exact but slow (~70-1,300 ms at 100,000 vectors of 384
+floats on the 2-core benchmark machine, by load; its int8 and bit columns were no faster there
+and lose recall, docs/benchmarks.md). So the index keeps the model's vectors in memory
+(`_Matrix` holding an `exact.VectorMatrix`: float32 rows, 1.5 KB per chunk at 384 dimensions,
+and their int8 copy, 0.4 KB) and searches the int8 copy with SIMD, then rescores the few
+candidates in float32: exact, the same ranking, ~2 ms and ~2 ms of CPU at 100,000 (numpy's
+float32 product: 3-4 ms and 7-8 ms of CPU on a quiet machine, 10-12 ms under load;
+docs/benchmarks.md `semantic-speed`). The matrix is loaded on the
+first search and kept fresh: this connection's own writes mark it, and `PRAGMA data_version`
+shows another connection's (a `tokenrelay ingest` in another process); then the rows added
+since are appended, or, when rows went away, the matrix is loaded again.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import numpy as np
 from tokenrelay.errors import BackendUnavailable, misconfigured
 from tokenrelay.retrieval.base import SearchHit
 from tokenrelay.retrieval.embedding import EMBEDDINGS_DOWN, Vector
-from tokenrelay.retrieval.exact import nearest_rows
+from tokenrelay.retrieval.exact import VectorMatrix
 from tokenrelay.retrieval.vectors import Pending
 
 T = TypeVar("T")
@@ -123,13 +126,12 @@ _ROWS_SQL = """
 
 
 class _Matrix:
-    """One model's vectors in memory: rowids and a unit-row float32 matrix (exact search)."""
+    """One model's vectors in memory (`exact.VectorMatrix`): rowids, float32 rows, int8 copy."""
 
     def __init__(self, model: str, dim: int) -> None:
         self.model = model
         self.dim = dim
-        self.rowids = np.zeros(0, dtype=np.int64)
-        self.vectors = np.zeros((0, dim), dtype=np.float32)
+        self.rows = VectorMatrix.empty(dim)
         self.signature = (-1, 0, 0)  # (deletions, rows, max rowid) of rag_vector_keys
 
     def _read(self, conn: Conn, after: int) -> tuple[Any, Any]:
@@ -155,16 +157,15 @@ class _Matrix:
             return
         same_rows = signature[0] == self.signature[0]
         ids, vectors = self._read(conn, self.signature[2]) if same_rows else ((), ())
-        if same_rows and len(self.rowids) + len(ids) == signature[1]:
-            self.rowids = np.concatenate([self.rowids, ids])
-            self.vectors = np.concatenate([self.vectors, vectors])
+        if same_rows and len(self.rows) + len(ids) == signature[1]:
+            self.rows = self.rows.appended(ids, vectors)
         else:
-            self.rowids, self.vectors = self._read(conn, 0)
+            self.rows = VectorMatrix.of(*self._read(conn, 0))
         self.signature = signature
 
     def nearest(self, vector: Vector, k: int) -> list[tuple[int, float]]:
         """(rowid, cosine similarity) of the `k` nearest rows, best first."""
-        return nearest_rows(self.rowids, self.vectors, vector, k)
+        return self.rows.nearest(vector, k)
 
 
 class SqliteVectorIndex:
