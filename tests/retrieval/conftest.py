@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import postgres_url
 from tokenrelay.retrieval.base import DocumentStore
+from tokenrelay.retrieval.postgres import PostgresDocumentStore
 from tokenrelay.retrieval.sqlite_fts import SqliteDocumentStore
 
 
@@ -54,3 +55,11 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     else:
         async for pg in _postgres_store():
             yield pg
+
+
+@pytest.fixture
+async def pg() -> AsyncIterator[PostgresDocumentStore]:
+    """The PostgreSQL store alone (its own schema, dropped afterwards)."""
+    async for store in _postgres_store():
+        assert isinstance(store, PostgresDocumentStore)
+        yield store

@@ -4,7 +4,6 @@ bulk writes, and at start when they were never analysed. Real PostgreSQL, a sche
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -15,13 +14,6 @@ from tokenrelay.retrieval.pg_upkeep import Upkeep, due
 from tokenrelay.retrieval.postgres import PostgresDocumentStore
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-async def pg() -> AsyncIterator[PostgresDocumentStore]:
-    async for store in _postgres_store():
-        assert isinstance(store, PostgresDocumentStore)
-        yield store
 
 
 def test_due_after_the_larger_of_a_floor_and_a_share_of_the_table() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ import asyncpg
 import pytest
 
 from tests.conftest import postgres_url
-from tests.retrieval.conftest import _postgres_store
 from tests.retrieval.semantic_helpers import TrigramEmbedder, trigram_vector
 from tests.retrieval.test_exact import assert_in_step
 from tokenrelay.retrieval.analysis import analyze
@@ -29,13 +27,6 @@ from tokenrelay.retrieval.sqlite_fts import SqliteDocumentStore
 from tokenrelay.retrieval.vector_postgres import PostgresVectorIndex
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-async def pg() -> AsyncIterator[PostgresDocumentStore]:
-    async for store in _postgres_store():
-        assert isinstance(store, PostgresDocumentStore)
-        yield store
 
 
 def _corpus() -> list[str]:

