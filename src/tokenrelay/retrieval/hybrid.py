@@ -265,14 +265,20 @@ class HybridStore:
         return done
 
     def start_embedding_pending(self) -> None:
-        """`embed_pending` in the background, logging its progress (a changed model)."""
+        """`embed_pending` in the background, logging its progress (a changed model); then,
+        when there are documents to search, the embedder warmed (`warm`, if it has one: the
+        local model loads its engine, ~2 s) so that the first question does not wait for it."""
 
         def log(have: int, total: int) -> None:
             logger.info("embedding chunks for %s: %d/%d", self.embedder.model, have, total)
 
         async def run() -> int:
             try:
-                return await self.embed_pending(log)
+                done = await self.embed_pending(log)
+                warm = getattr(self.embedder, "warm", None)
+                if warm is not None and (await self.store.count())[1]:
+                    await warm()
+                return done
             except EmbeddingFailed as e:
                 logger.error("embedding the stored chunks failed: %s (%s)", e, e.suggestion)
                 return 0
