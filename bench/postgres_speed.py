@@ -86,6 +86,9 @@ class LookupEmbedder:
     async def embed(self, texts: Sequence[str], *, kind: EmbedKind = "passage") -> list[Vector]:
         return [self._table[t] for t in texts]
 
+    async def warm(self) -> None:
+        return None
+
     async def close(self) -> None:
         return None
 

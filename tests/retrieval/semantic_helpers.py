@@ -45,5 +45,8 @@ class TrigramEmbedder:
         self.calls.append(len(texts))
         return [trigram_vector(t, self._dim) for t in texts]
 
+    async def warm(self) -> None:
+        return None
+
     async def close(self) -> None:
         return None

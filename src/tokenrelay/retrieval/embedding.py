@@ -42,6 +42,11 @@ class Embedder(Protocol):
         """One unit-length vector per text, in order; EmbeddingFailed when the backend fails."""
         ...
 
+    async def warm(self) -> None:
+        """Get ready for the first `embed` (the local model loads its engine); called at
+        start-up when there are documents to search."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -107,6 +112,10 @@ class ServedEmbedder:
     @property
     def batch_size(self) -> int:
         return self._batch_size
+
+    async def warm(self) -> None:
+        """Nothing to load: the server holds the model."""
+        return None
 
     def _accepted(self, vectors: list[Vector], count: int) -> list[Vector]:
         """The server's answer to `count` texts, `checked` (the first answer sets the

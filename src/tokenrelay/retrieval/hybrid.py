@@ -266,8 +266,8 @@ class HybridStore:
 
     def start_embedding_pending(self) -> None:
         """`embed_pending` in the background, logging its progress (a changed model); then,
-        when there are documents to search, the embedder warmed (`warm`, if it has one: the
-        local model loads its engine, ~2 s) so that the first question does not wait for it."""
+        when there are documents to search, the embedder warmed (`Embedder.warm`: the local
+        model loads its engine, ~2 s) so that the first question does not wait for it."""
 
         def log(have: int, total: int) -> None:
             logger.info("embedding chunks for %s: %d/%d", self.embedder.model, have, total)
@@ -275,9 +275,8 @@ class HybridStore:
         async def run() -> int:
             try:
                 done = await self.embed_pending(log)
-                warm = getattr(self.embedder, "warm", None)
-                if warm is not None and (await self.store.count())[1]:
-                    await warm()
+                if (await self.store.count())[1]:
+                    await self.embedder.warm()
                 return done
             except EmbeddingFailed as e:
                 logger.error("embedding the stored chunks failed: %s (%s)", e, e.suggestion)
